@@ -1,0 +1,31 @@
+"""Bitrix24 REST: the async client, its typed errors, and (in `emulator`) a local portal."""
+
+from integrations.bitrix24.client import BatchResult, Bitrix24Client, Bitrix24Response
+from integrations.bitrix24.errors import (
+    AccessDenied,
+    AuthError,
+    BadRequest,
+    Bitrix24Error,
+    MethodNotFound,
+    NotFound,
+    OperationTimeLimit,
+    QueryLimitExceeded,
+    ServerError,
+    error_from_response,
+)
+
+__all__ = [
+    "AccessDenied",
+    "AuthError",
+    "BadRequest",
+    "BatchResult",
+    "Bitrix24Client",
+    "Bitrix24Error",
+    "Bitrix24Response",
+    "MethodNotFound",
+    "NotFound",
+    "OperationTimeLimit",
+    "QueryLimitExceeded",
+    "ServerError",
+    "error_from_response",
+]
