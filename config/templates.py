@@ -1,0 +1,70 @@
+"""User-facing texts (Russian, from the customer's specification) as configurable templates.
+
+Placeholders use `str.format` names; a configured template replaces the default of the same name.
+"""
+
+from __future__ import annotations
+
+DEFAULT_TEMPLATES: dict[str, str] = {
+    # Task titles (R-IW-2, R-KP-*, R-CT-1, R-INV-*, R-LA-2, R-AC-*, R-TS-2, R-SH-*).
+    "task_check_products": "Проверить товарные позиции",
+    "task_send_kp": "Отправить КП клиенту",
+    "task_kp_feedback": "Связаться с клиентом, получить обратную связь по КП",
+    "task_kp_objection": "Отработать возражение, переформировать КП",
+    "task_send_documents_to_client": (
+        "Проверить товарные позиции, отправить Счет, Договор на согласование и подписание"
+        " с клиентом"
+    ),
+    "task_internal_approval": (
+        "Отправить Счет, Договор (в зависимости от выбранной вариации) на согласование"
+        " внутри компании"
+    ),
+    "task_get_payment": "Получить оплату от клиента",
+    "task_invoice_objection": "Отработать возражение, переформировать Счет",
+    "task_control_works": "Проконтролировать выполнение работ",
+    "task_control_packing": "Проконтролировать упаковку",
+    "task_check_payment": "Проверить оплату по клиенту",
+    "task_ship_goods": "Отгрузить товар клиенту",
+    "task_control_shipping": "Проконтролировать отгрузку-доставку",
+    "task_send_act": "Отправить Акты выполненных работ, получить подписанный документ",
+    "task_send_upd": "Отправить УПД, получить подписанный документ",
+    "task_description": "Сделка: {deal_title} (№{deal_id}).",
+    # Notifications to people (R-NEW-1, R-NEW-4, R-X3, R-X4).
+    "notify_new_deal": (
+        "Новая заявка «{deal_title}» (№{deal_id}). Возьмите её в работу в течение {deadline}."
+    ),
+    "notify_take_overdue_rop": (
+        "Заявку «{deal_title}» (№{deal_id}) никто не взял в работу за {deadline}."
+    ),
+    "notify_take_reminder": (
+        "Напоминание: заявка «{deal_title}» (№{deal_id}) всё ещё не взята в работу."
+    ),
+    "notify_lead_rejected": "Заявка «{deal_title}» (№{deal_id}) отклонена: {reason}.",
+    "notify_missing_fields": (
+        "Сделка «{deal_title}» (№{deal_id}) не может перейти на следующую стадию:"
+        " не заполнены поля: {fields}."
+    ),
+    "notify_deadline_missed": (
+        "Просрочено: «{what}» по сделке «{deal_title}» (№{deal_id}), срок был {deadline}."
+    ),
+    "notify_deadline_missed_rop": (
+        "Эскалация: «{what}» по сделке «{deal_title}» (№{deal_id}) просрочено"
+        " (ответственный: {manager})."
+    ),
+    # Messages to the client (R-IW-1, R-WON-1, R-X5).
+    "client_subject": "Ваша заявка №{deal_id}",
+    "client_taken_into_work": (
+        "Уважаемый клиент! Ваша заявка взята в обработку. Ваш персональный менеджер"
+        " {manager_name}, {manager_position}, {manager_phone}, {manager_email}"
+    ),
+    "client_won_feedback": (
+        "Уважаемый клиент! Мы рады сотрудничать с вами и будем признательны, если вы"
+        " оставите отзыв о нашей работе."
+    ),
+    # Timeline comments on the deal.
+    "timeline_stage_moved": "Стадия сделки: {stage_name}. Причина: {cause}.",
+}
+
+
+def merged(overrides: dict[str, str]) -> dict[str, str]:
+    return {**DEFAULT_TEMPLATES, **overrides}

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from config.settings import Settings
+from config.snapshot import build_rules
+from tests.workflows.doubles import FakePortal
+from workflows.deal import DealWorkflow
+from workflows.models import DealInput, DealRules, DealSnapshot
+from workflows.sandbox import workflow_runner
+
+
+def calendar_rules(**rule_overrides: object) -> DealRules:
+    """Rules with calendar-time deadlines, so tests don't depend on today's weekday."""
+    settings = Settings.model_validate(
+        {
+            "rules": {
+                "take_into_work": {"minutes": 60, "working_time": False},
+                "kp_feedback_task": {"minutes": 60, "working_time": False},
+                **rule_overrides,
+            }
+        }
+    )
+    return build_rules(settings)
+
+
+def new_deal(deal_id: int, **fields: object) -> DealSnapshot:
+    return DealSnapshot(
+        id=deal_id,
+        title=f"Поставка оборудования #{deal_id}",
+        stage_id="C1:NEW",
+        category_id=1,
+        assigned_by_id=1,
+        amount=640000.0,
+        fields={k: v for k, v in fields.items()},  # type: ignore[misc]
+    )
+
+
+@pytest.fixture
+def run_deal(skip_env: WorkflowEnvironment) -> Callable:
+    @asynccontextmanager
+    async def start(portal: FakePortal, rules: DealRules | None = None) -> AsyncIterator:
+        queue = f"test-{uuid.uuid4()}"
+        async with Worker(
+            skip_env.client,
+            task_queue=queue,
+            workflows=[DealWorkflow],
+            activities=portal.activities(),
+            workflow_failure_exception_types=[Exception],
+            workflow_runner=workflow_runner(),
+        ):
+            handle = await skip_env.client.start_workflow(
+                DealWorkflow.run,
+                DealInput(deal_id=portal.deal.id, rules=rules or calendar_rules()),
+                id=f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
+                task_queue=queue,
+            )
+            yield handle
+
+    return start

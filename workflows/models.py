@@ -1,0 +1,231 @@
+"""Messages and state of `DealWorkflow`: plain pydantic models, JSON on the wire."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+StageCode = Literal[
+    "NEW",
+    "IN_WORK",
+    "KP",
+    "CONTRACT",
+    "INVOICE",
+    "LAUNCH",
+    "ACCEPTED",
+    "TO_SHIP",
+    "SHIPPED",
+    "WON",
+    "LOSE",
+]
+FINAL_STAGES: frozenset[str] = frozenset({"WON", "LOSE"})
+STAGE_ORDER: tuple[str, ...] = (
+    "NEW",
+    "IN_WORK",
+    "KP",
+    "CONTRACT",
+    "INVOICE",
+    "LAUNCH",
+    "ACCEPTED",
+    "TO_SHIP",
+    "SHIPPED",
+    "WON",
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- the rules snapshot carried in the input ---------------------------------------------
+
+
+class DeadlineRule(Strict):
+    minutes: int
+    working_time: bool = True
+
+
+class CalendarSnapshot(Strict):
+    """Non-working dates and transferred working weekend dates of the RU production calendar."""
+
+    holidays: list[date] = Field(default_factory=list)
+    workdays: list[date] = Field(default_factory=list)
+    first_year: int
+    last_year: int
+
+
+class PeopleRules(Strict):
+    rop: int
+    managers: list[int]
+    logist: int
+    services: dict[str, int]
+
+
+class DealRules(Strict):
+    category_id: int
+    engineers_category_id: int
+    stages: dict[str, str]
+    fields: dict[str, str]
+    enums: dict[str, dict[str, int]]
+    people: PeopleRules
+    timezone: str
+    work_start: str
+    work_end: str
+    deadlines: dict[str, DeadlineRule]
+    kp_agreement_business_days: int
+    reminder_interval_minutes: int
+    contract_threshold: float
+    invoice_contract_threshold: float
+    onec_outage_notify_minutes: int = 30
+    calendar: CalendarSnapshot
+    templates: dict[str, str]
+
+    def stage_code(self, status_id: str) -> str | None:
+        for code, portal_id in self.stages.items():
+            if portal_id == status_id:
+                return code
+        return None
+
+
+# ---- workflow input, signals, updates ----------------------------------------------------
+
+
+class Bitrix24Event(Strict):
+    event: str
+    entity_id: int
+    ts: int = 0
+
+
+class HistoryEntry(Strict):
+    at: datetime
+    stage: str
+    cause: str
+
+
+class OpenTask(Strict):
+    key: str
+    task_id: int
+    title: str
+    responsible_id: int
+    deadline: datetime | None = None
+
+
+class Deadline(Strict):
+    name: str
+    due: datetime
+    overdue: bool = False
+
+
+class DealSnapshot(Strict):
+    """What the workflow last read of the deal in Bitrix24."""
+
+    id: int
+    title: str = ""
+    stage_id: str = ""
+    category_id: int = 0
+    assigned_by_id: int = 0
+    amount: float = 0.0
+    fields: dict[str, str | list[str] | None] = Field(default_factory=dict)
+
+
+class DealState(Strict):
+    deal_id: int
+    stage: str = "NEW"
+    manager_id: int | None = None
+    deal: DealSnapshot | None = None
+    document_set: str | None = None
+    open_tasks: list[OpenTask] = Field(default_factory=list)
+    deadlines: list[Deadline] = Field(default_factory=list)
+    payment_schedule: list[dict[str, object]] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    done: list[str] = Field(default_factory=list)
+    pending_events: list[Bitrix24Event] = Field(default_factory=list)
+    lose_reason: str | None = None
+    lose_comment: str | None = None
+    reject_reason: str | None = None
+    stage_entered_at: datetime | None = None
+    counters: dict[str, int] = Field(default_factory=dict)
+
+
+class DealInput(Strict):
+    deal_id: int
+    rules: DealRules
+    state: DealState | None = None
+
+
+class AcceptLead(Strict):
+    manager_id: int
+
+
+class RejectLead(Strict):
+    reason: str
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("reason must not be empty")
+        return value.strip()
+
+
+class LoseDeal(Strict):
+    reason: Literal["NO_MONEY", "COMPETITOR", "NOT_TARGET", "NO_DECISION", "TOO_LONG", "OTHER"]
+    comment: str | None = None
+
+
+class DealView(Strict):
+    """The `state` query: the deal's process state for people and scripts."""
+
+    deal_id: int
+    stage: str
+    manager_id: int | None
+    amount: float
+    document_set: str | None
+    open_tasks: list[OpenTask]
+    deadlines: list[Deadline]
+    payment_schedule: list[dict[str, object]]
+    history: list[HistoryEntry]
+
+
+# ---- activity requests (the workflow → activities contract) -----------------------------
+
+
+class NotifyRequest(Strict):
+    """Bitrix24 notifications to people; `key` is the idempotency tag of this notification."""
+
+    key: str
+    user_ids: list[int]
+    message: str
+
+
+class TaskRequest(Strict):
+    key: str
+    deal_id: int
+    title: str
+    description: str = ""
+    responsible_id: int
+    created_by: int
+    deadline: datetime | None = None
+
+
+class DealUpdateRequest(Strict):
+    deal_id: int
+    fields: dict[str, str | int | float | None]
+
+
+class ClientMessageRequest(Strict):
+    """A message to the deal's client; `{manager_*}` placeholders are filled from Bitrix24."""
+
+    key: str
+    deal_id: int
+    manager_id: int | None
+    subject: str
+    template: str
+
+
+class TimelineCommentRequest(Strict):
+    key: str
+    deal_id: int
+    text: str

@@ -1,0 +1,28 @@
+"""Names of the Temporal contract (CONTRACT.md): task queue, IDs, signals, search attributes."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+TASK_QUEUE = "sales-pipeline"
+WORKFLOW_TYPE = "DealWorkflow"
+SIGNAL_BITRIX24_EVENT = "bitrix24_event"
+
+DEAL_ID = SearchAttributeKey.for_int("DealId")
+DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
+DEAL_MANAGER = SearchAttributeKey.for_int("DealManager")
+DEAL_AMOUNT = SearchAttributeKey.for_float("DealAmount")
+DEAL_OVERDUE = SearchAttributeKey.for_bool("DealOverdue")
+SEARCH_ATTRIBUTES = (DEAL_ID, DEAL_STAGE, DEAL_MANAGER, DEAL_AMOUNT, DEAL_OVERDUE)
+# `temporal server start-dev --search-attribute NAME=TYPE` spelling of the same keys.
+SEARCH_ATTRIBUTE_TYPES = {
+    "DealId": "Int",
+    "DealStage": "Keyword",
+    "DealManager": "Int",
+    "DealAmount": "Double",
+    "DealOverdue": "Bool",
+}
+
+
+def deal_workflow_id(deal_id: int) -> str:
+    return f"deal-{deal_id}"
