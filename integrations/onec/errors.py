@@ -1,0 +1,174 @@
+"""Typed errors of the 1C OData client, built from the HTTP status and 1C's `odata.error` body.
+
+`retryable` tells the caller (a Temporal activity) whether a retry can help: outages,
+timeouts, 5xx without a business meaning, lock conflicts and "no free licence" can;
+a wrong request, missing rights or a refused business operation (500 with code "-1") cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+from typing import Any
+
+# Russian messages of 500/-1 that mean "the base is busy now", not "your data is wrong".
+_TRANSIENT_MARKERS = (
+    "лицензи",  # Не обнаружено свободной лицензии!
+    "no free licen",
+    "конфликт блокировок",
+    "предоставления блокировки",  # Превышено максимальное время ожидания предоставления блокировки
+    "deadlock",
+    "сеанс работы завершен",
+    "соединение с сервером",
+)
+
+
+class OneCError(Exception):
+    """Any failure talking to 1C. `code` is 1C's internal code as a string ("9", "-1"), if any."""
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.url = url
+
+    def __str__(self) -> str:
+        parts = [f"HTTP {self.status}" if self.status is not None else "no response"]
+        if self.code is not None:
+            parts.append(f"code {self.code}")
+        return f"1C: {self.message} ({', '.join(parts)})"
+
+    def details(self) -> dict[str, Any]:
+        """Plain data for an ApplicationError's details or a log line."""
+        return {
+            "type": type(self).__name__,
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "url": self.url,
+        }
+
+
+class OneCUnavailable(OneCError):
+    """No usable answer: connection refused/reset, 502/503/504, the base busy. Retry later."""
+
+    default_retryable = True
+
+
+class OneCTimeout(OneCUnavailable):
+    """The request did not finish within the client's timeout (1C's cold start can exceed 30 s)."""
+
+
+class OneCServerError(OneCError):
+    """A 5xx that is neither an outage nor a business refusal (e.g. a bare 500 from IIS)."""
+
+    default_retryable = True
+
+
+class OneCAuthError(OneCError):
+    """401/403: wrong credentials, or missing rights/RLS (1C code "20")."""
+
+
+class OneCNotFound(OneCError):
+    """404: no object with that key (code "9"), or an unknown/unpublished entity set."""
+
+
+class OneCBadRequest(OneCError):
+    """400/501: 1C could not parse or does not support the request; fix the request."""
+
+
+class OneCConflict(OneCError):
+    """412: the object changed since it was read (only when the base enforces If-Match)."""
+
+    default_retryable = True
+
+
+class OneCBusinessError(OneCError):
+    """500 with code "-1": a handler refused (posting, writing); a person must act."""
+
+
+class OneCProtocolError(OneCError):
+    """A 2xx whose body is not what OData returns (e.g. an HTML login page with 200)."""
+
+
+def parse_error_body(body: bytes | str) -> tuple[str | None, str | None]:
+    """Return (code, message) from a JSON `odata.error` or Atom `m:error` body, if present."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text.lstrip("\ufeff").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None, None
+        if not isinstance(data, dict):
+            return None, None
+        err = data.get("odata.error") or data.get("error")
+        if not isinstance(err, dict):
+            return None, None
+        code = err.get("code")
+        message = err.get("message")
+        if isinstance(message, dict):
+            message = message.get("value")
+        return (None if code is None else str(code)), (None if message is None else str(message))
+    if text.startswith("<") and "error" in text[:400]:
+        return _xml_tag(text, "code"), _xml_tag(text, "message")
+    return None, None
+
+
+def _xml_tag(text: str, tag: str) -> str | None:
+    match = re.search(rf"<(?:\w+:)?{tag}[^>]*>(.*?)</(?:\w+:)?{tag}>", text, re.S)
+    if match is None:
+        return None
+    return unescape(match.group(1)).strip()
+
+
+def error_from_response(status: int, body: bytes, url: str | None = None) -> OneCError:
+    """Map a non-2xx answer of 1C (or of the web server in front of it) to a typed error."""
+    code, message = parse_error_body(body)
+    text = message or _default_message(status)
+    kwargs: dict[str, Any] = {"status": status, "code": code, "url": url}
+    if status in (401, 403):
+        return OneCAuthError(text, **kwargs)
+    if status == 404:
+        return OneCNotFound(text, **kwargs)
+    if status == 412:
+        return OneCConflict(text, **kwargs)
+    if status in (502, 503, 504) or status == 429:
+        return OneCUnavailable(text, **kwargs)
+    if status >= 500 and status != 501:
+        if code == "-1" or (code is None and message is not None):
+            if _is_transient(text):
+                return OneCUnavailable(text, **kwargs)
+            return OneCBusinessError(text, **kwargs)
+        return OneCServerError(text, **kwargs)
+    return OneCBadRequest(text, **kwargs)
+
+
+def _is_transient(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in _TRANSIENT_MARKERS)
+
+
+def _default_message(status: int) -> str:
+    return {
+        401: "Ошибка аутентификации",
+        403: "Доступ запрещен",
+        404: "Не найдено",
+        502: "Bad Gateway",
+        503: "Сервис недоступен",
+        504: "Gateway Timeout",
+    }.get(status, f"HTTP {status}")
