@@ -1,0 +1,165 @@
+"""`salesflow deal …`: a person's commands to a deal's workflow (updates) and its state (query)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from config.settings import ConfigError, load_settings
+from config.temporal_client import connect
+from workflows.models import AcceptLead, DealView, LoseDeal, RejectLead
+from workflows.names import deal_workflow_id
+
+app = typer.Typer(
+    help="Commands and queries for one deal's workflow (deal-<id>).", no_args_is_help=True
+)
+console = Console()
+COMMAND_TIMEOUT = 30.0
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _run(action: Callable[[Client], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        try:
+            client = await connect(load_settings())
+        except ConfigError as err:
+            _fail(str(err))
+        except RuntimeError as err:
+            _fail(f"cannot reach Temporal: {err}")
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                return await action(client)
+        except TimeoutError:
+            _fail(f"no answer within {COMMAND_TIMEOUT:.0f} s — is a worker running?")
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            _fail(getattr(cause, "message", None) or str(cause or err))
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                _fail("no workflow for this deal (has the relay seen it?)")
+            _fail(err.message)
+
+    return asyncio.run(go())
+
+
+def _update(deal_id: int, name: str, payload: BaseModel) -> None:
+    async def action(client: Client) -> DealView:
+        handle = client.get_workflow_handle(deal_workflow_id(deal_id))
+        return await handle.execute_update(name, payload, result_type=DealView)
+
+    view = _run(action)
+    console.print(f"deal {deal_id}: stage [bold]{view.stage}[/bold]")
+
+
+def _model(factory: Callable[[], BaseModel]) -> BaseModel:
+    try:
+        return factory()
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        _fail(problems)
+        raise
+
+
+@app.command()
+def accept(deal_id: int, manager: int = typer.Option(..., help="Bitrix24 user ID")) -> None:
+    """Take the lead into work (R-NEW-2/3): the manager becomes responsible."""
+    _update(deal_id, "accept_lead", _model(lambda: AcceptLead(manager_id=manager)))
+
+
+@app.command()
+def reject(deal_id: int, reason: str = typer.Option(..., help="why the lead is rejected")) -> None:
+    """Reject the lead with a reason (R-NEW-2)."""
+    _update(deal_id, "reject_lead", _model(lambda: RejectLead(reason=reason)))
+
+
+@app.command()
+def lose(
+    deal_id: int,
+    reason: str = typer.Option(
+        ..., help="NO_MONEY|COMPETITOR|NOT_TARGET|NO_DECISION|TOO_LONG|OTHER"
+    ),
+    comment: str = typer.Option("", help="required for OTHER"),
+) -> None:
+    """Lose the deal at any stage (R-LOSE-1, R-X8)."""
+    _update(
+        deal_id,
+        "lose_deal",
+        _model(lambda: LoseDeal.model_validate({"reason": reason, "comment": comment or None})),
+    )
+
+
+@app.command()
+def status(deal_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The deal's process state (the `state` query)."""
+
+    async def action(client: Client) -> DealView:
+        handle = client.get_workflow_handle(deal_workflow_id(deal_id))
+        return await handle.query("state", result_type=DealView)
+
+    view: DealView = _run(action)
+    if as_json:
+        print(json.dumps(view.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        return
+    console.print(
+        f"deal {view.deal_id}: stage [bold]{view.stage}[/bold], manager {view.manager_id or '—'},"
+        f" amount {view.amount:,.2f}"
+    )
+    table = Table("open task", "task id", "responsible", "deadline")
+    for task in view.open_tasks:
+        table.add_row(
+            task.title, str(task.task_id), str(task.responsible_id), str(task.deadline or "")
+        )
+    console.print(table)
+    deadlines = Table("deadline", "due (UTC)", "overdue")
+    for d in view.deadlines:
+        deadlines.add_row(d.name, d.due.isoformat(timespec="minutes"), "yes" if d.overdue else "")
+    console.print(deadlines)
+    history = Table("when (UTC)", "stage", "cause")
+    for h in view.history:
+        history.add_row(h.at.isoformat(timespec="seconds"), h.stage, h.cause)
+    console.print(history)
+
+
+@app.command("list")
+def list_deals(
+    stage: str = typer.Option("", help="only deals at this stage code"),
+    limit: int = typer.Option(50),
+) -> None:
+    """Deal workflows with their stage, manager and amount (Temporal visibility)."""
+    query = "WorkflowType = 'DealWorkflow'"
+    if stage:
+        query += f" AND DealStage = '{stage.upper()}'"
+
+    async def action(client: Client) -> list[Any]:
+        return [wf async for wf in client.list_workflows(query, limit=limit)]
+
+    rows = _run(action)
+    table = Table("workflow", "status", "stage", "manager", "amount", "overdue")
+    for wf in rows:
+        attrs = {key.name: value for key, value in _attributes(wf)}
+        table.add_row(
+            wf.id,
+            wf.status.name if wf.status else "",
+            str(attrs.get("DealStage", "")),
+            str(attrs.get("DealManager", "")),
+            str(attrs.get("DealAmount", "")),
+            "yes" if attrs.get("DealOverdue") else "",
+        )
+    console.print(table)
+
+
+def _attributes(wf: Any) -> list[tuple[Any, Any]]:
+    return [(pair.key, pair.value) for pair in wf.typed_search_attributes]
