@@ -34,7 +34,7 @@ async def _deal(acts: Bitrix24Activities, **fields: object) -> int:
 
 
 async def test_r_x1_task_created_once_with_manager_rop_and_deal_link(portal_and_acts) -> None:
-    portal, acts = portal_and_acts
+    _, acts = portal_and_acts
     deal_id = await _deal(acts)
     env = ActivityEnvironment()
     req = TaskRequest(

@@ -1,0 +1,313 @@
+"""Inbox rows → Temporal: signal-with-start of the deal's workflow, or a signal for task events.
+
+Every row ends `forwarded`, `ignored` (with the reason) or `failed` (a permanent error, with the
+reason), or stays `pending` after a transient failure (Temporal or Bitrix24 unreachable, rate
+limits, 5xx) and is tried again later with exponential backoff — nothing recorded is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from config.settings import Settings
+from config.snapshot import build_rules
+from relay.bitrix24_errors import Bitrix24Verdict, classify
+from store import inbox
+from store.inbox import InboxEvent, InboxStatus
+from workflows.models import Bitrix24Event, DealInput, DealRules
+from workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT, WORKFLOW_TYPE, deal_workflow_id
+
+log = logging.getLogger("salesflow.relay")
+
+DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE"})
+TASK_EVENTS = frozenset({"ONTASKADD", "ONTASKUPDATE"})
+DEAL_BINDING = re.compile(r"^D_(\d+)$")
+
+
+class Bitrix24Caller(Protocol):
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ForwarderOptions:
+    poll_interval: float = 2.0  # seconds between passes of the retry loop
+    batch: int = 10  # rows claimed at once; a batch must be done well within `lease`
+    backoff_base: float = 1.0  # first retry after this many seconds, doubling each attempt
+    backoff_cap: float = 300.0
+    # How long a claimed row is held before another forwarder may take it (a crashed process).
+    lease: timedelta = timedelta(minutes=5)
+    rpc_timeout: timedelta = timedelta(seconds=10)
+    max_kicks: int = 8  # immediate forwards in flight; beyond that the loop picks rows up
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: InboxStatus
+    reason: str | None = None
+
+
+class Transient(Exception):
+    """Try the row again later."""
+
+
+class Permanent(Exception):
+    """The row can never be delivered as it is."""
+
+
+class Forwarder:
+    """Decides and delivers inbox rows; `temporal_client` and `bitrix24_client` may be swapped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        temporal_client: Client,
+        bitrix24_client: Bitrix24Caller | None,
+        options: ForwarderOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.temporal_client = temporal_client
+        self.bitrix24_client = bitrix24_client
+        self.options = options or ForwarderOptions()
+        self.last_error: str | None = None
+        self._rules: tuple[date, DealRules] | None = None
+        self._kicked: set[asyncio.Task[Any]] = set()
+
+    # ---- delivery of one row ---------------------------------------------------------------
+
+    async def deliver(self, row: InboxEvent) -> Outcome:
+        """Act on one row; raise Transient or Permanent when it cannot be settled now."""
+        if row.event in DEAL_EVENTS:
+            return await self._deal_event(row)
+        if row.event in TASK_EVENTS:
+            return await self._task_event(row)
+        return Outcome(InboxStatus.IGNORED, f"{row.event} is not used by the pipeline")
+
+    async def _deal_event(self, row: InboxEvent) -> Outcome:
+        deal = await self._bitrix24("crm.deal.get", {"id": row.entity_id})
+        if deal is None:
+            return Outcome(InboxStatus.IGNORED, f"deal {row.entity_id} not found in Bitrix24")
+        category = _int(deal.get("CATEGORY_ID") if isinstance(deal, dict) else None)
+        wanted = self.settings.portal.category_id
+        if category != wanted:
+            return Outcome(
+                InboxStatus.IGNORED,
+                f"deal {row.entity_id} is in category {category}, not «Продажа» ({wanted})",
+            )
+        try:
+            await self.temporal_client.start_workflow(
+                WORKFLOW_TYPE,
+                DealInput(deal_id=row.entity_id, rules=self._deal_rules()),
+                id=deal_workflow_id(row.entity_id),
+                task_queue=self.settings.temporal.task_queue,
+                start_signal=SIGNAL_BITRIX24_EVENT,
+                start_signal_args=[_signal(row)],
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=_deal_attributes(row.entity_id),
+                rpc_timeout=self.options.rpc_timeout,
+            )
+        except WorkflowAlreadyStartedError:
+            return Outcome(InboxStatus.IGNORED, "deal workflow closed")
+        except RPCError as exc:
+            raise _temporal_error(exc) from exc
+        return Outcome(InboxStatus.FORWARDED)
+
+    async def _task_event(self, row: InboxEvent) -> Outcome:
+        found = await self._bitrix24(
+            "tasks.task.get", {"taskId": row.entity_id, "select": ["ID", "UF_CRM_TASK"]}
+        )
+        task = found.get("task") if isinstance(found, dict) else None
+        if not isinstance(task, dict):
+            return Outcome(InboxStatus.IGNORED, f"task {row.entity_id} not found in Bitrix24")
+        deals = _bound_deals(task.get("ufCrmTask", task.get("UF_CRM_TASK")))
+        if not deals:
+            return Outcome(InboxStatus.IGNORED, f"task {row.entity_id} is not bound to a deal")
+        delivered: list[int] = []
+        for deal_id in deals:
+            handle = self.temporal_client.get_workflow_handle(deal_workflow_id(deal_id))
+            try:
+                await handle.signal(
+                    SIGNAL_BITRIX24_EVENT, _signal(row), rpc_timeout=self.options.rpc_timeout
+                )
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise _temporal_error(exc) from exc
+                continue
+            delivered.append(deal_id)
+        if not delivered:
+            names = ", ".join(deal_workflow_id(d) for d in deals)
+            return Outcome(InboxStatus.IGNORED, f"no running deal workflow ({names})")
+        return Outcome(InboxStatus.FORWARDED)
+
+    async def _bitrix24(self, method: str, params: dict[str, Any]) -> Any:
+        """The method's result, None when the object does not exist (or is not visible)."""
+        if self.bitrix24_client is None:
+            raise Transient("no Bitrix24 client configured")
+        try:
+            return await self.bitrix24_client.call(method, params)
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict is Bitrix24Verdict.NOT_FOUND:
+                return None
+            if verdict is Bitrix24Verdict.PERMANENT:
+                raise Permanent(f"Bitrix24 {method}: {_describe(exc)}") from exc
+            raise Transient(f"Bitrix24 {method}: {_describe(exc)}") from exc
+
+    def _deal_rules(self) -> DealRules:
+        today = date.today()
+        if self._rules is None or self._rules[0] != today:
+            self._rules = (today, build_rules(self.settings, today))
+        return self._rules[1]
+
+    # ---- settling rows ---------------------------------------------------------------------
+
+    async def process(self, row: InboxEvent) -> InboxStatus:
+        """Deliver a claimed row and record the result in the inbox."""
+        assert row.id is not None
+        try:
+            outcome = await self.deliver(row)
+        except asyncio.CancelledError:
+            await asyncio.shield(inbox.release(self.engine, [row.id]))
+            raise
+        except Permanent as exc:
+            outcome = Outcome(InboxStatus.FAILED, str(exc))
+        except Exception as exc:
+            delay = self._backoff(row.attempts)
+            reason = _describe(exc)
+            self.last_error = reason
+            log.warning(
+                "inbox row %s (%s %s) not forwarded, attempt %s, retry in %.1fs: %s",
+                row.id,
+                row.event,
+                row.entity_id,
+                row.attempts,
+                delay.total_seconds(),
+                reason,
+            )
+            await inbox.retry_later(self.engine, row.id, reason, delay)
+            return InboxStatus.PENDING
+        self.last_error = None
+        if outcome.status is InboxStatus.FAILED:
+            log.error("inbox row %s failed for good: %s", row.id, outcome.reason)
+        await inbox.mark(self.engine, row.id, outcome.status, outcome.reason)
+        return outcome.status
+
+    def _backoff(self, attempts: int) -> timedelta:
+        seconds = self.options.backoff_base * 2 ** max(attempts - 1, 0)
+        return timedelta(seconds=min(seconds, self.options.backoff_cap))
+
+    async def forward(self, row_id: int) -> InboxStatus | None:
+        """Claim one row and process it; None when it is not due or someone else holds it."""
+        row = await inbox.claim(self.engine, row_id, lease=self.options.lease)
+        return None if row is None else await self.process(row)
+
+    async def drain(self) -> int:
+        """Process the due pending rows, oldest first; return how many were processed.
+
+        The pass ends at the first transient failure: Temporal or Bitrix24 being down would fail
+        the rest alike, so they are given back untried and wait for the next pass.
+        """
+        done = 0
+        while True:
+            rows = await inbox.claim_pending(
+                self.engine, self.options.batch, lease=self.options.lease
+            )
+            for index, row in enumerate(rows):
+                try:
+                    status = await self.process(row)
+                except BaseException:
+                    await asyncio.shield(inbox.release(self.engine, _ids(rows[index + 1 :])))
+                    raise
+                done += 1
+                if status is InboxStatus.PENDING:
+                    await inbox.release(self.engine, _ids(rows[index + 1 :]))
+                    return done
+            if len(rows) < self.options.batch:
+                return done
+
+    async def run(self) -> None:
+        """The retry loop: drain due rows every `poll_interval` seconds, until cancelled."""
+        while True:
+            try:
+                await self.drain()
+            except Exception as exc:  # the database itself is down: keep trying
+                self.last_error = f"inbox: {_describe(exc)}"
+                log.warning("forwarder pass failed: %s", self.last_error)
+            await asyncio.sleep(self.options.poll_interval)
+
+    def kick(self, row_id: int) -> None:
+        """Forward a freshly recorded row in the background (the loop is the safety net)."""
+        if len(self._kicked) >= self.options.max_kicks:
+            return
+        self._spawn(self._forward_quietly(row_id))
+
+    async def _forward_quietly(self, row_id: int) -> None:
+        try:
+            await self.forward(row_id)
+        except Exception as exc:
+            self.last_error = f"inbox: {_describe(exc)}"
+            log.warning("forwarding inbox row %s failed: %s", row_id, self.last_error)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._kicked.add(task)
+        task.add_done_callback(self._kicked.discard)
+
+    async def close(self) -> None:
+        """Cancel background forwards; their rows go back to pending for the next start."""
+        tasks = list(self._kicked)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _signal(row: InboxEvent) -> Bitrix24Event:
+    return Bitrix24Event(event=row.event, entity_id=row.entity_id, ts=row.ts)
+
+
+def _ids(rows: list[InboxEvent]) -> list[int]:
+    return [row.id for row in rows if row.id is not None]
+
+
+def _deal_attributes(deal_id: int) -> TypedSearchAttributes:
+    return TypedSearchAttributes([SearchAttributePair(DEAL_ID, deal_id)])
+
+
+def _bound_deals(bindings: Any) -> list[int]:
+    if isinstance(bindings, str):
+        bindings = [bindings]
+    if not isinstance(bindings, list):
+        return []
+    found = (DEAL_BINDING.match(str(b)) for b in bindings)
+    return sorted({int(m.group(1)) for m in found if m})
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _temporal_error(exc: RPCError) -> Exception:
+    if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+        return Permanent(f"Temporal refused: {exc.message}")
+    return Transient(f"Temporal: {exc.status.name if exc.status else '?'} {exc.message}")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, Transient | Permanent) else f"{type(exc).__name__}: {text}"

@@ -1,0 +1,254 @@
+"""The relay's inbox: every accepted Bitrix24 event, durably, before anything else happens.
+
+A row is `pending` until the forwarder has passed it to Temporal (`forwarded`) or decided it
+does not concern the pipeline (`ignored`) or can never be delivered (`failed`). A pending row is
+taken by one forwarder at a time through a short lease (`claimed_until`), so the immediate
+forward after a POST and the retry loop never send the same row twice at once, and a row whose
+forwarder died is taken again when its lease runs out.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Text, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Field, SQLModel
+
+REASON_MAX_CHARS = 2000
+DEFAULT_LEASE = timedelta(seconds=30)
+
+
+class InboxStatus(StrEnum):
+    PENDING = "pending"
+    FORWARDED = "forwarded"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class InboxEvent(SQLModel, table=True):
+    __tablename__ = "inbox_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str = Field(max_length=64, unique=True)
+    event: str = Field(max_length=100)
+    entity_id: int = Field(sa_type=BigInteger)
+    ts: int = Field(sa_type=BigInteger)
+    received_at: datetime = Field(sa_type=DateTime(timezone=True))
+    payload: str = Field(sa_type=Text)
+    status: str = Field(default=InboxStatus.PENDING.value, max_length=16, index=True)
+    reason: str | None = Field(default=None, sa_type=Text)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_type=DateTime(timezone=True))
+    claimed_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    forwarded_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+    def payload_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.payload)
+        return data
+
+
+_table = InboxEvent.__table__  # type: ignore[attr-defined]
+_c = _table.c
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def dedup_key(event: str, entity_id: int, ts: int, payload: Mapping[str, Any]) -> str:
+    """Same event, entity, ts and payload ⇒ same key (a re-delivery of the same POST)."""
+    text = f"{event}\n{entity_id}\n{ts}\n{canonical_json(payload)}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _insert(engine: AsyncEngine) -> Any:
+    name = engine.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(_table)
+    if name == "sqlite":
+        return sqlite.insert(_table)
+    raise ValueError(f"inbox: unsupported database dialect {name}")
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite gives timestamps back without a zone; they were written in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _row(mapping: Mapping[str, Any]) -> InboxEvent:
+    data = dict(mapping)
+    for key in ("received_at", "next_attempt_at", "claimed_until", "forwarded_at"):
+        data[key] = _aware(data[key])
+    return InboxEvent(**data)
+
+
+async def record(
+    engine: AsyncEngine, *, event: str, entity_id: int, ts: int, payload: Mapping[str, Any]
+) -> tuple[int, bool]:
+    """Store an event; return `(row id, is_new)`. A repeat of a stored event returns its row.
+
+    The unique dedup key makes concurrent identical deliveries safe: one insert wins, the others
+    find its row. The transaction has committed when this returns.
+    """
+    key = dedup_key(event, entity_id, ts, payload)
+    now = utcnow()
+    insert = (
+        _insert(engine)
+        .values(
+            dedup_key=key,
+            event=event,
+            entity_id=entity_id,
+            ts=ts,
+            received_at=now,
+            payload=canonical_json(payload),
+            status=InboxStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(_c.id)
+    )
+    async with engine.begin() as conn:
+        new_id = (await conn.execute(insert)).scalar_one_or_none()
+        if new_id is not None:
+            return int(new_id), True
+        existing = (await conn.execute(select(_c.id).where(_c.dedup_key == key))).scalar_one()
+        return int(existing), False
+
+
+def _claimable(now: datetime) -> list[ColumnElement[bool]]:
+    return [
+        _c.status == InboxStatus.PENDING.value,
+        _c.next_attempt_at <= now,
+        or_(_c.claimed_until.is_(None), _c.claimed_until < now),
+    ]
+
+
+async def _claim(
+    engine: AsyncEngine, extra: Sequence[ColumnElement[bool]], limit: int, lease: timedelta
+) -> list[InboxEvent]:
+    now = utcnow()
+    conditions = [*_claimable(now), *extra]
+    due = (
+        select(_c.id)
+        .where(*conditions)
+        .order_by(_c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has a single writer anyway
+    )
+    claim = (
+        update(_table)
+        .where(_c.id.in_(due.scalar_subquery()), *conditions)
+        .values(claimed_until=now + lease, attempts=_c.attempts + 1)
+        .returning(*_c)
+    )
+    async with engine.begin() as conn:
+        rows = (await conn.execute(claim)).mappings().all()
+    return sorted((_row(r) for r in rows), key=lambda r: r.id or 0)
+
+
+async def claim_pending(
+    engine: AsyncEngine, limit: int, *, lease: timedelta = DEFAULT_LEASE
+) -> list[InboxEvent]:
+    """Take up to `limit` due pending rows (oldest first) for `lease`; counts an attempt each."""
+    return await _claim(engine, [], limit, lease)
+
+
+async def claim(
+    engine: AsyncEngine, row_id: int, *, lease: timedelta = DEFAULT_LEASE
+) -> InboxEvent | None:
+    """Take one row if it is pending, due and not taken by someone else."""
+    rows = await _claim(engine, [_c.id == row_id], 1, lease)
+    return rows[0] if rows else None
+
+
+def _reason(reason: str | None) -> str | None:
+    return None if reason is None else reason[:REASON_MAX_CHARS]
+
+
+async def mark(
+    engine: AsyncEngine, row_id: int, status: InboxStatus | str, reason: str | None = None
+) -> None:
+    """Settle a row as forwarded, ignored or failed (or put it back to pending, due now)."""
+    status = InboxStatus(status)
+    now = utcnow()
+    values: dict[str, Any] = {"status": status.value, "reason": _reason(reason)}
+    values["claimed_until"] = None
+    if status is InboxStatus.FORWARDED:
+        values["forwarded_at"] = now
+    if status is InboxStatus.PENDING:
+        values["next_attempt_at"] = now
+    async with engine.begin() as conn:
+        await conn.execute(update(_table).where(_c.id == row_id).values(**values))
+
+
+async def retry_later(engine: AsyncEngine, row_id: int, reason: str, delay: timedelta) -> None:
+    """Leave a row pending after a transient failure; it is due again after `delay`."""
+    values = {
+        "status": InboxStatus.PENDING.value,
+        "reason": _reason(reason),
+        "claimed_until": None,
+        "next_attempt_at": utcnow() + delay,
+    }
+    async with engine.begin() as conn:
+        await conn.execute(update(_table).where(_c.id == row_id).values(**values))
+
+
+async def release(engine: AsyncEngine, row_ids: Sequence[int]) -> None:
+    """Give claimed rows back untried (their attempt is not counted); they are due at once."""
+    if not row_ids:
+        return
+    values = {"claimed_until": None, "attempts": case((_c.attempts > 0, _c.attempts - 1), else_=0)}
+    query = update(_table).where(_c.id.in_(list(row_ids)), _c.status == InboxStatus.PENDING.value)
+    async with engine.begin() as conn:
+        await conn.execute(query.values(**values))
+
+
+async def requeue_failed(engine: AsyncEngine) -> int:
+    """Put every failed row back to pending, due now (after the cause was fixed)."""
+    query = (
+        update(_table)
+        .where(_c.status == InboxStatus.FAILED.value)
+        .values(status=InboxStatus.PENDING.value, claimed_until=None, next_attempt_at=utcnow())
+    )
+    async with engine.begin() as conn:
+        result = await conn.execute(query)
+    return int(result.rowcount or 0)
+
+
+async def get(engine: AsyncEngine, row_id: int) -> InboxEvent | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(_table).where(_c.id == row_id))).mappings().first()
+    return None if row is None else _row(row)
+
+
+async def recent(
+    engine: AsyncEngine, limit: int = 100, status: InboxStatus | str | None = None
+) -> list[InboxEvent]:
+    """The newest rows first, optionally of one status."""
+    query = select(_table).order_by(_c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(_c.status == InboxStatus(status).value)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [_row(r) for r in rows]
+
+
+async def counts(engine: AsyncEngine) -> dict[str, int]:
+    """Rows per status, every status present (zero when none)."""
+    query = select(_c.status, func.count()).group_by(_c.status)
+    async with engine.connect() as conn:
+        found = {status: int(n) for status, n in (await conn.execute(query)).all()}
+    return {status.value: found.get(status.value, 0) for status in InboxStatus}
