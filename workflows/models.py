@@ -130,6 +130,79 @@ class DealSnapshot(Strict):
     fields: dict[str, str | list[str] | None] = Field(default_factory=dict)
 
 
+# ---- updates of the later stages (CONTRACT.md) -------------------------------------------
+
+
+class KpFeedback(Strict):
+    agreed: bool
+    comment: str | None = None
+
+
+class ApprovalDecision(Strict):
+    approved: bool
+    comment: str | None = None
+
+
+class RecordPayment(Strict):
+    amount: float = Field(gt=0, le=1e12)
+    paid_on: date
+    source: Literal["1c", "manual"] = "manual"
+
+
+class Tranche(Strict):
+    percent: float
+    due: date
+
+
+class PaymentSchedule(Strict):
+    tranches: list[Tranche]
+
+
+class RequestTasks(Strict):
+    engineers: bool = False
+    purchasing: bool = False
+    logistics: bool = False
+    production: bool = False
+    lawyer: bool = False
+    metrologist: bool = False
+
+
+class StartProcess(Strict):
+    kind: Literal["import_order", "production", "purchasing"]
+
+
+class DocumentsSigned(Strict):
+    kind: Literal["act", "upd", "invoice", "contract"]
+
+
+class MoveStage(Strict):
+    """A person moves the deal (as dragging it in Bitrix24 would); same rules as R-X3."""
+
+    to: StageCode
+
+
+class TrancheState(Strict):
+    number: int
+    percent: float
+    due: date
+    amount: float
+    paid: float = 0.0
+    state: Literal["planned", "reminded", "overdue", "paid"] = "planned"
+    paid_on: date | None = None
+
+
+class ProcessState(Strict):
+    kind: str
+    workflow_id: str
+    state: Literal["running", "done", "failed"] = "running"
+
+
+class PaymentRecord(Strict):
+    amount: float
+    paid_on: date
+    source: str
+
+
 class DealState(Strict):
     deal_id: int
     stage: str = "NEW"
@@ -138,7 +211,13 @@ class DealState(Strict):
     document_set: str | None = None
     open_tasks: list[OpenTask] = Field(default_factory=list)
     deadlines: list[Deadline] = Field(default_factory=list)
-    payment_schedule: list[dict[str, object]] = Field(default_factory=list)
+    payment_schedule: list[TrancheState] = Field(default_factory=list)
+    payments: list[PaymentRecord] = Field(default_factory=list)
+    processes: list[ProcessState] = Field(default_factory=list)
+    signed: list[str] = Field(default_factory=list)
+    kp_round: int = 0
+    invoice_round: int = 0
+    approved: bool | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     done: list[str] = Field(default_factory=list)
     pending_events: list[Bitrix24Event] = Field(default_factory=list)
@@ -185,7 +264,11 @@ class DealView(Strict):
     document_set: str | None
     open_tasks: list[OpenTask]
     deadlines: list[Deadline]
-    payment_schedule: list[dict[str, object]]
+    payment_schedule: list[TrancheState]
+    payments: list[PaymentRecord] = Field(default_factory=list)
+    processes: list[ProcessState] = Field(default_factory=list)
+    kp_round: int = 0
+    invoice_round: int = 0
     history: list[HistoryEntry]
 
 

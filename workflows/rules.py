@@ -182,3 +182,44 @@ def local_text(moment: datetime, tz: str) -> str:
 
 def local_moment(day: date, clock: time, tz: str) -> datetime:
     return datetime.combine(day, clock, ZoneInfo(tz)).astimezone(ZoneInfo("UTC"))
+
+
+MAX_TRANCHES = 24
+
+
+def plan_schedule(
+    tranches: list[tuple[float, date]], amount: float, not_before: date
+) -> list[tuple[float, date, float]]:
+    """R-LA-1: validate a payment schedule; return (percent, due, amount) per tranche.
+
+    Raises ValueError naming the problem: no tranches, a non-positive percent, a sum other
+    than 100, a due date before the deal's start, a repeated due date.
+    """
+    if not tranches:
+        raise ValueError("the schedule has no tranches")
+    if len(tranches) > MAX_TRANCHES:
+        raise ValueError(f"at most {MAX_TRANCHES} tranches")
+    problems: list[str] = []
+    for number, (percent, due) in enumerate(tranches, start=1):
+        if not percent > 0:
+            problems.append(f"tranche {number}: percent must be positive, got {percent}")
+        if due < not_before:
+            problems.append(f"tranche {number}: due {due} is before the deal's start {not_before}")
+    dues = [due for _, due in tranches]
+    repeated = sorted({d for d in dues if dues.count(d) > 1})
+    if repeated:
+        problems.append("repeated due dates: " + ", ".join(str(d) for d in repeated))
+    total = round(sum(p for p, _ in tranches), 6)
+    if abs(total - 100) > 1e-6:
+        problems.append(f"percents sum to {total:g}, not 100")
+    if problems:
+        raise ValueError("; ".join(problems))
+    kopecks = round(amount * 100)
+    planned: list[tuple[float, date, float]] = []
+    given = 0
+    ordered = sorted(tranches, key=lambda t: t[1])
+    for index, (percent, due) in enumerate(ordered):
+        share = kopecks - given if index == len(ordered) - 1 else round(kopecks * percent / 100)
+        given += share
+        planned.append((percent, due, share / 100))
+    return planned

@@ -106,3 +106,41 @@ def test_r_ct_f_required_fields_follow_the_document_set() -> None:
     ]
     assert missing_fields("CONTRACT", {}, RULES, "invoice_contract") == ["Счет", "Оплата"]
     assert missing_fields("INVOICE", {}, RULES, "invoice") == ["Подписанный счет", "Дата оплаты"]
+
+
+START = date(2026, 12, 1)
+
+
+@pytest.mark.parametrize(
+    ("tranches", "problem"),
+    [
+        ([], "no tranches"),
+        ([(50, date(2026, 12, 10)), (40, date(2026, 12, 20))], "sum to 90"),
+        ([(120, date(2026, 12, 10)), (-20, date(2026, 12, 20))], "percent must be positive"),
+        ([(0, date(2026, 12, 10)), (100, date(2026, 12, 20))], "tranche 1: percent"),
+        ([(100, date(2026, 11, 30))], "before the deal's start"),
+        ([(50, date(2026, 12, 10)), (50, date(2026, 12, 10))], "repeated due dates"),
+    ],
+)
+def test_r_la_1_bad_schedules_are_refused(tranches, problem: str) -> None:
+    from workflows.rules import plan_schedule
+
+    with pytest.raises(ValueError, match=problem):
+        plan_schedule(tranches, 640_000, START)
+
+
+def test_r_la_1_schedule_amounts_add_up_to_the_deal_amount() -> None:
+    from workflows.rules import plan_schedule
+
+    plan = plan_schedule(
+        [
+            (50, date(2026, 12, 10)),
+            (30, date(2026, 12, 20)),
+            (10, date(2027, 1, 15)),
+            (10, date(2027, 1, 25)),
+        ],
+        640_000.01,
+        START,
+    )
+    assert [amount for _, _, amount in plan] == [320_000.0, 192_000.0, 64_000.0, 64_000.01]
+    assert plan_schedule([(100, START)], 1000, START) == [(100, START, 1000.0)]
