@@ -1,0 +1,72 @@
+"""Workflow-side handling of a 1C outage: retry under a policy, tell a person once.
+
+    result = await run_with_outage_watch(
+        LOAD_KP_INTO_DEAL, req, result_type=LoadKpResult,
+        after=timedelta(minutes=rules.onec_outage_notify_minutes),
+        notify=lambda: self._notify("kp:onec_outage", [manager], ...),
+    )
+
+The activity runs under `ONEC_RETRY` (unlimited attempts, backoff up to a few minutes),
+so Temporal does the retrying — no loop here. A timer races it: when the timer wins,
+`notify()` is awaited once and the call keeps waiting for the activity. A non-retryable
+failure still raises `ActivityError`. Deterministic: timers and `workflow.wait` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+ONEC_TIMEOUT = timedelta(seconds=90)  # a cold 1C answers in 30+ s; the client gives up at 30
+ONEC_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=3),
+    maximum_attempts=0,  # unlimited: an outage of hours ends in success, not a failure
+)
+
+# Suggested text for the notification (a candidate for config/templates.py).
+ONEC_OUTAGE_TEXT = (
+    "1С недоступна уже {minutes} мин.: шаг «{what}» по сделке «{deal_title}» (№{deal_id})"
+    " ждёт её восстановления и выполнится автоматически."
+)
+
+Notify = Callable[[], Awaitable[Any]]
+
+
+async def run_with_outage_watch(
+    activity: Any,
+    arg: Any,
+    *,
+    notify: Notify,
+    after: timedelta,
+    result_type: type | None = None,
+    recovered: Notify | None = None,
+    start_to_close_timeout: timedelta = ONEC_TIMEOUT,
+    retry_policy: RetryPolicy = ONEC_RETRY,
+    summary: str | None = None,
+) -> Any:
+    """Run one activity; if it has not finished `after` from now, `notify()` once.
+
+    `recovered()`, when given, is awaited after a notified call finally succeeds.
+    """
+    handle = workflow.start_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=start_to_close_timeout,
+        retry_policy=retry_policy,
+        summary=summary or (activity if isinstance(activity, str) else None),
+    )
+    done, _ = await workflow.wait([handle], timeout=after.total_seconds())
+    if done:
+        return await handle
+    await notify()
+    result = await handle
+    if recovered is not None:
+        await recovered()
+    return result
