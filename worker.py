@@ -1,4 +1,4 @@
-"""The worker: DealWorkflow and its activities on the `sales-pipeline` task queue.
+"""The worker: DealWorkflow, its child workflows and activities on the `sales-pipeline` queue.
 
 `python worker.py` or `salesflow worker` runs it until interrupted.
 """
@@ -10,42 +10,72 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.bitrix24 import Bitrix24Activities
+from activities.mail import MailActivities
+from activities.onec import OneCActivities
 from config.settings import Settings, load_settings
 from config.temporal_client import connect
 from integrations.bitrix24.client import Bitrix24Client
+from integrations.onec.client import OneCClient
+from store.db import init_db, make_engine
+from workflows.approval import InternalApproval
 from workflows.deal import DealWorkflow
+from workflows.logist_mirror import LogistTaskMirror
+from workflows.process import DealProcess
 from workflows.sandbox import workflow_runner
 
-WORKFLOWS: list[type] = [DealWorkflow]
+WORKFLOWS: list[type] = [DealWorkflow, InternalApproval, DealProcess, LogistTaskMirror]
 
 
-def build_activities(settings: Settings, bitrix24: Bitrix24Client) -> list[Any]:
-    return Bitrix24Activities(bitrix24, settings).all()
+def build_activities(
+    settings: Settings,
+    bitrix24: Bitrix24Client,
+    onec: OneCClient | None = None,
+    engine: AsyncEngine | None = None,
+) -> list[Any]:
+    activities = Bitrix24Activities(bitrix24, settings).all()
+    if onec is not None:
+        activities += OneCActivities(onec, bitrix24, settings).all()
+    if engine is not None:
+        activities += MailActivities(settings.smtp, engine).all()
+    return activities
+
+
+def onec_client(settings: Settings) -> OneCClient:
+    """The worker's one 1C client (one 1C session); it connects on first use."""
+    conf = settings.onec
+    return OneCClient(conf.odata_url, conf.user, conf.password, timezone=conf.timezone)
 
 
 @asynccontextmanager
 async def running_worker(
     client: Client, settings: Settings, task_queue: str | None = None
 ) -> AsyncIterator[Worker]:
-    """A started worker with its own Bitrix24 client; stopped and closed on exit."""
+    """A started worker with its own Bitrix24 and 1C clients and database engine (the mail
+    outbox); all stopped and closed on exit."""
     b24 = settings.bitrix24
     bitrix24 = Bitrix24Client(b24.webhook_url, rate_per_second=b24.rate_per_second, burst=b24.burst)
-    worker = Worker(
-        client,
-        task_queue=task_queue or settings.temporal.task_queue,
-        workflows=WORKFLOWS,
-        activities=build_activities(settings, bitrix24),
-        workflow_runner=workflow_runner(),
-    )
+    onec = onec_client(settings)
+    engine = make_engine(settings.database.url)
     try:
+        await init_db(engine)
+        worker = Worker(
+            client,
+            task_queue=task_queue or settings.temporal.task_queue,
+            workflows=WORKFLOWS,
+            activities=build_activities(settings, bitrix24, onec, engine),
+            workflow_runner=workflow_runner(),
+        )
         async with worker:
             yield worker
     finally:
+        await onec.aclose()
         await bitrix24.aclose()
+        await engine.dispose()
 
 
 async def main(settings: Settings | None = None) -> None:

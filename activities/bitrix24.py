@@ -14,9 +14,12 @@ from activities.errors import refuse, remote_errors
 from config.settings import Settings
 from integrations.bitrix24.client import Bitrix24Client
 from workflows.models import (
+    ApprovalItemRequest,
+    ApprovalItemStage,
     ClientMessageRequest,
     DealSnapshot,
     DealUpdateRequest,
+    LinkedDealRequest,
     NotifyRequest,
     TaskRequest,
     TimelineCommentRequest,
@@ -70,6 +73,11 @@ class Bitrix24Activities:
             self.create_task,
             self.send_client_message,
             self.add_timeline_comment,
+            self.read_task_status,
+            self.create_approval_item,
+            self.read_approval_item_stage,
+            self.set_approval_item_stage,
+            self.create_linked_deal,
         ]
 
     @activity.defn(name="fetch_deal")
@@ -213,3 +221,91 @@ class Bitrix24Activities:
                 "crm.timeline.comment.add",
                 {"fields": {"ENTITY_ID": req.deal_id, "ENTITY_TYPE": "deal", "COMMENT": req.text}},
             )
+
+    @activity.defn(name="read_task_status")
+    async def read_task_status(self, task_id: int) -> str:
+        """The task's STATUS code ("5" = completed); a deleted task counts as completed."""
+        with remote_errors():
+            found = await self.client.call(
+                "tasks.task.get", {"taskId": task_id, "select": ["ID", "STATUS"]}
+            )
+        task = found.get("task") if isinstance(found, dict) else None
+        return str(task.get("status")) if task else "5"
+
+    @activity.defn(name="create_approval_item")
+    async def create_approval_item(self, req: ApprovalItemRequest) -> int:
+        """R-KP-6: the «Согласование» item linked to the deal (`parentId2`), marker xmlId."""
+        with remote_errors():
+            existing = await self.client.call(
+                "crm.item.list",
+                {
+                    "entityTypeId": req.entity_type_id,
+                    "filter": {"parentId2": req.deal_id},
+                    "select": ["id", "xmlId"],
+                },
+            )
+            for item in existing.get("items", []):
+                if item.get("xmlId") == req.key:
+                    return int(item["id"])
+            created = await self.client.call(
+                "crm.item.add",
+                {
+                    "entityTypeId": req.entity_type_id,
+                    "fields": {
+                        "title": req.title,
+                        "categoryId": req.category_id,
+                        "stageId": req.stage_id,
+                        "assignedById": req.assigned_by_id,
+                        "parentId2": req.deal_id,
+                        "xmlId": req.key,
+                    },
+                },
+            )
+        return int(created["item"]["id"])
+
+    @activity.defn(name="read_approval_item_stage")
+    async def read_approval_item_stage(self, req: ApprovalItemStage) -> str:
+        with remote_errors():
+            found = await self.client.call(
+                "crm.item.get", {"entityTypeId": req.entity_type_id, "id": req.item_id}
+            )
+        return str(found["item"].get("stageId") or "")
+
+    @activity.defn(name="set_approval_item_stage")
+    async def set_approval_item_stage(self, req: ApprovalItemStage) -> None:
+        with remote_errors():
+            await self.client.call(
+                "crm.item.update",
+                {
+                    "entityTypeId": req.entity_type_id,
+                    "id": req.item_id,
+                    "fields": {"stageId": req.stage_id},
+                },
+            )
+
+    @activity.defn(name="create_linked_deal")
+    async def create_linked_deal(self, req: LinkedDealRequest) -> int:
+        """R-WON-2: the deal in the «Инженеры» pipeline, found again by its ORIGIN_ID."""
+        with remote_errors():
+            existing = await self.client.call(
+                "crm.deal.list", {"filter": {"ORIGIN_ID": req.key}, "select": ["ID"]}
+            )
+            if existing:
+                return int(existing[0]["ID"])
+            source = await self.client.call("crm.deal.get", {"id": req.source_deal_id})
+            fields = {
+                "TITLE": req.title,
+                "CATEGORY_ID": req.category_id,
+                "ASSIGNED_BY_ID": source.get("ASSIGNED_BY_ID"),
+                "OPPORTUNITY": source.get("OPPORTUNITY"),
+                "CURRENCY_ID": source.get("CURRENCY_ID") or "RUB",
+                "CONTACT_ID": source.get("CONTACT_ID"),
+                "COMPANY_ID": source.get("COMPANY_ID"),
+                "ORIGINATOR_ID": ORIGINATOR,
+                "ORIGIN_ID": req.key,
+                "COMMENTS": f"Создана из сделки №{req.source_deal_id}",
+            }
+            created = await self.client.call(
+                "crm.deal.add", {"fields": {k: v for k, v in fields.items() if v is not None}}
+            )
+        return int(created)

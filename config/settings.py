@@ -71,6 +71,42 @@ class OneCSettings(_Section):
     password: str = "odata"
     timezone: str = "Europe/Moscow"
     outage_notify_after_minutes: int = Field(30, ge=1)
+    russia_marker: str = Field(
+        "Россия",
+        min_length=1,
+        description=(
+            "R-KP-2: the КП's lines are written into the deal's product rows only when the"
+            " deal's direction (portal.fields.direction) contains this text, case-insensitive;"
+            " otherwise the rows stay and a timeline comment says why"
+        ),
+    )
+    kp_number_prefix: str = Field(
+        "КП-",
+        description=(
+            "The КП is found in 1C by the number in the deal field portal.fields.kp (default"
+            " UF_CRM_KP): first as typed, then as this prefix + the digits zero-padded to"
+            " kp_number_length («кп 123» → «КП-000123»); the newest of equal numbers wins"
+        ),
+    )
+    kp_number_length: int = Field(
+        9, ge=1, le=50, description="Length of a КП number in 1C, prefix included"
+    )
+    logist_user: str = Field(
+        "Логистов Пётр Сергеевич",
+        min_length=1,
+        description=(
+            "The 1C user (Catalog_Пользователи: Description or Ref_Key) who gets the"
+            " mirrored logistics task (R-X6, R-AC-3)"
+        ),
+    )
+    act_document: str = Field(
+        "",
+        description=(
+            "Entity set of the acts of completed works (e.g. Document_АктВыполненныхРабот);"
+            " empty: the base has none published and closing documents are УПД"
+            " (Document_РеализацияТоваровУслуг) only"
+        ),
+    )
 
 
 class DatabaseSettings(_Section):
@@ -160,9 +196,21 @@ class PortalUsers(_Section):
         return value
 
 
+class ApprovalSettings(_Section):
+    """The smart process «Согласование» (R-KP-6): its entityTypeId, pipeline and stages."""
+
+    entity_type_id: int = 1032
+    category_id: int = 3
+    stage_new: str = "DT1032_3:NEW"
+    stage_approved: str = "DT1032_3:SUCCESS"
+    stage_rejected: str = "DT1032_3:FAIL"
+    poll_minutes: int = Field(10, ge=1)
+
+
 class PortalSettings(_Section):
     category_id: int = 1
     engineers_category_id: int = 2
+    approval: ApprovalSettings = ApprovalSettings()
     stages: PortalStages = PortalStages()
     fields: PortalFields = PortalFields()
     users: PortalUsers = PortalUsers()
@@ -199,6 +247,11 @@ class RulesSettings(_Section):
     closing_document_task: DeadlineSettings = DeadlineSettings(minutes=24 * 60, working_time=False)
     kp_agreement_business_days: int = Field(2, ge=1)
     reminder_interval_minutes: int = Field(30, ge=1)
+    payment_round_business_days: int = Field(3, ge=1)
+    payment_reminder_days_before: int = Field(2, ge=0)
+    payment_overdue_reminder_hours: int = Field(24, ge=1)
+    onec_poll_seconds: int = Field(3600, ge=1)
+    onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)
     invoice_contract_threshold: float = Field(150_000, gt=0)
     extra_holidays: tuple[str, ...] = ()

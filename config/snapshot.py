@@ -8,7 +8,13 @@ import holidays
 
 from config.settings import ConfigError, Settings
 from config.templates import merged
-from workflows.models import CalendarSnapshot, DeadlineRule, DealRules, PeopleRules
+from workflows.models import (
+    ApprovalRules,
+    CalendarSnapshot,
+    DeadlineRule,
+    DealRules,
+    PeopleRules,
+)
 
 CALENDAR_YEARS_AHEAD = 2
 
@@ -43,6 +49,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
     return DealRules(
         category_id=portal.category_id,
         engineers_category_id=portal.engineers_category_id,
+        approval=ApprovalRules(**portal.approval.model_dump()),
         stages=portal.stages.model_dump(),
         fields=portal.fields.model_dump(),
         enums=portal.enums,
@@ -69,9 +76,15 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         },
         kp_agreement_business_days=rules.kp_agreement_business_days,
         reminder_interval_minutes=rules.reminder_interval_minutes,
+        payment_round_business_days=rules.payment_round_business_days,
+        payment_reminder_days_before=rules.payment_reminder_days_before,
+        payment_overdue_reminder_hours=rules.payment_overdue_reminder_hours,
+        onec_poll_seconds=rules.onec_poll_seconds,
+        onec_task_poll_seconds=rules.onec_task_poll_seconds,
         contract_threshold=rules.contract_threshold,
         invoice_contract_threshold=rules.invoice_contract_threshold,
         onec_outage_notify_minutes=settings.onec.outage_notify_after_minutes,
+        accountant_email=settings.smtp.accountant,
         calendar=russian_calendar(
             today.year - 1,
             today.year + CALENDAR_YEARS_AHEAD,

@@ -29,6 +29,18 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "task_send_act": "Отправить Акты выполненных работ, получить подписанный документ",
     "task_send_upd": "Отправить УПД, получить подписанный документ",
     "task_description": "Сделка: {deal_title} (№{deal_id}).",
+    # R-X6: tasks requested for services; R-X7: sub-processes.
+    "task_request_engineers": "Задание инженерам по сделке «{deal_title}»",
+    "task_request_purchasing": "Задание закупщикам по сделке «{deal_title}»",
+    "task_request_logistics": "Задание логистике по сделке «{deal_title}»",
+    "task_request_production": "Задание производству по сделке «{deal_title}»",
+    "task_request_lawyer": "Проверить контрагента по сделке «{deal_title}»",
+    "task_request_metrologist": "Задание метрологу по сделке «{deal_title}»",
+    "process_import_order": "Заказ Импорт",
+    "process_production": "Производство",
+    "process_purchasing": "Закупки",
+    "task_process": "Процесс «{process}» по сделке «{deal_title}»",
+    "approval_item_title": "Согласование: {deal_title} (№{deal_id}), {document_set}",
     # Notifications to people (R-NEW-1, R-NEW-4, R-X3, R-X4).
     "notify_new_deal": (
         "Новая заявка «{deal_title}» (№{deal_id}). Возьмите её в работу в течение {deadline}."
@@ -51,6 +63,27 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "Эскалация: «{what}» по сделке «{deal_title}» (№{deal_id}) просрочено"
         " (ответственный: {manager})."
     ),
+    "notify_approval_rejected": (
+        "Согласование по сделке «{deal_title}» (№{deal_id}) отклонено: {comment}."
+        " Сделка возвращена на доработку КП."
+    ),
+    "notify_payment_reminder": (
+        "Напоминание: {due} ожидается платёж {number} по графику ({amount} ₽) по сделке"
+        " «{deal_title}» (№{deal_id})."
+    ),
+    "notify_payment_overdue": (
+        "Просрочен платёж {number} по графику ({amount} ₽, срок {due}) по сделке"
+        " «{deal_title}» (№{deal_id})."
+    ),
+    "notify_payment_overdue_rop": (
+        "Эскалация: просрочен платёж {number} по графику ({amount} ₽, срок {due}) по сделке"
+        " «{deal_title}» (№{deal_id}), ответственный: {manager}."
+    ),
+    "notify_onec_outage": (
+        "1С недоступна уже {minutes} мин.; шаг «{step}» по сделке «{deal_title}» (№{deal_id})"
+        " будет выполнен автоматически, когда 1С снова ответит."
+    ),
+    "notify_process_done": "Процесс «{process}» по сделке «{deal_title}» (№{deal_id}) завершён.",
     # Messages to the client (R-IW-1, R-WON-1, R-X5).
     "client_subject": "Ваша заявка №{deal_id}",
     "client_taken_into_work": (
@@ -61,6 +94,25 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "Уважаемый клиент! Мы рады сотрудничать с вами и будем признательны, если вы"
         " оставите отзыв о нашей работе."
     ),
+    "client_kp_sent": (
+        "Уважаемый клиент! Коммерческое предложение по вашей заявке №{deal_id} подготовлено"
+        " и направлено вам. Ваш менеджер свяжется с вами для обратной связи."
+    ),
+    "client_invoice_issued": (
+        "Уважаемый клиент! По вашей заявке №{deal_id} выставлен счёт. Спасибо, что выбрали нас."
+    ),
+    "client_shipped": "Уважаемый клиент! Ваш заказ по заявке №{deal_id} отгружен.",
+    "client_documents_sent": (
+        "Уважаемый клиент! Закрывающие документы по заказу №{deal_id} направлены вам."
+    ),
+    # E-mail to the accountant (R-SH-3).
+    "mail_accountant_subject": "Подписанные документы по сделке №{deal_id} «{deal_title}»",
+    "mail_accountant_body": (
+        "Добрый день!\n\nДокументы по сделке «{deal_title}» (№{deal_id}) подписаны клиентом:\n"
+        "{documents}\n\nПисьмо отправлено автоматически."
+    ),
+    # The linked deal in the «Инженеры» pipeline (R-WON-2).
+    "engineers_deal_title": "Инженеры: {deal_title} (из сделки №{deal_id})",
     # Timeline comments on the deal.
     "timeline_stage_moved": "Стадия сделки: {stage_name}. Причина: {cause}.",
 }

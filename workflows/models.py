@@ -63,9 +63,19 @@ class PeopleRules(Strict):
     services: dict[str, int]
 
 
+class ApprovalRules(Strict):
+    entity_type_id: int
+    category_id: int
+    stage_new: str
+    stage_approved: str
+    stage_rejected: str
+    poll_minutes: int
+
+
 class DealRules(Strict):
     category_id: int
     engineers_category_id: int
+    approval: ApprovalRules
     stages: dict[str, str]
     fields: dict[str, str]
     enums: dict[str, dict[str, int]]
@@ -76,9 +86,15 @@ class DealRules(Strict):
     deadlines: dict[str, DeadlineRule]
     kp_agreement_business_days: int
     reminder_interval_minutes: int
+    payment_round_business_days: int = 3
+    payment_reminder_days_before: int = 2
+    payment_overdue_reminder_hours: int = 24
+    onec_poll_seconds: int = 3600
+    onec_task_poll_seconds: int = 60
     contract_threshold: float
     invoice_contract_threshold: float
     onec_outage_notify_minutes: int = 30
+    accountant_email: str = "buh@example.ru"
     calendar: CalendarSnapshot
     templates: dict[str, str]
 
@@ -312,3 +328,72 @@ class TimelineCommentRequest(Strict):
     key: str
     deal_id: int
     text: str
+
+
+class ApprovalItemRequest(Strict):
+    """The «Согласование» smart-process item linked to the deal (R-KP-6)."""
+
+    key: str
+    deal_id: int
+    entity_type_id: int
+    category_id: int
+    stage_id: str
+    title: str
+    assigned_by_id: int
+
+
+class ApprovalItemStage(Strict):
+    entity_type_id: int
+    item_id: int
+    stage_id: str
+
+
+class EmailRequest(Strict):
+    """An e-mail over SMTP (R-SH-3); `key` becomes its Message-ID and its outbox entry."""
+
+    key: str
+    to: list[str]
+    subject: str
+    body: str
+
+
+class LinkedDealRequest(Strict):
+    """R-WON-2: a deal in another pipeline linked to this one (ORIGIN_ID is the key)."""
+
+    key: str
+    source_deal_id: int
+    category_id: int
+    title: str
+
+
+# ---- child workflows ---------------------------------------------------------------------
+
+
+class ApprovalInput(Strict):
+    deal_id: int
+    key: str
+    item: ApprovalItemRequest
+    rules: ApprovalRules
+    parent_id: str
+
+
+class ApprovalResult(Strict):
+    key: str
+    approved: bool
+    comment: str | None = None
+    item_id: int | None = None
+
+
+class ProcessInput(Strict):
+    deal_id: int
+    kind: str
+    task: TaskRequest
+    parent_id: str
+    poll_minutes: int = 30
+
+
+class ProcessResult(Strict):
+    kind: str
+    workflow_id: str
+    task_id: int
+    done: bool

@@ -223,3 +223,7 @@ def plan_schedule(
         given += share
         planned.append((percent, due, share / 100))
     return planned
+
+
+def local_day(moment: datetime, tz: str) -> date:
+    return moment.astimezone(ZoneInfo(tz)).date()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,8 +12,11 @@ from temporalio.worker import Worker
 from config.settings import Settings
 from config.snapshot import build_rules
 from tests.workflows.doubles import FakePortal
+from workflows.approval import InternalApproval
 from workflows.deal import DealWorkflow
+from workflows.logist_mirror import LogistTaskMirror
 from workflows.models import DealInput, DealRules, DealSnapshot
+from workflows.process import DealProcess
 from workflows.sandbox import workflow_runner
 
 
@@ -42,6 +46,17 @@ def new_deal(deal_id: int, **fields: object) -> DealSnapshot:
     )
 
 
+async def _terminate_all(env: WorkflowEnvironment, handle) -> None:
+    """Leave nothing running: a workflow whose worker is gone would stop time skipping."""
+    with contextlib.suppress(Exception):
+        view = await handle.query(DealWorkflow.state)
+        for process in view.processes:
+            with contextlib.suppress(Exception):
+                await env.client.get_workflow_handle(process.workflow_id).terminate()
+    with contextlib.suppress(Exception):
+        await handle.terminate()
+
+
 @pytest.fixture
 def run_deal(skip_env: WorkflowEnvironment) -> Callable:
     @asynccontextmanager
@@ -50,7 +65,7 @@ def run_deal(skip_env: WorkflowEnvironment) -> Callable:
         async with Worker(
             skip_env.client,
             task_queue=queue,
-            workflows=[DealWorkflow],
+            workflows=[DealWorkflow, InternalApproval, DealProcess, LogistTaskMirror],
             activities=portal.activities(),
             workflow_failure_exception_types=[Exception],
             workflow_runner=workflow_runner(),
@@ -61,6 +76,9 @@ def run_deal(skip_env: WorkflowEnvironment) -> Callable:
                 id=f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
                 task_queue=queue,
             )
-            yield handle
+            try:
+                yield handle
+            finally:
+                await _terminate_all(skip_env, handle)
 
     return start

@@ -8,12 +8,28 @@ from dataclasses import dataclass, field
 from temporalio import activity
 
 from workflows.models import (
+    ApprovalItemRequest,
+    ApprovalItemStage,
     ClientMessageRequest,
     DealSnapshot,
     DealUpdateRequest,
+    EmailRequest,
+    LinkedDealRequest,
     NotifyRequest,
     TaskRequest,
     TimelineCommentRequest,
+)
+from workflows.onec_models import (
+    ClosingDocsRequest,
+    ClosingDocument,
+    CreateOneCTaskRequest,
+    FindPaymentsRequest,
+    LoadKpRequest,
+    LoadKpResult,
+    OneCTaskStatus,
+    Payment,
+    ReflectProgressRequest,
+    ReflectProgressResult,
 )
 
 
@@ -28,6 +44,14 @@ class FakePortal:
     client_messages: dict[str, ClientMessageRequest] = field(default_factory=dict)
     updates: list[DealUpdateRequest] = field(default_factory=list)
     comments: dict[str, TimelineCommentRequest] = field(default_factory=dict)
+    approval_items: dict[str, dict] = field(default_factory=dict)
+    completed_tasks: set[int] = field(default_factory=set)
+    linked_deals: dict[str, LinkedDealRequest] = field(default_factory=dict)
+    emails: dict[str, EmailRequest] = field(default_factory=dict)
+    kp_loads: list[LoadKpRequest] = field(default_factory=list)
+    onec_payments: list[Payment] = field(default_factory=list)
+    onec_tasks: dict[str, dict] = field(default_factory=dict)
+    onec_down: bool = False
     create_task_attempts: int = 0
     fail_first_create_after_success: bool = False
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
@@ -72,7 +96,82 @@ class FakePortal:
         async def add_timeline_comment(req: TimelineCommentRequest) -> None:
             portal.comments.setdefault(req.key, req)
 
+        @activity.defn(name="create_approval_item")
+        async def create_approval_item(req: ApprovalItemRequest) -> int:
+            item = portal.approval_items.setdefault(
+                req.key, {"id": 500 + len(portal.approval_items), "stage": req.stage_id}
+            )
+            return item["id"]
+
+        def _item(item_id: int) -> dict:
+            return next(i for i in portal.approval_items.values() if i["id"] == item_id)
+
+        @activity.defn(name="read_approval_item_stage")
+        async def read_approval_item_stage(req: ApprovalItemStage) -> str:
+            return _item(req.item_id)["stage"]
+
+        @activity.defn(name="set_approval_item_stage")
+        async def set_approval_item_stage(req: ApprovalItemStage) -> None:
+            _item(req.item_id)["stage"] = req.stage_id
+
+        @activity.defn(name="read_task_status")
+        async def read_task_status(task_id: int) -> str:
+            return "5" if task_id in portal.completed_tasks else "2"
+
+        @activity.defn(name="create_linked_deal")
+        async def create_linked_deal(req: LinkedDealRequest) -> int:
+            portal.linked_deals.setdefault(req.key, req)
+            return 9000 + len(portal.linked_deals)
+
+        @activity.defn(name="send_email")
+        async def send_email(req: EmailRequest) -> None:
+            portal.emails.setdefault(req.key, req)
+
+        @activity.defn(name="load_kp_into_deal")
+        async def load_kp_into_deal(req: LoadKpRequest) -> LoadKpResult:
+            portal.check_onec()
+            portal.kp_loads.append(req)
+            russia = "россия" in str(portal.deal.fields.get("UF_CRM_DIRECTION") or "").lower()
+            return LoadKpResult(loaded=russia, changed=True, kp_number="КП-000123")
+
+        @activity.defn(name="find_invoice_payments")
+        async def find_invoice_payments(req: FindPaymentsRequest) -> list[Payment]:
+            portal.check_onec()
+            return list(portal.onec_payments)
+
+        @activity.defn(name="fetch_closing_documents")
+        async def fetch_closing_documents(req: ClosingDocsRequest) -> list[ClosingDocument]:
+            portal.check_onec()
+            return []
+
+        @activity.defn(name="create_onec_task")
+        async def create_onec_task(req: CreateOneCTaskRequest) -> str:
+            portal.check_onec()
+            portal.onec_tasks.setdefault(req.key, {"ref": f"ref-{req.key}", "done": False})
+            return portal.onec_tasks[req.key]["ref"]
+
+        @activity.defn(name="read_onec_task")
+        async def read_onec_task(ref: str) -> OneCTaskStatus:
+            task = next(t for t in portal.onec_tasks.values() if t["ref"] == ref)
+            return OneCTaskStatus(ref=ref, executed=task["done"], accepted=True)
+
+        @activity.defn(name="reflect_task_progress")
+        async def reflect_task_progress(req: ReflectProgressRequest) -> ReflectProgressResult:
+            return ReflectProgressResult(completed=req.status.executed)
+
         return [
+            create_approval_item,
+            read_approval_item_stage,
+            set_approval_item_stage,
+            read_task_status,
+            create_linked_deal,
+            send_email,
+            load_kp_into_deal,
+            find_invoice_payments,
+            fetch_closing_documents,
+            create_onec_task,
+            read_onec_task,
+            reflect_task_progress,
             fetch_deal,
             notify_users,
             create_task,
@@ -80,6 +179,10 @@ class FakePortal:
             send_client_message,
             add_timeline_comment,
         ]
+
+    def check_onec(self) -> None:
+        if self.onec_down:
+            raise RuntimeError("1C is unreachable")
 
     def titles(self) -> list[str]:
         return [t.title for t in self.tasks.values()]

@@ -1,0 +1,72 @@
+"""The e-mail activity against a real SMTP server (aiosmtpd): sent once per key (R-SH-3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.mail import MailActivities
+from config.settings import SmtpSettings
+from integrations.asgi_server import free_port
+from store.db import init_db, make_engine
+from workflows.models import EmailRequest
+
+
+class Inbox(Message):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list = []
+
+    def handle_message(self, message) -> None:  # type: ignore[no-untyped-def]
+        self.messages.append(message)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+async def test_r_sh_3_documents_mail_sent_once_per_key(smtp_server, tmp_path: Path) -> None:
+    inbox, port = smtp_server
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    await init_db(engine)
+    acts = MailActivities(SmtpSettings(host="127.0.0.1", port=port), engine)
+    req = EmailRequest(
+        key="deal:42:sh:mail_accountant",
+        to=["buh@example.ru"],
+        subject="Подписанные документы по сделке №42",
+        body="— УПД №17 от 01.12.2026",
+    )
+    env = ActivityEnvironment()
+    await env.run(acts.send_email, req)
+    await env.run(acts.send_email, req)
+    await engine.dispose()
+    assert len(inbox.messages) == 1
+    mail = inbox.messages[0]
+    assert mail["To"] == "buh@example.ru"
+    assert mail["Message-ID"] == "<deal.42.sh.mail_accountant@salesflow>"
+    assert "УПД №17" in mail.get_payload(decode=True).decode("utf-8")
+
+
+async def test_bad_recipient_is_refused_permanently(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    await init_db(engine)
+    acts = MailActivities(SmtpSettings(), engine)
+    req = EmailRequest(key="k", to=["nobody"], subject="s", body="b")
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(acts.send_email, req)
+    await engine.dispose()
+    assert err.value.non_retryable
