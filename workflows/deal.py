@@ -255,10 +255,7 @@ class DealWorkflow(DealEffects):
     async def stage_invoice(self) -> str:
         """INVOICE: the pay loop (R-INV-1, R-INV-2) closed by 1C or a person (R-INV-3)."""
         await self._client_message("inv:client_message", "client_invoice_issued")
-        if self.s.counters.get("inv:paid_from") is None:
-            self.s.counters["inv:paid_from"] = len(self.s.payments)
-        start = self.s.counters["inv:paid_from"]
-        paid = lambda: len(self.s.payments) > start  # noqa: E731
+        paid = lambda: bool(self.s.payments)  # noqa: E731  (payments exist from INVOICE on)
         while not paid():
             if not self.s.counters.get("inv:open"):
                 self.s.invoice_round += 1
@@ -280,7 +277,7 @@ class DealWorkflow(DealEffects):
         if not self._field("payment_date"):
             await self._set_fields_once(
                 "inv:payment_date",
-                {self.rules.fields["payment_date"]: self.s.payments[start].paid_on.isoformat()},
+                {self.rules.fields["payment_date"]: self.s.payments[0].paid_on.isoformat()},
             )
         return await self._advance("LAUNCH", "payment received")
 
