@@ -16,7 +16,20 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import ConfigError, load_settings
 from config.temporal_client import connect
-from workflows.models import AcceptLead, DealView, LoseDeal, RejectLead
+from workflows.models import (
+    AcceptLead,
+    ApprovalDecision,
+    DealView,
+    DocumentsSigned,
+    KpFeedback,
+    LoseDeal,
+    MoveStage,
+    PaymentSchedule,
+    RecordPayment,
+    RejectLead,
+    RequestTasks,
+    StartProcess,
+)
 from workflows.names import deal_workflow_id
 
 app = typer.Typer(
@@ -99,6 +112,119 @@ def lose(
         "lose_deal",
         _model(lambda: LoseDeal.model_validate({"reason": reason, "comment": comment or None})),
     )
+
+
+@app.command("kp-feedback")
+def kp_feedback(
+    deal_id: int,
+    agreed: bool = typer.Option(..., "--agreed/--not-agreed", help="the client's answer"),
+    comment: str = typer.Option("", help="what the client said"),
+) -> None:
+    """The client's answer on the КП (R-KP-4): not agreed starts another round."""
+    _update(
+        deal_id, "kp_feedback", _model(lambda: KpFeedback(agreed=agreed, comment=comment or None))
+    )
+
+
+@app.command()
+def approval(
+    deal_id: int,
+    approved: bool = typer.Option(..., "--approve/--reject", help="the internal decision"),
+    comment: str = typer.Option("", help="required for a rejection"),
+) -> None:
+    """The internal approval of the invoice/contract (R-KP-6/7), as «Согласование» would."""
+    _update(
+        deal_id,
+        "approval_decision",
+        _model(lambda: ApprovalDecision(approved=approved, comment=comment or None)),
+    )
+
+
+@app.command()
+def pay(
+    deal_id: int,
+    amount: float = typer.Option(..., help="roubles"),
+    paid_on: str = typer.Option(..., "--date", help="YYYY-MM-DD"),
+    source: str = typer.Option("manual", help="manual|1c"),
+) -> None:
+    """Record a payment (R-INV-3, R-PS-1)."""
+    _update(
+        deal_id,
+        "record_payment",
+        _model(
+            lambda: RecordPayment.model_validate(
+                {"amount": amount, "paid_on": paid_on, "source": source}
+            )
+        ),
+    )
+
+
+@app.command()
+def schedule(
+    deal_id: int,
+    tranches: list[str] = typer.Argument(..., help="PERCENT:YYYY-MM-DD, e.g. 50:2026-12-10"),
+) -> None:
+    """Set the payment schedule (R-LA-1): percents summing to 100 with due dates."""
+    parsed = []
+    for item in tranches:
+        percent, _, due = item.partition(":")
+        if not due:
+            _fail(f"{item!r}: write PERCENT:YYYY-MM-DD")
+        parsed.append({"percent": percent, "due": due})
+    _update(
+        deal_id,
+        "set_payment_schedule",
+        _model(lambda: PaymentSchedule.model_validate({"tranches": parsed})),
+    )
+
+
+@app.command("request-tasks")
+def request_tasks(
+    deal_id: int,
+    engineers: bool = False,
+    purchasing: bool = False,
+    logistics: bool = False,
+    production: bool = False,
+    lawyer: bool = False,
+    metrologist: bool = False,
+) -> None:
+    """Ask services for tasks (R-X6); logistics is mirrored into 1C."""
+    _update(
+        deal_id,
+        "request_tasks",
+        _model(
+            lambda: RequestTasks(
+                engineers=engineers,
+                purchasing=purchasing,
+                logistics=logistics,
+                production=production,
+                lawyer=lawyer,
+                metrologist=metrologist,
+            )
+        ),
+    )
+
+
+@app.command()
+def process(
+    deal_id: int, kind: str = typer.Argument(..., help="import_order|production|purchasing")
+) -> None:
+    """Start a tracked sub-process (R-X7)."""
+    _update(deal_id, "start_process", _model(lambda: StartProcess.model_validate({"kind": kind})))
+
+
+@app.command()
+def signed(deal_id: int, kind: str = typer.Argument(..., help="act|upd|invoice|contract")) -> None:
+    """A document was signed by the client (R-SH-3, R-INV-F)."""
+    _update(
+        deal_id, "documents_signed", _model(lambda: DocumentsSigned.model_validate({"kind": kind}))
+    )
+
+
+@app.command()
+def move(deal_id: int, to: str = typer.Argument(..., help="stage code, e.g. KP")) -> None:
+    """Move the deal as a person would in Bitrix24; required fields are checked (R-X3)."""
+    _update(deal_id, "move_stage", _model(lambda: MoveStage.model_validate({"to": to.upper()})))
 
 
 @app.command()

