@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import traceback
 from pathlib import Path
 
 import typer
@@ -114,8 +117,34 @@ def emulate_onec(
     run(host, port, base, user, password)
 
 
+@app.command()
+def doctor() -> None:
+    """Check the configuration against the live Bitrix24 portal and 1C (exit 0: all right)."""
+    from starter.doctor import main
+
+    raise typer.Exit(main(settings_or_exit(), console))
+
+
 @app.command("config-check")
 def config_check() -> None:
     """Validate the configuration file and environment; name each bad key."""
     settings = settings_or_exit()
     console.print(f"configuration is valid (Temporal {settings.temporal.address})")
+
+
+def main() -> None:
+    """The console script. It leaves with os._exit once output is flushed: the Temporal SDK's
+    native runtime can crash while the interpreter tears down (exit status 134/139 after the
+    work was done), which would turn a correct answer into a failure for scripts."""
+    code = 1
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -16,7 +16,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import rules as R
     from workflows.models import (
         STAGE_ORDER,
-        Bitrix24Event,
         ClientMessageRequest,
         Deadline,
         DealInput,
@@ -75,8 +74,8 @@ class DealEffects:
                 )
             except TimeoutError:
                 return False
-            while self.s.pending_events:
-                await self._reconcile(self.s.pending_events.pop(0))
+            if self.s.pending_events:
+                await self._reconcile_pending()
 
     async def _wait_or_remind(
         self, done: Callable[[], bool], until: datetime, name: str, what: str
@@ -92,14 +91,17 @@ class DealEffects:
     def _interrupted(self) -> bool:
         return self.lose is not None or self.moved_to is not None
 
-    async def _reconcile(self, event: Bitrix24Event) -> None:
-        """A deal changed in Bitrix24: re-read it and follow a stage move made by a person.
-        A task of the deal changed: drop it from the open tasks once it is completed."""
-        if event.event in TASK_EVENTS:
-            await self._reconcile_task(event.entity_id)
-            return
-        if event.event not in DEAL_EVENTS:
-            return
+    async def _reconcile_pending(self) -> None:
+        """Take every event that has arrived: changed tasks are re-read once each, and the deal
+        once for all its events (Bitrix24 events carry only IDs)."""
+        events, self.s.pending_events = self.s.pending_events, []
+        for task_id in dict.fromkeys(e.entity_id for e in events if e.event in TASK_EVENTS):
+            await self._reconcile_task(task_id)
+        if any(e.event in DEAL_EVENTS for e in events):
+            await self._reconcile_deal()
+
+    async def _reconcile_deal(self) -> None:
+        """The deal changed in Bitrix24: re-read it and follow a stage move made by a person."""
         await self._refresh_deal()
         deal = self.s.deal
         assert deal is not None
@@ -245,7 +247,9 @@ class DealEffects:
         )
 
     def _sync_overdue(self) -> None:
-        workflow.upsert_search_attributes([DEAL_OVERDUE.value_set(self._any_overdue())])
+        overdue = self._any_overdue()
+        if workflow.info().typed_search_attributes.get(DEAL_OVERDUE) != overdue:
+            workflow.upsert_search_attributes([DEAL_OVERDUE.value_set(overdue)])
         self._details()
 
     def _mark_overdue(self, name: str) -> None:
@@ -456,7 +460,8 @@ class DealEffects:
         self._bump("deal_reads")
         if self.s.manager_id is None and self.s.stage != "NEW" and deal.assigned_by_id:
             self.s.manager_id = deal.assigned_by_id
-        workflow.upsert_search_attributes([DEAL_AMOUNT.value_set(deal.amount)])
+        if workflow.info().typed_search_attributes.get(DEAL_AMOUNT) != deal.amount:
+            workflow.upsert_search_attributes([DEAL_AMOUNT.value_set(deal.amount)])
 
     async def _comment(self, purpose: str, text: str) -> None:
         await self._once(
