@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
-from integrations.bitrix24.errors import Bitrix24Error, OperationTimeLimit
+from integrations.bitrix24.errors import Bitrix24Error
 
 
 @contextmanager
@@ -18,9 +17,8 @@ def remote_errors(system: str = "Bitrix24") -> Iterator[None]:
     try:
         yield
     except Bitrix24Error as err:
-        delay = None
-        if isinstance(err, OperationTimeLimit) and err.reset_at:
-            delay = timedelta(seconds=max(1.0, float(err.reset_at) - time.time()))
+        retry_after = getattr(err, "retry_after", None)
+        delay = timedelta(seconds=retry_after) if retry_after and err.retryable else None
         raise ApplicationError(
             f"{system} {err.code or 'error'}: {err.description}",
             type=f"{system}.{err.code or 'error'}",

@@ -1,6 +1,16 @@
-"""Async Bitrix24 REST client over an incoming webhook: one HTTP client, one throttle per portal.
+"""Async Bitrix24 REST client: one HTTP client, one throttle per portal, coalesced calls.
 
-No retries here: callers (Temporal activities) retry on `Bitrix24Error.retryable`.
+- Every HTTP request passes one leaky-bucket throttle shared by all clients of a portal in
+  the process, sized under the portal's bucket so it never overflows it.
+- Concurrent `call`s are coalesced into `batch` requests of up to 50 commands
+  (`coalescer.py`); results and errors are split back to each caller.
+- `list_all` walks large lists with the ID cursor, 50 chained pages per request
+  (`listing.py`).
+- No retries here: callers (Temporal activities) retry on `Bitrix24Error.retryable`,
+  waiting `Bitrix24Error.retry_after` seconds when the error implies a delay.
+
+Webhook: `Bitrix24Client("https://portal/rest/1/secret/")`. Local application (OAuth):
+`Bitrix24Client("https://portal/rest/", access_token=token)` — the token goes as `auth=`.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ import datetime as dt
 import json
 import math
 import re
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,20 +29,53 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from aiolimiter import AsyncLimiter
 
 from integrations.bitrix24 import php_form
-from integrations.bitrix24.errors import Bitrix24Error, ServerError, error_from_response
+from integrations.bitrix24.coalescer import (
+    BATCH_MAX_COMMANDS,
+    MAX_COMMAND_CHARS,
+    Coalescer,
+    Pending,
+    coalescable,
+)
+from integrations.bitrix24.errors import (
+    Bitrix24Error,
+    OperationTimeLimit,
+    PortalMoved,
+    QueryLimitExceeded,
+    ServerError,
+    error_from_response,
+)
+from integrations.bitrix24.listing import PAGE_SIZE, CursorPlan, cursor_plan, remaining_pages
+from integrations.bitrix24.throttle import PortalThrottle
 
-BATCH_MAX_COMMANDS = 50
-PAGE_SIZE = 50
+__all__ = [
+    "BATCH_MAX_COMMANDS",
+    "PAGE_SIZE",
+    "BatchResult",
+    "Bitrix24Client",
+    "Bitrix24Response",
+    "batch_command",
+    "limiter_capacity",
+    "list_items",
+]
+
 _METHOD = re.compile(r"^[A-Za-z0-9_.]+$")
 _LIST_KEYS = ("tasks", "items", "categories", "types", "products")
+_REDIRECTS = {301, 302, 303, 307, 308}
+# Inner batch errors carry no HTTP status; these codes have a known one.
+_BATCH_ERROR_STATUS = {
+    "OPERATION_TIME_LIMIT": 429,
+    "ERROR_METHOD_NOT_FOUND": 404,
+    "ERROR_BATCH_METHOD_NOT_ALLOWED": 405,
+    "INSUFFICIENT_SCOPE": 401,
+    "WRONG_AUTH_TYPE": 403,
+}
 
-# One limiter per (event loop, portal origin, settings): every client of a portal in a
+# One throttle per (event loop, portal origin, settings): every client of a portal in a
 # worker shares it, so all their calls queue in one bucket.
-_LIMITERS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, float, int], AsyncLimiter]
+_THROTTLES: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, float, int], PortalThrottle]
 ] = weakref.WeakKeyDictionary()
 
 
@@ -56,18 +100,18 @@ class BatchResult:
 
 
 def limiter_capacity(burst: int) -> int:
-    """Client-side bucket size: the portal's, minus headroom for requests still in flight."""
+    """Client-side bucket size: the portal's, minus headroom for other callers of the portal
+    (the bucket is per portal and source IP: a relay on the same host shares it)."""
     return max(1, burst - max(2, math.ceil(burst * 0.1)))
 
 
-def _shared_limiter(origin: str, rate_per_second: float, burst: int) -> AsyncLimiter:
+def shared_throttle(origin: str, rate_per_second: float, burst: int) -> PortalThrottle:
     loop = asyncio.get_running_loop()
-    limiters = _LIMITERS.setdefault(loop, {})
+    throttles = _THROTTLES.setdefault(loop, {})
     key = (origin, rate_per_second, burst)
-    if key not in limiters:
-        capacity = limiter_capacity(burst)
-        limiters[key] = AsyncLimiter(capacity, capacity / rate_per_second)
-    return limiters[key]
+    if key not in throttles:
+        throttles[key] = PortalThrottle(rate_per_second, limiter_capacity(burst))
+    return throttles[key]
 
 
 def _json_default(value: Any) -> Any:
@@ -126,8 +170,41 @@ def list_items(result: Any) -> list[Any]:
     raise ValueError(f"not a list result: {type(result).__name__}")
 
 
+# Failures of a request as a whole (the bucket, the transport, auth) — never a command's own.
+_REQUEST_FAILURES = {
+    "QUERY_LIMIT_EXCEEDED",
+    "OVERLOAD_LIMIT",
+    "TIMEOUT",
+    "TRANSPORT_ERROR",
+    "INVALID_RESPONSE",
+    "PORTAL_MOVED",
+    "PORTAL_DELETED",
+    "INVALID_CREDENTIALS",
+    "NO_AUTH_FOUND",
+    "EXPIRED_TOKEN",
+    "INVALID_TOKEN",
+    "INVALID_REQUEST",
+}
+
+
+def _request_failure(error: Bitrix24Error) -> bool:
+    if getattr(error, "command_error", False):
+        return False
+    return error.code.upper() in _REQUEST_FAILURES
+
+
+def _retry_after_header(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
 class Bitrix24Client:
-    """Calls one portal through its incoming-webhook URL (`https://portal/rest/1/secret/`)."""
+    """Calls one portal through an incoming webhook or a local application's token."""
 
     def __init__(
         self,
@@ -137,6 +214,9 @@ class Bitrix24Client:
         burst: int = 50,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        coalesce: bool = True,
+        coalesce_window: float = 0.005,
+        access_token: str | None = None,
     ) -> None:
         parts = urlsplit(webhook_url)
         if not parts.scheme or not parts.netloc:
@@ -145,12 +225,27 @@ class Bitrix24Client:
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._rate = rate_per_second
         self._burst = burst
+        self._token = access_token
         self._http = httpx.AsyncClient(
             timeout=timeout,
             transport=transport,
             headers={"Accept": "application/json"},
             follow_redirects=False,
         )
+        self._coalescer = (
+            Coalescer(
+                self._send_one,
+                self._send_chunk,
+                self._throttle,
+                self._release,
+                window=coalesce_window,
+            )
+            if coalesce
+            else None
+        )
+        # method → `operating_reset_at` from its last success: when a 429 may lift.
+        self._operating_reset: dict[str, float] = {}
+        self.http_requests = 0
 
     async def __aenter__(self) -> Bitrix24Client:
         return self
@@ -159,43 +254,152 @@ class Bitrix24Client:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._coalescer is not None:
+            await self._coalescer.aclose()
         await self._http.aclose()
 
-    async def _throttle(self) -> None:
-        if self._rate and self._rate > 0 and self._burst > 0:
-            await _shared_limiter(self._origin, self._rate, self._burst).acquire()
+    @property
+    def _throttled(self) -> bool:
+        return bool(self._rate and self._rate > 0 and self._burst > 0)
 
-    async def call_raw(
-        self, method: str, params: Mapping[str, Any] | None = None
-    ) -> Bitrix24Response:
-        """POST one method with a JSON body; raise the typed error on any failure."""
-        _check_method(method)
-        body = json.dumps(dict(params or {}), default=_json_default, ensure_ascii=False)
-        await self._throttle()
+    async def _throttle(self) -> None:
+        """Wait for a slot of the portal's bucket; the request's `_post` gives it back."""
+        if self._throttled:
+            await shared_throttle(self._origin, self._rate, self._burst).acquire()
+
+    def _release(self) -> None:
+        if self._throttled:
+            shared_throttle(self._origin, self._rate, self._burst).release()
+
+    # ------------------------------------------------------------------ one HTTP request
+    async def _post(self, method: str, params: Mapping[str, Any]) -> Bitrix24Response:
+        """POST one method with a JSON body; raise the typed error.
+
+        Called only after `_throttle()`; releases that slot when the answer is in.
+        """
         try:
+            body = json.dumps(dict(params), default=_json_default, ensure_ascii=False)
+            url = self._base + method
+            if self._token is not None:
+                url += "?" + php_form.encode({"auth": self._token})
+            self.http_requests += 1
             response = await self._http.post(
-                self._base + method,
-                content=body.encode(),
-                headers={"Content-Type": "application/json"},
+                url, content=body.encode(), headers={"Content-Type": "application/json"}
             )
         except httpx.TimeoutException as exc:
             raise ServerError("TIMEOUT", f"{method}: {type(exc).__name__}", 0) from exc
         except httpx.HTTPError as exc:
             raise ServerError("TRANSPORT_ERROR", f"{method}: {exc!r}", 0) from exc
+        finally:
+            self._release()
+        if response.status_code in _REDIRECTS:
+            location = response.headers.get("location")
+            raise PortalMoved(
+                "PORTAL_MOVED",
+                f"{method}: the portal answers from another address: {location}",
+                response.status_code,
+                location,
+            )
         try:
             payload = response.json()
         except ValueError:
             payload = None
-        if not isinstance(payload, dict) or "error" in payload or "result" not in payload:
-            raise error_from_response(response.status_code, response.content)
-        if response.status_code != 200:
-            raise error_from_response(response.status_code, response.content)
+        if (
+            not isinstance(payload, dict)
+            or "error" in payload
+            or "result" not in payload
+            or response.status_code != 200
+        ):
+            error = error_from_response(response.status_code, response.content)
+            raise self._annotate(error, method, _retry_after_header(response))
+        time_info = payload.get("time") if isinstance(payload.get("time"), dict) else None
+        self._remember_operating(method, time_info)
         return Bitrix24Response(
             result=payload["result"],
             total=_as_int(payload.get("total")),
             next=_as_int(payload.get("next")),
-            time=payload.get("time") if isinstance(payload.get("time"), dict) else None,
+            time=time_info,
         )
+
+    def _remember_operating(self, method: str, time_info: Mapping[str, Any] | None) -> None:
+        if time_info and time_info.get("operating_reset_at") is not None:
+            reset = _as_int(time_info.get("operating_reset_at"))
+            if reset is not None:
+                self._operating_reset[method.lower()] = float(reset)
+
+    def _annotate(
+        self, error: Bitrix24Error, method: str, header_delay: float | None = None
+    ) -> Bitrix24Error:
+        """Fill `retry_after`: the header's value, else what the error itself implies."""
+        if header_delay is not None:
+            error.retry_after = header_delay
+        elif isinstance(error, OperationTimeLimit):
+            reset_at = error.reset_at or self._operating_reset.get(method.lower())
+            if reset_at:
+                error.reset_at = reset_at
+                error.retry_after = max(1.0, reset_at - time.time())
+        elif isinstance(error, QueryLimitExceeded):
+            # One slot of the portal's bucket drains in 1/rate seconds.
+            error.retry_after = max(1.0, 1.0 / self._rate) if self._rate else 1.0
+        return error
+
+    # ------------------------------------------------------------------ coalescer hooks
+    async def _send_one(self, method: str, params: Mapping[str, Any]) -> Bitrix24Response:
+        return await self._post(method, params)
+
+    async def _send_chunk(
+        self, chunk: list[Pending]
+    ) -> list[tuple[Bitrix24Response | None, BaseException | None]]:
+        keys = [f"c{index}" for index in range(len(chunk))]
+        cmd = {key: pending.command for key, pending in zip(keys, chunk, strict=True)}
+        raw = await self._post("batch", {"halt": 0, "cmd": cmd})
+        sections = raw.result if isinstance(raw.result, dict) else {}
+        results = _section(sections.get("result"))
+        errors = _section(sections.get("result_error"))
+        totals = _section(sections.get("result_total"))
+        nexts = _section(sections.get("result_next"))
+        times = _section(sections.get("result_time"))
+        outcomes: list[tuple[Bitrix24Response | None, BaseException | None]] = []
+        for key, pending in zip(keys, chunk, strict=True):
+            if key in errors:
+                outcomes.append((None, self._inner_error(pending.method, errors[key])))
+                continue
+            time_info = times.get(key) if isinstance(times.get(key), dict) else None
+            self._remember_operating(pending.method, time_info)
+            response = Bitrix24Response(
+                result=results.get(key),
+                total=_as_int(totals.get(key)),
+                next=_as_int(nexts.get(key)),
+                time=time_info,
+            )
+            outcomes.append((response, None))
+        return outcomes
+
+    def _inner_error(self, method: str, body: Any) -> Bitrix24Error:
+        """A command's own error from `result_error` (not a failure of the whole request)."""
+        body = body if isinstance(body, dict) else {"error": "", "error_description": str(body)}
+        status = _BATCH_ERROR_STATUS.get(str(body.get("error", "")).upper(), 400)
+        error = self._annotate(error_from_response(status, body), method)
+        error.command_error = True  # type: ignore[attr-defined]
+        return error
+
+    # ------------------------------------------------------------------ public API
+    async def call_raw(
+        self, method: str, params: Mapping[str, Any] | None = None
+    ) -> Bitrix24Response:
+        """One method call; the whole envelope (`result`, `total`, `next`, `time`).
+
+        Coalesced with concurrent calls into one `batch` unless its params cannot travel
+        inside one (empty containers, `$result[...]` strings) or coalescing is off.
+        """
+        _check_method(method)
+        params = dict(params or {})
+        if self._coalescer is not None and coalescable(method, params):
+            command = batch_command(method, params)
+            if len(command) <= MAX_COMMAND_CHARS:
+                return await self._coalescer.submit(method, params, command)
+        await self._throttle()
+        return await self._post(method, params)
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """The `result` of one method call."""
@@ -207,26 +411,61 @@ class Bitrix24Client:
         *,
         halt: bool = False,
     ) -> BatchResult:
-        """Run commands through `batch`, at most 50 per HTTP request, split back by key.
+        """Run commands as `batch`, at most 50 per HTTP request, split back by key.
 
-        `$result[key]` references only resolve within one HTTP batch (50 commands).
-        With `halt`, the first failing command stops the rest, later chunks included.
+        Without `halt` and without `$result[...]` references the commands join the
+        coalescing queue (they may share requests with concurrent calls). Otherwise they
+        go in their own requests: references resolve only within one request (50
+        commands), and with `halt` the first failing command stops the rest, later
+        chunks included.
         """
+        items = [(str(key), method, dict(params)) for key, (method, params) in commands.items()]
+        for _, method, _ in items:
+            _check_method(method)
+        if (
+            not halt
+            and self._coalescer is not None
+            and all(coalescable(method, params) for _, method, params in items)
+        ):
+            return await self._batch_coalesced(items)
+        return await self._batch_direct(items, halt)
+
+    async def _batch_coalesced(self, items: list[tuple[str, str, dict[str, Any]]]) -> BatchResult:
+        outcomes = await asyncio.gather(
+            *(self.call_raw(method, params) for _, method, params in items),
+            return_exceptions=True,
+        )
         outcome = BatchResult()
-        items = [(str(key), method, params) for key, (method, params) in commands.items()]
+        for (key, _, _), answer in zip(items, outcomes, strict=True):
+            if isinstance(answer, Bitrix24Error) and not _request_failure(answer):
+                outcome.errors[key] = answer
+            elif isinstance(answer, BaseException):
+                raise answer  # the request itself failed (503, HTML, transport): as before
+            else:
+                outcome.result[key] = answer.result
+                if answer.total is not None:
+                    outcome.total[key] = answer.total
+                if answer.next is not None:
+                    outcome.next[key] = answer.next
+        return outcome
+
+    async def _batch_direct(
+        self, items: list[tuple[str, str, dict[str, Any]]], halt: bool
+    ) -> BatchResult:
+        outcome = BatchResult()
         for offset in range(0, len(items), BATCH_MAX_COMMANDS):
             chunk = items[offset : offset + BATCH_MAX_COMMANDS]
             cmd = {key: batch_command(method, params) for key, method, params in chunk}
-            raw = await self.call_raw("batch", {"halt": 1 if halt else 0, "cmd": cmd})
+            await self._throttle()
+            raw = await self._post("batch", {"halt": 1 if halt else 0, "cmd": cmd})
             sections = raw.result if isinstance(raw.result, dict) else {}
             results = _section(sections.get("result"))
             errors = _section(sections.get("result_error"))
             totals = _section(sections.get("result_total"))
             nexts = _section(sections.get("result_next"))
-            for key, _, _ in chunk:
+            for key, method, _ in chunk:
                 if key in errors:
-                    error = errors[key] if isinstance(errors[key], dict) else {"error": ""}
-                    outcome.errors[key] = error_from_response(400, error)
+                    outcome.errors[key] = self._inner_error(method, errors[key])
                 elif key in results:
                     outcome.result[key] = results[key]
                 if _as_int(totals.get(key)) is not None:
@@ -244,16 +483,62 @@ class Bitrix24Client:
         *,
         use_batch: bool = True,
     ) -> list[Any]:
-        """Every row of a list method, 50 per page via `start`.
+        """Every row of a list method.
 
-        After the first page, the remaining pages are fetched through `batch` (one HTTP
-        request per 50 pages) unless `use_batch` is False, which follows `next` page by page.
+        Methods with an ID (crm.deal.list, crm.item.list, tasks.task.list, …) ordered by ID
+        (or in their default order) are walked with the ID cursor after the first page:
+        `filter {>ID: last}`, `start=-1`, 50 chained pages per `batch` request (or one page
+        per request without `use_batch`). Other lists page by `start` offsets.
         """
-        base = {k: v for k, v in dict(params or {}).items() if k != "start"}
+        params = dict(params or {})
+        plan = cursor_plan(method, params)
+        base = plan.base if plan is not None else {k: v for k, v in params.items() if k != "start"}
         first = await self.call_raw(method, {**base, "start": 0})
         rows = list(list_items(first.result))
         if first.next is None:
             return rows
+        if plan is not None:
+            return rows + await self._cursor_pages(method, plan, rows, first.total, use_batch)
+        return rows + await self._offset_pages(method, base, first, use_batch)
+
+    async def _cursor_pages(
+        self,
+        method: str,
+        plan: CursorPlan,
+        first_rows: list[Any],
+        total: int | None,
+        use_batch: bool,
+    ) -> list[Any]:
+        rows: list[Any] = []
+        pages_left = remaining_pages(total, len(first_rows)) if total else 1
+        last = first_rows[-1][plan.spec.row_key]
+        while pages_left > 0:
+            size = min(pages_left, BATCH_MAX_COMMANDS if use_batch else 1)
+            commands: dict[str, tuple[str, Mapping[str, Any]]] = {}
+            for index in range(size):
+                cursor = last if index == 0 else plan.spec.reference(f"p{index - 1}")
+                commands[f"p{index}"] = (method, plan.page(cursor))
+            if size == 1:
+                pages = [list_items(await self.call(method, commands["p0"][1]))]
+            else:
+                answer = await self._batch_direct(list(_items(commands)), halt=True)
+                pages = []
+                for key in commands:
+                    if key in answer.errors:
+                        raise answer.errors[key]
+                    pages.append(list_items(answer.result.get(key)))
+            for page in pages:
+                rows.extend(page)
+                pages_left -= 1
+                if len(page) < PAGE_SIZE:
+                    return rows  # the list ended early (rows were deleted meanwhile)
+                last = page[-1][plan.spec.row_key]
+        return rows
+
+    async def _offset_pages(
+        self, method: str, base: dict[str, Any], first: Bitrix24Response, use_batch: bool
+    ) -> list[Any]:
+        rows: list[Any] = []
         if not use_batch or not first.total:
             following: int | None = first.next
             while following is not None:
@@ -261,6 +546,7 @@ class Bitrix24Client:
                 rows.extend(list_items(page.result))
                 following = page.next
             return rows
+        assert first.next is not None
         starts = range(first.next, first.total, PAGE_SIZE)
         commands = {f"page{start}": (method, {**base, "start": start}) for start in starts}
         pages = await self.batch(commands)
@@ -269,3 +555,9 @@ class Bitrix24Client:
                 raise pages.errors[key]
             rows.extend(list_items(pages.result.get(key)))
         return rows
+
+
+def _items(
+    commands: Mapping[str, tuple[str, Mapping[str, Any]]],
+) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(key, method, dict(params)) for key, (method, params) in commands.items()]

@@ -1,14 +1,19 @@
-"""The Bitrix24 emulator: an ASGI app serving `/rest/<user>/<secret>/<method>` like a portal.
+"""The Bitrix24 emulator: an ASGI app serving a portal's REST API.
 
+Routes: the incoming webhook `/rest/<user>/<secret>/<method>` and the local application's
+OAuth route `/rest/<method>` (token in `auth=`, `access_token=` or `Authorization: Bearer`;
+the seed installs one app whose token is `seed.LOCAL_APP_ACCESS_TOKEN`).
 `create_app()` builds it; `app.state.portal` is the in-memory `Portal` (tests inspect it) and
 `app.state.events` the outbound-event dispatcher. Admin endpoints live under `/_emulator/`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,24 +21,27 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request, Response
-from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from integrations.bitrix24 import (  # noqa: F401  (importing registers the methods)
     emulator_batch,
     emulator_contacts,
     emulator_deals,
+    emulator_event_methods,
     emulator_items,
     emulator_people,
     emulator_tasks,
     emulator_timeline,
     php_form,
 )
-from integrations.bitrix24.emulator_batch import timing
+from integrations.bitrix24.emulator_admin import admin_routes
+from integrations.bitrix24.emulator_auth import Caller, oauth_caller, take_token, webhook_caller
+from integrations.bitrix24.emulator_batch import run_counted, timing
 from integrations.bitrix24.emulator_events import EventDispatcher, Origin
+from integrations.bitrix24.emulator_limits import BUCKET_PLANS, DEFAULT_OPERATING_LIMIT
 from integrations.bitrix24.emulator_query import Page
 from integrations.bitrix24.emulator_registry import CallContext, RestError, invoke
-from integrations.bitrix24.emulator_state import Portal
+from integrations.bitrix24.emulator_state import Fault, Portal
 from integrations.bitrix24.emulator_values import php_json, to_int
 from integrations.bitrix24.seed import Seed, load_seed
 
@@ -72,7 +80,13 @@ def build_portal(
     application_token: str = "dev-app-token",
     rate_per_second: float | None = 2.0,
     burst: int = 50,
+    plan: str | None = None,
+    operating_limit: float | None = DEFAULT_OPERATING_LIMIT,
 ) -> Portal:
+    """A populated portal. `plan` ("standard" 2/s burst 50, "enterprise" 5/s burst 250)
+    overrides `rate_per_second`/`burst`; `operating_limit` None turns the 429 limit off."""
+    if plan is not None:
+        rate_per_second, burst = BUCKET_PLANS[plan]
     portal = Portal(
         seed=seed if seed is not None else load_seed(),
         secret=secret,
@@ -80,6 +94,7 @@ def build_portal(
         application_token=application_token,
         rate_per_second=rate_per_second,
         burst=burst,
+        operating_limit=operating_limit,
     )
     populate(portal)
     return portal
@@ -124,7 +139,7 @@ def _error(error: RestError) -> Response:
     return Response(php_json(error.body()), error.status, headers=_HEADERS, media_type=_JSON)
 
 
-def _envelope(outcome: Any, started: float) -> dict[str, Any]:
+def _envelope(outcome: Any, started: float, operating: Any = None) -> dict[str, Any]:
     envelope: dict[str, Any] = {}
     if isinstance(outcome, Page):
         envelope["result"] = outcome.result
@@ -133,40 +148,81 @@ def _envelope(outcome: Any, started: float) -> dict[str, Any]:
         envelope["total"] = outcome.total
     else:
         envelope["result"] = outcome
-    envelope["time"] = timing(started, time.time())
+    envelope["time"] = timing(started, time.time(), operating)
     return envelope
+
+
+async def _fault_response(fault: Fault) -> Response | None:
+    """Answer an injected fault (after its delay); None lets a slow call run normally."""
+    if fault.delay > 0:
+        await asyncio.sleep(fault.delay)
+    if fault.passthrough:
+        return None
+    headers = {"Location": fault.location} if fault.location else None
+    return Response(fault.body, fault.status, headers=headers, media_type=fault.content_type)
+
+
+def _source(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 async def handle_rest(
     request: Request,
     portal: Portal,
     events: EventDispatcher,
-    user_id: str,
-    secret: str,
     method_path: str,
+    webhook: tuple[str, str] | None,
 ) -> Response:
+    """One REST request: faults, blocks, auth, the bucket, the operating limit, the method.
+
+    `webhook` is (user_id, secret) for the webhook route, None for the OAuth route.
+    """
     started = time.time()
     name = _method_name(method_path)
     portal.calls[name] += 1
+    portal.requests += 1
     fault = portal.take_fault(name)
     if fault is not None:
-        return Response(fault.body, fault.status, media_type=fault.content_type)
-    caller = to_int(user_id)
-    if caller is None or portal.webhooks.get(secret) != caller or caller not in portal.users:
-        return _error(RestError("INVALID_CREDENTIALS", "Invalid request credentials", 401))
-    if not portal.bucket.try_acquire():
-        portal.rejected[name] += 1
-        return _error(RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503))
+        answer = await _fault_response(fault)
+        if answer is not None:
+            return answer
+    if portal.block is not None:
+        block = portal.block
+        return _error(RestError(block["code"], block["description"], block["status"]))
     try:
         params = await read_params(request)
     except ValueError as exc:
         return _error(RestError("ERROR_ARGUMENT", f"Wrong request parameters: {exc}"))
+    try:
+        if webhook is not None:
+            params.pop("auth", None)
+            caller: Caller = webhook_caller(portal, *webhook, scheme=request.url.scheme)
+        else:
+            token = take_token(params, request.headers.get("authorization"))
+            caller = oauth_caller(portal, token)
+    except RestError as error:
+        return _error(error)
+    if not portal.bucket.try_acquire(source=_source(request)):
+        portal.rejected[name] += 1
+        return _error(RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503))
+    connector = params.pop("auth_connector", "")
     ctx = CallContext(
-        portal, caller, host=request.headers.get("host", "127.0.0.1"), scheme=request.url.scheme
+        portal,
+        caller.user_id,
+        host=request.headers.get("host", "127.0.0.1"),
+        scheme=request.url.scheme,
+        app_id=caller.app_id,
+        auth_connector=connector if isinstance(connector, str) else "",
+        scopes=caller.scopes,
+        caller_key=caller.key,
     )
     try:
+        if name == "batch":  # the outer batch is not counted; its commands are
+            outcome, operating = invoke(ctx, name, params), None
+        else:
+            outcome, operating = run_counted(ctx, name, params)
         response = Response(
-            php_json(_envelope(invoke(ctx, name, params), started)),
+            php_json(_envelope(outcome, started, operating)),
             200,
             headers=_HEADERS,
             media_type=_JSON,
@@ -184,85 +240,6 @@ async def handle_rest(
     return response
 
 
-# ------------------------------------------------------------------ admin endpoints
-class HandlerSettings(BaseModel):
-    url: str | None = None
-    application_token: str | None = None
-    events: list[str] | None = None
-    delay: float | None = None
-
-
-class FaultSpec(BaseModel):
-    count: int = 1
-    status: int = 503
-    body: str | None = None
-    content_type: str = "text/html; charset=utf-8"
-    method: str | None = None
-
-
-class RateLimit(BaseModel):
-    rate_per_second: float | None = None
-    burst: int = 50
-
-
-def _admin_routes(app: FastAPI, portal: Portal, events: EventDispatcher) -> None:
-    @app.get("/_emulator/state")
-    async def state() -> dict[str, Any]:
-        return {**portal.summary(), "events": events.describe()}
-
-    @app.post("/_emulator/handler")
-    async def set_handler(settings: HandlerSettings) -> dict[str, Any]:
-        portal.handler_url = settings.url
-        if settings.application_token is not None:
-            portal.application_token = settings.application_token
-        if settings.events is not None:
-            portal.subscribed_events = {e.upper() for e in settings.events}
-        if settings.delay is not None:
-            portal.event_delay = settings.delay
-        return {
-            "handler_url": portal.handler_url,
-            "subscribed_events": sorted(portal.subscribed_events),
-        }
-
-    @app.post("/_emulator/faults")
-    async def add_fault(spec: FaultSpec) -> dict[str, Any]:
-        portal.inject_fault(
-            spec.count,
-            status=spec.status,
-            body=spec.body,
-            content_type=spec.content_type,
-            method=spec.method,
-        )
-        return {"faults": len(portal.faults)}
-
-    @app.delete("/_emulator/faults")
-    async def clear_faults() -> dict[str, Any]:
-        portal.faults.clear()
-        return {"faults": 0}
-
-    @app.post("/_emulator/rate-limit")
-    async def set_rate_limit(limit: RateLimit) -> dict[str, Any]:
-        portal.bucket.configure(limit.rate_per_second, limit.burst)
-        return {"rate_per_second": portal.bucket.rate, "burst": portal.bucket.capacity}
-
-    @app.post("/_emulator/reset")
-    async def reset() -> dict[str, Any]:
-        await events.drain()
-        portal.load(portal.seed)
-        populate(portal)
-        for log_or_counter in (
-            portal.calls,
-            portal.batch_calls,
-            portal.rejected,
-            portal.deliveries,
-            portal.faults,
-            portal.event_log,
-        ):
-            log_or_counter.clear()
-        portal.bucket.reset()
-        return {"reset": True}
-
-
 # ------------------------------------------------------------------ app
 def create_app(
     portal: Portal | None = None,
@@ -273,8 +250,19 @@ def create_app(
     rate_per_second: float | None = 2.0,
     burst: int = 50,
     seed: Seed | None = None,
+    plan: str | None = None,
+    operating_limit: float | None = DEFAULT_OPERATING_LIMIT,
+    event_delay: float = 0.0,
+    event_jitter: float = 0.0,
+    event_drop_rate: float = 0.0,
+    event_seed: int = 0,
 ) -> FastAPI:
-    """The emulator app. With `portal` given, that portal (and its own settings) is served."""
+    """The emulator app. With `portal` given, that portal (and its own settings) is served.
+
+    Outbound delivery: `event_delay` seconds after the call, plus up to `event_jitter`
+    seconds at random (events may overtake each other), dropped with `event_drop_rate`;
+    the randomness is seeded with `event_seed`.
+    """
     if portal is None:
         portal = build_portal(
             seed,
@@ -283,7 +271,11 @@ def create_app(
             application_token=application_token,
             rate_per_second=rate_per_second,
             burst=burst,
+            plan=plan,
+            operating_limit=operating_limit,
         )
+        portal.event_delay, portal.event_jitter = event_delay, event_jitter
+        portal.event_drop_rate, portal.event_rng = event_drop_rate, random.Random(event_seed)
     elif not portal.populated:
         populate(portal)
     events = EventDispatcher(portal)
@@ -302,16 +294,15 @@ def create_app(
     )
     app.state.portal = portal
     app.state.events = events
-    _admin_routes(app, portal, events)
+    admin_routes(app, portal, events, populate)
 
     @app.api_route("/rest/{user_id}/{secret}/{method_path:path}", methods=["GET", "POST"])
     async def webhook(request: Request, user_id: str, secret: str, method_path: str) -> Response:
-        return await handle_rest(request, portal, events, user_id, secret, method_path)
+        return await handle_rest(request, portal, events, method_path, (user_id, secret))
 
     @app.api_route("/rest/{method_path:path}", methods=["GET", "POST"])
     async def oauth(request: Request, method_path: str) -> Response:
-        portal.calls[_method_name(method_path)] += 1
-        return _error(RestError("NO_AUTH_FOUND", "Wrong authorization data", 401))
+        return await handle_rest(request, portal, events, method_path, None)
 
     return app
 
@@ -326,6 +317,8 @@ def run(
     *,
     rate_per_second: float | None = 2.0,
     burst: int = 50,
+    plan: str | None = None,
+    operating_limit: float | None = DEFAULT_OPERATING_LIMIT,
 ) -> None:
     """Serve the emulator in the foreground (used by `salesflow emulate bitrix24`)."""
     import uvicorn
@@ -337,5 +330,7 @@ def run(
         application_token=application_token,
         rate_per_second=rate_per_second,
         burst=burst,
+        plan=plan,
+        operating_limit=operating_limit,
     )
     uvicorn.run(create_app(portal), host=host, port=port, log_level="info")

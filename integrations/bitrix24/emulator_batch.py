@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from integrations.bitrix24 import php_form
+from integrations.bitrix24.emulator_limits import OperatingState
 from integrations.bitrix24.emulator_query import Page
 from integrations.bitrix24.emulator_registry import (
     METHODS,
@@ -17,6 +18,7 @@ from integrations.bitrix24.emulator_registry import (
     param,
 )
 from integrations.bitrix24.emulator_values import iso, truthy
+from integrations.bitrix24.seed import DEFAULT_WEBHOOK_SCOPES
 
 BATCH_MAX_LENGTH = 50
 _NOT_IN_BATCH = {"batch", "upload", "download"}
@@ -25,19 +27,56 @@ _PATH = re.compile(r"\[([^\]]+)\]")
 _SECTIONS = ("result", "error", "total", "next", "time")
 
 
-def timing(start: float, finish: float) -> dict[str, Any]:
-    """The portal's `time` object for a call that ran from `start` to `finish`."""
+def timing(start: float, finish: float, operating: OperatingState | None = None) -> dict[str, Any]:
+    """The portal's `time` object for a call that ran from `start` to `finish`.
+
+    `operating` is the method's running execution-time sum; `operating_reset_at` (when the
+    oldest basket expires) is left out while nothing is counted, as the cloud does.
+    """
     duration = max(finish - start, 0.0)
-    return {
+    result: dict[str, Any] = {
         "start": round(start, 6),
         "finish": round(finish, 6),
         "duration": duration,
         "processing": duration,
         "date_start": iso(start),
         "date_finish": iso(finish),
-        "operating_reset_at": int(start) + 600,
-        "operating": duration,
     }
+    if operating is not None and operating.reset_at is not None and operating.operating > 0:
+        result["operating_reset_at"] = int(operating.reset_at)
+    result["operating"] = round(operating.operating, 6) if operating is not None else 0
+    return result
+
+
+def operating_error(state: OperatingState) -> RestError:
+    """429 OPERATION_TIME_LIMIT, with the state the client needs to know when to come back."""
+    extra: dict[str, Any] = {}
+    if state.reset_at is not None:
+        extra["time"] = {"operating": state.operating, "operating_reset_at": int(state.reset_at)}
+    return RestError(
+        "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", 429, extra
+    )
+
+
+def run_counted(ctx: CallContext, name: str, params: dict[str, Any]) -> tuple[Any, OperatingState]:
+    """Invoke a method under its operating-time limit: (outcome, OperatingState).
+
+    The check runs before the call; the call that crosses the limit still finishes and
+    only the next call of the method is refused. Unknown methods are not counted.
+    """
+    operating = ctx.portal.operating
+    state = OperatingState(0.0, None)
+    if name in METHODS:
+        blocked = operating.blocked(ctx.caller_key, name)
+        if blocked is not None:
+            raise operating_error(blocked)
+    started = time.time()
+    try:
+        outcome = invoke(ctx, name, params)
+    finally:
+        if name in METHODS:
+            state = operating.record(ctx.caller_key, name, time.time() - started)
+    return outcome, state
 
 
 def _lookup(container: Any, key: str) -> Any:
@@ -100,7 +139,9 @@ def _commands(cmd: Any) -> list[tuple[Any, str]]:
     return []
 
 
-def _run_command(ctx: CallContext, command: str, state: dict[str, dict[Any, Any]]) -> Any:
+def _run_command(
+    ctx: CallContext, command: str, state: dict[str, dict[Any, Any]]
+) -> tuple[Any, OperatingState]:
     name, _, query = command.partition("?")
     name = name.strip().strip("/").lower()
     for suffix in (".json", ".xml"):
@@ -115,7 +156,7 @@ def _run_command(ctx: CallContext, command: str, state: dict[str, dict[Any, Any]
         raise RestError("ERROR_ARGUMENT", f"Wrong command parameters: {exc}") from exc
     params.pop("auth", None)
     ctx.portal.batch_calls[name] += 1
-    return invoke(ctx, name, substitute(params, state))
+    return run_counted(ctx, name, substitute(params, state))
 
 
 @method("batch")
@@ -136,7 +177,7 @@ def batch(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
                 continue
             started = time.time()
             try:
-                outcome = _run_command(ctx, command, state)
+                outcome, operating = _run_command(ctx, command, state)
             except RestError as error:
                 state["error"][key] = error.body()
                 if halt:
@@ -149,7 +190,7 @@ def batch(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
                     state["next"][key] = outcome.next
             else:
                 state["result"][key] = outcome
-            state["time"][key] = timing(started, time.time())
+            state["time"][key] = timing(started, time.time(), operating)
     finally:
         ctx.in_batch = False
     return {
@@ -163,7 +204,10 @@ def batch(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("scope")
 def scope(ctx: CallContext, params: dict[str, Any]) -> list[str]:
-    return ["crm", "task", "im", "user", "department"]
+    """The caller's scopes (the webhook's or the application's)."""
+    if ctx.scopes is None:
+        return sorted(DEFAULT_WEBHOOK_SCOPES)
+    return sorted(ctx.scopes)
 
 
 @method("methods")

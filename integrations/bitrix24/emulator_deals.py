@@ -313,15 +313,32 @@ def deal_get(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     return dict(_deal(ctx.portal, params))
 
 
-@method("crm.deal.update")
-def deal_update(ctx: CallContext, params: dict[str, Any]) -> bool:
+def update_deal(
+    ctx: CallContext,
+    deal: dict[str, Any],
+    fields: dict[str, Any],
+    *,
+    category_id: int | None = None,
+) -> None:
+    """Apply an update as the portal does; an update that changes nothing is not saved.
+
+    crm.deal.update never passes `category_id` (CATEGORY_ID is immutable there); moving to
+    another pipeline is crm.item.update {entityTypeId: 2}, which raises
+    ONCRMDEALMOVETOCATEGORY besides ONCRMDEALUPDATE.
+    """
     portal = ctx.portal
-    deal = _deal(portal, params)
-    fields = {str(k).upper(): v for k, v in fields_param(params).items()}
+    fields = {str(k).upper(): v for k, v in fields.items()}
+    moved = category_id is not None and category_id != int(deal["CATEGORY_ID"])
+    if moved and category_id not in portal.deal_categories:
+        raise RestError("", f"Category with ID {category_id} is not found.")
+    target_category = category_id if moved and category_id is not None else int(deal["CATEGORY_ID"])
     stage = None
-    if "STAGE_ID" in fields:
-        stage = resolve_stage(portal, int(deal["CATEGORY_ID"]), fields["STAGE_ID"])
+    if "STAGE_ID" in fields or moved:
+        stage = resolve_stage(portal, target_category, fields.get("STAGE_ID"))
     changed = _write_fields(portal, deal, fields, on_add=False)
+    if moved:
+        deal["CATEGORY_ID"] = str(target_category)
+        changed["CATEGORY_ID"] = deal["CATEGORY_ID"]
     if stage is not None and stage != deal["STAGE_ID"]:
         _apply_stage(deal, portal, stage)
         deal["MOVED_TIME"] = portal.now_iso()
@@ -333,11 +350,33 @@ def deal_update(ctx: CallContext, params: dict[str, Any]) -> bool:
         if portal.deal_contacts[int(deal["ID"])] != old:
             changed["CONTACT_IDS"] = portal.deal_contacts[int(deal["ID"])]
     if not changed:
-        return True  # an update that changes nothing is not saved and raises no event
+        return  # an update that changes nothing is not saved and raises no event
+    deal_id = int(deal["ID"])
     deal["DATE_MODIFY"] = portal.now_iso()
     deal["MODIFY_BY_ID"] = str(ctx.user_id)
     deal["IS_NEW"] = "N"
-    ctx.emit("ONCRMDEALUPDATE", {"FIELDS": {"ID": int(deal["ID"])}}, int(deal["ID"]))
+    if moved:
+        ctx.emit(
+            "ONCRMDEALMOVETOCATEGORY",
+            {
+                "FIELDS": {
+                    "ID": deal_id,
+                    "CATEGORY_ID": int(deal["CATEGORY_ID"]),
+                    "STAGE_ID": deal["STAGE_ID"],
+                }
+            },
+            deal_id,
+        )
+    ctx.emit("ONCRMDEALUPDATE", {"FIELDS": {"ID": deal_id}}, deal_id)
+
+
+def find_deal(portal: Portal, deal_id: Any) -> dict[str, Any] | None:
+    return portal.deals.get(to_int(deal_id, 0) or 0)
+
+
+@method("crm.deal.update")
+def deal_update(ctx: CallContext, params: dict[str, Any]) -> bool:
+    update_deal(ctx, _deal(ctx.portal, params), fields_param(params))
     return True
 
 
@@ -567,7 +606,7 @@ def _categories(portal: Portal, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 @method("crm.category.list")
 def category_list(ctx: CallContext, params: dict[str, Any]) -> Page:
-    page = paginate(_categories(ctx.portal, params), param(params, "start"))
+    page = paginate(_categories(ctx.portal, params), param(params, "start"), orm=True)
     return Page({"categories": page.result}, page.total, page.next)
 
 

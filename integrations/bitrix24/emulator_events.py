@@ -1,11 +1,20 @@
-"""Outbound events: form-encoded POSTs to the handler URL, after the response, never retried."""
+"""Outbound events: form-encoded POSTs after the response, at most once, never retried.
+
+Each event is due `portal.event_delay` seconds after the call plus a random extra up to
+`portal.event_jitter` (so events may overtake each other), and is dropped with probability
+`portal.event_drop_rate`; the randomness comes from the portal's seeded `event_rng`. With no
+jitter, events go out one by one in the order raised. Every attempt (and every drop) is
+recorded in `portal.deliveries`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -15,6 +24,9 @@ from integrations.bitrix24.emulator_registry import PendingEvent
 from integrations.bitrix24.emulator_state import Delivery, Portal
 
 SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
+TOKEN_LIFETIME = 3600
+# Events whose app-handler body also carries the refresh token.
+_REFRESH_EVENTS = {"ONAPPINSTALL", "ONAPPUPDATE", "ONAPPTEST", "ONOFFLINEEVENT"}
 log = logging.getLogger(__name__)
 
 
@@ -26,80 +38,149 @@ class Origin:
     scheme: str = "http"
 
 
+def _app_auth(portal: Portal, event: PendingEvent, domain: str, endpoint: str) -> dict[str, Any]:
+    app = portal.apps.get(event.app_id or "")
+    if app is None:
+        return {"domain": domain, "member_id": portal.member_id}
+    auth: dict[str, Any] = {
+        "access_token": app.access_token,
+        "expires_in": TOKEN_LIFETIME,
+        "scope": ",".join(sorted(app.scopes)),
+        "domain": domain,
+        "server_endpoint": SERVER_ENDPOINT,
+        "status": "L",
+        "client_endpoint": endpoint,
+        "member_id": portal.member_id,
+        "user_id": app.user_id,
+    }
+    if event.name in _REFRESH_EVENTS:
+        auth["refresh_token"] = app.refresh_token
+    auth["application_token"] = app.application_token
+    return auth
+
+
 def event_body(portal: Portal, event: PendingEvent, origin: Origin, ts: int) -> str:
-    """The body exactly as an outgoing webhook sends it (PHP http_build_query form)."""
+    """The body exactly as the portal sends it (PHP http_build_query form).
+
+    Outgoing webhooks get only domain/endpoints/member_id/application_token; handlers bound
+    by an application (`event.bind`) get the app's OAuth block as well.
+    """
     domain = portal.domain or origin.host
+    endpoint = f"{origin.scheme}://{domain}/rest/"
+    if event.app_id is not None:
+        auth = _app_auth(portal, event, domain, endpoint)
+    else:
+        auth = {
+            "domain": domain,
+            "client_endpoint": endpoint,
+            "server_endpoint": SERVER_ENDPOINT,
+            "member_id": portal.member_id,
+            "application_token": portal.application_token,
+        }
+    handler_id = event.handler_id or portal.event_handler_ids.get(event.name, 0)
     return php_form.encode(
         {
             "event": event.name,
-            "event_handler_id": portal.event_handler_ids.get(event.name, 0),
+            "event_handler_id": handler_id,
             "data": event.data,
             "ts": ts,
-            "auth": {
-                "domain": domain,
-                "client_endpoint": f"{origin.scheme}://{domain}/rest/",
-                "server_endpoint": SERVER_ENDPOINT,
-                "member_id": portal.member_id,
-                "application_token": portal.application_token,
-            },
+            "auth": auth,
         }
     )
 
 
+@dataclass(order=True)
+class _Scheduled:
+    due: float
+    seq: int
+    event: PendingEvent = field(compare=False)
+    origin: Origin = field(compare=False)
+    ts: int = field(compare=False)
+
+
 class EventDispatcher:
-    """Delivers events one by one in the order raised, from a background task."""
+    """Delivers queued events when due, one at a time, from a background task."""
 
     def __init__(self, portal: Portal, *, timeout: float = 10.0) -> None:
         self.portal = portal
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[tuple[PendingEvent, Origin, int]] | None = None
+        self._heap: list[_Scheduled] = []
+        self._seq = itertools.count()
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
 
-    def _ensure_worker(self) -> asyncio.Queue[tuple[PendingEvent, Origin, int]]:
+    def _ensure_worker(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._queue is None or self._worker is None:
+        if self._loop is not loop or self._worker is None:
             self._loop = loop
-            self._queue = asyncio.Queue()
+            self._heap = []
+            self._wake = asyncio.Event()
+            self._idle = asyncio.Event()
+            self._idle.set()
             self._client = httpx.AsyncClient(timeout=self.timeout)
-            self._worker = loop.create_task(self._run(self._queue, self._client))
-        return self._queue
+            self._worker = loop.create_task(self._run())
+
+    def _target(self, event: PendingEvent) -> str | None:
+        return event.handler if event.handler is not None else self.portal.handler_url
 
     async def enqueue(self, events: list[PendingEvent], origin: Origin) -> None:
-        """Queue events raised by one call (a no-op without a handler URL)."""
+        """Schedule events raised by one call (a no-op for events without a handler URL)."""
         if not events:
             return
-        queue = self._ensure_worker()
+        self._ensure_worker()
+        assert self._loop is not None and self._wake is not None and self._idle is not None
+        portal = self.portal
+        now = self._loop.time()
         for event in events:
-            queue.put_nowait((event, origin, int(self.portal.now())))
+            ts = int(portal.now())
+            if portal.event_drop_rate > 0 and portal.event_rng.random() < portal.event_drop_rate:
+                self._record_drop(event, ts)
+                continue
+            jitter = portal.event_rng.random() * portal.event_jitter if portal.event_jitter else 0
+            due = now + portal.event_delay + jitter
+            heapq.heappush(self._heap, _Scheduled(due, next(self._seq), event, origin, ts))
+        if self._heap:
+            self._idle.clear()
+            self._wake.set()
 
-    async def _run(
-        self,
-        queue: asyncio.Queue[tuple[PendingEvent, Origin, int]],
-        client: httpx.AsyncClient,
-    ) -> None:
+    def _record_drop(self, event: PendingEvent, ts: int) -> None:
+        url = self._target(event)
+        if url:
+            self.portal.deliveries.append(
+                Delivery(event.name, event.entity_id, url, "", ts, error="dropped")
+            )
+
+    async def _run(self) -> None:
+        assert self._loop is not None and self._wake is not None and self._idle is not None
         while True:
-            event, origin, ts = await queue.get()
+            if not self._heap:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            wait = self._heap[0].due - self._loop.time()
+            if wait > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            item = heapq.heappop(self._heap)
             try:
-                if self.portal.event_delay > 0:
-                    await asyncio.sleep(self.portal.event_delay)
-                await self._deliver(client, event, origin, ts)
+                await self._deliver(item.event, item.origin, item.ts)
             except Exception:  # a broken delivery must not stop the ones after it
-                log.exception("delivering %s failed", event.name)
-            finally:
-                queue.task_done()
+                log.exception("delivering %s failed", item.event.name)
 
-    async def _deliver(
-        self, client: httpx.AsyncClient, event: PendingEvent, origin: Origin, ts: int
-    ) -> None:
-        url = self.portal.handler_url
-        if not url:
+    async def _deliver(self, event: PendingEvent, origin: Origin, ts: int) -> None:
+        url = self._target(event)
+        if not url or self._client is None:
             return
         body = event_body(self.portal, event, origin, ts)
         delivery = Delivery(event=event.name, entity_id=event.entity_id, url=url, body=body, ts=ts)
         try:
-            response = await client.post(
+            response = await self._client.post(
                 url,
                 content=body.encode(),
                 headers={
@@ -113,9 +194,9 @@ class EventDispatcher:
         self.portal.deliveries.append(delivery)
 
     async def drain(self) -> None:
-        """Wait until every queued event has been attempted."""
-        if self._queue is not None and self._loop is asyncio.get_running_loop():
-            await self._queue.join()
+        """Wait until every scheduled event has been attempted."""
+        if self._idle is not None and self._loop is asyncio.get_running_loop():
+            await self._idle.wait()
 
     async def aclose(self) -> None:
         if self._worker is not None:
@@ -125,8 +206,8 @@ class EventDispatcher:
         if self._client is not None:
             with contextlib.suppress(RuntimeError):
                 await self._client.aclose()
-        self._worker = self._client = self._queue = self._loop = None
+        self._worker = self._client = self._loop = None
+        self._heap = []
 
     def describe(self) -> dict[str, Any]:
-        pending = self._queue.qsize() if self._queue is not None else 0
-        return {"pending": pending, "delivered": len(self.portal.deliveries)}
+        return {"pending": len(self._heap), "delivered": len(self.portal.deliveries)}

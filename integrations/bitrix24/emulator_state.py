@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from integrations.bitrix24.emulator_limits import LeakyBucket
+from integrations.bitrix24.emulator_limits import (
+    DEFAULT_OPERATING_LIMIT,
+    BucketSet,
+    OperatingLimits,
+)
+from integrations.bitrix24.emulator_subscriptions import Binding, OfflineQueue
 from integrations.bitrix24.emulator_values import as_str, iso
-from integrations.bitrix24.seed import Seed, builtin_seed
+from integrations.bitrix24.seed import DEFAULT_WEBHOOK_SCOPES, Seed, builtin_seed
 
 DEFAULT_EVENTS = (
     "ONCRMDEALADD",
@@ -47,13 +53,34 @@ SOURCES = [
 
 @dataclass
 class Fault:
-    """An injected failure answered instead of the next `remaining` matching REST calls."""
+    """An injected failure answered instead of the next `remaining` matching REST calls.
+
+    `delay` seconds pass before the answer; with `passthrough` the call then runs normally
+    (a slow response). A 302 carries `location` (the portal's new domain).
+    """
 
     status: int = 503
     body: str = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
     content_type: str = "text/html; charset=utf-8"
     method: str | None = None
     remaining: int = 1
+    delay: float = 0.0
+    passthrough: bool = False
+    location: str | None = None
+
+
+@dataclass
+class LocalApp:
+    """A local application installed on the portal, with one OAuth access token."""
+
+    client_id: str
+    client_secret: str
+    access_token: str
+    refresh_token: str
+    application_token: str
+    user_id: int = 1
+    scopes: frozenset[str] = frozenset(DEFAULT_WEBHOOK_SCOPES)
+    expires_at: float | None = None
 
 
 @dataclass
@@ -91,6 +118,7 @@ class Portal:
     rate_per_second: float | None = 2.0
     burst: int = 50
     clock: Callable[[], float] = time.time
+    operating_limit: float | None = DEFAULT_OPERATING_LIMIT
 
     def __post_init__(self) -> None:
         portal_cfg = self.seed.get("portal", {})
@@ -98,18 +126,36 @@ class Portal:
         self.member_id: str = portal_cfg.get("member_id") or "0" * 32
         self.webhook_user_id: int = int(portal_cfg.get("webhook_user_id") or 1)
         self.webhooks: dict[str, int] = {self.secret: self.webhook_user_id}
+        self.webhook_scopes: dict[str, frozenset[str]] = {
+            self.secret: frozenset(portal_cfg.get("webhook_scopes") or DEFAULT_WEBHOOK_SCOPES)
+        }
+        self.admins: set[int] = {int(u) for u in portal_cfg.get("admins") or [1]}
+        self.features: dict[str, bool] = {"rest_offline_extended": True}
         self.subscribed_events: set[str] = set(DEFAULT_EVENTS)
         self.event_handler_ids: dict[str, int] = {
             name: index + 1 for index, name in enumerate(DEFAULT_EVENTS)
         }
+        # Outbound delivery: a fixed delay, a random extra delay (reorders), a drop rate.
         self.event_delay: float = 0.0
-        self.bucket = LeakyBucket(self.rate_per_second, self.burst)
+        self.event_jitter: float = 0.0
+        self.event_drop_rate: float = 0.0
+        self.event_rng = random.Random(0)
+        self.bucket = BucketSet(self.rate_per_second, self.burst)
+        self.operating = OperatingLimits(self.operating_limit, self.clock)
+        # A portal-wide refusal (OVERLOAD_LIMIT, PORTAL_DELETED, a plan gate): error body.
+        self.block: dict[str, Any] | None = None
+        self.require_https = False
+        self.insufficient_scope_status = 401
+        self.requests = 0
         self.calls: Counter[str] = Counter()
         self.batch_calls: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.deliveries: list[Delivery] = []
         self.event_log: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        self.apps: dict[str, LocalApp] = {}
+        self.bindings: list[Binding] = []
+        self.offline = OfflineQueue(self.clock)
         self.load(self.seed)
 
     # ------------------------------------------------------------------ data
@@ -118,6 +164,20 @@ class Portal:
         self.seed = seed
         self.populated = False  # seed records are created by emulator.populate()
         self._ids: Counter[str] = Counter()
+        self.apps = {
+            app["client_id"]: LocalApp(
+                client_id=app["client_id"],
+                client_secret=app.get("client_secret", ""),
+                access_token=app["access_token"],
+                refresh_token=app.get("refresh_token", ""),
+                application_token=app.get("application_token") or self.application_token,
+                user_id=int(app.get("user_id", 1)),
+                scopes=frozenset(app.get("scopes") or DEFAULT_WEBHOOK_SCOPES),
+            )
+            for app in seed.get("apps", [])
+        }
+        self.bindings = []
+        self.offline.reset()
         self.departments = {int(d["ID"]): dict(d) for d in seed.get("departments", [])}
         self.users = {int(u["ID"]): dict(u) for u in seed.get("users", [])}
         self.deal_categories: dict[int, dict[str, Any]] = {}
@@ -141,6 +201,7 @@ class Portal:
         self._uf_types = {uf["FIELD_NAME"]: uf["USER_TYPE_ID"] for uf in self.deal_userfields}
         self.smart_types: dict[int, dict[str, Any]] = {}
         self.item_categories: dict[int, dict[str, Any]] = {}
+        self.item_userfields: dict[int, list[dict[str, Any]]] = {}
         for spa in seed.get("smart_processes", []):
             etid = int(spa["entityTypeId"])
             self.smart_types[etid] = {
@@ -148,7 +209,9 @@ class Portal:
                 "entityTypeId": etid,
                 "title": spa["title"],
                 "code": spa.get("code", ""),
+                "parents": [int(p) for p in spa.get("parents", [2])],
             }
+            self.item_userfields[etid] = [dict(uf) for uf in spa.get("userfields", [])]
             for category in spa.get("categories", []):
                 cat_id = int(category["id"])
                 self.item_categories[cat_id] = {
@@ -300,17 +363,29 @@ class Portal:
         body: str | None = None,
         content_type: str = "text/html; charset=utf-8",
         method: str | None = None,
+        delay: float = 0.0,
+        passthrough: bool = False,
+        location: str | None = None,
     ) -> Fault:
         fault = Fault(
             status=status,
             content_type=content_type,
             method=method.lower() if method else None,
             remaining=count,
+            delay=delay,
+            passthrough=passthrough,
+            location=location,
         )
         if body is not None:
             fault.body = body
         self.faults.append(fault)
         return fault
+
+    def app_by_token(self, token: str) -> LocalApp | None:
+        return next((app for app in self.apps.values() if app.access_token == token), None)
+
+    def next_binding_id(self) -> int:
+        return self.next_id("event_binding")
 
     def take_fault(self, method: str) -> Fault | None:
         for fault in self.faults:
@@ -366,4 +441,7 @@ class Portal:
             "calls": dict(self.calls),
             "batch_calls": dict(self.batch_calls),
             "rejected": dict(self.rejected),
+            "requests": self.requests,
+            "bindings": [b.as_dict() for b in self.bindings],
+            "offline_events": [r.view(full=True) for r in self.offline.rows.values()],
         }

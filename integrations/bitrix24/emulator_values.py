@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -152,3 +153,16 @@ def php_json(payload: Any) -> bytes:
 def names(text: str) -> tuple[str, ...]:
     """Field-name lists written as one whitespace-separated string."""
     return tuple(text.split())
+
+
+def uf_camel(name: str) -> str:
+    """A user field as crm.item.* names it: `UF_CRM_1_1700000001` → `ufCrm1_1700000001`,
+    `UF_CRM_PRIORITY` → `ufCrmPriority` (digits after digits keep their underscore)."""
+    parts = name.lower().split("_")
+    out = parts[0]
+    for previous, part in itertools.pairwise(parts):
+        if part.isdigit() and previous.isdigit():
+            out += "_" + part
+        else:
+            out += part.capitalize()
+    return out

@@ -7,15 +7,29 @@ from typing import Any, ClassVar
 
 
 class Bitrix24Error(Exception):
-    """A Bitrix24 REST error: `code` is the portal's `error` string, `status` the HTTP status."""
+    """A Bitrix24 REST error: `code` is the portal's `error` string, `status` the HTTP status.
+
+    `retry_after` is the delay in seconds the error implies before the same call can succeed
+    (the bucket's drain time on 503 QUERY_LIMIT_EXCEEDED, the wait until `operating_reset_at`
+    on 429 OPERATION_TIME_LIMIT, a `Retry-After` header); None when it implies nothing.
+    The client never retries: a caller (a Temporal retry policy) uses it as the next delay.
+    """
 
     _retryable: ClassVar[bool] = False
 
-    def __init__(self, code: str, description: str = "", status: int = 400) -> None:
+    def __init__(
+        self,
+        code: str,
+        description: str = "",
+        status: int = 400,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(code, description, status)
         self.code = code
         self.description = description
         self.status = status
+        self.retry_after = retry_after
 
     @property
     def retryable(self) -> bool:
@@ -43,8 +57,10 @@ class OperationTimeLimit(Bitrix24Error):
         description: str = "",
         status: int = 429,
         reset_at: float | None = None,
+        *,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(code, description, status)
+        super().__init__(code, description, status, retry_after=retry_after)
         self.reset_at = reset_at
 
 
@@ -52,6 +68,23 @@ class ServerError(Bitrix24Error):
     """5xx, a non-JSON body, or a transport failure: worth retrying later."""
 
     _retryable = True
+
+
+class PortalMoved(Bitrix24Error):
+    """302 to another domain: the portal was renamed; `location` holds the new address.
+
+    Not retryable: the webhook URL in the configuration must change.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        description: str = "",
+        status: int = 302,
+        location: str | None = None,
+    ) -> None:
+        super().__init__(code, description, status)
+        self.location = location
 
 
 class MethodNotFound(Bitrix24Error):

@@ -1,9 +1,11 @@
-"""PHP-bracket form encoding (`fields[TITLE]=X`, `select[]=ID`) in both directions, via qs_codec.
+"""PHP-bracket form encoding (`fields[TITLE]=X`, `select[]=ID`) in both directions.
 
-Encoding mirrors what PHP's `http_build_query` gives a PHP array built from the same JSON:
-`True`/`False` become "1"/"0" (how PHP casts them), `None` and empty containers become "",
-dates become ISO-8601 strings. Decoding mirrors `parse_str`: last duplicate wins, `a[]`
-appends, values stay strings. Hostile input only ever raises `ValueError`.
+Encoding (via qs_codec) mirrors what PHP's `http_build_query` gives a PHP array built from
+the same JSON: `True`/`False` become "1"/"0" (how PHP casts them), `None` and empty
+containers become "", dates become ISO-8601 strings. Decoding mirrors `parse_str`: last
+duplicate wins, `a[]` appends, values stay strings, keys keep their order (so
+`filter[0][logic]=OR&filter[0][0][x]=1` nests as PHP nests it). Hostile input only ever
+raises `ValueError`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import qs_codec
-from qs_codec import DecodeOptions, Duplicates, EncodeOptions, Format, ListFormat
+from qs_codec import EncodeOptions, Format, ListFormat
 
 MAX_PARAMS = 5000
 MAX_DEPTH = 20
@@ -65,24 +67,57 @@ def to_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _decode_options() -> DecodeOptions:
-    return DecodeOptions(
-        depth=MAX_DEPTH,
-        strict_depth=True,
-        parameter_limit=MAX_PARAMS,
-        list_limit=MAX_LIST_INDEX,
-        raise_on_limit_exceeded=False,
-        duplicates=Duplicates.LAST,
-        allow_dots=False,
-    )
+def _segments(name: str) -> list[str] | None:
+    """`a[b][]` → ["a", "b", ""], as parse_str reads a key (None: PHP drops the pair)."""
+    bracket = name.find("[")
+    if bracket <= 0:
+        return [name] if name and bracket != 0 else None
+    segments = [name[:bracket]]
+    rest = name[bracket:]
+    while rest.startswith("["):
+        close = rest.find("]")
+        if close < 0:  # an unclosed bracket: PHP makes it part of the last name
+            segments[-1] += "_" + rest[1:]
+            break
+        segments.append(rest[1:close])
+        rest = rest[close + 1 :]
+    return segments
+
+
+def _insert(target: dict[str, Any], segments: list[str], value: str) -> None:
+    node = target
+    for depth, segment in enumerate(segments):
+        last = depth == len(segments) - 1
+        if segment == "":  # `a[]`: append after the largest integer key
+            numbers = [int(k) for k in node if k.isdigit()]
+            segment = str(max(numbers) + 1) if numbers else "0"
+        if last:
+            node[segment] = value
+            return
+        child = node.get(segment)
+        if not isinstance(child, dict):
+            child = {}
+            node[segment] = child
+        node = child
+
+
+def _php_arrays(value: Any) -> Any:
+    """Nested arrays whose keys are 0..n-1 in order become lists (json_encode does the same)."""
+    if not isinstance(value, dict):
+        return value
+    converted = {k: _php_arrays(v) for k, v in value.items()}
+    keys = list(converted)
+    if keys and keys == [str(i) for i in range(len(keys))] and len(keys) <= MAX_LIST_INDEX:
+        return list(converted.values())
+    return converted
 
 
 def decode(text: str | bytes) -> dict[str, Any]:
-    """Decode a query string or urlencoded body into nested dicts/lists of strings.
+    """Decode a query string or urlencoded body as PHP's parse_str does.
 
-    More than MAX_PARAMS parameters or keys nested deeper than MAX_DEPTH raise ValueError (the
-    only exception this raises). List indices past MAX_LIST_INDEX turn the list into a dict
-    with string keys, as a PHP array would be.
+    Values stay strings; the last duplicate wins; `a[]` appends; keys keep their order.
+    More than MAX_PARAMS parameters or keys nested deeper than MAX_DEPTH raise ValueError
+    (the only exception this raises).
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
@@ -91,14 +126,16 @@ def decode(text: str | bytes) -> dict[str, Any]:
     text = text.lstrip("?")
     if not text:
         return {}
-    if text.count("&") + 1 > MAX_PARAMS:
+    pieces = [piece for piece in text.split("&") if piece]
+    if len(pieces) > MAX_PARAMS:
         raise ValueError(f"more than {MAX_PARAMS} parameters")
-    try:
-        decoded = qs_codec.decode(text, _decode_options())
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"malformed form data: {exc}") from exc
-    if not isinstance(decoded, dict):
-        raise ValueError("malformed form data")
-    return decoded
+    decoded: dict[str, Any] = {}
+    for piece in pieces:
+        raw_name, _, raw_value = piece.partition("=")
+        segments = _segments(unquote_plus(raw_name, errors="replace"))
+        if segments is None:
+            continue
+        if len(segments) - 1 > MAX_DEPTH:
+            raise ValueError(f"keys nested deeper than {MAX_DEPTH} levels")
+        _insert(decoded, segments, unquote_plus(raw_value, errors="replace"))
+    return {k: _php_arrays(v) for k, v in decoded.items()}

@@ -13,6 +13,11 @@ from typing import Any
 
 Seed = dict[str, Any]
 
+DEFAULT_WEBHOOK_SCOPES = ("crm", "task", "im", "user", "department")
+# The local application of the portal (OAuth route `/rest/<method>?auth=<token>`).
+LOCAL_APP_CLIENT_ID = "local.salesflow.1"
+LOCAL_APP_ACCESS_TOKEN = "dev-app-access-token"
+
 
 def _stage(status_id: str, name: str, sort: int, semantics: str | None = None) -> dict[str, Any]:
     return {"STATUS_ID": status_id, "NAME": name, "SORT": sort, "SEMANTICS": semantics}
@@ -234,12 +239,19 @@ _CONTACTS = [
     },
 ]
 
+_APPROVAL_USERFIELDS = [
+    {"FIELD_NAME": "UF_CRM_1_1700000001", "USER_TYPE_ID": "string", "TITLE": "Комментарий"},
+    {"FIELD_NAME": "UF_CRM_1_1700000002", "USER_TYPE_ID": "double", "TITLE": "Сумма сделки"},
+]
+
 _SMART_PROCESSES = [
     {
         "id": 1,
         "entityTypeId": 1032,
         "title": "Согласование",
         "code": "approval",
+        "parents": [2],
+        "userfields": _APPROVAL_USERFIELDS,
         "categories": [
             {
                 "id": 3,
@@ -261,7 +273,19 @@ def builtin_seed() -> Seed:
                 "domain": None,
                 "member_id": "5e1f0c2b9a7d4e6f8a0b1c2d3e4f5a6b",
                 "webhook_user_id": 1,
+                "webhook_scopes": list(DEFAULT_WEBHOOK_SCOPES),
+                "admins": [1],
             },
+            "apps": [
+                {
+                    "client_id": LOCAL_APP_CLIENT_ID,
+                    "client_secret": "dev-app-client-secret",
+                    "access_token": LOCAL_APP_ACCESS_TOKEN,
+                    "refresh_token": "dev-app-refresh-token",
+                    "user_id": 1,
+                    "scopes": [*DEFAULT_WEBHOOK_SCOPES, "placement"],
+                }
+            ],
             "departments": _DEPARTMENTS,
             "users": _USERS,
             "deal_categories": [

@@ -15,8 +15,10 @@ from fastapi import FastAPI
 from integrations.asgi_server import BackgroundServer, serve
 from integrations.bitrix24.emulator import create_app
 from integrations.bitrix24.emulator_state import Portal
+from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
 
 SECRET = "devsecret"
+APP_TOKEN = LOCAL_APP_ACCESS_TOKEN
 
 
 @dataclass
@@ -35,6 +37,11 @@ class Emulator:
     @property
     def webhook(self) -> str:
         return f"{self.server.url}/rest/1/{SECRET}/"
+
+    @property
+    def oauth(self) -> str:
+        """The local application's REST endpoint (`/rest/<method>?auth=<token>`)."""
+        return f"{self.server.url}/rest/"
 
     async def drain_events(self) -> None:
         await self.app.state.events.drain()
@@ -123,6 +130,24 @@ def rest(emu: Emulator, http: httpx.AsyncClient) -> Rest:
         user: int = 1,
     ) -> tuple[int, Any]:
         response = await http.post(f"{emu.url}/rest/{user}/{secret}/{method}", json=params or {})
+        return response.status_code, response.json()
+
+    return call
+
+
+@pytest.fixture
+def app_rest(emu: Emulator, http: httpx.AsyncClient) -> Rest:
+    """POST a JSON call as the local application (OAuth route, `auth=` token)."""
+
+    async def call(
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        token: str = APP_TOKEN,
+    ) -> tuple[int, Any]:
+        response = await http.post(
+            f"{emu.oauth}{method}", params={"auth": token}, json=params or {}
+        )
         return response.status_code, response.json()
 
     return call

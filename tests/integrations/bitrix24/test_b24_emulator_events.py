@@ -123,3 +123,38 @@ async def test_batch_events_are_delivered_too(
     await _call(http, emu.webhook, "batch", {"cmd": cmd})
     await sink.wait_for(3)
     assert [php_form.decode(r["body"])["event"] for r in sink.requests] == ["ONCRMDEALADD"] * 3
+
+
+async def _ids_delivered(
+    start_emulator: StartEmulator,
+    receiver: tuple[Receiver, str],
+    http: httpx.AsyncClient,
+    **delivery: float,
+) -> tuple[list[int], list[tuple[str, str | None]]]:
+    sink, handler_url = receiver
+    sink.requests.clear()
+    emu = await start_emulator(handler_url=handler_url, **delivery)
+    emu.portal.subscribed_events = {"ONCRMDEALADD"}
+    cmd = {f"d{i}": f"crm.deal.add?fields[TITLE]=D{i}" for i in range(12)}
+    await _call(http, emu.webhook, "batch", {"cmd": cmd})
+    await emu.drain_events()
+    ids = [int(php_form.decode(r["body"])["data"]["FIELDS"]["ID"]) for r in sink.requests]
+    return ids, [(d.event, d.error) for d in emu.portal.deliveries]
+
+
+async def test_delivery_delay_reordering_and_drops_are_seeded(
+    start_emulator: StartEmulator, receiver: tuple[Receiver, str], http: httpx.AsyncClient
+) -> None:
+    in_order, _ = await _ids_delivered(start_emulator, receiver, http, event_delay=0.05)
+    assert in_order == sorted(in_order) and len(in_order) == 12
+    shuffled, _ = await _ids_delivered(
+        start_emulator, receiver, http, event_jitter=0.2, event_seed=7
+    )
+    assert sorted(shuffled) == sorted(in_order) and shuffled != sorted(shuffled)
+    again, _ = await _ids_delivered(start_emulator, receiver, http, event_jitter=0.2, event_seed=7)
+    assert [i - min(again) for i in again] == [i - min(shuffled) for i in shuffled]
+    kept, attempts = await _ids_delivered(
+        start_emulator, receiver, http, event_drop_rate=0.5, event_seed=3
+    )
+    dropped = [a for a in attempts if a[1] == "dropped"]
+    assert 0 < len(kept) < 12 and len(kept) + len(dropped) == 12  # at most once, no retry

@@ -1,0 +1,118 @@
+"""`salesflow doctor` against the emulators: a correct portal passes, a broken one is named."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from config.settings import Settings
+from integrations.asgi_server import serve
+from integrations.bitrix24.emulator import create_app as bitrix24_app
+from integrations.bitrix24.seed import builtin_seed
+from integrations.onec.emulator import create_app as onec_app
+from starter.doctor import FAIL, OK, exit_code, main, render, run_checks
+
+
+@contextlib.asynccontextmanager
+async def _stack(seed: dict[str, Any], unpublished: tuple[str, ...] = ()) -> AsyncIterator[str]:
+    b24 = bitrix24_app(seed=seed, secret="s3cret", rate_per_second=None)
+    onec = onec_app("trade", "odata", "odata")
+    onec.state.base.published -= set(unpublished)
+    async with serve(b24) as b24_server, serve(onec) as onec_server:
+        yield b24_server.url, onec_server.url
+
+
+def _settings(b24_url: str, onec_url: str, **portal: Any) -> Settings:
+    return Settings.model_validate(
+        {
+            "bitrix24": {"webhook_url": f"{b24_url}/rest/1/s3cret/", "rate_per_second": 50},
+            "onec": {"odata_url": f"{onec_url}/trade/odata/standard.odata/"},
+            "portal": portal,
+        }
+    )
+
+
+@pytest.fixture
+async def healthy() -> AsyncIterator[Settings]:
+    async with _stack(builtin_seed()) as (b24_url, onec_url):
+        yield _settings(b24_url, onec_url)
+
+
+async def test_doctor_passes_on_a_correct_portal(healthy: Settings) -> None:
+    checks = await run_checks(healthy)
+    assert [c for c in checks if c.status != OK] == []
+    names = {c.name for c in checks}
+    assert {"Bitrix24 webhook", "Webhook scopes", "Stages", "Deal fields", "Users"} <= names
+    assert {"Options priority", "Options loss_reason", "1C OData", "1C entity sets"} <= names
+    assert exit_code(checks) == 0
+    console = Console(record=True, width=200)
+    code = await asyncio.to_thread(main, healthy, console)
+    assert code == 0
+    assert "configuration matches" in console.export_text()
+
+
+async def test_doctor_names_every_problem() -> None:
+    seed = builtin_seed()
+    seed["deal_userfields"] = [
+        uf for uf in seed["deal_userfields"] if uf["FIELD_NAME"] != "UF_CRM_INN"
+    ]
+    for uf in seed["deal_userfields"]:
+        if uf["FIELD_NAME"] == "UF_CRM_KP_DATE":
+            uf["USER_TYPE_ID"] = "string"
+    for user in seed["users"]:
+        if user["ID"] == 5:
+            user["ACTIVE"] = False
+    seed["portal"]["webhook_scopes"] = ["crm", "user", "im"]
+    async with _stack(seed, unpublished=("Task_ЗадачаИсполнителя",)) as (b24_url, onec_url):
+        settings = _settings(
+            b24_url,
+            onec_url,
+            stages={"KP": "C1:UC_OFFER"},
+            enums={"kp_status": {"agreed": 22, "not_agreed": 21}, "priority": {"A": 99}},
+        )
+        checks = await run_checks(settings)
+        console = Console(record=True, width=250)
+        code = await asyncio.to_thread(main, settings, console)
+    failed = {c.name: c for c in checks if c.status == FAIL}
+    assert set(failed) == {
+        "Webhook scopes",
+        "Stage KP",
+        "Field inn",
+        "Field kp_date",
+        "Options kp_status",
+        "Options priority",
+        "User 5 (logist)",
+        "1C Task_ЗадачаИсполнителя",
+    }
+    assert "task" in failed["Webhook scopes"].detail
+    assert "C1:UC_OFFER" in failed["Stage KP"].detail and "C1:UC_KP" in failed["Stage KP"].fix
+    assert "UF_CRM_INN does not exist" in failed["Field inn"].detail
+    assert "is string, expected date/datetime" in failed["Field kp_date"].detail
+    assert "agreed=22 is «Не согласовано»" in failed["Options kp_status"].detail
+    assert "A=99 does not exist" in failed["Options priority"].detail
+    assert "inactive" in failed["User 5 (logist)"].detail
+    assert all(c.fix for c in failed.values())
+    assert exit_code(checks) == 1 and code == 1
+    text = console.export_text()
+    assert "✗ fail" in text and "Stage KP" in text and "check(s) failed" in text
+
+
+async def test_doctor_when_nothing_answers() -> None:
+    settings = Settings.model_validate(
+        {
+            "bitrix24": {"webhook_url": "http://127.0.0.1:9/rest/1/x/"},
+            "onec": {"odata_url": ""},
+        }
+    )
+    checks = await run_checks(settings)
+    assert [(c.name, c.status) for c in checks] == [
+        ("Bitrix24 webhook", FAIL),
+        ("1C OData", "skip"),
+    ]
+    render(checks, Console(record=True))
+    assert exit_code(checks) == 1
