@@ -12,11 +12,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.bitrix24 import Bitrix24Activities
+from activities.board import BoardActivities
 from activities.mail import MailActivities
 from activities.onec import OneCActivities
+from config.log import configure_logging
 from config.settings import Settings, load_settings
 from config.temporal_client import connect
 from integrations.bitrix24.client import Bitrix24Client
@@ -42,6 +45,7 @@ def build_activities(
         activities += OneCActivities(onec, bitrix24, settings).all()
     if engine is not None:
         activities += MailActivities(settings.smtp, engine).all()
+        activities += BoardActivities(engine).all()
     return activities
 
 
@@ -80,7 +84,13 @@ async def running_worker(
 
 async def main(settings: Settings | None = None) -> None:
     settings = settings or load_settings()
-    client = await connect(settings)
+    seen = settings.observability
+    configure_logging(seen.log_level, seen.structured_logs)
+    extra: dict[str, Any] = {}
+    if seen.worker_metrics_bind:
+        telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=seen.worker_metrics_bind))
+        extra["runtime"] = Runtime(telemetry=telemetry)
+    client = await connect(settings, **extra)
     async with running_worker(client, settings):
         await asyncio.Event().wait()
 

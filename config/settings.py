@@ -64,6 +64,36 @@ class Bitrix24Settings(_Section):
             raise ValueError("must not be empty")
         return value
 
+    app_access_token: str = Field(
+        "",
+        description=(
+            "OAuth access token of the portal's local application (admin, scope crm and task):"
+            " the relay drains the offline-event queue (event.offline.*) with it; empty turns"
+            " offline draining off"
+        ),
+    )
+    app_rest_url: str = Field(
+        "",
+        description=(
+            "The portal's REST base for the application's calls, https://<portal>/rest/;"
+            " empty: the portal of webhook_url"
+        ),
+    )
+
+    @field_validator("app_rest_url")
+    @classmethod
+    def _rest_base_shape(cls, value: str) -> str:
+        if not value:
+            return value
+        shaped = value.startswith(("http://", "https://")) and value.rstrip("/").endswith("/rest")
+        if not shaped:
+            raise ValueError("must look like https://<portal>/rest/")
+        return value if value.endswith("/") else value + "/"
+
+    def app_rest_base(self) -> str:
+        """`app_rest_url`, or the `/rest/` of the webhook's portal."""
+        return self.app_rest_url or self.webhook_url.split("/rest/", 1)[0] + "/rest/"
+
 
 class OneCSettings(_Section):
     odata_url: str = "http://127.0.0.1:8082/trade/odata/standard.odata/"
@@ -135,6 +165,45 @@ class SmtpSettings(_Section):
 class RelaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    offline_interval_seconds: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "How often the offline-event queue is drained (needs bitrix24.app_access_token);"
+            " 0 turns draining off"
+        ),
+    )
+    offline_batch: int = Field(
+        50, ge=1, le=1000, description="Queue rows taken per event.offline.get call"
+    )
+    offline_events: tuple[str, ...] = Field(
+        ("ONCRMDEALADD", "ONCRMDEALUPDATE", "ONTASKADD", "ONTASKUPDATE"),
+        description=(
+            "Events the relay binds as offline (event.bind event_type=offline) when they are"
+            " not bound yet; empty: bind nothing, drain whatever is bound"
+        ),
+    )
+    scan_interval_seconds: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "How often deals of the «Продажа» category modified since the cursor are signalled"
+            " (the reconciliation scan); 0 turns the scan off"
+        ),
+    )
+    scan_lookback_minutes: int = Field(
+        60,
+        ge=0,
+        description="The very first scan (no cursor stored yet) starts this long before now",
+    )
+    scan_overlap_seconds: int = Field(
+        60,
+        ge=0,
+        description=(
+            "Each scan starts this far before the cursor (clock skew between the portal's servers,"
+            " changes committed late, equal timestamps); re-seen modifications are duplicates"
+        ),
+    )
 
 
 class PortalStages(_Section):
@@ -266,6 +335,25 @@ class RulesSettings(_Section):
         return self
 
 
+class ObservabilitySettings(_Section):
+    log_level: str = "INFO"
+    structured_logs: bool = Field(True, description="one JSON object a line, with deal_id")
+    worker_metrics_bind: str = Field(
+        "",
+        description=(
+            "host:port where the worker serves the Temporal SDK's Prometheus metrics"
+            " (e.g. 0.0.0.0:9464); empty: off. The relay serves its own at /metrics."
+        ),
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
+
+
 class Settings(_Section):
     temporal: TemporalSettings = TemporalSettings()
     bitrix24: Bitrix24Settings = Bitrix24Settings()
@@ -275,6 +363,7 @@ class Settings(_Section):
     relay: RelaySettings = RelaySettings()
     portal: PortalSettings = PortalSettings()
     rules: RulesSettings = RulesSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     templates: dict[str, str] = Field(default_factory=dict)
 
 

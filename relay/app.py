@@ -24,6 +24,9 @@ from relay.intake import (
     decode_form,
     parse_event,
 )
+from relay.offline import OfflineDrainer
+from relay.periodic import Periodic
+from relay.scan import DealScanner
 from store import inbox
 from store.db import init_db, ping
 
@@ -31,6 +34,9 @@ log = logging.getLogger("salesflow.relay")
 
 MAX_BODY_BYTES = 1_000_000
 EVENTS_PATH = "/bitrix24/events"
+
+
+UPDATE_EVENTS = frozenset({"ONCRMDEALUPDATE", "ONTASKUPDATE"})
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -44,14 +50,28 @@ def create_app(
     temporal_client: Client,
     bitrix24_client: Bitrix24Caller | None = None,
     forwarder_options: ForwarderOptions | None = None,
+    offline_client: Bitrix24Caller | None = None,
 ) -> FastAPI:
     """The relay. Without `bitrix24_client` one is built from `settings.bitrix24` at start-up.
 
     The engine and the Temporal client belong to the caller; the app creates the inbox table
-    if needed, runs the retry loop while it lives and closes only what it built itself.
+    if needed, runs the retry loop, the offline-queue drain and the deal scan while it lives
+    and closes only what it built itself. The drain runs with `offline_client`, else with a
+    client of the local application's token (`bitrix24.app_access_token`), else not at all.
     """
     forwarder = Forwarder(settings, engine, temporal_client, bitrix24_client, forwarder_options)
     token = settings.bitrix24.application_token
+    drainer = OfflineDrainer(settings, engine, forwarder, offline_client)
+    scanner = DealScanner(settings, engine, forwarder)
+    relay = settings.relay
+    offline = None
+    if relay.offline_interval_seconds > 0 and (
+        offline_client is not None or settings.bitrix24.app_access_token
+    ):
+        offline = Periodic("offline-queue drain", relay.offline_interval_seconds, drainer.drain)
+    scan = None
+    if relay.scan_interval_seconds > 0:
+        scan = Periodic("deal scan", relay.scan_interval_seconds, scanner.scan)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -61,20 +81,32 @@ def create_app(
                 forwarder.bitrix24_client = await stack.enter_async_context(
                     _bitrix24_client(settings)
                 )
-            loop = asyncio.create_task(forwarder.run(), name="relay-forwarder")
+            if offline is not None and offline_client is None:
+                drainer.client = await stack.enter_async_context(_application_client(settings))
+            loops = [asyncio.create_task(forwarder.run(), name="relay-forwarder")]
+            loops += [
+                asyncio.create_task(job.run(), name=f"relay-{job.name}")
+                for job in (offline, scan)
+                if job is not None
+            ]
             try:
                 yield
             finally:
-                loop.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop
+                for loop in loops:
+                    loop.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
                 await forwarder.close()
                 if bitrix24_client is None:
                     forwarder.bitrix24_client = None
+                drainer.client = offline_client
 
     app = FastAPI(title="salesflow relay", lifespan=lifespan)
     app.state.forwarder = forwarder
     app.state.engine = engine
+    app.state.offline = offline  # Periodic | None: `await app.state.offline.run_once()`
+    app.state.scan = scan
+    app.state.drainer = drainer
+    app.state.scanner = scanner
 
     @app.post(EVENTS_PATH)
     async def bitrix24_event(request: Request) -> JSONResponse:
@@ -106,19 +138,36 @@ def create_app(
             return _error(503, "the inbox is unavailable; the event was not recorded")
         if is_new:
             forwarder.kick(row_id)
+        elif event.event in UPDATE_EVENTS:
+            await _nudge_again(row_id)
         return JSONResponse({"status": "recorded" if is_new else "duplicate", "id": row_id})
+
+    async def _nudge_again(row_id: int) -> None:
+        """Bitrix24 stamps events by the second and sends only IDs, so a second change within
+        the same second looks exactly like a re-delivery. It is recorded once, but the deal's
+        workflow is signalled again: it re-reads the deal, which costs one read at most."""
+        row = await inbox.get(engine, row_id)
+        if row is not None and row.status == inbox.InboxStatus.FORWARDED.value:
+            await inbox.mark(engine, row_id, inbox.InboxStatus.PENDING, "same-second change")
+            forwarder.kick(row_id)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         body: dict[str, Any] = {"status": "ok", "database": "ok"}
         status_code = 200
+        cursor = None
         try:
             await ping(engine)
             body["inbox"] = await inbox.counts(engine)
+            cursor = await scanner.cursor()
         except Exception as exc:
             body.update(status="degraded", database=f"error: {type(exc).__name__}: {exc}")
             status_code = 503
         body["forwarder"] = {"last_error": forwarder.last_error}
+        body["offline_queue"] = _loop_health(
+            offline, mode=drainer.mode, rows_recorded=drainer.recorded_total
+        )
+        body["scan"] = _loop_health(scan, rows_recorded=scanner.recorded_total, cursor=cursor)
         return JSONResponse(body, status_code=status_code)
 
     return app
@@ -130,6 +179,23 @@ def _bitrix24_client(settings: Settings) -> Bitrix24Client:
         rate_per_second=settings.bitrix24.rate_per_second,
         burst=settings.bitrix24.burst,
     )
+
+
+def _application_client(settings: Settings) -> Bitrix24Client:
+    """The local application's client (its OAuth token) for event.* methods."""
+    return Bitrix24Client(
+        settings.bitrix24.app_rest_base(),
+        access_token=settings.bitrix24.app_access_token,
+        rate_per_second=settings.bitrix24.rate_per_second,
+        burst=settings.bitrix24.burst,
+        coalesce=False,
+    )
+
+
+def _loop_health(job: Periodic | None, **extra: Any) -> dict[str, Any]:
+    if job is None:
+        return {"enabled": False}
+    return {"enabled": True, **job.describe(), **extra}
 
 
 def _peer(request: Request) -> str:

@@ -3,6 +3,10 @@
 Every row ends `forwarded`, `ignored` (with the reason) or `failed` (a permanent error, with the
 reason), or stays `pending` after a transient failure (Temporal or Bitrix24 unreachable, rate
 limits, 5xx) and is tried again later with exponential backoff — nothing recorded is dropped.
+
+Rows of the safety nets (offline queue, deal scan: `relay.observations`) are `ignored` when the
+deal's last signal already followed their modification (`store.signal_marks`); every signal of
+a deal notes the DATE_MODIFY it read and the portal's time of that read.
 """
 
 from __future__ import annotations
@@ -23,16 +27,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import Settings
 from config.snapshot import build_rules
+from relay import bitrix24_time
 from relay.bitrix24_errors import Bitrix24Verdict, classify
-from store import inbox
+from relay.observations import DEAL_EVENTS, TASK_EVENTS, is_safety_net
+from store import inbox, signal_marks
 from store.inbox import InboxEvent, InboxStatus
 from workflows.models import Bitrix24Event, DealInput, DealRules
 from workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT, WORKFLOW_TYPE, deal_workflow_id
 
 log = logging.getLogger("salesflow.relay")
 
-DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE"})
-TASK_EVENTS = frozenset({"ONTASKADD", "ONTASKUPDATE"})
 DEAL_BINDING = re.compile(r"^D_(\d+)$")
 
 
@@ -97,16 +101,43 @@ class Forwarder:
         return Outcome(InboxStatus.IGNORED, f"{row.event} is not used by the pipeline")
 
     async def _deal_event(self, row: InboxEvent) -> Outcome:
-        deal = await self._bitrix24("crm.deal.get", {"id": row.entity_id})
+        deal, read_at = await self._bitrix24_timed("crm.deal.get", {"id": row.entity_id})
         if deal is None:
             return Outcome(InboxStatus.IGNORED, f"deal {row.entity_id} not found in Bitrix24")
-        category = _int(deal.get("CATEGORY_ID") if isinstance(deal, dict) else None)
+        deal = deal if isinstance(deal, dict) else {}
+        category = _int(deal.get("CATEGORY_ID"))
         wanted = self.settings.portal.category_id
         if category != wanted:
             return Outcome(
                 InboxStatus.IGNORED,
                 f"deal {row.entity_id} is in category {category}, not «Продажа» ({wanted})",
             )
+        modified = bitrix24_time.epoch(deal.get("DATE_MODIFY"))
+        covered = await self._covered(row, signal_marks.DEAL, modified)
+        if covered is not None:
+            return Outcome(
+                InboxStatus.IGNORED,
+                f"deal {row.entity_id} was signalled after its change at"
+                f" {deal.get('DATE_MODIFY')} already (inbox row {covered.row_id})",
+            )
+        if not await self._signal_deal(row):
+            return Outcome(InboxStatus.IGNORED, "deal workflow closed")
+        await self._note_signal(row, signal_marks.DEAL, modified, read_at)
+        return Outcome(InboxStatus.FORWARDED)
+
+    async def _covered(
+        self, row: InboxEvent, kind: str, modified: int | None
+    ) -> signal_marks.Mark | None:
+        """For a safety-net row: the mark of a signal that already followed its change."""
+        if modified is None or not is_safety_net(row.payload_data()):
+            return None
+        mark = await signal_marks.get(self.engine, kind, row.entity_id)
+        if mark is not None and signal_marks.covers(mark, modified, row.ts):
+            return mark
+        return None
+
+    async def _signal_deal(self, row: InboxEvent) -> bool:
+        """Signal-with-start the deal's workflow; False when that workflow has closed."""
         try:
             await self.temporal_client.start_workflow(
                 WORKFLOW_TYPE,
@@ -120,14 +151,33 @@ class Forwarder:
                 rpc_timeout=self.options.rpc_timeout,
             )
         except WorkflowAlreadyStartedError:
-            return Outcome(InboxStatus.IGNORED, "deal workflow closed")
+            return False
         except RPCError as exc:
             raise _temporal_error(exc) from exc
-        return Outcome(InboxStatus.FORWARDED)
+        return True
+
+    async def _note_signal(
+        self, row: InboxEvent, kind: str, modified: int | None, read_at: float | None
+    ) -> None:
+        """Best effort: without the mark a later safety-net row only signals once more."""
+        if modified is None or read_at is None:
+            return
+        try:
+            await signal_marks.note(
+                self.engine,
+                kind,
+                row.entity_id,
+                modified=modified,
+                read_at=read_at,
+                row_id=row.id,
+            )
+        except Exception as exc:
+            log.warning("could not note the signal of inbox row %s: %s", row.id, _describe(exc))
 
     async def _task_event(self, row: InboxEvent) -> Outcome:
-        found = await self._bitrix24(
-            "tasks.task.get", {"taskId": row.entity_id, "select": ["ID", "UF_CRM_TASK"]}
+        found, read_at = await self._bitrix24_timed(
+            "tasks.task.get",
+            {"taskId": row.entity_id, "select": ["ID", "UF_CRM_TASK", "CHANGED_DATE"]},
         )
         task = found.get("task") if isinstance(found, dict) else None
         if not isinstance(task, dict):
@@ -135,6 +185,15 @@ class Forwarder:
         deals = _bound_deals(task.get("ufCrmTask", task.get("UF_CRM_TASK")))
         if not deals:
             return Outcome(InboxStatus.IGNORED, f"task {row.entity_id} is not bound to a deal")
+        changed = task.get("changedDate", task.get("CHANGED_DATE"))
+        modified = bitrix24_time.epoch(changed)
+        covered = await self._covered(row, signal_marks.TASK, modified)
+        if covered is not None:
+            return Outcome(
+                InboxStatus.IGNORED,
+                f"task {row.entity_id} was signalled after its change at {changed} already"
+                f" (inbox row {covered.row_id})",
+            )
         delivered: list[int] = []
         for deal_id in deals:
             handle = self.temporal_client.get_workflow_handle(deal_workflow_id(deal_id))
@@ -150,18 +209,31 @@ class Forwarder:
         if not delivered:
             names = ", ".join(deal_workflow_id(d) for d in deals)
             return Outcome(InboxStatus.IGNORED, f"no running deal workflow ({names})")
+        await self._note_signal(row, signal_marks.TASK, modified, read_at)
         return Outcome(InboxStatus.FORWARDED)
 
     async def _bitrix24(self, method: str, params: dict[str, Any]) -> Any:
         """The method's result, None when the object does not exist (or is not visible)."""
-        if self.bitrix24_client is None:
+        result, _ = await self._bitrix24_timed(method, params, timed=False)
+        return result
+
+    async def _bitrix24_timed(
+        self, method: str, params: dict[str, Any], *, timed: bool = True
+    ) -> tuple[Any, float | None]:
+        """The result and the portal's time when the call started (None when unknown)."""
+        client = self.bitrix24_client
+        if client is None:
             raise Transient("no Bitrix24 client configured")
+        call_raw = getattr(client, "call_raw", None) if timed else None
         try:
-            return await self.bitrix24_client.call(method, params)
+            if call_raw is None:
+                return await client.call(method, params), None
+            response = await call_raw(method, params)
+            return response.result, _portal_start(getattr(response, "time", None))
         except Exception as exc:
             verdict = classify(exc)
             if verdict is Bitrix24Verdict.NOT_FOUND:
-                return None
+                return None, None
             if verdict is Bitrix24Verdict.PERMANENT:
                 raise Permanent(f"Bitrix24 {method}: {_describe(exc)}") from exc
             raise Transient(f"Bitrix24 {method}: {_describe(exc)}") from exc
@@ -276,6 +348,11 @@ class Forwarder:
 
 def _signal(row: InboxEvent) -> Bitrix24Event:
     return Bitrix24Event(event=row.event, entity_id=row.entity_id, ts=row.ts)
+
+
+def _portal_start(time_info: Any) -> float | None:
+    start = time_info.get("start") if isinstance(time_info, dict) else None
+    return float(start) if isinstance(start, int | float) else None
 
 
 def _ids(rows: list[InboxEvent]) -> list[int]:

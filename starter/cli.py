@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 
 from config.settings import ConfigError, Settings, load_settings
-from starter import deal_commands
+from starter import deal_commands, report_commands
 
 app = typer.Typer(help="salesflow: the «Продажа» pipeline on Temporal.", no_args_is_help=True)
 emulate = typer.Typer(help="Emulators of Bitrix24 and 1C for the local stack and tests.")
 app.add_typer(emulate, name="emulate")
 app.add_typer(deal_commands.app, name="deal")
+app.add_typer(report_commands.app, name="report")
 console = Console()
 
 

@@ -16,6 +16,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import ConfigError, load_settings
 from config.temporal_client import connect
+from store import board
+from store.db import init_db, make_engine
 from workflows.models import (
     AcceptLead,
     ApprovalDecision,
@@ -263,8 +265,43 @@ def status(deal_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
 def list_deals(
     stage: str = typer.Option("", help="only deals at this stage code"),
     limit: int = typer.Option(50),
+    temporal: bool = typer.Option(False, "--temporal", help="ask Temporal visibility instead"),
 ) -> None:
-    """Deal workflows with their stage, manager and amount (Temporal visibility)."""
+    """Deals with stage, manager, amount, next deadline (from the deal board read model)."""
+    if temporal:
+        _list_from_visibility(stage, limit)
+        return
+    rows = asyncio.run(
+        read_board(lambda engine: board.list_deals(engine, stage.upper() or None, limit))
+    )
+    table = Table("deal", "title", "stage", "manager", "amount", "next deadline", "overdue")
+    for row in rows:
+        table.add_row(
+            str(row.deal_id),
+            row.title,
+            row.stage,
+            str(row.manager_id or ""),
+            f"{row.amount:,.2f}",
+            row.next_due.isoformat(timespec="minutes") if row.next_due else "",
+            "yes" if row.overdue else "",
+        )
+    console.print(table)
+
+
+async def read_board(read: Callable[[Any], Awaitable[Any]]) -> Any:
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        _fail(str(err))
+    engine = make_engine(settings.database.url)
+    try:
+        await init_db(engine)
+        return await read(engine)
+    finally:
+        await engine.dispose()
+
+
+def _list_from_visibility(stage: str, limit: int) -> None:
     query = "WorkflowType = 'DealWorkflow'"
     if stage:
         query += f" AND DealStage = '{stage.upper()}'"

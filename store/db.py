@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
@@ -48,8 +49,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 async def init_db(engine: AsyncEngine) -> None:
     """Create the tables that do not exist yet (idempotent)."""
+    import store.board
+    import store.cursors
     import store.inbox
-    import store.outbox  # noqa: F401  (importing registers the tables in the metadata)
+    import store.outbox
+    import store.signal_marks  # noqa: F401  (importing registers the tables in the metadata)
 
     async with engine.begin() as conn:
         await conn.run_sync(SQLModel.metadata.create_all)
@@ -60,6 +64,16 @@ async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """A session whose objects stay readable after commit; the caller commits."""
     async with AsyncSession(engine, expire_on_commit=False) as db_session:
         yield db_session
+
+
+def dialect_insert(engine: AsyncEngine, table: Any) -> Any:
+    """INSERT for `table` in the engine's dialect (both have ON CONFLICT … DO NOTHING/UPDATE)."""
+    name = engine.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"unsupported database dialect {name}")
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -71,6 +71,16 @@ def dedup_key(event: str, entity_id: int, ts: int, payload: Mapping[str, Any]) -
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def change_key(kind: str, entity_id: int, modified: int) -> str:
+    """The key of "object `entity_id` of `kind` as modified at `modified` (epoch seconds)".
+
+    The relay's safety nets (offline queue rows, reconciliation scans) report modifications,
+    not deliveries: seeing the same modification again, from either of them, is a duplicate.
+    """
+    text = f"change\n{kind}\n{entity_id}\n{modified}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _insert(engine: AsyncEngine) -> Any:
     name = engine.dialect.name
     if name == "postgresql":
@@ -95,14 +105,21 @@ def _row(mapping: Mapping[str, Any]) -> InboxEvent:
 
 
 async def record(
-    engine: AsyncEngine, *, event: str, entity_id: int, ts: int, payload: Mapping[str, Any]
+    engine: AsyncEngine,
+    *,
+    event: str,
+    entity_id: int,
+    ts: int,
+    payload: Mapping[str, Any],
+    key: str | None = None,
 ) -> tuple[int, bool]:
     """Store an event; return `(row id, is_new)`. A repeat of a stored event returns its row.
 
-    The unique dedup key makes concurrent identical deliveries safe: one insert wins, the others
-    find its row. The transaction has committed when this returns.
+    `key` (default: `dedup_key` of the delivery) says which events are the same one, e.g.
+    `change_key` for the safety nets. The unique key makes concurrent identical deliveries safe:
+    one insert wins, the others find its row. The transaction has committed when this returns.
     """
-    key = dedup_key(event, entity_id, ts, payload)
+    key = key or dedup_key(event, entity_id, ts, payload)
     now = utcnow()
     insert = (
         _insert(engine)

@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         ApprovalItemRequest,
         ApprovalResult,
         Bitrix24Event,
+        BoardUpdate,
+        Deadline,
         DealInput,
         DealState,
         DealView,
@@ -93,11 +95,16 @@ class DealWorkflow(DealEffects):
         self._pending_cause = ""
         self._payments_task: Any = None
         self._poll_task: Any = None
+        self._board_task: Any = None
+        self._board_dirty = False
+        self._board_busy = False
 
     # ---- the pipeline, in stage order -----------------------------------------------------
 
     @workflow.run
     async def run(self, inp: DealInput) -> DealView:
+        if workflow.patched("deal-board"):
+            self._board_task = asyncio.create_task(self._publish_board())
         if self.s.deal is None:
             await self._refresh_deal()
             if not self._in_pipeline():
@@ -128,6 +135,7 @@ class DealWorkflow(DealEffects):
             await self.stage_won()
         else:
             await self.stage_lose()
+        await self._flush_board()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
@@ -602,6 +610,55 @@ class DealWorkflow(DealEffects):
         )
         self._record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
         return True
+
+    # ---- the read model (deal board) ---------------------------------------------------------
+
+    def _details(self) -> None:
+        super()._details()
+        self._board_dirty = True
+
+    async def _publish_board(self) -> None:
+        """Keep the deal's board row current: one short local activity per burst of changes."""
+        while True:
+            await workflow.wait_condition(lambda: self._board_dirty)
+            self._board_dirty, self._board_busy = False, True
+            try:
+                await workflow.execute_local_activity(
+                    "update_board",
+                    self._board_row(),
+                    start_to_close_timeout=timedelta(seconds=10),
+                    schedule_to_close_timeout=timedelta(minutes=2),
+                )
+            except ActivityError:
+                self._record(self.s.stage, "deal board not updated (database unavailable)")
+            finally:
+                self._board_busy = False
+
+    async def _flush_board(self) -> None:
+        if self._board_task is None:
+            return
+        self._board_dirty = True
+        await workflow.wait_condition(lambda: not self._board_dirty and not self._board_busy)
+
+    def _board_row(self) -> BoardUpdate:
+        tranches = [
+            Deadline(
+                name=f"tranche_{t.number}",
+                due=self._end_of_working_day(t.due),
+                overdue=t.state == "overdue",
+            )
+            for t in self.s.payment_schedule
+            if t.state != "paid"
+        ]
+        return BoardUpdate(
+            deal_id=self.s.deal_id,
+            title=self.s.deal.title if self.s.deal else "",
+            stage=self.s.stage,
+            manager_id=self.s.manager_id,
+            amount=self._amount(),
+            document_set=self.s.document_set,
+            deadlines=[*self.s.deadlines, *tranches],
+        )
 
     # ---- children --------------------------------------------------------------------------
 

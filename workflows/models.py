@@ -397,3 +397,15 @@ class ProcessResult(Strict):
     workflow_id: str
     task_id: int
     done: bool
+
+
+class BoardUpdate(Strict):
+    """The deal's row on the board (read model), sent on each change."""
+
+    deal_id: int
+    title: str
+    stage: str
+    manager_id: int | None
+    amount: float
+    document_set: str | None
+    deadlines: list[Deadline]

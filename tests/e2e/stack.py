@@ -1,8 +1,9 @@
-"""The real stack for end-to-end tests: Temporal dev server, Bitrix24 emulator, relay, worker.
+"""The real stack for end-to-end tests: Temporal dev server, the Bitrix24 and 1C emulators, an
+SMTP server (aiosmtpd), the relay and a worker.
 
 Nothing is stubbed: events travel emulator → relay (HTTP, form-encoded) → inbox → Temporal →
-worker → activities → emulator (HTTP). Each stack uses its own task queue and deal-ID range, so
-tests can share the session's dev server.
+worker → activities → emulators (HTTP) and SMTP. Each stack uses its own task queue and deal-ID
+range, so tests can share the session's dev server.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
-from integrations.asgi_server import BackgroundServer, serve
+from integrations.asgi_server import BackgroundServer, free_port, serve
 from integrations.bitrix24.client import Bitrix24Client
 from integrations.bitrix24.emulator import create_app as bitrix24_app
 from integrations.bitrix24.emulator_state import Portal
+from integrations.onec.emulator import create_app as onec_app
+from integrations.smtp_sink import Mailbox, smtp_sink
 from relay.app import create_app as relay_app
 from store.db import make_engine
 from worker import running_worker
@@ -41,6 +44,9 @@ class Stack:
     bitrix24: Bitrix24Client
     relay: BackgroundServer
     emulator: BackgroundServer
+    onec: BackgroundServer
+    onec_base: Any
+    mailbox: Mailbox
 
     async def add_deal(self, **fields: Any) -> int:
         base = {
@@ -53,7 +59,7 @@ class Stack:
         return int(await self.bitrix24.call("crm.deal.add", {"fields": {**base, **fields}}))
 
     def handle(self, deal_id: int) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle(deal_workflow_id(deal_id))
+        return self.client.get_workflow_handle(deal_workflow_id(deal_id), result_type=DealView)
 
     async def state(self, deal_id: int) -> DealView:
         return await self.handle(deal_id).query("state", result_type=DealView)
@@ -88,6 +94,7 @@ class Stack:
             **os.environ,
             "TEMPORAL_ADDRESS": self.settings.temporal.address,
             "TEMPORAL_NAMESPACE": self.settings.temporal.namespace,
+            "DATABASE_URL": self.settings.database.url,
             "COLUMNS": "200",
         }
         proc = await asyncio.create_subprocess_exec(
@@ -103,13 +110,21 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    env: WorkflowEnvironment, tmp_path: Path, name: str, first_deal_id: int
+    env: WorkflowEnvironment,
+    tmp_path: Path,
+    name: str,
+    first_deal_id: int,
+    rules: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     emulator_app = bitrix24_app(application_token=TOKEN, rate_per_second=None)
     portal: Portal = emulator_app.state.portal
     portal.bump_id("deal", first_deal_id)
+    onec = onec_app()
     async with contextlib.AsyncExitStack() as stack:
         emulator = await stack.enter_async_context(serve(emulator_app))
+        onec_server = await stack.enter_async_context(serve(onec))
+        smtp_port = free_port()
+        mailbox = stack.enter_context(smtp_sink(smtp_port))
         target = env.client.service_client.config.target_host
         settings = Settings.model_validate(
             {
@@ -119,7 +134,10 @@ async def running_stack(
                     "application_token": TOKEN,
                     "rate_per_second": 20,
                 },
+                "onec": {"odata_url": f"{onec_server.url}/trade/odata/standard.odata/"},
+                "smtp": {"host": "127.0.0.1", "port": smtp_port},
                 "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"},
+                "rules": rules or {},
             }
         )
         engine = make_engine(settings.database.url)
@@ -131,4 +149,14 @@ async def running_stack(
         await stack.enter_async_context(running_worker(env.client, settings))
         b24 = Bitrix24Client(settings.bitrix24.webhook_url, rate_per_second=20, burst=50)
         stack.push_async_callback(b24.aclose)
-        yield Stack(settings, env.client, portal, b24, relay, emulator)
+        yield Stack(
+            settings,
+            env.client,
+            portal,
+            b24,
+            relay,
+            emulator,
+            onec_server,
+            onec.state.base,
+            mailbox,
+        )

@@ -22,7 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from config.settings import Bitrix24Settings, Settings
+from config.settings import Bitrix24Settings, RelaySettings, Settings
 from integrations.asgi_server import BackgroundServer, serve
 from integrations.bitrix24 import emulator_deals, emulator_tasks
 from integrations.bitrix24.emulator import create_app as create_emulator
@@ -109,11 +109,15 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> 
         await asyncio.sleep(0.05)
 
 
-def relay_settings(webhook_url: str) -> Settings:
+def relay_settings(webhook_url: str, **relay: Any) -> Settings:
+    """The relay of these tests; the offline drain and the deal scan run only when `relay`
+    asks for them (`offline_interval_seconds`, `scan_interval_seconds`)."""
+    quiet = {"offline_interval_seconds": 0, "scan_interval_seconds": 0}
     return Settings(
         bitrix24=Bitrix24Settings(
             webhook_url=webhook_url, application_token=TOKEN, rate_per_second=200, burst=400
-        )
+        ),
+        relay=RelaySettings(**{**quiet, **relay}),
     )
 
 
@@ -126,12 +130,12 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 @contextlib.asynccontextmanager
 async def running_relay(
-    settings: Settings, engine: AsyncEngine, temporal_client: Client
+    settings: Settings, engine: AsyncEngine, temporal_client: Client, port: int = 0
 ) -> AsyncIterator[Relay]:
     app = create_app(
         settings, engine=engine, temporal_client=temporal_client, forwarder_options=FAST
     )
-    async with serve(app) as server, httpx.AsyncClient(base_url=server.url) as http:
+    async with serve(app, port=port) as server, httpx.AsyncClient(base_url=server.url) as http:
         yield Relay(server, app, engine, http)
 
 

@@ -10,6 +10,7 @@ from temporalio import activity
 from workflows.models import (
     ApprovalItemRequest,
     ApprovalItemStage,
+    BoardUpdate,
     ClientMessageRequest,
     DealSnapshot,
     DealUpdateRequest,
@@ -52,6 +53,7 @@ class FakePortal:
     onec_payments: list[Payment] = field(default_factory=list)
     onec_tasks: dict[str, dict] = field(default_factory=dict)
     onec_down: bool = False
+    board: list[BoardUpdate] = field(default_factory=list)
     create_task_attempts: int = 0
     fail_first_create_after_success: bool = False
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
@@ -127,6 +129,10 @@ class FakePortal:
         async def send_email(req: EmailRequest) -> None:
             portal.emails.setdefault(req.key, req)
 
+        @activity.defn(name="update_board")
+        async def update_board(update: BoardUpdate) -> None:
+            portal.board.append(update)
+
         @activity.defn(name="load_kp_into_deal")
         async def load_kp_into_deal(req: LoadKpRequest) -> LoadKpResult:
             portal.check_onec()
@@ -160,6 +166,7 @@ class FakePortal:
             return ReflectProgressResult(completed=req.status.executed)
 
         return [
+            update_board,
             create_approval_item,
             read_approval_item_stage,
             set_approval_item_stage,

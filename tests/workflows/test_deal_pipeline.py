@@ -371,6 +371,9 @@ async def test_r_x5_client_told_at_key_stages(run_deal) -> None:
         await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind="act"))
         await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind="upd"))
         await handle.result()
+    # The read model followed the deal to the end (issue: deal board).
+    assert portal.board[-1].stage == "WON" and portal.board[-1].manager_id == 3
+    assert {u.stage for u in portal.board} >= {"NEW", "KP", "INVOICE", "SHIPPED", "WON"}
     purposes = sorted(k.split(":", 2)[2] for k in portal.client_messages)
     assert purposes == [
         "inv:client_message",

@@ -1,0 +1,59 @@
+"""Structured logs: one JSON object a line, with the deal ID on every line that concerns a deal.
+
+Temporal's workflow and activity loggers attach the workflow ID (`deal-<id>`, or a child's
+`deal-<id>-…`) to their records; the relay and activities may pass `deal_id` in `extra`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+_DEAL = re.compile(r"^deal-(\d+)")
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def deal_id_of(record: logging.LogRecord) -> int | None:
+    if isinstance(getattr(record, "deal_id", None), int):
+        return record.deal_id  # type: ignore[attr-defined,no-any-return]
+    for key in ("temporal_workflow", "temporal_activity"):
+        info = getattr(record, key, None)
+        if isinstance(info, dict):
+            match = _DEAL.match(str(info.get("workflow_id", "")))
+            if match:
+                return int(match.group(1))
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        deal_id = deal_id_of(record)
+        if deal_id is not None:
+            entry["deal_id"] = deal_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in entry and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str = "INFO", structured: bool = True) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if structured
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
