@@ -120,6 +120,8 @@ DEMO_DEAL: dict[str, Any] = {
     "UF_CRM_DIRECTION": "Россия, Москва",
     "UF_CRM_KP": "КП-000123",
     "UF_CRM_INN": "7701234567",
+    "UF_CRM_PRIORITY": 11,
+    "UF_CRM_DELIVERY_TERM": "30 дней",
 }
 
 
@@ -164,7 +166,8 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
             deal_id = await create_demo_deal(settings.bitrix24.webhook_url)
             console.print(
                 f"demo deal [bold]{deal_id}[/bold] created — watch workflow deal-{deal_id};"
-                f" accept it with: salesflow deal accept {deal_id} --manager 3"
+                f" take it: salesflow deal accept {deal_id} --manager 3, then"
+                f" salesflow deal move {deal_id} KP (its КП lines come from the 1C emulator)"
             )
         console.print("Ctrl-C stops everything.")
         await _until_interrupted()
