@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
@@ -24,6 +24,7 @@ from relay.intake import (
     decode_form,
     parse_event,
 )
+from relay.metrics import RelayMetrics
 from relay.offline import OfflineDrainer
 from relay.periodic import Periodic
 from relay.scan import DealScanner
@@ -107,6 +108,9 @@ def create_app(
     app.state.scan = scan
     app.state.drainer = drainer
     app.state.scanner = scanner
+    metrics = RelayMetrics()
+    app.state.metrics = metrics
+    forwarder.observer = metrics.settled_row
 
     @app.post(EVENTS_PATH)
     async def bitrix24_event(request: Request) -> JSONResponse:
@@ -122,8 +126,10 @@ def create_app(
             event = parse_event(form)
         except Unauthorized as exc:
             log.warning("refused event from %s: %s", _peer(request), exc)
+            metrics.received_event(str(form.get("event", "")), "rejected")
             return _error(401, "wrong or missing auth[application_token]")
         except BadEvent as exc:
+            metrics.received_event("", "bad")
             return _error(400, str(exc))
         try:
             row_id, is_new = await inbox.record(
@@ -135,7 +141,9 @@ def create_app(
             )
         except Exception:
             log.exception("could not record %s %s", event.event, event.entity_id)
+            metrics.received_event(event.event, "unavailable")
             return _error(503, "the inbox is unavailable; the event was not recorded")
+        metrics.received_event(event.event, "recorded" if is_new else "duplicate")
         if is_new:
             forwarder.kick(row_id)
         elif event.event in UPDATE_EVENTS:
@@ -150,6 +158,10 @@ def create_app(
         if row is not None and row.status == inbox.InboxStatus.FORWARDED.value:
             await inbox.mark(engine, row_id, inbox.InboxStatus.PENDING, "same-second change")
             forwarder.kick(row_id)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

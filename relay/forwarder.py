@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -86,6 +86,7 @@ class Forwarder:
         self.temporal_client = temporal_client
         self.bitrix24_client = bitrix24_client
         self.options = options or ForwarderOptions()
+        self.observer: Callable[[InboxEvent, InboxStatus], None] | None = None
         self.last_error: str | None = None
         self._rules: tuple[date, DealRules] | None = None
         self._kicked: set[asyncio.Task[Any]] = set()
@@ -270,12 +271,18 @@ class Forwarder:
                 reason,
             )
             await inbox.retry_later(self.engine, row.id, reason, delay)
+            self._observe(row, InboxStatus.PENDING)
             return InboxStatus.PENDING
         self.last_error = None
         if outcome.status is InboxStatus.FAILED:
             log.error("inbox row %s failed for good: %s", row.id, outcome.reason)
         await inbox.mark(self.engine, row.id, outcome.status, outcome.reason)
+        self._observe(row, outcome.status)
         return outcome.status
+
+    def _observe(self, row: InboxEvent, status: InboxStatus) -> None:
+        if self.observer is not None:
+            self.observer(row, status)
 
     def _backoff(self, attempts: int) -> timedelta:
         seconds = self.options.backoff_base * 2 ** max(attempts - 1, 0)

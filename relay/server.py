@@ -6,6 +6,7 @@ import asyncio
 
 import uvicorn
 
+from config.log import configure_logging
 from config.settings import Settings
 from config.temporal_client import connect
 from relay.app import create_app
@@ -14,6 +15,8 @@ from store.db import init_db, make_engine
 
 async def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Serve until interrupted. Temporal may be down at start: events are recorded meanwhile."""
+    seen = settings.observability
+    configure_logging(seen.log_level, seen.structured_logs)
     engine = make_engine(settings.database.url)
     try:
         await init_db(engine)
@@ -23,7 +26,8 @@ async def serve(settings: Settings, host: str | None = None, port: int | None = 
             app,
             host=host or settings.relay.host,
             port=settings.relay.port if port is None else port,
-            log_level="info",
+            log_level=seen.log_level.lower(),
+            log_config=None,  # uvicorn's records go through the structured root handler
             lifespan="on",
         )
         await uvicorn.Server(config).serve()
