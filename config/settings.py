@@ -15,20 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-STAGE_CODES = (
-    "NEW",
-    "IN_WORK",
-    "KP",
-    "CONTRACT",
-    "INVOICE",
-    "LAUNCH",
-    "ACCEPTED",
-    "TO_SHIP",
-    "SHIPPED",
-    "WON",
-    "LOSE",
-)
-
 
 class ConfigError(Exception):
     """The configuration is missing a key or holds a bad value; the message names the key."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,18 +21,8 @@ StageCode = Literal[
     "LOSE",
 ]
 FINAL_STAGES: frozenset[str] = frozenset({"WON", "LOSE"})
-STAGE_ORDER: tuple[str, ...] = (
-    "NEW",
-    "IN_WORK",
-    "KP",
-    "CONTRACT",
-    "INVOICE",
-    "LAUNCH",
-    "ACCEPTED",
-    "TO_SHIP",
-    "SHIPPED",
-    "WON",
-)
+# The pipeline's forward order; LOSE can be reached from any stage.
+STAGE_ORDER: tuple[str, ...] = tuple(code for code in get_args(StageCode) if code != "LOSE")
 
 
 class Strict(BaseModel):
