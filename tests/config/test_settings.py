@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import tomli_w
+from pydantic import BaseModel
 
-from config.settings import ConfigError, load_settings
+from config.settings import ConfigError, Settings, load_settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "salesflow.sample.toml"
 
@@ -55,3 +57,36 @@ def test_bad_key_is_named(tmp_path: Path, toml: str, named: str) -> None:
 def test_missing_named_file_is_reported() -> None:
     with pytest.raises(ConfigError, match="SALESFLOW_CONFIG"):
         load_settings(environ={"SALESFLOW_CONFIG": "/nonexistent/salesflow.toml"})
+
+
+def _leaves(model: type[BaseModel], prefix: str = "") -> list[str]:
+    found: list[str] = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found += _leaves(kind, f"{prefix}{name}.")
+        elif not (getattr(kind, "__origin__", None) is dict or kind is dict):
+            found.append(prefix + name)
+    return found
+
+
+def _nest(dotted: str, value: object) -> dict:
+    out: dict = {}
+    node = out
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return out
+
+
+LEAVES = _leaves(Settings)
+
+
+@pytest.mark.parametrize("dotted", LEAVES)
+def test_every_key_with_a_wrong_value_is_named(tmp_path: Path, dotted: str) -> None:
+    path = tmp_path / "salesflow.toml"
+    path.write_text(tomli_w.dumps(_nest(dotted, {"not": "a value"})), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert dotted in str(err.value)

@@ -17,7 +17,9 @@ from workflows.models import AcceptLead, LoseDeal, RejectLead
 REFUSED = (WorkflowUpdateFailedError, RPCError, WorkflowUpdateRPCTimeoutOrCancelledError)
 
 
-async def test_r_new_1_managers_notified_and_r_new_3_accept_moves_to_in_work(run_deal, skip_env):
+async def test_r_new_1_r_new_3_r_iw_1_r_iw_2_r_iw_3_r_x1_accept_then_in_work_actions(
+    run_deal, skip_env
+):
     portal = FakePortal(new_deal(1001))
     async with run_deal(portal) as handle:
         view = await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
@@ -42,7 +44,7 @@ async def test_r_new_1_managers_notified_and_r_new_3_accept_moves_to_in_work(run
     assert [t.title for t in state.open_tasks] == ["Проверить товарные позиции"]
 
 
-async def test_r_new_4_nobody_accepts_escalates_after_one_hour_and_reminds(run_deal, skip_env):
+async def test_r_new_4_r_x4_nobody_accepts_escalates_after_one_hour_and_reminds(run_deal, skip_env):
     portal = FakePortal(new_deal(1002))
     async with run_deal(portal) as handle:
         await skip_env.sleep(timedelta(minutes=59))
@@ -102,7 +104,7 @@ async def test_r_x2_retry_after_success_creates_no_second_task(run_deal):
     assert len(state.open_tasks) == 1
 
 
-async def test_r_iw_f_move_to_kp_with_empty_fields_is_returned(run_deal, skip_env):
+async def test_r_iw_f_r_x3_move_to_kp_with_empty_fields_is_returned(run_deal, skip_env):
     portal = FakePortal(new_deal(1006))
     async with run_deal(portal) as handle:
         await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))

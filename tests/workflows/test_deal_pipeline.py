@@ -281,7 +281,9 @@ async def test_r_la_f_schedule_required_before_accepted(run_deal) -> None:
         assert "График оплаты" in str(refused.value.__cause__ or refused.value)
 
 
-async def test_r_ps_1_tranche_reminded_overdue_escalated_then_closed(run_deal, skip_env) -> None:
+async def test_r_ps_1_r_ac_1_r_ts_1_tranche_reminded_overdue_escalated_then_closed(
+    run_deal, skip_env
+) -> None:
     portal = FakePortal(new_deal(2015))
     async with run_deal(portal) as handle:
         await drive_to(handle, portal, "ACCEPTED")
@@ -327,7 +329,7 @@ async def test_r_ts_2_shipping_control_task(run_deal) -> None:
     assert count(portal, "Проконтролировать отгрузку-доставку") == 1
 
 
-async def test_r_sh_1_r_sh_2_r_sh_3_r_won_documents_then_won(run_deal) -> None:
+async def test_r_sh_1_r_sh_2_r_sh_3_r_sh_f_r_won_1_r_won_2_documents_then_won(run_deal) -> None:
     portal = FakePortal(new_deal(2018))
     async with run_deal(portal) as handle:
         await drive_to(handle, portal, "SHIPPED")
@@ -354,7 +356,7 @@ async def test_r_sh_1_r_sh_2_r_sh_3_r_won_documents_then_won(run_deal) -> None:
     assert len(won) == 1 and "оставите отзыв" in won[0].template
 
 
-async def test_r_sh_1_deadline_missed_notifies_manager_and_rop(run_deal, skip_env) -> None:
+async def test_r_sh_1_r_x4_deadline_missed_notifies_manager_and_rop(run_deal, skip_env) -> None:
     portal = FakePortal(new_deal(2019))
     async with run_deal(portal) as handle:
         await drive_to(handle, portal, "SHIPPED")
@@ -423,7 +425,7 @@ async def test_r_x7_process_started_tracked_and_finished(run_deal, skip_env) -> 
     assert task.title.startswith("Процесс «Заказ Импорт»") and task.responsible_id == 7
 
 
-async def test_r_x8_lost_at_contract_ends_children(run_deal, skip_env) -> None:
+async def test_r_x8_r_lose_1_lost_at_contract_ends_children(run_deal, skip_env) -> None:
     portal = FakePortal(new_deal(2023))
     async with run_deal(portal) as handle:
         await drive_to(handle, portal, "CONTRACT")
