@@ -41,6 +41,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from bench.common import run_then_exit
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
@@ -227,9 +228,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    # The SDK's Rust threads can outlive the event loop and abort the interpreter's teardown
-    # ("PyGILState_Release … finalizing", temporalio/sdk-python#300): the figures are out,
-    # skip the teardown.
-    sys.stdout.flush()
-    os._exit(0)
+    run_then_exit(main)

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from temporalio.worker import (
     Worker,
 )
 
+from bench.common import run_pool, run_then_exit
 from config.settings import Settings
 from config.snapshot import build_rules
 from integrations.asgi_server import free_port
@@ -230,20 +231,6 @@ async def seed_deals(webhook: str, count: int) -> list[int]:
                 raise RuntimeError(f"seeding deals failed: {outcome.errors}")
             ids += [int(v) for v in outcome.result.values()]
     return ids
-
-
-async def run_pool(
-    items: Iterable[int], concurrency: int, work: Callable[[int], Awaitable[None]]
-) -> float:
-    source = iter(items)
-
-    async def lane() -> None:
-        for item in source:
-            await work(item)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
-    return time.perf_counter() - started
 
 
 async def start_deals(
@@ -431,9 +418,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    # The SDK's Rust threads can outlive the event loop and abort the interpreter's teardown
-    # ("PyGILState_Release … finalizing", temporalio/sdk-python#300): the figures are out,
-    # skip the teardown.
-    sys.stdout.flush()
-    os._exit(0)
+    run_then_exit(main)

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -46,6 +46,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench.common import run_pool, run_then_exit
 from config.settings import RelaySettings, Settings
 from config.snapshot import build_rules
 from integrations.asgi_server import free_port, serve
@@ -96,21 +97,6 @@ class Phase:
     @property
     def rate(self) -> float:
         return self.count / self.seconds if self.seconds else math.nan
-
-
-async def run_pool(
-    items: Iterable[int], concurrency: int, work: Callable[[int], Awaitable[None]]
-) -> float:
-    """Run `work` over items with `concurrency` in flight; wall seconds."""
-    source = iter(items)
-
-    async def lane() -> None:
-        for item in source:
-            await work(item)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
-    return time.perf_counter() - started
 
 
 # ---- the limit: bare signal-with-start ----------------------------------------------------
@@ -441,9 +427,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    # The SDK's Rust threads can outlive the event loop and abort the interpreter's teardown
-    # ("PyGILState_Release … finalizing", temporalio/sdk-python#300): the figures are out,
-    # skip the teardown.
-    sys.stdout.flush()
-    os._exit(0)
+    run_then_exit(main)
