@@ -2,25 +2,34 @@
 stack is left to settle and everything the assertions need is read from the systems' own
 records (the emulators, the SMTP mailbox, the relay's inbox, Temporal).
 
-Timeline (seconds after the scripts start; the scripts themselves wait for nothing of it):
-  0 …   Bitrix24: 30 % of REST calls answered 503, 20–150 ms latency on all; 1C: 50 ms
-        latency; events delivered with up to 1.5 s jitter (they overtake each other) and each
-        handed to the relay twice; forged events POSTed to the relay every 1.5 s
-  5     the worker is SIGKILLed while one of its Bitrix24 writes is being answered; restarted
-  12    the relay is stopped (SIGTERM) for 5 s while people keep changing deals
-  20    1C is unreachable (connections dropped) for 6 s
-  28    the worker is SIGKILLed mid-write again; restarted
-  34    the Temporal dev server is stopped (SIGTERM) for 4 s and started on its database
-  44    the worker is SIGKILLed mid-write a third time; restarted
-  …     the faults end when every script is done (or 110 s at most); the stack settles.
+Timeline, in seconds after the 25 deals were created (the scripts wait for none of it):
+  0 …   Bitrix24 answers 30 % of REST calls 503 QUERY_LIMIT_EXCEEDED; 20–150 ms latency on
+        every call (answers held back after the work is done); 1C 50 ms latency; events go out
+        with up to 1.5 s jitter (they overtake each other) and each reaches the relay twice
+        (`Tee`); forged events are POSTed to the relay every 1.5 s until 50
+  1     the next 8 Bitrix24 calls get the web server's HTML 503 (`POST /_emulator/faults`)
+  5     the relay is stopped (SIGTERM) for 4 s while people keep changing deals
+  20    no more 503s (the latency stays)
+  26    the imported deal signs; the worker is SIGKILLed when the SMTP server holds its e-mail
+        to the accountant and has not yet answered (`MailTrap`); started again 1 s later
+  31    the worker is SIGKILLed while Bitrix24 has done one of its writes (tasks.task.add if
+        one comes within 5 s) and the answer is on the way; started again
+  33    the Temporal dev server is stopped (SIGTERM) for 3 s and started on its SQLite file;
+        the worker, started meanwhile, exits (it cannot connect) and is started again by the
+        supervisor, as `restart: unless-stopped` does in deploy/
+  ~41   1C drops every connection for 6–12 s; 2 s in, the worker is SIGKILLed mid-write again
+  …     the latency and the jitter end with the scripts; the stack settles.
 
-A worker killed mid-activity leaves that attempt to its start-to-close timeout (60 s for
-Bitrix24 activities, 90 s for 1C ones) before Temporal retries it, so the kills come early and
-the settling waits until the last kill is 95 s old: any orphaned attempt has been retried.
+Why the 503s end before the kills: a worker killed mid-activity leaves that attempt to its
+start-to-close timeout (60 s for Bitrix24 activities, 90 s for 1C ones), and the retry after
+a timeout waits `initial_interval × 2^(attempt−1)`: an activity throttled a dozen times
+(each QUERY_LIMIT_EXCEEDED retried after 1 s by `next_retry_delay`) would then wait minutes.
+The settling waits until the last kill is 95 s old, so every orphaned attempt has been retried
+and anything it doubled would show.
 
-The 1C outage is 6 s of real time (the dev server does not skip time) while the outage notice
-threshold cannot go below one minute (`onec.outage_notify_after_minutes` ≥ 1): here the
-outage shows as 1C work that is retried and done once after 1C is back; the notice after the
+The 1C outage is a few seconds of real time (the dev server does not skip time) while the
+notice threshold cannot go below one minute (`onec.outage_notify_after_minutes` ≥ 1, set to 1
+here): the outage shows as 1C work retried and done once after 1C is back; the notice after the
 threshold is covered on the time-skipping server by tests/workflows/test_onec_outage.py.
 """
 
@@ -51,6 +60,7 @@ FORGED_TS_BASE = 1_000_000_000  # no genuine event carries a ts this old
 FORGED_DEALS = (8_999_901, 8_999_902)  # deals that exist nowhere
 THROTTLE_SECONDS = 20.0  # Bitrix24 answers 30 % of calls 503 this long
 LATENCY_SECONDS = 120.0  # the latency and the event jitter last until the scripts end, or this
+FORGING_SECONDS = 50.0
 ORPHAN_SECONDS = 95.0  # the longest activity timeout (1C, 90 s) and its first retry
 
 
@@ -267,7 +277,7 @@ class Conductor:
             ("ONCRMDEALUPDATE", ""),
         ]
         n = 0
-        while not scripts_done.is_set() and time.monotonic() - self.t0 < THROTTLE_SECONDS + 30:
+        while not scripts_done.is_set() and time.monotonic() - self.t0 < FORGING_SECONDS:
             event, token = variants[n % len(variants)]
             real = self.deal_ids[n % len(self.deal_ids)]
             entity = FORGED_DEALS[n % 2] if n % 3 == 0 else real

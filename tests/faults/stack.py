@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import httpx
 import tomli_w
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -52,7 +54,6 @@ from integrations.onec.emulator import create_app as onec_app
 from integrations.smtp_sink import Mailbox, smtp_sink
 from relay.app import EVENTS_PATH
 from starter.dev import DevPorts, temporal_command
-from store.db import make_engine
 from tests.faults.procs import Proc, Processes
 
 BIN = Path(sys.executable).parent
@@ -92,7 +93,7 @@ QUERY_LIMIT_BODY = '{"error":"QUERY_LIMIT_EXCEEDED","error_description":"Too man
 
 @dataclass
 class InFlight:
-    caller: str  # worker | relay | people | other
+    caller: str  # worker | relay | relay-app | people
     method: str
     answered: bool = False  # done by the emulator; its answer is being held back
 
@@ -240,8 +241,9 @@ class MailTrap:
 
 
 def _caller(secret: str) -> str:
+    # The webhook's secret; the OAuth route (`/rest/<method>`) is the relay's offline drain.
     return {WORKER_SECRET: "worker", RELAY_SECRET: "relay", PEOPLE_SECRET: "people"}.get(
-        secret, "other"
+        secret, "relay-app"
     )
 
 
@@ -353,7 +355,7 @@ class FaultStack:
             raise AssertionError(f"the Temporal dev server exited:\n{self.temporal.tail()}")
         try:
             await self.client.workflow_service.get_system_info(
-                _system_info_request(), timeout=_seconds(2)
+                GetSystemInfoRequest(), timeout=timedelta(seconds=2)
             )
         except RPCError:
             return False
@@ -433,18 +435,6 @@ class FaultStack:
         )
         out, _ = await proc.communicate()
         return proc.returncode or 0, out.decode()
-
-
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
-
-
-def _system_info_request() -> Any:
-    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-
-    return GetSystemInfoRequest()
 
 
 def _config(folder: Path, ports: dict[str, int], urls: dict[str, str]) -> Path:
@@ -596,7 +586,3 @@ async def _connect(settings: Settings, temporal: Proc) -> Client:
         except RuntimeError:
             await asyncio.sleep(0.5)
     raise AssertionError("the Temporal dev server did not come up within 60 s")
-
-
-def database_engine(stack: FaultStack) -> Any:
-    return make_engine(stack.settings.database.url)
