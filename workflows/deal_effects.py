@@ -4,13 +4,14 @@ and side effects that run once per purpose (each with an idempotency key `deal:<
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows import rules as R
@@ -44,6 +45,7 @@ DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE"})
 TASK_EVENTS = frozenset({"ONTASKUPDATE"})
 TASK_COMPLETED = "5"
 PERSON_MOVE = "moved by a person in Bitrix24"
+CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
 
 
 class DealEffects:
@@ -359,6 +361,10 @@ class DealEffects:
         return result
 
     async def _report_failure(self, purpose: str, err: ActivityError) -> None:
+        """Record a step that failed for good and tell the РОП; a cancelled step (the deal
+        closed under it) is passed on as a cancellation instead."""
+        if is_cancelled_exception(err) and workflow.patched(CANCEL_IS_NOT_FAILURE):
+            raise asyncio.CancelledError(purpose) from err
         cause = err.cause
         text = str(cause.message if isinstance(cause, ApplicationError) else cause or err)
         self._record(self.s.stage, f"{purpose} failed: {text}")
