@@ -78,6 +78,8 @@ PROCESS_SERVICE = {
 SCHEDULE_STAGES = ("LAUNCH", "ACCEPTED", "TO_SHIP")
 PAYMENT_STAGES = ("INVOICE", "LAUNCH", "ACCEPTED", "TO_SHIP", "SHIPPED")
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
+LOGIST_PROCESS = "1c_logist_task"
+WON_KEEPS_LOGIST_MIRRORS = "won-keeps-logist-mirrors"
 
 
 @workflow.defn(name="DealWorkflow")
@@ -435,7 +437,7 @@ class DealWorkflow(DealEffects):
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
         self.s.done.append(f"mirror:{purpose}")
-        self.s.processes.append(ProcessState(kind="1c_logist_task", workflow_id=child_id))
+        self.s.processes.append(ProcessState(kind=LOGIST_PROCESS, workflow_id=child_id))
 
     def _payment_due(self) -> datetime:
         """This round's payment deadline: the deal's «Дата оплаты» if still ahead, else +N days."""
@@ -669,8 +671,13 @@ class DealWorkflow(DealEffects):
                 process.state = state  # type: ignore[assignment]
 
     async def _end_children(self) -> None:
-        """Running children of a closed deal are cancelled (they were started ABANDON)."""
+        """Running children of a closed deal are cancelled (they were started ABANDON) — except,
+        on WON, the logist's 1C task mirrors: the goods' task lives on in 1C and its progress
+        still belongs in Bitrix24 (R-AC-3), so they run until 1C says executed."""
+        keep_mirrors = self.s.stage == "WON" and workflow.patched(WON_KEEPS_LOGIST_MIRRORS)
         for process in self.s.processes:
+            if keep_mirrors and process.kind == LOGIST_PROCESS:
+                continue
             if process.state == "running":
                 handle = workflow.get_external_workflow_handle(process.workflow_id)
                 with contextlib.suppress(Exception):  # it may have finished already
