@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 
@@ -53,6 +54,9 @@ class FakePortal:
     onec_payments: list[Payment] = field(default_factory=list)
     onec_tasks: dict[str, dict] = field(default_factory=dict)
     onec_down: bool = False
+    onec_payments_hang: bool = False  # reads of payments never answer (1C stuck on a lock)
+    onec_payments_reads: int = 0
+    onec_refuses_tasks: bool = False  # 1C refuses to create tasks (a lock conflict)
     board: list[BoardUpdate] = field(default_factory=list)
     create_task_attempts: int = 0
     fail_first_create_after_success: bool = False
@@ -143,6 +147,9 @@ class FakePortal:
         @activity.defn(name="find_invoice_payments")
         async def find_invoice_payments(req: FindPaymentsRequest) -> list[Payment]:
             portal.check_onec()
+            portal.onec_payments_reads += 1
+            if portal.onec_payments_hang:
+                await asyncio.Event().wait()
             return list(portal.onec_payments)
 
         @activity.defn(name="fetch_closing_documents")
@@ -153,6 +160,8 @@ class FakePortal:
         @activity.defn(name="create_onec_task")
         async def create_onec_task(req: CreateOneCTaskRequest) -> str:
             portal.check_onec()
+            if portal.onec_refuses_tasks:
+                raise RuntimeError("1C: lock conflict")
             portal.onec_tasks.setdefault(req.key, {"ref": f"ref-{req.key}", "done": False})
             return portal.onec_tasks[req.key]["ref"]
 

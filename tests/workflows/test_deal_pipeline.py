@@ -17,6 +17,7 @@ from tests.workflows.pipeline import CONTRACT_FIELDS, drive_to, until
 from workflows.deal import DealWorkflow
 from workflows.models import (
     ApprovalDecision,
+    DealView,
     DocumentsSigned,
     KpFeedback,
     LoseDeal,
@@ -217,6 +218,22 @@ async def test_r_inv_3_payment_found_in_1c_closes_the_pay_loop(run_deal, skip_en
     assert [p.source for p in view.payments] == ["1c:ПБ-17"]
 
 
+async def test_r_x4_closing_during_a_1c_payments_read_is_no_failure(run_deal) -> None:
+    """The close stops the 1C payment poll mid-read: a cancellation, not a step failed for good."""
+    portal = FakePortal(new_deal(2012))
+    portal.onec_payments_hang = True
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "INVOICE")
+        await until(handle, lambda v: portal.onec_payments_reads > 0)
+        await handle.execute_update(
+            DealWorkflow.lose_deal, LoseDeal(reason="COMPETITOR", comment=None)
+        )
+        result = await handle.result()
+    assert result.stage == "LOSE"
+    assert [n.key for n in portal.notifications if ":failure:" in n.key] == []
+    assert not any("failed" in h.cause for h in result.history)
+
+
 async def test_r_inv_f_signed_documents_required_before_launch(run_deal) -> None:
     portal = FakePortal(new_deal(2011))
     async with run_deal(portal) as handle:
@@ -321,6 +338,53 @@ async def test_r_ac_2_r_ac_3_tasks_and_logist_mirror(run_deal) -> None:
     assert (ship.responsible_id, ship.created_by) == (5, 3)
     assert list(portal.onec_tasks) == ["deal:2016:ac:ship_goods:1c"]
     assert view.stage == "ACCEPTED"
+
+
+async def _won_while_1c_refuses_the_logist_task(
+    handle, portal: FakePortal, skip_env, end: str
+) -> tuple[DealView, str]:
+    """Drive the deal to ACCEPTED while 1C refuses tasks, then close it (`end`: WON or LOSE)
+    and let 1C accept tasks again; the view and the mirror's workflow ID."""
+    portal.onec_refuses_tasks = True
+    await drive_to(handle, portal, "ACCEPTED")
+    view = await until(handle, lambda v: any(p.kind == "1c_logist_task" for p in v.processes))
+    mirror = next(p.workflow_id for p in view.processes if p.kind == "1c_logist_task")
+    if end == "WON":
+        await drive_to(handle, portal, "SHIPPED")
+        for kind in ("act", "upd"):
+            await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind=kind))
+    else:
+        await handle.execute_update(DealWorkflow.lose_deal, LoseDeal(reason="COMPETITOR"))
+    result = await handle.result()
+    portal.onec_refuses_tasks = False
+    await skip_env.sleep(timedelta(minutes=10))
+    return result, mirror
+
+
+async def test_r_ac_3_logist_task_reaches_1c_though_the_deal_was_won_first(
+    run_deal, skip_env
+) -> None:
+    portal = FakePortal(new_deal(2024))
+    async with run_deal(portal) as handle:
+        result, mirror = await _won_while_1c_refuses_the_logist_task(
+            handle, portal, skip_env, "WON"
+        )
+        described = await skip_env.client.get_workflow_handle(mirror).describe()
+    assert result.stage == "WON"
+    assert list(portal.onec_tasks) == ["deal:2024:ac:ship_goods:1c"]
+    assert described.status is not None and described.status.name == "RUNNING"
+
+
+async def test_r_x8_lost_deal_cancels_the_logist_mirror(run_deal, skip_env) -> None:
+    portal = FakePortal(new_deal(2025))
+    async with run_deal(portal) as handle:
+        result, mirror = await _won_while_1c_refuses_the_logist_task(
+            handle, portal, skip_env, "LOSE"
+        )
+        described = await skip_env.client.get_workflow_handle(mirror).describe()
+    assert result.stage == "LOSE"
+    assert portal.onec_tasks == {}
+    assert described.status is not None and described.status.name == "CANCELED"
 
 
 async def test_r_ts_2_shipping_control_task(run_deal) -> None:
