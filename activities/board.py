@@ -28,6 +28,4 @@ class BoardActivities:
             overdue=any(d.overdue for d in update.deadlines),
             updated_at=activity.info().current_attempt_scheduled_time,
         )
-        await save_deal(
-            self.engine, row, [(d.name, d.due, d.overdue) for d in update.deadlines]
-        )
+        await save_deal(self.engine, row, [(d.name, d.due, d.overdue) for d in update.deadlines])

@@ -15,6 +15,7 @@ from activities.mail import MailActivities
 from config.settings import SmtpSettings
 from integrations.asgi_server import free_port
 from store.db import init_db, make_engine
+from store.outbox import attempts_of, count_attempt
 from workflows.models import EmailRequest
 
 
@@ -70,3 +71,39 @@ async def test_bad_recipient_is_refused_permanently(tmp_path: Path) -> None:
         await ActivityEnvironment().run(acts.send_email, req)
     await engine.dispose()
     assert err.value.non_retryable
+
+
+async def test_r_sh_3_resend_after_a_lost_answer_is_counted_and_keeps_the_message_id(
+    smtp_server, tmp_path: Path
+) -> None:
+    """The server took the e-mail but its 250 never reached the outbox (the worker died): the
+    retry sends it again — SMTP cannot know — with the same Message-ID, and the outbox says so."""
+    inbox, port = smtp_server
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    await init_db(engine)
+    acts = MailActivities(SmtpSettings(host="127.0.0.1", port=port), engine)
+    req = EmailRequest(
+        key="deal:43:sh:mail_accountant", to=["buh@example.ru"], subject="s", body="b"
+    )
+    await count_attempt(engine, req.key)  # the attempt that died after the server took it
+    await ActivityEnvironment().run(acts.send_email, req)
+    await ActivityEnvironment().run(acts.send_email, req)
+    attempts = await attempts_of(engine, req.key)
+    await engine.dispose()
+    (mail,) = inbox.messages
+    assert mail["Message-ID"] == "<deal.43.sh.mail_accountant@salesflow>"
+    assert mail["X-Salesflow-Attempt"] == "2" and attempts == 2
+
+
+async def test_smtp_down_is_retried_without_counting_an_attempt(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    await init_db(engine)
+    acts = MailActivities(SmtpSettings(host="127.0.0.1", port=free_port()), engine)
+    req = EmailRequest(
+        key="deal:44:sh:mail_accountant", to=["buh@example.ru"], subject="s", body="b"
+    )
+    with pytest.raises(OSError):
+        await ActivityEnvironment().run(acts.send_email, req)
+    attempts = await attempts_of(engine, req.key)
+    await engine.dispose()
+    assert attempts == 0
