@@ -606,9 +606,19 @@ async def lost_at_kp_cli(deal: Deal) -> None:
 
 
 async def lost_at_invoice_in_bitrix(deal: Deal) -> None:
+    """Lost by a person in Bitrix24 while 1C refuses (a lock conflict) the workflow's reads of
+    the deal's invoice payments, so that poll is being retried when the deal closes."""
     await at_invoice(deal, in_bitrix=False)
     await deal._invoice_sent()
-    await deal.lose("bitrix")
+    door = deal.stack.onec_door
+    door.refuse_reads_naming.add(deal.invoice)
+    try:
+        await deal.until_portal(
+            lambda: door.refused_reads[deal.invoice] > 0, "1C refused the payments' read"
+        )
+        await deal.lose("bitrix")
+    finally:
+        door.refuse_reads_naming.discard(deal.invoice)
 
 
 KZ = "Казахстан"

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -49,9 +50,11 @@ from integrations.bitrix24 import php_form
 from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
 from relay.app import EVENTS_PATH
 from store import inbox
-from store.db import make_engine
+from store.db import make_engine, session
 from store.inbox import InboxEvent
+from store.outbox import MailAttempt
 from tests.faults.deals import MANAGERS, PLANS, Deal, Plan
+from tests.faults.records import Records
 from tests.faults.stack import FIRST_DEAL_ID, MUTATING, TOKEN, FaultStack
 from workflows.models import DealView
 from workflows.names import deal_workflow_id
@@ -61,6 +64,7 @@ FORGED_DEALS = (8_999_901, 8_999_902)  # deals that exist nowhere
 THROTTLE_SECONDS = 20.0  # Bitrix24 answers 30 % of calls 503 this long
 LATENCY_SECONDS = 120.0  # the latency and the event jitter last until the scripts end, or this
 FORGING_SECONDS = 50.0
+NOTHING_IN_FLIGHT = "(nothing in flight)"
 ORPHAN_SECONDS = 95.0  # the longest activity timeout (1C, 90 s) and its first retry
 
 
@@ -86,6 +90,7 @@ class Outcome:
     seconds: float
     onec_outage_requests: int
     stack: FaultStack
+    mail_attempts: dict[str, int] = field(default_factory=dict)  # the worker's outbox
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -127,6 +132,9 @@ async def run_batch(stack: FaultStack, plans: list[Plan] = PLANS, faults: bool =
         if deal.id in errors or (views[deal.id] is None or views[deal.id].stage != deal.plan.target)
     ]
     rows = await inbox_rows(stack)
+    mail_attempts = await outbox_attempts(stack)
+    resent = Records(stack).resent_notifications({d.id for d in deals})
+    stack.note(f"notifications sent again after a lost answer (replaced by TAG): {resent}")
     forged_workflows = {deal_id: await _workflow_status(stack, deal_id) for deal_id in FORGED_DEALS}
     return Outcome(
         deals=deals,
@@ -142,6 +150,7 @@ async def run_batch(stack: FaultStack, plans: list[Plan] = PLANS, faults: bool =
         onec_outage_requests=conductor.outage_requests,
         stack=stack,
         notes=notes,
+        mail_attempts=mail_attempts,
     )
 
 
@@ -216,7 +225,7 @@ class Conductor:
         trap.message_id = f"<deal.{imported.id}.sh.mail_accountant@salesflow>"
         trap.armed.set()
         stack.sign_now.set()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while not trap.sprung.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if not trap.sprung.is_set():
@@ -237,16 +246,27 @@ class Conductor:
         self.stack.note(f"Bitrix24: the next {count} calls get an HTML 503")
 
     async def kill_worker_mid_call(self, wanted: set[str]) -> None:
-        """SIGKILL while a write of the worker (one of `wanted`, else any) has been carried out
-        by Bitrix24 and its answer is on the way."""
+        """SIGKILL in the middle of an activity: preferably while Bitrix24 has carried out a
+        write of the worker (one of `wanted` for 4 s, then any for 6 s) and the answer is on
+        its way; else while any call of the worker to Bitrix24 or 1C is being answered."""
         stack = self.stack
-        method = await stack.chaos.wait_for_call("worker", frozenset(wanted), timeout=5)
-        if not method:
-            method = await stack.chaos.wait_for_call("worker", MUTATING, timeout=15)
+        chaos, door = stack.chaos, stack.onec_door
+        choices = [(4.0, frozenset(wanted)), (6.0, MUTATING), (20.0, None)]
+        hit = ""
+        for seconds, methods in choices:
+            deadline = time.monotonic() + seconds
+            while not hit and time.monotonic() < deadline:
+                hit = chaos.answering("worker", methods)
+                if not hit and methods is None and door.in_flight:
+                    hit = "1C OData call"
+                if not hit:
+                    await asyncio.sleep(0.002)
+            if hit:
+                break
         stack.worker.kill()
         self.last_kill = time.monotonic()
-        self.kills.append(method or "(no write in flight)")
-        stack.note(f"worker: SIGKILL while answering {method or 'nothing'}")
+        self.kills.append(hit or NOTHING_IN_FLIGHT)
+        stack.note(f"worker: SIGKILL while answering {hit or 'nothing'}")
         await asyncio.sleep(1)
         stack.start_worker()
         stack.note("worker: started again")
@@ -328,8 +348,6 @@ async def settle(stack: FaultStack, deals: list[Deal], conductor: Conductor) -> 
 
 
 def missing_effects(stack: FaultStack, deals: list[Deal]) -> list[str]:
-    from tests.faults.records import Records
-
     records = Records(stack)
     missing = []
     for deal in deals:
@@ -370,6 +388,16 @@ async def _workflow_status(stack: FaultStack, deal_id: int) -> str:
         return "not found" if err.status == RPCStatusCode.NOT_FOUND else f"error {err}"
     status = described.status
     return status.name if isinstance(status, WorkflowExecutionStatus) else str(status)
+
+
+async def outbox_attempts(stack: FaultStack) -> dict[str, int]:
+    """How many times the worker handed each e-mail to the SMTP server (its outbox)."""
+    engine = make_engine(stack.settings.database.url)
+    try:
+        async with session(engine) as db:
+            return {a.key: a.attempts for a in await db.exec(select(MailAttempt))}
+    finally:
+        await engine.dispose()
 
 
 async def inbox_rows(stack: FaultStack) -> list[InboxEvent]:

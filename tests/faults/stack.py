@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 import tomli_w
@@ -104,7 +105,7 @@ class Chaos:
     (`portal.inject_fault`, what `POST /_emulator/faults` does), after a random latency. Every
     other call is carried out by the emulator and its answer held back for a random latency,
     so a caller that dies meanwhile has changed the portal without hearing of it
-    (`wait_for_call` finds such a moment)."""
+    (`answering` tells such a moment)."""
 
     def __init__(self, app: Any, portal: Portal, seed: int) -> None:
         self.app = app
@@ -138,7 +139,7 @@ class Chaos:
 
         async def held_back(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start" and delay:
-                entry.answered = True
+                entry.answered = message.get("status") == 200
                 await asyncio.sleep(delay)
             await send(message)
 
@@ -152,35 +153,54 @@ class Chaos:
         self.rate, self.latency = 0.0, (0.0, 0.0)
         self.portal.faults.clear()
 
-    async def wait_for_call(self, caller: str, methods: frozenset[str], timeout: float) -> str:
-        """The method of a call of `caller` among `methods` that the emulator has carried out
-        and whose answer is held back, as soon as there is one."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for entry in list(self.in_flight):
-                if entry.caller == caller and entry.method in methods and entry.answered:
-                    return entry.method
-            await asyncio.sleep(0.002)
+    def answering(self, caller: str, methods: frozenset[str] | None = None) -> str:
+        """The method of a call of `caller` (among `methods`, if given) that the emulator has
+        carried out and whose answer is held back right now; "" when there is none."""
+        for entry in list(self.in_flight):
+            wanted = methods is None or entry.method in methods
+            if entry.caller == caller and entry.answered and wanted:
+                return entry.method
         return ""
 
 
 class OneCDoor:
     """ASGI wrapper of the 1C emulator. It counts the OData calls refused while the base is
-    down (its `faults.down`), and answers a creation of a task (`Task_ЗадачаИсполнителя`)
-    marked for a deal of `refuse_tasks_of` with 1C's lock conflict — 500 with code -1, as the
-    emulator's `error_burst` does for every call — so one deal's tasks can be held back."""
+    down (its `faults.down`), and answers some calls with 1C's lock conflict (500, code -1 —
+    what the emulator's `error_burst` gives every call), so one deal's work can be held back:
+    creations of tasks (`Task_ЗадачаИсполнителя`) marked for a deal of `refuse_tasks_of`, and
+    reads whose query names a text of `refuse_reads_naming` (e.g. an invoice number)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.refused = 0
         self.refuse_tasks_of: set[int] = set()
         self.refused_posts: Counter[int] = Counter()
+        self.refuse_reads_naming: set[str] = set()
+        self.refused_reads: Counter[str] = Counter()
+        self.in_flight = 0  # OData calls being answered (only the worker makes them)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         odata = scope["type"] == "http" and not scope["path"].startswith("/_emulator")
-        if odata and self.app.state.base.faults.down:
+        if not odata:
+            await self.app(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self._odata(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _odata(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.app.state.base.faults.down:
             self.refused += 1
-        task_post = odata and scope["method"] == "POST" and TASKS_SET in scope["path"]
+        if scope["method"] == "GET" and self.refuse_reads_naming:
+            query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
+            named = [t for t in self.refuse_reads_naming if t in query]
+            if named:
+                self.refused_reads[named[0]] += 1
+                await _lock_conflict(send)
+                return
+        task_post = scope["method"] == "POST" and TASKS_SET in scope["path"]
         if not task_post or not self.refuse_tasks_of:
             await self.app(scope, receive, send)
             return
