@@ -205,7 +205,7 @@ class Conductor:
         await asyncio.sleep(3)
         await stack.start_temporal()
         stack.note("Temporal: up again on its database")
-        onec_outage = asyncio.create_task(self.onec_outage(6, 12))
+        onec_outage = asyncio.create_task(self.onec_outage(6, 40))
         await asyncio.sleep(2)
         await self.kill_worker_mid_call({"crm.activity.add"})
         await onec_outage

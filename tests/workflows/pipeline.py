@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from tests.workflows.doubles import FakePortal
 from workflows.deal import DealWorkflow
@@ -53,6 +54,13 @@ async def until(
 
 async def at_stage(handle: WorkflowHandle[Any, Any], stage: str) -> DealView:
     return await until(handle, lambda v: v.stage == stage)
+
+
+async def pass_days(env: WorkflowEnvironment, days: int) -> None:
+    """Skip `days` one day at a time: a deal polls 1C hourly, and one long skip can outlast the
+    time-skipping server's RPC deadline on a busy machine."""
+    for _ in range(days):
+        await env.sleep(timedelta(days=1))
 
 
 def schedule(start: date) -> PaymentSchedule:

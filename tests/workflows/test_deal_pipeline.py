@@ -13,7 +13,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from config.templates import DEFAULT_TEMPLATES
 from tests.workflows.conftest import new_deal
 from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import CONTRACT_FIELDS, drive_to, until
+from tests.workflows.pipeline import CONTRACT_FIELDS, drive_to, pass_days, until
 from workflows.deal import DealWorkflow
 from workflows.models import (
     ApprovalDecision,
@@ -187,9 +187,9 @@ async def test_r_inv_1_r_inv_2_unpaid_loops_until_manual_payment(run_deal, skip_
         await drive_to(handle, portal, "INVOICE")
         await until(handle, lambda v: v.invoice_round == 1)
         portal.deal.fields["UF_CRM_PAYMENT_DATE"] = ""
-        await skip_env.sleep(timedelta(days=6))
+        await pass_days(skip_env, 6)
         await until(handle, lambda v: v.invoice_round == 2)
-        await skip_env.sleep(timedelta(days=6))
+        await pass_days(skip_env, 6)
         await until(handle, lambda v: v.invoice_round == 3)
         for kind in ("invoice", "contract"):
             await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind=kind))
@@ -308,13 +308,13 @@ async def test_r_ps_1_r_ac_1_r_ts_1_tranche_reminded_overdue_escalated_then_clos
         await drive_to(handle, portal, "ACCEPTED")
         # 320 000 ₽ already paid in the pay loop covers tranche 1 (50 %).
         await until(handle, lambda v: v.payment_schedule[0].state == "paid")
-        await skip_env.sleep(timedelta(days=19))
+        await pass_days(skip_env, 19)
         view = await until(handle, lambda v: v.payment_schedule[1].state == "reminded")
-        await skip_env.sleep(timedelta(days=2))
+        await pass_days(skip_env, 2)
         view = await until(handle, lambda v: v.payment_schedule[1].state == "overdue")
         overdue = [n for n in portal.notifications if ":ps:2:overdue" in n.key]
         assert {tuple(n.user_ids) for n in overdue} == {(3,), (2,)}
-        await skip_env.sleep(timedelta(days=2))
+        await pass_days(skip_env, 2)
         await until(handle, lambda _: any(":ps:2:overdue:2" in n.key for n in portal.notifications))
         await handle.execute_update(
             DealWorkflow.record_payment,
