@@ -80,6 +80,54 @@ class Bitrix24Settings(_Section):
         """`app_rest_url`, or the `/rest/` of the webhook's portal."""
         return self.app_rest_url or self.webhook_url.split("/rest/", 1)[0] + "/rest/"
 
+    app_client_id: str = Field(
+        "",
+        description=(
+            "The local application's client_id (its «Код приложения», local.….…): with"
+            " app_client_secret and app_refresh_token the relay refreshes app_access_token when it"
+            " expires (hourly); all three empty: no refresh, the drain stops at the expiry"
+        ),
+    )
+    app_client_secret: str = Field(
+        "", description="The local application's client_secret («Ключ приложения»)"
+    )
+    app_refresh_token: str = Field(
+        "",
+        description=(
+            "The refresh token issued with app_access_token (valid ~28 days, spent by its first"
+            " use); the relay keeps each new pair in the database and uses that after a restart"
+        ),
+    )
+    oauth_url: str = Field(
+        "https://oauth.bitrix.info/oauth/token/",
+        description="The OAuth server's token endpoint the refresh goes to",
+    )
+
+    @field_validator("oauth_url")
+    @classmethod
+    def _oauth_url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must look like https://oauth.bitrix.info/oauth/token/")
+        return value
+
+    @model_validator(mode="after")
+    def _refresh_complete(self) -> Bitrix24Settings:
+        refresh = {
+            "app_client_id": self.app_client_id,
+            "app_client_secret": self.app_client_secret,
+            "app_refresh_token": self.app_refresh_token,
+        }
+        missing = [f"bitrix24.{key}" for key, value in refresh.items() if not value.strip()]
+        if missing and len(missing) < len(refresh):
+            raise ValueError(
+                f"set {', '.join(missing)} too: refreshing the application's token needs"
+                " app_client_id, app_client_secret and app_refresh_token (or leave all three empty)"
+            )
+        return self
+
+    def app_refresh_configured(self) -> bool:
+        return bool(self.app_client_id and self.app_client_secret and self.app_refresh_token)
+
 
 class OneCSettings(_Section):
     odata_url: str = "http://127.0.0.1:8082/trade/odata/standard.odata/"
@@ -360,6 +408,9 @@ SHORT_ENV: dict[str, str] = {
     "DATABASE_URL": "database.url",
     "BITRIX24_WEBHOOK_URL": "bitrix24.webhook_url",
     "BITRIX24_APPLICATION_TOKEN": "bitrix24.application_token",
+    "BITRIX24_APP_CLIENT_ID": "bitrix24.app_client_id",
+    "BITRIX24_APP_CLIENT_SECRET": "bitrix24.app_client_secret",
+    "BITRIX24_APP_REFRESH_TOKEN": "bitrix24.app_refresh_token",
     "ONEC_ODATA_URL": "onec.odata_url",
     "ONEC_USER": "onec.user",
     "ONEC_PASSWORD": "onec.password",

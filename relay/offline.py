@@ -10,6 +10,11 @@ is read again (`get {process_id}`) and finished, never stranded.
 Without the `rest_offline_extended` feature (`clear: 0` answers a license error) rows are
 listed with `event.offline.list`, recorded, and only then removed by `event.offline.get
 {clear: 1}` limited to the IDs recorded; rows it returns changed meanwhile are recorded too.
+
+The application's access token expires hourly: an OAuth client (`Bitrix24Client` with a token)
+given to the drainer is called through `RefreshingCaller`, which refreshes the token on
+`expired_token` and keeps each new pair in the database (`store/app_tokens.py`); a refused
+refresh is logged with what to do, and the drain fails until then (the webhook path does not).
 """
 
 from __future__ import annotations
@@ -23,9 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.settings import Settings
 from integrations.bitrix24.errors import Bitrix24Error
+from integrations.bitrix24.oauth import (
+    AppTokens,
+    OAuthApp,
+    RefreshingCaller,
+    TokenBearer,
+    TokenPair,
+    TokenRefreshError,
+)
 from relay.forwarder import Bitrix24Caller, Forwarder
 from relay.observations import Unusable, from_offline
-from store import cursors
+from store import app_tokens, cursors
 
 log = logging.getLogger("salesflow.relay")
 
@@ -59,6 +72,70 @@ def _events(answer: Any) -> list[dict[str, Any]]:
     return [e for e in events or [] if isinstance(e, dict)]
 
 
+# ---- the application's tokens -----------------------------------------------------------------
+
+
+class AppTokenRefused(RuntimeError):
+    """The application's token cannot be refreshed; the message says what to do."""
+
+
+class DatabaseTokens:
+    """`TokenStore` of the relay: the `app_token` table."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def load(self, client_id: str) -> TokenPair | None:
+        stored = await app_tokens.get(self.engine, client_id)
+        if stored is None:
+            return None
+        return TokenPair(stored.access_token, stored.refresh_token, stored.expires_at)
+
+    async def save(self, client_id: str, pair: TokenPair) -> None:
+        await app_tokens.put(
+            self.engine, client_id, pair.access_token, pair.refresh_token, pair.expires_at
+        )
+
+    async def failed(self, client_id: str, pair: TokenPair, error: str) -> None:
+        await app_tokens.set_error(
+            self.engine, client_id, error, pair.access_token, pair.refresh_token, pair.expires_at
+        )
+
+
+def application_tokens(settings: Settings, engine: AsyncEngine) -> AppTokens:
+    """The holder of the configured pair; with refresh configured, persisted in `engine`."""
+    b24 = settings.bitrix24
+    configured = TokenPair(b24.app_access_token, b24.app_refresh_token)
+    if not b24.app_refresh_configured():
+        return AppTokens(None, configured)
+    app = OAuthApp(b24.app_client_id, b24.app_client_secret, b24.oauth_url)
+    return AppTokens(app, configured, DatabaseTokens(engine))
+
+
+def refusal_hint(error: TokenRefreshError) -> str:
+    """What a person does about a refused refresh."""
+    code = error.code.lower()
+    if code == "invalid_grant":
+        return (
+            "the refresh token was refused (spent, older than ~28 days, or the application was"
+            " re-installed): re-authorize (re-install) the local application on the portal, set"
+            " bitrix24.app_access_token and bitrix24.app_refresh_token to the new pair and"
+            " restart the relay"
+        )
+    if code == "invalid_client":
+        return (
+            "the OAuth server does not know the client: check bitrix24.app_client_id and"
+            " bitrix24.app_client_secret («Код приложения», «Ключ приложения») and restart"
+        )
+    if code == "not_configured":
+        return (
+            "the access token expired and no refresh is configured: set bitrix24.app_client_id,"
+            " bitrix24.app_client_secret and bitrix24.app_refresh_token (or a fresh"
+            " bitrix24.app_access_token) and restart the relay"
+        )
+    return "check the bitrix24.app_* settings and bitrix24.oauth_url"
+
+
 class OfflineDrainer:
     def __init__(
         self,
@@ -70,28 +147,59 @@ class OfflineDrainer:
         self.settings = settings
         self.engine = engine
         self.forwarder = forwarder
+        self.tokens = application_tokens(settings, engine)
         self.client = client
         self.mode = RESERVE
         self.recorded_total = 0
         self._bound = False
         self._process_id: str | None = None
+        self._refused: str | None = None
+
+    @property
+    def client(self) -> Bitrix24Caller | None:
+        return self._client
+
+    @client.setter
+    def client(self, client: Bitrix24Caller | None) -> None:
+        """An OAuth client (one that carries a replaceable token) is called through the token
+        holder, which refreshes the token when it expires; other callers are used as they are."""
+        self._client = client
+        self._caller: Bitrix24Caller | None = client
+        if isinstance(client, TokenBearer) and client.access_token is not None:
+            self._caller = RefreshingCaller(client, self.tokens)
 
     @property
     def batch(self) -> int:
         return self.settings.relay.offline_batch
 
     async def drain(self) -> DrainResult:
-        if self.client is None:
+        try:
+            result = await self._drain()
+        except TokenRefreshError as exc:
+            hint = refusal_hint(exc)
+            message = f"the local application's token cannot be refreshed ({exc}): {hint}"
+            if message != self._refused:
+                log.error("offline-queue drain stopped: %s", message)
+            self._refused = message
+            raise AppTokenRefused(message) from exc
+        self._refused = None
+        return result
+
+    async def _drain(self) -> DrainResult:
+        client = self._caller
+        if client is None:
             raise RuntimeError("no application client for the offline queue")
         if not self._bound:
             try:
-                await self._bind(self.client)
+                await self._bind(client)
+            except TokenRefreshError:
+                raise
             except Exception as exc:  # drain what is bound; binding is tried again next run
                 log.warning("could not bind the offline events: %s", exc)
         if self.mode == RESERVE:
-            result = await self._drain_reserved(self.client)
+            result = await self._drain_reserved(client)
         else:
-            result = await self._drain_listed(self.client)
+            result = await self._drain_listed(client)
         if result.read:
             log.info(
                 "offline queue (%s): %s rows read, %s inbox rows to forward, %s cleared, %s errors",

@@ -26,7 +26,12 @@ from config.temporal_client import connect
 from integrations.asgi_server import BackgroundServer
 from integrations.bitrix24.client import Bitrix24Client
 from integrations.bitrix24.emulator import create_app as bitrix24_app
-from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
+from integrations.bitrix24.seed import (
+    LOCAL_APP_ACCESS_TOKEN,
+    LOCAL_APP_CLIENT_ID,
+    LOCAL_APP_CLIENT_SECRET,
+    LOCAL_APP_REFRESH_TOKEN,
+)
 from integrations.onec.emulator import create_app as onec_app
 from integrations.smtp_sink import smtp_sink
 from relay.app import create_app as relay_app
@@ -136,7 +141,13 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
     data = settings.model_dump()
     data["temporal"]["address"] = f"127.0.0.1:{ports.temporal}"
     data["bitrix24"]["webhook_url"] = f"http://127.0.0.1:{ports.bitrix24}/rest/1/{DEV_SECRET}/"
-    data["bitrix24"]["app_access_token"] = LOCAL_APP_ACCESS_TOKEN  # the emulator's local app
+    data["bitrix24"].update(  # the emulator's local app; its OAuth server refreshes the token
+        app_access_token=LOCAL_APP_ACCESS_TOKEN,
+        app_client_id=LOCAL_APP_CLIENT_ID,
+        app_client_secret=LOCAL_APP_CLIENT_SECRET,
+        app_refresh_token=LOCAL_APP_REFRESH_TOKEN,
+        oauth_url=f"http://127.0.0.1:{ports.bitrix24}/oauth/token/",
+    )
     data["onec"]["odata_url"] = f"http://127.0.0.1:{ports.onec}/trade/odata/standard.odata/"
     data["smtp"]["host"], data["smtp"]["port"] = "127.0.0.1", ports.smtp
     if "DATABASE_URL" not in os.environ:

@@ -4,8 +4,12 @@ Bitrix24 (read-only calls through the webhook): the webhook answers and has the 
 product needs; the sales and engineers pipelines and every configured stage exist; each
 configured deal field exists with the right type; each enumeration option ID exists and
 means what the configuration says; every configured person exists and is active; the
-smart process «Согласование» and its stages exist. 1C (when an OData URL is configured):
-the root answers with the credentials and the entity sets the product uses are published.
+smart process «Согласование» and its stages exist. The local application's token (when one is
+configured): the pair the relay would use (the refreshed one kept in the database, else the
+configured one) still answers, or has merely expired and will be refreshed; a refresh the OAuth
+server refused is shown with what to do. Nothing is refreshed here. 1C (when an OData URL is
+configured): the root answers with the credentials and the entity sets the product uses are
+published.
 
 `main()` prints a table (check, status, detail, fix) and returns the exit code: 0 only when
 every check passed.
@@ -16,14 +20,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from config.settings import Settings
 from integrations.bitrix24 import Bitrix24Client, Bitrix24Error
+from integrations.bitrix24.oauth import REFRESH_ON, TokenRefreshError
 from integrations.onec import OneCClient, OneCError
+from relay.offline import refusal_hint
+from store import app_tokens
+from store.db import make_engine
 
 REQUIRED_SCOPES = ("crm", "task", "im", "user")
 ONEC_ENTITY_SETS = (
@@ -344,6 +354,69 @@ async def onec_checks(settings: Settings, onec: OneCClient) -> list[Check]:
     return checks
 
 
+# ------------------------------------------------------------------ the application's token
+APP_TOKEN = "Application token"
+
+
+def _database_exists(url: str) -> bool:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    database = parsed.database or ""
+    return bool(database) and database != ":memory:" and Path(database).expanduser().is_file()
+
+
+async def _stored_tokens(settings: Settings) -> app_tokens.StoredTokens | None:
+    """The pair the relay refreshed and kept, if the database holds one (read only)."""
+    b24 = settings.bitrix24
+    if not b24.app_refresh_configured() or not _database_exists(settings.database.url):
+        return None
+    engine = make_engine(settings.database.url)
+    try:
+        return await app_tokens.get(engine, b24.app_client_id)
+    except Exception:  # no table yet, or no database: the configured pair is what counts
+        return None
+    finally:
+        await engine.dispose()
+
+
+async def app_token_check(settings: Settings) -> Check:
+    b24 = settings.bitrix24
+    stored = await _stored_tokens(settings)
+    if stored is not None and stored.last_error:
+        error = TokenRefreshError(stored.last_error.split(":", 1)[0], stored.last_error)
+        return _fail(APP_TOKEN, f"refresh refused: {stored.last_error}", refusal_hint(error))
+    token = stored.access_token if stored is not None else b24.app_access_token
+    source = (
+        f"refreshed {stored.updated_at:%Y-%m-%d %H:%M} UTC (database)" if stored else "configured"
+    )
+    refreshable = b24.app_refresh_configured()
+    if not token:
+        return _ok(APP_TOKEN, "none yet: the relay gets one with bitrix24.app_refresh_token")
+    async with Bitrix24Client(
+        b24.app_rest_base(), access_token=token, rate_per_second=0, coalesce=False, timeout=15.0
+    ) as app:
+        try:
+            scopes = await app.call("scope")
+        except Bitrix24Error as exc:
+            if exc.code.lower() not in REFRESH_ON:
+                return _fail(APP_TOKEN, f"{source}: {_describe(exc)}", "see the detail")
+            if refreshable:
+                detail = f"{source}: {exc.code}; the relay refreshes it when it drains"
+                return _ok(APP_TOKEN, detail)
+            hint = refusal_hint(TokenRefreshError("not_configured"))
+            return _fail(APP_TOKEN, f"{source}: {exc.code}", hint)
+    missing = [scope for scope in ("crm", "task") if scope not in (scopes or [])]
+    if missing:
+        return _fail(
+            APP_TOKEN,
+            f"{source}: answers without scope {', '.join(missing)}",
+            "give the local application the crm and task scopes and re-install it",
+        )
+    refresh = "refreshed hourly by the relay" if refreshable else "no refresh configured"
+    return _ok(APP_TOKEN, f"{source}: answers ({refresh})")
+
+
 # ------------------------------------------------------------------ running
 async def run_checks(
     settings: Settings,
@@ -364,6 +437,8 @@ async def run_checks(
     finally:
         if bitrix24 is None:
             await b24.aclose()
+    if settings.bitrix24.app_access_token or settings.bitrix24.app_refresh_configured():
+        checks.append(await app_token_check(settings))
     if not settings.onec.odata_url:
         return [*checks, Check("1C OData", SKIP, "onec.odata_url is empty: 1C not configured")]
     one_c = onec or OneCClient(

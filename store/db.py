@@ -49,6 +49,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 async def init_db(engine: AsyncEngine) -> None:
     """Create the tables that do not exist yet (idempotent)."""
+    import store.app_tokens
     import store.board
     import store.cursors
     import store.inbox

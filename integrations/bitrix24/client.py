@@ -259,6 +259,18 @@ class Bitrix24Client:
         await self._http.aclose()
 
     @property
+    def access_token(self) -> str | None:
+        """The local application's token sent as `auth=` (None: a webhook client)."""
+        return self._token
+
+    @access_token.setter
+    def access_token(self, token: str) -> None:
+        """Replace the token (after a refresh); requests sent from now on carry it."""
+        if self._token is None:
+            raise ValueError("a webhook client has no access token to replace")
+        self._token = token
+
+    @property
     def _throttled(self) -> bool:
         return bool(self._rate and self._rate > 0 and self._burst > 0)
 

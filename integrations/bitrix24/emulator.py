@@ -2,7 +2,9 @@
 
 Routes: the incoming webhook `/rest/<user>/<secret>/<method>` and the local application's
 OAuth route `/rest/<method>` (token in `auth=`, `access_token=` or `Authorization: Bearer`;
-the seed installs one app whose token is `seed.LOCAL_APP_ACCESS_TOKEN`).
+the seed installs one app whose token is `seed.LOCAL_APP_ACCESS_TOKEN`; it expires after
+`token_ttl` seconds, default an hour) and the OAuth server's `/oauth/token/` that refreshes it
+(`emulator_oauth.py`).
 `create_app()` builds it; `app.state.portal` is the in-memory `Portal` (tests inspect it) and
 `app.state.events` the outbound-event dispatcher. Admin endpoints live under `/_emulator/`.
 """
@@ -39,9 +41,10 @@ from integrations.bitrix24.emulator_auth import Caller, oauth_caller, take_token
 from integrations.bitrix24.emulator_batch import run_counted, timing
 from integrations.bitrix24.emulator_events import EventDispatcher, Origin
 from integrations.bitrix24.emulator_limits import BUCKET_PLANS, DEFAULT_OPERATING_LIMIT
+from integrations.bitrix24.emulator_oauth import oauth_routes
 from integrations.bitrix24.emulator_query import Page
 from integrations.bitrix24.emulator_registry import CallContext, RestError, invoke
-from integrations.bitrix24.emulator_state import Fault, Portal
+from integrations.bitrix24.emulator_state import ACCESS_TOKEN_TTL, Fault, Portal
 from integrations.bitrix24.emulator_values import php_json, to_int
 from integrations.bitrix24.seed import Seed, load_seed
 
@@ -82,9 +85,11 @@ def build_portal(
     burst: int = 50,
     plan: str | None = None,
     operating_limit: float | None = DEFAULT_OPERATING_LIMIT,
+    token_ttl: float | None = ACCESS_TOKEN_TTL,
 ) -> Portal:
     """A populated portal. `plan` ("standard" 2/s burst 50, "enterprise" 5/s burst 250)
-    overrides `rate_per_second`/`burst`; `operating_limit` None turns the 429 limit off."""
+    overrides `rate_per_second`/`burst`; `operating_limit` None turns the 429 limit off;
+    `token_ttl` is the local app's access-token lifetime in seconds (None: never expires)."""
     if plan is not None:
         rate_per_second, burst = BUCKET_PLANS[plan]
     portal = Portal(
@@ -95,6 +100,7 @@ def build_portal(
         rate_per_second=rate_per_second,
         burst=burst,
         operating_limit=operating_limit,
+        token_ttl=token_ttl,
     )
     populate(portal)
     return portal
@@ -252,6 +258,7 @@ def create_app(
     seed: Seed | None = None,
     plan: str | None = None,
     operating_limit: float | None = DEFAULT_OPERATING_LIMIT,
+    token_ttl: float | None = ACCESS_TOKEN_TTL,
     event_delay: float = 0.0,
     event_jitter: float = 0.0,
     event_drop_rate: float = 0.0,
@@ -273,6 +280,7 @@ def create_app(
             burst=burst,
             plan=plan,
             operating_limit=operating_limit,
+            token_ttl=token_ttl,
         )
         portal.event_delay, portal.event_jitter = event_delay, event_jitter
         portal.event_drop_rate, portal.event_rng = event_drop_rate, random.Random(event_seed)
@@ -295,6 +303,7 @@ def create_app(
     app.state.portal = portal
     app.state.events = events
     admin_routes(app, portal, events, populate)
+    oauth_routes(app, portal)
 
     @app.api_route("/rest/{user_id}/{secret}/{method_path:path}", methods=["GET", "POST"])
     async def webhook(request: Request, user_id: str, secret: str, method_path: str) -> Response:
@@ -319,6 +328,7 @@ def run(
     burst: int = 50,
     plan: str | None = None,
     operating_limit: float | None = DEFAULT_OPERATING_LIMIT,
+    token_ttl: float | None = ACCESS_TOKEN_TTL,
 ) -> None:
     """Serve the emulator in the foreground (used by `salesflow emulate bitrix24`)."""
     import uvicorn
@@ -332,5 +342,6 @@ def run(
         burst=burst,
         plan=plan,
         operating_limit=operating_limit,
+        token_ttl=token_ttl,
     )
     uvicorn.run(create_app(portal), host=host, port=port, log_level="info")

@@ -55,8 +55,15 @@ class Block(BaseModel):
 
 
 class TokenState(BaseModel):
+    """`expired` true: the access tokens expire now, false: they live a fresh `ttl` from now;
+    `ttl` (seconds, null: never expire) sets the lifetime of tokens issued from now on;
+    `revoke_refresh`: the refresh tokens expire (as after 28 days) and a refresh answers
+    invalid_grant."""
+
     client_id: str | None = None
     expired: bool = True
+    ttl: float | None = None
+    revoke_refresh: bool = False
 
 
 def admin_routes(
@@ -141,10 +148,24 @@ def admin_routes(
 
     @app.post("/_emulator/token")
     async def token_state(spec: TokenState) -> dict[str, Any]:
+        given = spec.model_fields_set
+        if "ttl" in given:
+            portal.token_ttl = spec.ttl
         apps = [a for a in portal.apps.values() if spec.client_id in (None, a.client_id)]
+        now = portal.now()
         for local_app in apps:
-            local_app.expires_at = portal.now() - 1 if spec.expired else None
-        return {"apps": [a.client_id for a in apps], "expired": spec.expired}
+            if "expired" in given or not given - {"client_id"}:
+                local_app.expires_at = now - 1 if spec.expired else portal.access_expiry()
+            elif "ttl" in given:
+                local_app.expires_at = portal.access_expiry()
+            if spec.revoke_refresh:
+                local_app.refresh_expires_at = now - 1
+        return {
+            "apps": [a.client_id for a in apps],
+            "expired": spec.expired,
+            "expires_at": {a.client_id: a.expires_at for a in apps},
+            "ttl": portal.token_ttl,
+        }
 
     @app.post("/_emulator/features")
     async def set_features(features: dict[str, bool]) -> dict[str, Any]:
@@ -163,6 +184,7 @@ def admin_routes(
             portal.deliveries,
             portal.faults,
             portal.event_log,
+            portal.oauth_log,
         ):
             log_or_counter.clear()
         portal.requests = 0

@@ -30,6 +30,10 @@ DEFAULT_EVENTS = (
     "ONCRMDYNAMICITEMUPDATE",
 )
 
+# The local application's OAuth tokens: an access token lives an hour, a refresh token ~28 days.
+ACCESS_TOKEN_TTL = 3600.0
+REFRESH_TOKEN_TTL = 28 * 24 * 3600.0
+
 _SEMANTIC_EXTRA = {None: "process", "S": "success", "F": "failure"}
 _STAGE_COLORS = {None: "#39A8EF", "S": "#7BD500", "F": "#FF5752"}
 _SYSTEM_CODES = {"NEW", "WON", "LOSE", "SUCCESS", "FAIL"}
@@ -71,7 +75,8 @@ class Fault:
 
 @dataclass
 class LocalApp:
-    """A local application installed on the portal, with one OAuth access token."""
+    """A local application installed on the portal, with one OAuth access token and the refresh
+    token that replaces both (`emulator_oauth.py`); `expires_at` None: the token never expires."""
 
     client_id: str
     client_secret: str
@@ -81,6 +86,7 @@ class LocalApp:
     user_id: int = 1
     scopes: frozenset[str] = frozenset(DEFAULT_WEBHOOK_SCOPES)
     expires_at: float | None = None
+    refresh_expires_at: float | None = None
 
 
 @dataclass
@@ -119,6 +125,8 @@ class Portal:
     burst: int = 50
     clock: Callable[[], float] = time.time
     operating_limit: float | None = DEFAULT_OPERATING_LIMIT
+    # Lifetime of the local app's access tokens in seconds of `clock`; None: they never expire.
+    token_ttl: float | None = ACCESS_TOKEN_TTL
 
     def __post_init__(self) -> None:
         portal_cfg = self.seed.get("portal", {})
@@ -154,6 +162,7 @@ class Portal:
         self.event_log: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self.apps: dict[str, LocalApp] = {}
+        self.oauth_log: list[dict[str, Any]] = []  # every /oauth/token/ request and its outcome
         self.bindings: list[Binding] = []
         self.offline = OfflineQueue(self.clock)
         self.load(self.seed)
@@ -173,6 +182,8 @@ class Portal:
                 application_token=app.get("application_token") or self.application_token,
                 user_id=int(app.get("user_id", 1)),
                 scopes=frozenset(app.get("scopes") or DEFAULT_WEBHOOK_SCOPES),
+                expires_at=self.access_expiry(),
+                refresh_expires_at=self.now() + REFRESH_TOKEN_TTL,
             )
             for app in seed.get("apps", [])
         }
@@ -335,6 +346,10 @@ class Portal:
 
     def now(self) -> float:
         return self.clock()
+
+    def access_expiry(self) -> float | None:
+        """When an access token issued now expires (None: never)."""
+        return None if self.token_ttl is None else self.now() + self.token_ttl
 
     def now_iso(self) -> str:
         return iso(self.clock())

@@ -16,7 +16,10 @@ Seed = dict[str, Any]
 DEFAULT_WEBHOOK_SCOPES = ("crm", "task", "im", "user", "department")
 # The local application of the portal (OAuth route `/rest/<method>?auth=<token>`).
 LOCAL_APP_CLIENT_ID = "local.salesflow.1"
+LOCAL_APP_CLIENT_SECRET = "dev-app-client-secret"
 LOCAL_APP_ACCESS_TOKEN = "dev-app-access-token"
+# Spent by its first refresh (`GET /oauth/token/`), which hands out a new pair.
+LOCAL_APP_REFRESH_TOKEN = "dev-app-refresh-token"
 
 
 def _stage(status_id: str, name: str, sort: int, semantics: str | None = None) -> dict[str, Any]:
@@ -279,9 +282,9 @@ def builtin_seed() -> Seed:
             "apps": [
                 {
                     "client_id": LOCAL_APP_CLIENT_ID,
-                    "client_secret": "dev-app-client-secret",
+                    "client_secret": LOCAL_APP_CLIENT_SECRET,
                     "access_token": LOCAL_APP_ACCESS_TOKEN,
-                    "refresh_token": "dev-app-refresh-token",
+                    "refresh_token": LOCAL_APP_REFRESH_TOKEN,
                     "user_id": 1,
                     "scopes": [*DEFAULT_WEBHOOK_SCOPES, "placement"],
                 }

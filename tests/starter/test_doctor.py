@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +15,20 @@ from rich.console import Console
 from config.settings import Settings
 from integrations.asgi_server import serve
 from integrations.bitrix24.emulator import create_app as bitrix24_app
-from integrations.bitrix24.seed import builtin_seed
+from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN, LOCAL_APP_CLIENT_ID, builtin_seed
 from integrations.onec.emulator import create_app as onec_app
-from starter.doctor import FAIL, OK, exit_code, main, render, run_checks
+from starter.doctor import (
+    APP_TOKEN,
+    FAIL,
+    OK,
+    app_token_check,
+    exit_code,
+    main,
+    render,
+    run_checks,
+)
+from store import app_tokens
+from store.db import init_db, make_engine
 
 
 @contextlib.asynccontextmanager
@@ -116,3 +129,42 @@ async def test_doctor_when_nothing_answers() -> None:
     ]
     render(checks, Console(record=True))
     assert exit_code(checks) == 1
+
+
+async def test_doctor_reports_the_application_token(tmp_path: Path) -> None:
+    b24 = bitrix24_app(secret="s3cret", rate_per_second=None)
+    portal = b24.state.portal
+    async with serve(b24) as server:
+        base = {
+            "webhook_url": f"{server.url}/rest/1/s3cret/",
+            "app_access_token": LOCAL_APP_ACCESS_TOKEN,
+        }
+        refresh = {
+            "app_client_id": LOCAL_APP_CLIENT_ID,
+            "app_client_secret": "secret",
+            "app_refresh_token": "refresh",
+        }
+        database = {"url": f"sqlite+aiosqlite:///{tmp_path / 'salesflow.db'}"}
+        plain = Settings.model_validate({"bitrix24": base, "database": database})
+        refreshing = Settings.model_validate(
+            {"bitrix24": {**base, **refresh}, "database": database}
+        )
+
+        assert (await app_token_check(plain)).status == OK
+        portal.apps[LOCAL_APP_CLIENT_ID].expires_at = time.time() - 1
+        expired = await app_token_check(plain)
+        assert expired.status == FAIL and "bitrix24.app_refresh_token" in expired.fix
+        assert (await app_token_check(refreshing)).status == OK  # the relay will refresh it
+
+        engine = make_engine(database["url"])
+        await init_db(engine)
+        await app_tokens.put(engine, LOCAL_APP_CLIENT_ID, "gone", "gone-refresh", None)
+        stale = await app_token_check(refreshing)  # the stored pair is the one checked
+        assert stale.status == OK and "invalid_token" in stale.detail
+        await app_tokens.set_error(engine, LOCAL_APP_CLIENT_ID, "invalid_grant: x", "a", "r")
+        await engine.dispose()
+        refused = await app_token_check(refreshing)
+        assert refused.status == FAIL and "invalid_grant" in refused.detail
+        assert "re-authorize" in refused.fix
+        checks = await run_checks(refreshing)
+        assert [c.status for c in checks if c.name == APP_TOKEN] == [FAIL]
