@@ -27,6 +27,7 @@ from relay.intake import (
 from relay.metrics import RelayMetrics
 from relay.offline import OfflineDrainer
 from relay.periodic import Periodic
+from relay.recorder import Recorder
 from relay.scan import DealScanner
 from store import inbox
 from store.db import init_db, ping
@@ -61,6 +62,7 @@ def create_app(
     client of the local application's token (`bitrix24.app_access_token`), else not at all.
     """
     forwarder = Forwarder(settings, engine, temporal_client, bitrix24_client, forwarder_options)
+    recorder = Recorder(engine, forwarder)
     token = settings.bitrix24.application_token
     drainer = OfflineDrainer(settings, engine, forwarder, offline_client)
     scanner = DealScanner(settings, engine, forwarder)
@@ -96,6 +98,7 @@ def create_app(
                 for loop in loops:
                     loop.cancel()
                 await asyncio.gather(*loops, return_exceptions=True)
+                await recorder.close()
                 await forwarder.close()
                 if bitrix24_client is None:
                     forwarder.bitrix24_client = None
@@ -132,21 +135,16 @@ def create_app(
             metrics.received_event("", "bad")
             return _error(400, str(exc))
         try:
-            row_id, is_new = await inbox.record(
-                engine,
-                event=event.event,
-                entity_id=event.entity_id,
-                ts=event.ts,
-                payload=event.payload,
+            recorded = await recorder.record(
+                inbox.NewEvent(event.event, event.entity_id, event.ts, event.payload)
             )
         except Exception:
             log.exception("could not record %s %s", event.event, event.entity_id)
             metrics.received_event(event.event, "unavailable")
             return _error(503, "the inbox is unavailable; the event was not recorded")
+        row_id, is_new = recorded.id, recorded.is_new
         metrics.received_event(event.event, "recorded" if is_new else "duplicate")
-        if is_new:
-            forwarder.kick(row_id)
-        elif event.event in UPDATE_EVENTS:
+        if not is_new and event.event in UPDATE_EVENTS:
             await _nudge_again(row_id)
         return JSONResponse({"status": "recorded" if is_new else "duplicate", "id": row_id})
 

@@ -12,9 +12,10 @@ a deal notes the DATE_MODIFY it read and the portal's time of that read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -29,9 +30,11 @@ from config.settings import Settings
 from config.snapshot import build_rules
 from relay import bitrix24_time
 from relay.bitrix24_errors import Bitrix24Verdict, classify
+from relay.group_commit import GroupCommit
 from relay.observations import DEAL_EVENTS, TASK_EVENTS, is_safety_net
 from store import inbox, signal_marks
-from store.inbox import InboxEvent, InboxStatus
+from store.inbox import InboxEvent, InboxStatus, Settlement
+from store.signal_marks import NewMark
 from workflows.models import Bitrix24Event, DealInput, DealRules
 from workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT, WORKFLOW_TYPE, deal_workflow_id
 
@@ -53,13 +56,17 @@ class ForwarderOptions:
     # How long a claimed row is held before another forwarder may take it (a crashed process).
     lease: timedelta = timedelta(minutes=5)
     rpc_timeout: timedelta = timedelta(seconds=10)
-    max_kicks: int = 64  # immediate forwards in flight; beyond that the loop picks rows up
+    max_kicks: int = 64  # forwards in flight (Bitrix24 reads and signals at once)
+    # Rows claimed ahead for the forwards in flight: the app records new rows claimed while
+    # there is room (no second write to claim them); past it they wait for the loop.
+    max_ahead: int = 512
 
 
 @dataclass(frozen=True)
 class Outcome:
     status: InboxStatus
     reason: str | None = None
+    mark: NewMark | None = None  # what the signal was based on, noted with the settlement
 
 
 class Transient(Exception):
@@ -90,6 +97,14 @@ class Forwarder:
         self.last_error: str | None = None
         self._rules: tuple[date, DealRules] | None = None
         self._kicked: set[asyncio.Task[Any]] = set()
+        self._queue: asyncio.Queue[InboxEvent] = asyncio.Queue()
+        self._ahead = 0  # rows submitted and not yet settled
+        self._workers: list[asyncio.Task[None]] = []
+        self._behind = False  # due rows may wait in the inbox beyond `max_ahead`
+        self._wake = asyncio.Event()
+        self._settler: GroupCommit[tuple[Settlement, NewMark | None], None] = GroupCommit(
+            self._write_settled
+        )
 
     # ---- delivery of one row ---------------------------------------------------------------
 
@@ -123,8 +138,7 @@ class Forwarder:
             )
         if not await self._signal_deal(row):
             return Outcome(InboxStatus.IGNORED, "deal workflow closed")
-        await self._note_signal(row, signal_marks.DEAL, modified, read_at)
-        return Outcome(InboxStatus.FORWARDED)
+        return Outcome(InboxStatus.FORWARDED, mark=_mark(row, signal_marks.DEAL, modified, read_at))
 
     async def _covered(
         self, row: InboxEvent, kind: str, modified: int | None
@@ -156,24 +170,6 @@ class Forwarder:
         except RPCError as exc:
             raise _temporal_error(exc) from exc
         return True
-
-    async def _note_signal(
-        self, row: InboxEvent, kind: str, modified: int | None, read_at: float | None
-    ) -> None:
-        """Best effort: without the mark a later safety-net row only signals once more."""
-        if modified is None or read_at is None:
-            return
-        try:
-            await signal_marks.note(
-                self.engine,
-                kind,
-                row.entity_id,
-                modified=modified,
-                read_at=read_at,
-                row_id=row.id,
-            )
-        except Exception as exc:
-            log.warning("could not note the signal of inbox row %s: %s", row.id, _describe(exc))
 
     async def _task_event(self, row: InboxEvent) -> Outcome:
         found, read_at = await self._bitrix24_timed(
@@ -210,8 +206,7 @@ class Forwarder:
         if not delivered:
             names = ", ".join(deal_workflow_id(d) for d in deals)
             return Outcome(InboxStatus.IGNORED, f"no running deal workflow ({names})")
-        await self._note_signal(row, signal_marks.TASK, modified, read_at)
-        return Outcome(InboxStatus.FORWARDED)
+        return Outcome(InboxStatus.FORWARDED, mark=_mark(row, signal_marks.TASK, modified, read_at))
 
     async def _bitrix24(self, method: str, params: dict[str, Any]) -> Any:
         """The method's result, None when the object does not exist (or is not visible)."""
@@ -276,9 +271,19 @@ class Forwarder:
         self.last_error = None
         if outcome.status is InboxStatus.FAILED:
             log.error("inbox row %s failed for good: %s", row.id, outcome.reason)
-        await inbox.mark(self.engine, row.id, outcome.status, outcome.reason)
+        settled = Settlement(row.id, outcome.status, outcome.reason)
+        await self._settler.submit((settled, outcome.mark))
         self._observe(row, outcome.status)
         return outcome.status
+
+    async def _write_settled(
+        self, items: Sequence[tuple[Settlement, NewMark | None]]
+    ) -> list[None]:
+        """Settlements and the signals' marks of many rows in one transaction."""
+        async with self.engine.begin() as conn:
+            await signal_marks.note_all(conn, [mark for _, mark in items if mark is not None])
+            await inbox.settle_all(conn, [settled for settled, _ in items])
+        return [None] * len(items)
 
     def _observe(self, row: InboxEvent, status: InboxStatus) -> None:
         if self.observer is not None:
@@ -318,14 +323,63 @@ class Forwarder:
                 return done
 
     async def run(self) -> None:
-        """The retry loop: drain due rows every `poll_interval` seconds, until cancelled."""
+        """The retry loop, every `poll_interval` seconds (sooner when rows wait), until cancelled:
+        while forwarding works, due rows go to the forwards in flight; after a failure, `drain`
+        tries them one at a time and stops at the first that fails again."""
         while True:
             try:
-                await self.drain()
+                if self.last_error is None:
+                    await self._top_up()
+                else:
+                    await self.drain()
             except Exception as exc:  # the database itself is down: keep trying
                 self.last_error = f"inbox: {_describe(exc)}"
                 log.warning("forwarder pass failed: %s", self.last_error)
-            await asyncio.sleep(self.options.poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.options.poll_interval)
+            self._wake.clear()
+
+    async def _top_up(self) -> None:
+        room = self.room()
+        if room <= 0:
+            return
+        rows = await inbox.claim_pending(self.engine, room, lease=self.options.lease)
+        self._behind = len(rows) == room
+        for row in rows:
+            self.submit(row)
+
+    # ---- forwards in flight ------------------------------------------------------------------
+
+    def room(self) -> int:
+        """How many more claimed rows `submit` takes now."""
+        return max(0, self.options.max_ahead - self._ahead)
+
+    def submit(self, row: InboxEvent) -> None:
+        """Forward a row this process has claimed, with at most `max_kicks` in flight."""
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._work(), name=f"relay-forward-{n}")
+                for n in range(self.options.max_kicks)
+            ]
+        self._ahead += 1
+        self._queue.put_nowait(row)
+
+    def fell_behind(self) -> None:
+        """New rows were recorded unclaimed (no room): the loop takes them when room frees."""
+        self._behind = True
+
+    async def _work(self) -> None:
+        while True:
+            row = await self._queue.get()
+            try:
+                await self.process(row)
+            except Exception as exc:
+                self.last_error = f"inbox: {_describe(exc)}"
+                log.warning("forwarding inbox row %s failed: %s", row.id, self.last_error)
+            finally:
+                self._ahead -= 1
+            if self._behind and self.room() >= self.options.max_ahead // 2:
+                self._wake.set()
 
     def kick(self, row_id: int) -> None:
         """Forward a freshly recorded row in the background (the loop is the safety net)."""
@@ -347,10 +401,26 @@ class Forwarder:
 
     async def close(self) -> None:
         """Cancel background forwards; their rows go back to pending for the next start."""
-        tasks = list(self._kicked)
+        tasks = [*self._kicked, *self._workers]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers = []
+        queued: list[InboxEvent] = []
+        while not self._queue.empty():
+            queued.append(self._queue.get_nowait())
+        self._ahead = 0
+        await self._settler.close()
+        await inbox.release(self.engine, _ids(queued))
+
+
+def _mark(
+    row: InboxEvent, kind: str, modified: int | None, read_at: float | None
+) -> NewMark | None:
+    """Without a mark a later safety-net row of the same change only signals once more."""
+    if modified is None or read_at is None:
+        return None
+    return NewMark(kind, row.entity_id, modified, read_at, row.id)
 
 
 def _signal(row: InboxEvent) -> Bitrix24Event:

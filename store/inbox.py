@@ -10,13 +10,14 @@ forwarder died is taken again when its lease runs out.
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Text, case, func, or_, select, update
+from sqlalchemy import BigInteger, DateTime, Text, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, SQLModel
 
@@ -104,6 +105,24 @@ def _row(mapping: Mapping[str, Any]) -> InboxEvent:
     return InboxEvent(**data)
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to record; `key` (default: `dedup_key` of the delivery) says which are the same."""
+
+    event: str
+    entity_id: int
+    ts: int
+    payload: Mapping[str, Any]
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    id: int
+    is_new: bool
+    claimed: InboxEvent | None = None  # the new row, claimed for the caller to forward
+
+
 async def record(
     engine: AsyncEngine,
     *,
@@ -119,30 +138,68 @@ async def record(
     `change_key` for the safety nets. The unique key makes concurrent identical deliveries safe:
     one insert wins, the others find its row. The transaction has committed when this returns.
     """
-    key = key or dedup_key(event, entity_id, ts, payload)
+    [done] = await record_many(engine, [NewEvent(event, entity_id, ts, payload, key)])
+    return done.id, done.is_new
+
+
+async def record_many(
+    engine: AsyncEngine,
+    events: Sequence[NewEvent],
+    *,
+    claim: int = 0,
+    lease: timedelta = DEFAULT_LEASE,
+) -> list[Recorded]:
+    """Store events in one transaction (group commit); one `Recorded` per event, in order.
+
+    Repeats, stored before or within `events`, get the first one's row. The first `claim` new
+    rows are stored already claimed for `lease` (their first attempt), for the caller to forward
+    at once without another write. The transaction has committed when this returns.
+    """
     now = utcnow()
+    keys = [e.key or dedup_key(e.event, e.entity_id, e.ts, e.payload) for e in events]
+    values: dict[str, dict[str, Any]] = {}
+    for key, e in zip(keys, events, strict=True):
+        if key in values:
+            continue
+        claimed = len(values) < claim
+        values[key] = {
+            "dedup_key": key,
+            "event": e.event,
+            "entity_id": e.entity_id,
+            "ts": e.ts,
+            "received_at": now,
+            "payload": canonical_json(e.payload),
+            "status": InboxStatus.PENDING.value,
+            "attempts": 1 if claimed else 0,
+            "next_attempt_at": now,
+            "claimed_until": now + lease if claimed else None,
+        }
     insert = (
         _insert(engine)
-        .values(
-            dedup_key=key,
-            event=event,
-            entity_id=entity_id,
-            ts=ts,
-            received_at=now,
-            payload=canonical_json(payload),
-            status=InboxStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-        )
+        .values(list(values.values()))
         .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(_c.id)
+        .returning(_c.id, _c.dedup_key)
     )
     async with engine.begin() as conn:
-        new_id = (await conn.execute(insert)).scalar_one_or_none()
-        if new_id is not None:
-            return int(new_id), True
-        existing = (await conn.execute(select(_c.id).where(_c.dedup_key == key))).scalar_one()
-        return int(existing), False
+        new_ids = {key: int(row_id) for row_id, key in (await conn.execute(insert)).all()}
+        old_keys = [key for key in values if key not in new_ids]
+        old_ids: dict[str, int] = {}
+        if old_keys:
+            found = await conn.execute(
+                select(_c.dedup_key, _c.id).where(_c.dedup_key.in_(old_keys))
+            )
+            old_ids = {key: int(row_id) for key, row_id in found.all()}
+    done: list[Recorded] = []
+    seen: set[str] = set()
+    for key in keys:
+        if key in new_ids and key not in seen:
+            row = values[key]
+            claimed = InboxEvent(id=new_ids[key], **row) if row["claimed_until"] else None
+            done.append(Recorded(new_ids[key], True, claimed))
+        else:
+            done.append(Recorded(new_ids.get(key) or old_ids[key], False))
+        seen.add(key)
+    return done
 
 
 def _claimable(now: datetime) -> list[ColumnElement[bool]]:
@@ -209,6 +266,44 @@ async def mark(
         values["next_attempt_at"] = now
     async with engine.begin() as conn:
         await conn.execute(update(_table).where(_c.id == row_id).values(**values))
+
+
+@dataclass(frozen=True)
+class Settlement:
+    row_id: int
+    status: InboxStatus  # forwarded, ignored or failed
+    reason: str | None = None
+
+
+_SETTLE = (
+    update(_table)
+    .where(_c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("new_status"),
+        reason=bindparam("new_reason"),
+        claimed_until=None,
+        forwarded_at=func.coalesce(
+            bindparam("new_forwarded_at", type_=DateTime(timezone=True)), _c.forwarded_at
+        ),
+    )
+)
+
+
+async def settle_all(conn: AsyncConnection, settlements: Sequence[Settlement]) -> None:
+    """Settle many rows as `mark` does, in the caller's transaction (one statement, many rows)."""
+    if not settlements:
+        return
+    now = utcnow()
+    params = [
+        {
+            "row_id": s.row_id,
+            "new_status": s.status.value,
+            "new_reason": _reason(s.reason),
+            "new_forwarded_at": now if s.status is InboxStatus.FORWARDED else None,
+        }
+        for s in settlements
+    ]
+    await conn.execute(_SETTLE, params)
 
 
 async def retry_later(engine: AsyncEngine, row_id: int, reason: str, delay: timedelta) -> None:

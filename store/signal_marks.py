@@ -11,11 +11,12 @@ read. `covers` says exactly that.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, Float, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from store.db import dialect_insert
@@ -65,6 +66,15 @@ async def get(engine: AsyncEngine, kind: str, entity_id: int) -> Mark | None:
     return Mark(int(found.modified), float(found.read_at), found.row_id)
 
 
+@dataclass(frozen=True)
+class NewMark:
+    kind: str
+    entity_id: int
+    modified: int
+    read_at: float
+    row_id: int | None
+
+
 async def note(
     engine: AsyncEngine,
     kind: str,
@@ -75,17 +85,35 @@ async def note(
     row_id: int | None,
 ) -> None:
     """Remember a signal; an older read (a slower concurrent forward) never replaces a newer."""
-    values = {
-        "modified": modified,
-        "read_at": read_at,
-        "row_id": row_id,
-        "signalled_at": datetime.now(UTC),
-    }
-    insert = dialect_insert(engine, _table).values(kind=kind, entity_id=entity_id, **values)
+    async with engine.begin() as conn:
+        await note_all(conn, [NewMark(kind, entity_id, modified, read_at, row_id)])
+
+
+async def note_all(conn: AsyncConnection, marks: Sequence[NewMark]) -> None:
+    """`note` for many signals, in the caller's transaction."""
+    if not marks:
+        return
+    insert = dialect_insert(conn.engine, _table)
     upsert = insert.on_conflict_do_update(
         index_elements=["kind", "entity_id"],
-        set_=values,
-        where=_c.read_at <= read_at,
+        set_={
+            name: insert.excluded[name]
+            for name in ("modified", "read_at", "row_id", "signalled_at")
+        },
+        where=_c.read_at <= insert.excluded.read_at,
     )
-    async with engine.begin() as conn:
-        await conn.execute(upsert)
+    now = datetime.now(UTC)
+    await conn.execute(
+        upsert,
+        [
+            {
+                "kind": m.kind,
+                "entity_id": m.entity_id,
+                "modified": m.modified,
+                "read_at": m.read_at,
+                "row_id": m.row_id,
+                "signalled_at": now,
+            }
+            for m in marks
+        ],
+    )
