@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -105,6 +105,11 @@ class Forwarder:
         self._settler: GroupCommit[tuple[Settlement, NewMark | None], None] = GroupCommit(
             self._write_settled
         )
+        # Rows of one object go one at a time, and a signal's mark counts from the moment the
+        # signal is sent (`_unwritten` until its group commit is done): a safety-net row of the
+        # same change, forwarded meanwhile, sees it and is not signalled twice.
+        self._serial = EntitySerializer()
+        self._unwritten: dict[tuple[str, int], signal_marks.Mark] = {}
 
     # ---- delivery of one row ---------------------------------------------------------------
 
@@ -146,9 +151,12 @@ class Forwarder:
         """For a safety-net row: the mark of a signal that already followed its change."""
         if modified is None or not is_safety_net(row.payload_data()):
             return None
-        mark = await signal_marks.get(self.engine, kind, row.entity_id)
-        if mark is not None and signal_marks.covers(mark, modified, row.ts):
-            return mark
+        for mark in (
+            self._unwritten.get((kind, row.entity_id)),
+            await signal_marks.get(self.engine, kind, row.entity_id),
+        ):
+            if mark is not None and signal_marks.covers(mark, modified, row.ts):
+                return mark
         return None
 
     async def _signal_deal(self, row: InboxEvent) -> bool:
@@ -245,8 +253,13 @@ class Forwarder:
     async def process(self, row: InboxEvent) -> InboxStatus:
         """Deliver a claimed row and record the result in the inbox."""
         assert row.id is not None
+        key = (_kind(row), row.entity_id)
         try:
-            outcome = await self.deliver(row)
+            async with self._serial.one_at_a_time(key):
+                outcome = await self.deliver(row)
+                mark = outcome.mark
+                if mark is not None:
+                    self._unwritten[key] = signal_marks.Mark(mark.modified, mark.read_at, row.id)
         except asyncio.CancelledError:
             await asyncio.shield(inbox.release(self.engine, [row.id]))
             raise
@@ -272,7 +285,12 @@ class Forwarder:
         if outcome.status is InboxStatus.FAILED:
             log.error("inbox row %s failed for good: %s", row.id, outcome.reason)
         settled = Settlement(row.id, outcome.status, outcome.reason)
-        await self._settler.submit((settled, outcome.mark))
+        try:
+            await self._settler.submit((settled, outcome.mark))
+        finally:
+            written = self._unwritten.get(key)
+            if written is not None and written.row_id == row.id:
+                del self._unwritten[key]
         self._observe(row, outcome.status)
         return outcome.status
 
@@ -412,6 +430,30 @@ class Forwarder:
         self._ahead = 0
         await self._settler.close()
         await inbox.release(self.engine, _ids(queued))
+
+
+def _kind(row: InboxEvent) -> str:
+    return signal_marks.TASK if row.event in TASK_EVENTS else signal_marks.DEAL
+
+
+class EntitySerializer:
+    """One holder at a time per key; a key's lock lives only while someone uses it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Any, asyncio.Lock] = {}
+        self._users: dict[Any, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def one_at_a_time(self, key: Any) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
 
 
 def _mark(
