@@ -174,14 +174,9 @@ async def record_many(
             "next_attempt_at": now,
             "claimed_until": now + lease if claimed else None,
         }
-    insert = (
-        _insert(engine)
-        .values(list(values.values()))
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(_c.id, _c.dedup_key)
-    )
     async with engine.begin() as conn:
-        new_ids = {key: int(row_id) for row_id, key in (await conn.execute(insert)).all()}
+        inserted = await conn.execute(_record_statement(engine), list(values.values()))
+        new_ids = {key: int(row_id) for row_id, key in inserted.all()}
         old_keys = [key for key in values if key not in new_ids]
         old_ids: dict[str, int] = {}
         if old_keys:
@@ -200,6 +195,22 @@ async def record_many(
             done.append(Recorded(new_ids.get(key) or old_ids[key], False))
         seen.add(key)
     return done
+
+
+_RECORD_STATEMENTS: dict[str, Any] = {}
+
+
+def _record_statement(engine: AsyncEngine) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING, built once per dialect and run with many
+    parameter sets, so SQLAlchemy compiles it once instead of once per batch size."""
+    name = engine.dialect.name
+    if name not in _RECORD_STATEMENTS:
+        _RECORD_STATEMENTS[name] = (
+            _insert(engine)
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(_c.id, _c.dedup_key)
+        )
+    return _RECORD_STATEMENTS[name]
 
 
 def _claimable(now: datetime) -> list[ColumnElement[bool]]:

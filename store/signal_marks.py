@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Float, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -89,19 +90,30 @@ async def note(
         await note_all(conn, [NewMark(kind, entity_id, modified, read_at, row_id)])
 
 
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_statement(engine: AsyncEngine) -> Any:
+    """The marks' upsert, built once per dialect (an older read never replaces a newer)."""
+    name = engine.dialect.name
+    if name not in _UPSERTS:
+        insert = dialect_insert(engine, _table)
+        _UPSERTS[name] = insert.on_conflict_do_update(
+            index_elements=["kind", "entity_id"],
+            set_={
+                column: insert.excluded[column]
+                for column in ("modified", "read_at", "row_id", "signalled_at")
+            },
+            where=_c.read_at <= insert.excluded.read_at,
+        )
+    return _UPSERTS[name]
+
+
 async def note_all(conn: AsyncConnection, marks: Sequence[NewMark]) -> None:
     """`note` for many signals, in the caller's transaction."""
     if not marks:
         return
-    insert = dialect_insert(conn.engine, _table)
-    upsert = insert.on_conflict_do_update(
-        index_elements=["kind", "entity_id"],
-        set_={
-            name: insert.excluded[name]
-            for name in ("modified", "read_at", "row_id", "signalled_at")
-        },
-        where=_c.read_at <= insert.excluded.read_at,
-    )
+    upsert = _upsert_statement(conn.engine)
     now = datetime.now(UTC)
     await conn.execute(
         upsert,
