@@ -88,7 +88,8 @@ async def test_r_ac_3_logist_completes_in_1c_and_the_bitrix24_task_follows(
         await s.admin(f"/tasks/{ref}/accept")
         await s.admin(f"/tasks/{ref}/comment", {"text": "Машина заказана на завтра"})
         await eventually(lambda: s.portal.task_comments[task_id])
-        assert s.portal.tasks[task_id]["STATUS"] == "3"  # in progress once accepted in 1C
+        # In progress once accepted in 1C (the same activity writes the comment, then the status).
+        await eventually(lambda: s.portal.tasks[task_id]["STATUS"] == "3")
         first_run = handle.first_execution_run_id or handle.result_run_id
 
         async def continued() -> bool:
