@@ -59,7 +59,8 @@ def create_app(
     The engine and the Temporal client belong to the caller; the app creates the inbox table
     if needed, runs the retry loop, the offline-queue drain and the deal scan while it lives
     and closes only what it built itself. The drain runs with `offline_client`, else with a
-    client of the local application's token (`bitrix24.app_access_token`), else not at all.
+    client of the local application's token (`bitrix24.app_access_token`, or one got with
+    `bitrix24.app_refresh_token`), else not at all.
     """
     forwarder = Forwarder(settings, engine, temporal_client, bitrix24_client, forwarder_options)
     recorder = Recorder(engine, forwarder)
@@ -68,8 +69,9 @@ def create_app(
     scanner = DealScanner(settings, engine, forwarder)
     relay = settings.relay
     offline = None
+    b24 = settings.bitrix24
     if relay.offline_interval_seconds > 0 and (
-        offline_client is not None or settings.bitrix24.app_access_token
+        offline_client is not None or b24.app_access_token or b24.app_refresh_configured()
     ):
         offline = Periodic("offline-queue drain", relay.offline_interval_seconds, drainer.drain)
     scan = None

@@ -167,3 +167,23 @@ async def test_a_refused_refresh_is_named_and_the_webhook_path_goes_on(
         response = await relay.post(emulator.body("ONCRMDEALUPDATE", first + 2))
         assert response.status_code == 200 and response.json()["status"] == "recorded"
         await relay.settled(response.json()["id"])
+
+
+async def test_a_refresh_token_alone_is_enough_to_drain(
+    tmp_path: Path, emulator: Emulator, dev_env: WorkflowEnvironment
+) -> None:
+    """Configured with the application's refresh token only: the first call gets a token."""
+    first = BASE + 950
+    settings = app_settings(emulator)
+    bitrix24 = settings.bitrix24.model_copy(update={"app_access_token": ""})
+    settings = settings.model_copy(update={"bitrix24": bitrix24})
+    async with (
+        database("sqlite", tmp_path) as engine,
+        running_relay(settings, engine, dev_env.client) as relay,
+    ):
+        await started(relay)
+        await add_deals(emulator, first + 1, 2)
+        drained = await relay.app.state.offline.run_once()
+        assert drained is not None and drained.recorded == 2
+        assert await rows_of(relay, first + 1, 2) == {first + 1, first + 2}
+    assert refreshes(emulator) == ["refreshed"]
