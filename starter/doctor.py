@@ -31,7 +31,7 @@ from config.settings import Settings
 from integrations.bitrix24 import Bitrix24Client, Bitrix24Error
 from integrations.bitrix24.oauth import REFRESH_ON, TokenRefreshError
 from integrations.onec import OneCClient, OneCError
-from relay.offline import refusal_hint
+from relay.app_token import refusal_hint
 from store import app_tokens
 from store.db import make_engine
 

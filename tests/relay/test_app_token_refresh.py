@@ -26,7 +26,7 @@ from integrations.bitrix24.seed import (
     LOCAL_APP_CLIENT_SECRET,
     LOCAL_APP_REFRESH_TOKEN,
 )
-from relay.offline import application_tokens
+from relay.app_token import application_tokens
 from store import app_tokens, inbox
 from tests.relay.conftest import (
     SALES_CATEGORY,
