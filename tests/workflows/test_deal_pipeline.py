@@ -311,6 +311,7 @@ async def test_r_ps_1_r_ac_1_r_ts_1_tranche_reminded_overdue_escalated_then_clos
         await until(handle, lambda _: bool(portal.onec_tasks))
         for task in portal.onec_tasks.values():
             task["done"] = True
+        await skip_env.sleep(timedelta(minutes=2))  # the mirror's next read of 1C
         await until(handle, lambda v: all(p.state != "running" for p in v.processes))
         # 320 000 ₽ already paid in the pay loop covers tranche 1 (50 %).
         await until(handle, lambda v: v.payment_schedule[0].state == "paid")
