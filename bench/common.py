@@ -1,12 +1,18 @@
-"""Pieces every bench uses: a bounded-concurrency pool, and leaving once figures are out."""
+"""Pieces every bench uses: a bounded-concurrency pool, a served helper process, and leaving
+once figures are out."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+
+import httpx
 
 
 async def run_pool(
@@ -22,6 +28,40 @@ async def run_pool(
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     return time.perf_counter() - started
+
+
+@contextlib.asynccontextmanager
+async def served_process(
+    name: str,
+    command: Sequence[str],
+    ready_url: str,
+    log_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Start `command`, wait until `ready_url` answers 200 (at most 30 s), stop it on exit."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            async with httpx.AsyncClient() as http:
+                for _ in range(300):
+                    if process.poll() is not None:
+                        raise RuntimeError(f"the {name} exited; see {log_path}")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(ready_url)).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise RuntimeError(f"the {name} did not answer {ready_url} within 30 s")
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def run_then_exit(main: Callable[[], None]) -> None:

@@ -34,7 +34,6 @@ import math
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import httpx
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.client import Interceptor as ClientInterceptor
@@ -58,7 +56,7 @@ from temporalio.worker import (
     Worker,
 )
 
-from bench.common import run_pool, run_then_exit
+from bench.common import run_pool, run_then_exit, served_process
 from config.settings import Settings
 from config.snapshot import build_rules
 from integrations.asgi_server import free_port
@@ -194,28 +192,15 @@ def doubles() -> list[Callable[..., Any]]:
 async def emulator_process(workdir: Path) -> AsyncIterator[str]:
     """The Bitrix24 emulator in its own process; yields its webhook URL."""
     port = free_port()
-    log = (workdir / "bitrix24.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR, str(port), SECRET],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parents[1],
-    )
     webhook = f"http://127.0.0.1:{port}/rest/1/{SECRET}/"
-    try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                if process.poll() is not None:
-                    raise RuntimeError(f"the emulator exited; see {workdir / 'bitrix24.log'}")
-                with contextlib.suppress(httpx.HTTPError):
-                    await http.get(f"{webhook}profile")
-                    break
-                await asyncio.sleep(0.1)
+    async with served_process(
+        "emulator",
+        [sys.executable, "-c", EMULATOR, str(port), SECRET],
+        f"{webhook}profile",
+        workdir / "bitrix24.log",
+        cwd=Path(__file__).resolve().parents[1],
+    ):
         yield webhook
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 async def seed_deals(webhook: str, count: int) -> list[int]:

@@ -30,7 +30,6 @@ import contextlib
 import math
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.common import run_pool, run_then_exit
+from bench.common import run_pool, run_then_exit, served_process
 from config.settings import RelaySettings, Settings
 from config.snapshot import build_rules
 from integrations.asgi_server import free_port, serve
@@ -187,35 +186,16 @@ async def relay_process(
     for knob in ("offline_interval_seconds", "scan_interval_seconds"):
         if knob in RelaySettings.model_fields:
             env[f"SALESFLOW_RELAY__{knob.upper()}"] = "0"
-    log = (workdir / "relay.log").open("wb")
-    process = subprocess.Popen(
+    url = f"http://127.0.0.1:{port}"
+    async with served_process(
+        "relay",
         [str(BIN / "salesflow"), "relay", "--host", "127.0.0.1", "--port", str(port)],
+        f"{url}/healthz",
+        workdir / "relay.log",
         env=env,
         cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                if process.poll() is not None:
-                    raise RuntimeError(f"the relay exited; see {workdir / 'relay.log'}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{url}/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("the relay did not answer /healthz within 30 s")
+    ) as process:
         yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def cpu_seconds(pid: int) -> float:
