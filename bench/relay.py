@@ -30,7 +30,6 @@ import contextlib
 import math
 import os
 import random
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -43,10 +42,8 @@ from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from bench.common import run_pool, run_then_exit, served_process
+from bench.common import BIN, run_pool, run_then_exit, served_process, start_dev_server
 from config.settings import RelaySettings, Settings
 from config.snapshot import build_rules
 from integrations.asgi_server import free_port, serve
@@ -61,13 +58,11 @@ from store.inbox import InboxEvent, InboxStatus
 from workflows.models import Bitrix24Event, DealInput, DealRules
 from workflows.names import (
     DEAL_ID,
-    SEARCH_ATTRIBUTES,
     SIGNAL_BITRIX24_EVENT,
     WORKFLOW_TYPE,
     deal_workflow_id,
 )
 
-BIN = Path(sys.executable).parent
 SECRET = "benchsecret"
 TOKEN = "bench-app-token"
 QUEUE = "bench-relay"  # no worker polls it: signals land in histories all the same
@@ -308,13 +303,7 @@ async def run(args: argparse.Namespace) -> None:
         f"relay bench: {args.events} events, concurrency {args.concurrency}, POSTs {pace}, "
         f"{os.cpu_count()} CPUs; dev server {BIN / 'temporal'}"
     )
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        ui=False,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     emulator = bitrix24_app(secret=SECRET, application_token=TOKEN, rate_per_second=None)
     portal: Portal = emulator.state.portal
     ids = seed_deals(portal, args.events + WARMUP)
