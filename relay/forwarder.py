@@ -151,12 +151,12 @@ class Forwarder:
         """For a safety-net row: the mark of a signal that already followed its change."""
         if modified is None or not is_safety_net(row.payload_data()):
             return None
-        for mark in (
-            self._unwritten.get((kind, row.entity_id)),
-            await signal_marks.get(self.engine, kind, row.entity_id),
-        ):
-            if mark is not None and signal_marks.covers(mark, modified, row.ts):
-                return mark
+        unwritten = self._unwritten.get((kind, row.entity_id))
+        if unwritten is not None and signal_marks.covers(unwritten, modified, row.ts):
+            return unwritten  # no need to read the table
+        mark = await signal_marks.get(self.engine, kind, row.entity_id)
+        if mark is not None and signal_marks.covers(mark, modified, row.ts):
+            return mark
         return None
 
     async def _signal_deal(self, row: InboxEvent) -> bool:
