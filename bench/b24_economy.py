@@ -24,12 +24,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.asgi_server import serve
-from integrations.bitrix24 import Bitrix24Client, QueryLimitExceeded
-from integrations.bitrix24.emulator import create_app
-from integrations.bitrix24.emulator_deals import create_deal
-from integrations.bitrix24.emulator_registry import CallContext
-from integrations.bitrix24.emulator_state import Portal
+from emulators.asgi_server import serve
+from emulators.bitrix24.app import create_app
+from emulators.bitrix24.deals import create_deal
+from emulators.bitrix24.registry import CallContext
+from emulators.bitrix24.state import Portal
+from salesflow.integrations.bitrix24 import Bitrix24Client, QueryLimitExceeded
 
 SECRET = "benchsecret"
 ROP, MANAGER, LOGIST = 2, 3, 5

@@ -16,7 +16,7 @@ import httpx
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from workflows.names import SEARCH_ATTRIBUTES
+from salesflow.workflows.names import SEARCH_ATTRIBUTES
 
 BIN = Path(sys.executable).parent  # the venv's console scripts, `temporal` among them
 

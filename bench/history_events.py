@@ -38,14 +38,20 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
 from bench.common import BIN, run_then_exit, start_dev_server
+from salesflow.worker import WORKFLOWS
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.models import (
+    Bitrix24Event,
+    DealInput,
+    DealView,
+    DocumentsSigned,
+    KpFeedback,
+)
+from salesflow.workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT
+from salesflow.workflows.sandbox import workflow_runner
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
-from worker import WORKFLOWS
-from workflows.deal import DealWorkflow
-from workflows.models import Bitrix24Event, DealInput, DealView, DocumentsSigned, KpFeedback
-from workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT
-from workflows.sandbox import workflow_runner
 
 CONTINUED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
 DEFAULT_SUGGEST = 4096  # limit.historyCount.suggestContinueAsNew of a server left alone

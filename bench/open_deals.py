@@ -55,14 +55,14 @@ from temporalio.worker import (
 )
 
 from bench.common import run_pool, run_then_exit, served_process, start_dev_server
-from config.settings import Settings
-from config.snapshot import build_rules
-from integrations.asgi_server import free_port
-from integrations.bitrix24.client import Bitrix24Client
-from worker import WORKFLOWS, running_worker
-from workflows.models import Bitrix24Event, DealInput, DealSnapshot
-from workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT, deal_workflow_id
-from workflows.sandbox import workflow_runner
+from emulators.asgi_server import free_port
+from salesflow.config.settings import Settings
+from salesflow.config.snapshot import build_rules
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.worker import WORKFLOWS, running_worker
+from salesflow.workflows.models import Bitrix24Event, DealInput, DealSnapshot
+from salesflow.workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT, deal_workflow_id
+from salesflow.workflows.sandbox import workflow_runner
 
 QUEUE = "bench-open-deals"
 SECRET = "benchsecret"
@@ -71,7 +71,7 @@ CACHE = 1000  # Worker(max_cached_workflows=…) default, which running_worker k
 
 EMULATOR = """
 import inspect, sys, uvicorn
-from integrations.bitrix24.emulator import create_app
+from emulators.bitrix24.app import create_app
 options = {"secret": sys.argv[2], "rate_per_second": None}
 if "operating_limit" in inspect.signature(create_app).parameters:
     options["operating_limit"] = None

@@ -44,19 +44,19 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from bench.common import BIN, run_pool, run_then_exit, served_process, start_dev_server
-from config.settings import RelaySettings, Settings
-from config.snapshot import build_rules
-from integrations.asgi_server import free_port, serve
-from integrations.bitrix24 import php_form
-from integrations.bitrix24.emulator import create_app as bitrix24_app
-from integrations.bitrix24.emulator_deals import create_deal
-from integrations.bitrix24.emulator_registry import CallContext
-from integrations.bitrix24.emulator_state import Portal
-from relay.forwarder import ForwarderOptions
-from store.db import make_engine
-from store.inbox import InboxEvent, InboxStatus
-from workflows.models import Bitrix24Event, DealInput, DealRules
-from workflows.names import (
+from emulators.asgi_server import free_port, serve
+from emulators.bitrix24.app import create_app as bitrix24_app
+from emulators.bitrix24.deals import create_deal
+from emulators.bitrix24.registry import CallContext
+from emulators.bitrix24.state import Portal
+from salesflow.config.settings import RelaySettings, Settings
+from salesflow.config.snapshot import build_rules
+from salesflow.integrations.bitrix24 import php_form
+from salesflow.relay.forwarder import ForwarderOptions
+from salesflow.store.db import make_engine
+from salesflow.store.inbox import InboxEvent, InboxStatus
+from salesflow.workflows.models import Bitrix24Event, DealInput, DealRules
+from salesflow.workflows.names import (
     DEAL_ID,
     SIGNAL_BITRIX24_EVENT,
     WORKFLOW_TYPE,

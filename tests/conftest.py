@@ -13,7 +13,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from workflows.names import SEARCH_ATTRIBUTE_TYPES, SEARCH_ATTRIBUTES
+from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES, SEARCH_ATTRIBUTES
 
 BIN = Path(sys.executable).parent
 

@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from activities.onec import OneCActivities
-from config.settings import Settings
-from integrations.asgi_server import serve
-from integrations.bitrix24.client import Bitrix24Client
-from integrations.bitrix24.emulator import create_app as create_bitrix24
-from integrations.bitrix24.emulator_state import Portal
-from integrations.onec.client import OneCClient
-from integrations.onec.emu.state import OneCBase
-from integrations.onec.emulator import create_app as create_onec
+from emulators.asgi_server import serve
+from emulators.bitrix24.app import create_app as create_bitrix24
+from emulators.bitrix24.state import Portal
+from emulators.onec.app import create_app as create_onec
+from emulators.onec.state import OneCBase
+from salesflow.activities.onec import OneCActivities
+from salesflow.config.settings import Settings
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.integrations.onec.client import OneCClient
 
 SECRET = "devsecret"
 

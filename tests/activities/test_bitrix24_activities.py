@@ -8,13 +8,18 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.bitrix24 import Bitrix24Activities
-from config.settings import Settings
-from config.templates import DEFAULT_TEMPLATES
-from integrations.asgi_server import serve
-from integrations.bitrix24.client import Bitrix24Client
-from integrations.bitrix24.emulator import create_app
-from workflows.models import ClientMessageRequest, DealUpdateRequest, NotifyRequest, TaskRequest
+from emulators.asgi_server import serve
+from emulators.bitrix24.app import create_app
+from salesflow.activities.bitrix24 import Bitrix24Activities
+from salesflow.config.settings import Settings
+from salesflow.config.templates import DEFAULT_TEMPLATES
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.workflows.models import (
+    ClientMessageRequest,
+    DealUpdateRequest,
+    NotifyRequest,
+    TaskRequest,
+)
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from aiosmtpd.handlers import Message
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.mail import MailActivities
-from config.settings import SmtpSettings
-from integrations.asgi_server import free_port
-from store.db import init_db, make_engine
-from store.outbox import attempts_of, count_attempt
-from workflows.models import EmailRequest
+from emulators.asgi_server import free_port
+from salesflow.activities.mail import MailActivities
+from salesflow.config.settings import SmtpSettings
+from salesflow.store.db import init_db, make_engine
+from salesflow.store.outbox import attempts_of, count_attempt
+from salesflow.workflows.models import EmailRequest
 
 
 class Inbox(Message):

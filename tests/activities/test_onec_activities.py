@@ -10,17 +10,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.onec import INVOICES, KP_SET, TASKS
-from integrations.onec import F, Ref
-from integrations.onec.emu.seed import KP_NUMBER, KP_TOTAL, ROMASHKA_INN
-from tests.activities.systems import Systems
-from workflows.onec_models import (
+from emulators.onec.seed import KP_NUMBER, KP_TOTAL, ROMASHKA_INN
+from salesflow.activities.onec import INVOICES, KP_SET, TASKS
+from salesflow.integrations.onec import F, Ref
+from salesflow.workflows.onec_models import (
     ClosingDocsRequest,
     CreateOneCTaskRequest,
     FindPaymentsRequest,
     LoadKpRequest,
     ReflectProgressRequest,
 )
+from tests.activities.systems import Systems
 
 MSK = ZoneInfo("Europe/Moscow")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.matching import is_russian_direction, kp_number_candidates
+from salesflow.config.matching import is_russian_direction, kp_number_candidates
 
 
 @pytest.mark.parametrize(

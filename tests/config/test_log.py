@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from config.log import JsonFormatter
+from salesflow.config.log import JsonFormatter
 
 
 def _line(**extra: object) -> dict:

@@ -8,9 +8,9 @@ import pytest
 import tomli_w
 from pydantic import BaseModel
 
-from config.settings import ConfigError, Settings, load_settings
+from salesflow.config.settings import ConfigError, Settings, load_settings
 
-SAMPLE = Path(__file__).resolve().parents[2] / "config" / "salesflow.sample.toml"
+SAMPLE = Path(__file__).resolve().parents[2] / "salesflow" / "config" / "salesflow.sample.toml"
 
 
 def test_sample_file_is_valid_and_equals_the_defaults() -> None:

@@ -35,8 +35,8 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.testing import WorkflowEnvironment
 
-from config.settings import SHORT_ENV, Settings, load_settings
-from workflows.names import SEARCH_ATTRIBUTE_TYPES
+from salesflow.config.settings import SHORT_ENV, Settings, load_settings
+from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.temporal.yml"
@@ -367,7 +367,7 @@ def test_example_values_load_and_land_where_meant(compose) -> None:
         env = {
             **read_env_file(APP_ENV),  # the active lines only: the Cloud ones stay commented
             **environment(svc),
-            "SALESFLOW_CONFIG": str(ROOT / "config" / "salesflow.sample.toml"),
+            "SALESFLOW_CONFIG": str(ROOT / "salesflow" / "config" / "salesflow.sample.toml"),
         }
         settings = load_settings(environ=env)
         for var, raw in env.items():

@@ -20,18 +20,18 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from config.settings import Settings
-from integrations.asgi_server import BackgroundServer, free_port, serve
-from integrations.bitrix24.client import Bitrix24Client
-from integrations.bitrix24.emulator import create_app as bitrix24_app
-from integrations.bitrix24.emulator_state import Portal
-from integrations.onec.emulator import create_app as onec_app
-from integrations.smtp_sink import Mailbox, smtp_sink
-from relay.app import create_app as relay_app
-from store.db import make_engine
-from worker import running_worker
-from workflows.models import DealView
-from workflows.names import deal_workflow_id
+from emulators.asgi_server import BackgroundServer, free_port, serve
+from emulators.bitrix24.app import create_app as bitrix24_app
+from emulators.bitrix24.state import Portal
+from emulators.onec.app import create_app as onec_app
+from emulators.smtp_sink import Mailbox, smtp_sink
+from salesflow.config.settings import Settings
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.relay.app import create_app as relay_app
+from salesflow.store.db import make_engine
+from salesflow.worker import running_worker
+from salesflow.workflows.models import DealView
+from salesflow.workflows.names import deal_workflow_id
 
 TOKEN = "e2e-app-token"
 

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from integrations.onec import F
-from integrations.onec.client import OneCClient
+from salesflow.integrations.onec import F
+from salesflow.integrations.onec.client import OneCClient
 from tests.e2e.stack import Stack, running_stack
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"

@@ -22,11 +22,10 @@ from pydantic import BaseModel
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
-from integrations.onec import F
-from integrations.onec.client import OneCClient
-from integrations.onec.emulator import KP2_NUMBER, KP_NUMBER, ROMASHKA_INN
-from tests.faults.stack import FaultStack
-from workflows.models import (
+from emulators.onec.app import KP2_NUMBER, KP_NUMBER, ROMASHKA_INN
+from salesflow.integrations.onec import F
+from salesflow.integrations.onec.client import OneCClient
+from salesflow.workflows.models import (
     AcceptLead,
     ApprovalDecision,
     DealView,
@@ -40,7 +39,8 @@ from workflows.models import (
     RequestTasks,
     StartProcess,
 )
-from workflows.names import deal_workflow_id
+from salesflow.workflows.names import deal_workflow_id
+from tests.faults.stack import FaultStack
 
 STAGES = {
     "NEW": "C1:NEW",

@@ -46,18 +46,18 @@ from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from integrations.bitrix24 import php_form
-from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
-from relay.app import EVENTS_PATH
-from store import inbox
-from store.db import make_engine, session
-from store.inbox import InboxEvent
-from store.outbox import MailAttempt
+from emulators.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
+from salesflow.integrations.bitrix24 import php_form
+from salesflow.relay.app import EVENTS_PATH
+from salesflow.store import inbox
+from salesflow.store.db import make_engine, session
+from salesflow.store.inbox import InboxEvent
+from salesflow.store.outbox import MailAttempt
+from salesflow.workflows.models import DealView
+from salesflow.workflows.names import deal_workflow_id
 from tests.faults.deals import MANAGERS, PLANS, Deal, Plan
 from tests.faults.records import Records
 from tests.faults.stack import FIRST_DEAL_ID, MUTATING, TOKEN, FaultStack
-from workflows.models import DealView
-from workflows.names import deal_workflow_id
 
 FORGED_TS_BASE = 1_000_000_000  # no genuine event carries a ts this old
 FORGED_DEALS = (8_999_901, 8_999_902)  # deals that exist nowhere

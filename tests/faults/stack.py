@@ -40,21 +40,21 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from config.settings import Settings
-from config.temporal_client import connect
-from integrations.asgi_server import BackgroundServer, free_port, serve
-from integrations.bitrix24.client import Bitrix24Client
-from integrations.bitrix24.emulator import create_app as bitrix24_app
-from integrations.bitrix24.emulator_state import Portal
-from integrations.bitrix24.errors import Bitrix24Error
-from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
-from integrations.onec.client import OneCClient
-from integrations.onec.emu.faults import LOCK_CONFLICT
-from integrations.onec.emu.state import OneCBase
-from integrations.onec.emulator import create_app as onec_app
-from integrations.smtp_sink import Mailbox, smtp_sink
-from relay.app import EVENTS_PATH
-from starter.dev import DevPorts, temporal_command
+from emulators.asgi_server import BackgroundServer, free_port, serve
+from emulators.bitrix24.app import create_app as bitrix24_app
+from emulators.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
+from emulators.bitrix24.state import Portal
+from emulators.local_stack import DevPorts, temporal_command
+from emulators.onec.app import create_app as onec_app
+from emulators.onec.faults import LOCK_CONFLICT
+from emulators.onec.state import OneCBase
+from emulators.smtp_sink import Mailbox, smtp_sink
+from salesflow.config.settings import Settings
+from salesflow.config.temporal_client import connect
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.integrations.bitrix24.errors import Bitrix24Error
+from salesflow.integrations.onec.client import OneCClient
+from salesflow.relay.app import EVENTS_PATH
 from tests.faults.procs import Proc, Processes
 
 BIN = Path(sys.executable).parent

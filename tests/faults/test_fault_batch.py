@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from relay.intake import decode_form, parse_event
-from relay.observations import is_safety_net
-from store.inbox import dedup_key
+from salesflow.relay.intake import decode_form, parse_event
+from salesflow.relay.observations import is_safety_net
+from salesflow.store.inbox import dedup_key
 from tests.faults.deals import STAGES, Deal
 from tests.faults.records import KINDS, Records
 from tests.faults.scenario import (

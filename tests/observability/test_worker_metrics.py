@@ -7,10 +7,10 @@ import asyncio
 import httpx
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from config.settings import Settings
-from config.temporal_client import connect
-from integrations.asgi_server import free_port
-from worker import running_worker
+from emulators.asgi_server import free_port
+from salesflow.config.settings import Settings
+from salesflow.config.temporal_client import connect
+from salesflow.worker import running_worker
 
 
 async def test_worker_serves_sdk_metrics(dev_env, tmp_path) -> None:

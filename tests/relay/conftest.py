@@ -22,19 +22,20 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from config.settings import Bitrix24Settings, RelaySettings, Settings
-from integrations.asgi_server import BackgroundServer, serve
-from integrations.bitrix24 import emulator_deals, emulator_tasks
-from integrations.bitrix24.emulator import create_app as create_emulator
-from integrations.bitrix24.emulator_events import Origin, event_body
-from integrations.bitrix24.emulator_registry import CallContext, PendingEvent
-from integrations.bitrix24.emulator_state import Portal
-from relay.app import EVENTS_PATH, create_app
-from relay.forwarder import ForwarderOptions
-from store import inbox
-from store.inbox import InboxEvent
+from emulators.asgi_server import BackgroundServer, serve
+from emulators.bitrix24 import deals as emulator_deals
+from emulators.bitrix24 import tasks as emulator_tasks
+from emulators.bitrix24.app import create_app as create_emulator
+from emulators.bitrix24.events import Origin, event_body
+from emulators.bitrix24.registry import CallContext, PendingEvent
+from emulators.bitrix24.state import Portal
+from salesflow.config.settings import Bitrix24Settings, RelaySettings, Settings
+from salesflow.relay.app import EVENTS_PATH, create_app
+from salesflow.relay.forwarder import ForwarderOptions
+from salesflow.store import inbox
+from salesflow.store.inbox import InboxEvent
+from salesflow.workflows.names import SIGNAL_BITRIX24_EVENT, deal_workflow_id
 from tests.store.databases import database
-from workflows.names import SIGNAL_BITRIX24_EVENT, deal_workflow_id
 
 TOKEN = "relay-test-token"
 SECRET = "relaysecret"

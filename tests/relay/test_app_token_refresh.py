@@ -16,18 +16,18 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from config.settings import Settings
-from integrations.bitrix24.client import Bitrix24Client
-from integrations.bitrix24.emulator_oauth import OAUTH_PATH
-from integrations.bitrix24.oauth import RefreshingCaller
-from integrations.bitrix24.seed import (
+from emulators.bitrix24.oauth import OAUTH_PATH
+from emulators.bitrix24.seed import (
     LOCAL_APP_ACCESS_TOKEN,
     LOCAL_APP_CLIENT_ID,
     LOCAL_APP_CLIENT_SECRET,
     LOCAL_APP_REFRESH_TOKEN,
 )
-from relay.app_token import application_tokens
-from store import app_tokens, inbox
+from salesflow.config.settings import Settings
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.integrations.bitrix24.oauth import RefreshingCaller
+from salesflow.relay.app_token import application_tokens
+from salesflow.store import app_tokens, inbox
 from tests.relay.conftest import (
     SALES_CATEGORY,
     Emulator,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from integrations.bitrix24.client import Bitrix24Client
-from relay.forwarder import Forwarder, ForwarderOptions
-from relay.observations import OFFLINE, SCAN, SOURCE
-from store import inbox
-from store.inbox import InboxStatus
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.relay.forwarder import Forwarder, ForwarderOptions
+from salesflow.relay.observations import OFFLINE, SCAN, SOURCE
+from salesflow.store import inbox
+from salesflow.store.inbox import InboxStatus
 from tests.relay.conftest import Emulator, deal_signals, relay_settings, unreachable_temporal
 from tests.store.databases import database
 

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from relay.intake import BadEvent, Unauthorized, check_token, decode_form, parse_event
+from salesflow.relay.intake import BadEvent, Unauthorized, check_token, decode_form, parse_event
 
 TOKEN = "app-token-intake"
 

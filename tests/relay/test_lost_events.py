@@ -32,14 +32,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from config.settings import Settings
-from integrations.asgi_server import free_port
-from integrations.bitrix24.client import Bitrix24Client
-from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
-from relay.app import EVENTS_PATH
-from relay.offline import LIST_AND_CLEAR, PROCESS_CURSOR
-from store import cursors, inbox
-from store.db import make_engine
+from emulators.asgi_server import free_port
+from emulators.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
+from salesflow.config.settings import Settings
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.relay.app import EVENTS_PATH
+from salesflow.relay.offline import LIST_AND_CLEAR, PROCESS_CURSOR
+from salesflow.store import cursors, inbox
+from salesflow.store.db import make_engine
+from salesflow.workflows.names import SIGNAL_BITRIX24_EVENT, deal_workflow_id
 from tests.relay.conftest import (
     SALES_CATEGORY,
     Emulator,
@@ -50,7 +51,6 @@ from tests.relay.conftest import (
     until,
 )
 from tests.store.databases import PG_URL, database
-from workflows.names import SIGNAL_BITRIX24_EVENT, deal_workflow_id
 
 BASE = 7_200_000
 SECOND = 1.1  # long enough for the second of the last change to be over

@@ -13,8 +13,9 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from store import inbox
-from store.inbox import InboxEvent
+from salesflow.store import inbox
+from salesflow.store.inbox import InboxEvent
+from salesflow.workflows.names import DEAL_ID, deal_workflow_id
 from tests.relay.conftest import (
     SALES_CATEGORY,
     Emulator,
@@ -27,7 +28,6 @@ from tests.relay.conftest import (
     workflow_exists,
 )
 from tests.store.databases import database
-from workflows.names import DEAL_ID, deal_workflow_id
 
 BASE = 7_100_000
 
@@ -302,6 +302,6 @@ async def _attempted(relay: Relay, row_id: int, attempts: int) -> bool:
 
 
 def emulator_client(emulator: Emulator):  # type: ignore[no-untyped-def]
-    from integrations.bitrix24.client import Bitrix24Client
+    from salesflow.integrations.bitrix24.client import Bitrix24Client
 
     return Bitrix24Client(emulator.webhook_url, rate_per_second=200, burst=400)

@@ -10,8 +10,8 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations.bitrix24.php_form import decode
-from store import inbox
+from salesflow.integrations.bitrix24.php_form import decode
+from salesflow.store import inbox
 from tests.relay.conftest import TOKEN, Relay
 
 key_part = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from config.settings import Settings
-from config.snapshot import build_rules, russian_calendar
-from workflows.rules import (
+from salesflow.config.settings import Settings
+from salesflow.config.snapshot import build_rules, russian_calendar
+from salesflow.workflows.rules import (
     Calendar,
     add_working_time,
     document_set,
@@ -123,14 +123,14 @@ START = date(2026, 12, 1)
     ],
 )
 def test_r_la_1_bad_schedules_are_refused(tranches, problem: str) -> None:
-    from workflows.rules import plan_schedule
+    from salesflow.workflows.rules import plan_schedule
 
     with pytest.raises(ValueError, match=problem):
         plan_schedule(tranches, 640_000, START)
 
 
 def test_r_la_1_schedule_amounts_add_up_to_the_deal_amount() -> None:
-    from workflows.rules import plan_schedule
+    from salesflow.workflows.rules import plan_schedule
 
     plan = plan_schedule(
         [

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from config.settings import Settings
-from integrations.asgi_server import serve
-from integrations.bitrix24.emulator import create_app as bitrix24_app
-from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN, LOCAL_APP_CLIENT_ID, builtin_seed
-from integrations.onec.emulator import create_app as onec_app
-from starter.doctor import (
+from emulators.asgi_server import serve
+from emulators.bitrix24.app import create_app as bitrix24_app
+from emulators.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN, LOCAL_APP_CLIENT_ID, builtin_seed
+from emulators.onec.app import create_app as onec_app
+from salesflow.config.settings import Settings
+from salesflow.starter.doctor import (
     APP_TOKEN,
     FAIL,
     OK,
@@ -27,8 +27,8 @@ from starter.doctor import (
     render,
     run_checks,
 )
-from store import app_tokens
-from store.db import init_db, make_engine
+from salesflow.store import app_tokens
+from salesflow.store.db import init_db, make_engine
 
 
 @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store.db import init_db, make_engine
+from salesflow.store.db import init_db, make_engine
 
 # The PostgreSQL server of these machines (trust auth); override with SALESFLOW_TEST_PG_URL.
 PG_URL = os.environ.get(

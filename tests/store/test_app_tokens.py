@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store import app_tokens
+from salesflow.store import app_tokens
 
 
 async def test_a_pair_is_saved_replaced_and_read(engine: AsyncEngine) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from store.board import DealBoardRow, list_deals, save_deal, sla
+from salesflow.store.board import DealBoardRow, list_deals, save_deal, sla
 from tests.store.databases import postgresql_database, sqlite_database
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store import inbox
-from store.db import init_db, make_engine
-from store.inbox import InboxStatus
+from salesflow.store import inbox
+from salesflow.store.db import init_db, make_engine
+from salesflow.store.inbox import InboxStatus
 
 PAYLOAD = {"event": "ONCRMDEALADD", "data": {"FIELDS": {"ID": "42"}}, "ts": "1736405807"}
 

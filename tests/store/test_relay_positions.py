@@ -7,8 +7,8 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store import cursors, inbox, signal_marks
-from store.signal_marks import DEAL, Mark
+from salesflow.store import cursors, inbox, signal_marks
+from salesflow.store.signal_marks import DEAL, Mark
 
 T = 1_790_000_000  # a DATE_MODIFY, epoch seconds
 

@@ -9,15 +9,15 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from config.settings import Settings
-from config.snapshot import build_rules
+from salesflow.config.settings import Settings
+from salesflow.config.snapshot import build_rules
+from salesflow.workflows.approval import InternalApproval
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.logist_mirror import LogistTaskMirror
+from salesflow.workflows.models import DealInput, DealRules, DealSnapshot
+from salesflow.workflows.process import DealProcess
+from salesflow.workflows.sandbox import workflow_runner
 from tests.workflows.doubles import FakePortal
-from workflows.approval import InternalApproval
-from workflows.deal import DealWorkflow
-from workflows.logist_mirror import LogistTaskMirror
-from workflows.models import DealInput, DealRules, DealSnapshot
-from workflows.process import DealProcess
-from workflows.sandbox import workflow_runner
 
 
 def calendar_rules(**rule_overrides: object) -> DealRules:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 
-from workflows.models import (
+from salesflow.workflows.models import (
     ApprovalItemRequest,
     ApprovalItemStage,
     BoardUpdate,
@@ -21,7 +21,7 @@ from workflows.models import (
     TaskRequest,
     TimelineCommentRequest,
 )
-from workflows.onec_models import (
+from salesflow.workflows.onec_models import (
     ClosingDocsRequest,
     ClosingDocument,
     CreateOneCTaskRequest,

@@ -10,9 +10,8 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from tests.workflows.doubles import FakePortal
-from workflows.deal import DealWorkflow
-from workflows.models import (
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.models import (
     AcceptLead,
     ApprovalDecision,
     DealView,
@@ -23,6 +22,7 @@ from workflows.models import (
     RecordPayment,
     Tranche,
 )
+from tests.workflows.doubles import FakePortal
 
 IN_WORK_FIELDS = {
     "UF_CRM_PRIORITY": "11",

@@ -9,10 +9,10 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.models import AcceptLead, LoseDeal, RejectLead
 from tests.workflows.conftest import new_deal
 from tests.workflows.doubles import FakePortal
-from workflows.deal import DealWorkflow
-from workflows.models import AcceptLead, LoseDeal, RejectLead
 
 REFUSED = (WorkflowUpdateFailedError, RPCError, WorkflowUpdateRPCTimeoutOrCancelledError)
 
@@ -155,6 +155,6 @@ async def _until(handle, check, seconds: float = 15.0):
 
 
 def _event(deal_id: int):
-    from workflows.models import Bitrix24Event
+    from salesflow.workflows.models import Bitrix24Event
 
     return Bitrix24Event(event="ONCRMDEALUPDATE", entity_id=deal_id, ts=0)

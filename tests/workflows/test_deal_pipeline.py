@@ -10,12 +10,9 @@ from datetime import date, timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from config.templates import DEFAULT_TEMPLATES
-from tests.workflows.conftest import calendar_rules, new_deal
-from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import CONTRACT_FIELDS, drive_to, pass_days, until
-from workflows.deal import DealWorkflow
-from workflows.models import (
+from salesflow.config.templates import DEFAULT_TEMPLATES
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.models import (
     ApprovalDecision,
     DealView,
     DocumentsSigned,
@@ -28,7 +25,10 @@ from workflows.models import (
     StartProcess,
     Tranche,
 )
-from workflows.onec_models import Payment
+from salesflow.workflows.onec_models import Payment
+from tests.workflows.conftest import calendar_rules, new_deal
+from tests.workflows.doubles import FakePortal
+from tests.workflows.pipeline import CONTRACT_FIELDS, drive_to, pass_days, until
 
 REFUSED = (WorkflowUpdateFailedError,)
 try:  # the refusal of a validator arrives as an RPC error on some servers
@@ -247,7 +247,7 @@ async def test_r_inv_f_signed_documents_required_before_launch(run_deal) -> None
         assert len(blocked) == 1 and "Подписанный счет" in blocked[0].message
         for kind in ("invoice", "contract"):
             await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind=kind))
-        from workflows.models import Bitrix24Event
+        from salesflow.workflows.models import Bitrix24Event
 
         await handle.signal(
             DealWorkflow.bitrix24_event, Bitrix24Event(event="ONCRMDEALUPDATE", entity_id=2011)

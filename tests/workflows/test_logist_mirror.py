@@ -18,10 +18,10 @@ from temporalio.worker import Worker
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():  # the probe workflow below is sandboxed
-    from activities.onec import TASKS
+    from salesflow.activities.onec import TASKS
     from tests.activities.systems import Systems, running_systems
-from workflows.logist_mirror import LogistTaskMirror, logist_mirror_id
-from workflows.onec_models import (
+from salesflow.workflows.logist_mirror import LogistTaskMirror, logist_mirror_id
+from salesflow.workflows.onec_models import (
     CREATE_ONEC_TASK,
     LOGIST_TASK_MIRROR,
     READ_ONEC_TASK,
@@ -34,7 +34,7 @@ from workflows.onec_models import (
     ReflectProgressRequest,
     ReflectProgressResult,
 )
-from workflows.sandbox import workflow_runner
+from salesflow.workflows.sandbox import workflow_runner
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from workflows.models import NotifyRequest, Strict
-from workflows.onec_models import LOAD_KP_INTO_DEAL, LoadKpRequest, LoadKpResult
-from workflows.outage import run_with_outage_watch
-from workflows.sandbox import workflow_runner
+from salesflow.workflows.models import NotifyRequest, Strict
+from salesflow.workflows.onec_models import LOAD_KP_INTO_DEAL, LoadKpRequest, LoadKpResult
+from salesflow.workflows.outage import run_with_outage_watch
+from salesflow.workflows.sandbox import workflow_runner
 
 
 class ProbeInput(Strict):

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from salesflow.workflows.deal import DealWorkflow
 from tests.workflows.conftest import new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to
-from workflows.deal import DealWorkflow
 
 junk = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

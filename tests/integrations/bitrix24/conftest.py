@@ -12,10 +12,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from integrations.asgi_server import BackgroundServer, serve
-from integrations.bitrix24.emulator import create_app
-from integrations.bitrix24.emulator_state import Portal
-from integrations.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
+from emulators.asgi_server import BackgroundServer, serve
+from emulators.bitrix24.app import create_app
+from emulators.bitrix24.seed import LOCAL_APP_ACCESS_TOKEN
+from emulators.bitrix24.state import Portal
 
 SECRET = "devsecret"
 APP_TOKEN = LOCAL_APP_ACCESS_TOKEN

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from integrations.bitrix24 import (
+from salesflow.integrations.bitrix24 import (
     AuthError,
     BadRequest,
     Bitrix24Client,
@@ -19,7 +19,7 @@ from integrations.bitrix24 import (
     QueryLimitExceeded,
     ServerError,
 )
-from integrations.bitrix24.client import batch_command, limiter_capacity, list_items
+from salesflow.integrations.bitrix24.client import batch_command, limiter_capacity, list_items
 
 if TYPE_CHECKING:
     from tests.integrations.bitrix24.conftest import Emulator, StartEmulator

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from integrations.bitrix24 import (
+from salesflow.integrations.bitrix24 import (
     BadRequest,
     Bitrix24Client,
     NotFound,
     QueryLimitExceeded,
     ServerError,
 )
-from integrations.bitrix24.coalescer import coalescable
-from integrations.bitrix24.throttle import PortalThrottle
+from salesflow.integrations.bitrix24.coalescer import coalescable
+from salesflow.integrations.bitrix24.throttle import PortalThrottle
 
 if TYPE_CHECKING:
     from tests.integrations.bitrix24.conftest import Emulator, StartEmulator

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from integrations.bitrix24 import (
+from salesflow.integrations.bitrix24 import (
     AccessDenied,
     AuthError,
     Bitrix24Client,

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from integrations.bitrix24 import php_form
+from salesflow.integrations.bitrix24 import php_form
 
 if TYPE_CHECKING:
     from tests.integrations.bitrix24.conftest import Receiver, StartEmulator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from integrations.bitrix24 import Bitrix24Client, NotFound
+from salesflow.integrations.bitrix24 import Bitrix24Client, NotFound
 
 if TYPE_CHECKING:
     from tests.integrations.bitrix24.conftest import Emulator, Rest

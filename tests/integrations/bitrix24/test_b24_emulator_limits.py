@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from integrations.bitrix24 import Bitrix24Client, OperationTimeLimit
-from integrations.bitrix24.emulator_limits import BucketSet, LeakyBucket, OperatingLimits
+from emulators.bitrix24.limits import BucketSet, LeakyBucket, OperatingLimits
+from salesflow.integrations.bitrix24 import Bitrix24Client, OperationTimeLimit
 
 if TYPE_CHECKING:
     from tests.integrations.bitrix24.conftest import Emulator, StartEmulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from integrations.bitrix24 import php_form
+from salesflow.integrations.bitrix24 import php_form
 
 if TYPE_CHECKING:
     from tests.integrations.bitrix24.conftest import Emulator, Receiver, Rest, StartEmulator

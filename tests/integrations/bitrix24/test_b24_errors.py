@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from integrations.bitrix24.errors import (
+from salesflow.integrations.bitrix24.errors import (
     AccessDenied,
     AuthError,
     BadRequest,

@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from integrations.bitrix24 import AuthError, Bitrix24Client
-from integrations.bitrix24.emulator_oauth import OAUTH_PATH
-from integrations.bitrix24.oauth import (
+from emulators.bitrix24.oauth import OAUTH_PATH
+from emulators.bitrix24.seed import (
+    LOCAL_APP_ACCESS_TOKEN,
+    LOCAL_APP_CLIENT_ID,
+    LOCAL_APP_CLIENT_SECRET,
+    LOCAL_APP_REFRESH_TOKEN,
+)
+from salesflow.integrations.bitrix24 import AuthError, Bitrix24Client
+from salesflow.integrations.bitrix24.oauth import (
     AppTokens,
     OAuthApp,
     RefreshingCaller,
     TokenPair,
     TokenRefreshError,
-)
-from integrations.bitrix24.seed import (
-    LOCAL_APP_ACCESS_TOKEN,
-    LOCAL_APP_CLIENT_ID,
-    LOCAL_APP_CLIENT_SECRET,
-    LOCAL_APP_REFRESH_TOKEN,
 )
 
 if TYPE_CHECKING:

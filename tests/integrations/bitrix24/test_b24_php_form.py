@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations.bitrix24 import php_form
+from salesflow.integrations.bitrix24 import php_form
 
 
 def test_roundtrip_nested_operators_lists_and_cyrillic() -> None:

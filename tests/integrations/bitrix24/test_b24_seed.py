@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from integrations.bitrix24.emulator import build_portal, create_app
-from integrations.bitrix24.emulator_state import Portal
-from integrations.bitrix24.seed import builtin_seed, load_seed
+from emulators.bitrix24.app import build_portal, create_app
+from emulators.bitrix24.seed import builtin_seed, load_seed
+from emulators.bitrix24.state import Portal
 
 SALES_STAGES = [
     ("C1:NEW", "Новая заявка", None),

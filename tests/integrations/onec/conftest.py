@@ -9,10 +9,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from integrations.asgi_server import serve
-from integrations.onec.client import OneCClient
-from integrations.onec.emu.state import OneCBase
-from integrations.onec.emulator import create_app
+from emulators.asgi_server import serve
+from emulators.onec.app import create_app
+from emulators.onec.state import OneCBase
+from salesflow.integrations.onec.client import OneCClient
 
 USER = "odata"
 PASSWORD = "odata"

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from integrations.onec.emu.seed import KP_NUMBER, ROMASHKA_INN
-from integrations.onec.errors import OneCBusinessError, OneCNotFound
-from integrations.onec.filters import F
-from integrations.onec.parsing import Ref
+from emulators.onec.seed import KP_NUMBER, ROMASHKA_INN
+from salesflow.integrations.onec.errors import OneCBusinessError, OneCNotFound
+from salesflow.integrations.onec.filters import F
+from salesflow.integrations.onec.parsing import Ref
 
 if TYPE_CHECKING:
     from conftest import Emulator
 
-    from integrations.onec.client import OneCClient
+    from salesflow.integrations.onec.client import OneCClient
 
 KP = "Document_КоммерческоеПредложениеКлиенту"
 INVOICE = "Document_СчетНаОплатуКлиенту"
@@ -195,7 +195,7 @@ async def test_if_match_is_ignored_by_default(onec: OneCClient, emulator: Emulat
     stale = await onec.update(KP, kp["Ref_Key"], {"Комментарий": "2"}, if_match="AAAAAAAAAAA=")
     assert stale["Комментарий"] == "2"
     emulator.base.faults.if_match = "enforce"
-    from integrations.onec.errors import OneCConflict
+    from salesflow.integrations.onec.errors import OneCConflict
 
     with pytest.raises(OneCConflict) as caught:
         await onec.update(KP, kp["Ref_Key"], {"Комментарий": "3"}, if_match="AAAAAAAAAAA=")

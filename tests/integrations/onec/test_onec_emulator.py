@@ -7,15 +7,15 @@ from xml.etree import ElementTree
 
 import httpx
 
-from integrations.onec.emu.seed import KP_NUMBER, LOGIST
-from integrations.onec.emulator import run
-from integrations.onec.filters import F
-from integrations.onec.parsing import Ref
+from emulators.onec.app import run
+from emulators.onec.seed import KP_NUMBER, LOGIST
+from salesflow.integrations.onec.filters import F
+from salesflow.integrations.onec.parsing import Ref
 
 if TYPE_CHECKING:
     from conftest import Emulator
 
-    from integrations.onec.client import OneCClient
+    from salesflow.integrations.onec.client import OneCClient
 
 KP = "Document_КоммерческоеПредложениеКлиенту"
 INVOICE = "Document_СчетНаОплатуКлиенту"

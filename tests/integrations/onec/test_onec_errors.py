@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from integrations.asgi_server import free_port, serve
-from integrations.onec.client import OneCClient
-from integrations.onec.emu.state import OneCBase
-from integrations.onec.emulator import create_app
-from integrations.onec.errors import (
+from emulators.asgi_server import free_port, serve
+from emulators.onec.app import create_app
+from emulators.onec.state import OneCBase
+from salesflow.integrations.onec.client import OneCClient
+from salesflow.integrations.onec.errors import (
     OneCAuthError,
     OneCBadRequest,
     OneCBusinessError,
@@ -21,7 +21,7 @@ from integrations.onec.errors import (
     OneCTimeout,
     OneCUnavailable,
 )
-from integrations.onec.filters import F, Raw
+from salesflow.integrations.onec.filters import F, Raw
 
 if TYPE_CHECKING:
     from conftest import Emulator

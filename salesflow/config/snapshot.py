@@ -1,0 +1,95 @@
+"""The per-deal rules snapshot (DESIGN: "Rules are a snapshot"), built outside workflow code."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import holidays
+
+from salesflow.config.settings import ConfigError, Settings
+from salesflow.config.templates import merged
+from salesflow.workflows.models import (
+    ApprovalRules,
+    CalendarSnapshot,
+    DeadlineRule,
+    DealRules,
+    PeopleRules,
+)
+
+CALENDAR_YEARS_AHEAD = 2
+
+
+def russian_calendar(
+    first_year: int,
+    last_year: int,
+    extra_holidays: tuple[str, ...],
+    extra_workdays: tuple[str, ...],
+) -> CalendarSnapshot:
+    """Holidays and transferred working days of the RU calendar (`holidays` package) + overrides."""
+    ru = holidays.country_holidays("RU", years=range(first_year, last_year + 1))
+    try:
+        added_off = {date.fromisoformat(d) for d in extra_holidays}
+        added_on = {date.fromisoformat(d) for d in extra_workdays}
+    except ValueError as exc:
+        raise ConfigError(f"rules.extra_holidays/extra_workdays: {exc}") from None
+    days_off = (set(ru.keys()) | added_off) - added_on
+    workdays = (set(getattr(ru, "weekend_workdays", set())) | added_on) - added_off
+    return CalendarSnapshot(
+        holidays=sorted(days_off),
+        workdays=sorted(workdays),
+        first_year=first_year,
+        last_year=last_year,
+    )
+
+
+def build_rules(settings: Settings, today: date | None = None) -> DealRules:
+    today = today or date.today()
+    portal, rules = settings.portal, settings.rules
+    users = portal.users
+    return DealRules(
+        category_id=portal.category_id,
+        engineers_category_id=portal.engineers_category_id,
+        approval=ApprovalRules(**portal.approval.model_dump()),
+        stages=portal.stages.model_dump(),
+        fields=portal.fields.model_dump(),
+        enums=portal.enums,
+        people=PeopleRules(
+            rop=users.rop,
+            managers=list(users.managers),
+            logist=users.logist,
+            services={
+                "engineers": users.engineers,
+                "purchasing": users.purchasing,
+                "logistics": users.logist,
+                "production": users.production,
+                "lawyer": users.lawyer,
+                "metrologist": users.metrologist,
+            },
+        ),
+        timezone=rules.timezone,
+        work_start=rules.work_start.strftime("%H:%M"),
+        work_end=rules.work_end.strftime("%H:%M"),
+        deadlines={
+            "take_into_work": DeadlineRule(**rules.take_into_work.model_dump()),
+            "kp_feedback_task": DeadlineRule(**rules.kp_feedback_task.model_dump()),
+            "closing_document_task": DeadlineRule(**rules.closing_document_task.model_dump()),
+        },
+        kp_agreement_business_days=rules.kp_agreement_business_days,
+        reminder_interval_minutes=rules.reminder_interval_minutes,
+        payment_round_business_days=rules.payment_round_business_days,
+        payment_reminder_days_before=rules.payment_reminder_days_before,
+        payment_overdue_reminder_hours=rules.payment_overdue_reminder_hours,
+        onec_poll_seconds=rules.onec_poll_seconds,
+        onec_task_poll_seconds=rules.onec_task_poll_seconds,
+        contract_threshold=rules.contract_threshold,
+        invoice_contract_threshold=rules.invoice_contract_threshold,
+        onec_outage_notify_minutes=settings.onec.outage_notify_after_minutes,
+        accountant_email=settings.smtp.accountant,
+        calendar=russian_calendar(
+            today.year - 1,
+            today.year + CALENDAR_YEARS_AHEAD,
+            rules.extra_holidays,
+            rules.extra_workdays,
+        ),
+        templates=merged(settings.templates),
+    )

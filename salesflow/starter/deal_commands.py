@@ -1,0 +1,328 @@
+"""`salesflow deal …`: a person's commands to a deal's workflow (updates) and its state (query)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from salesflow.config.settings import ConfigError, load_settings
+from salesflow.config.temporal_client import connect
+from salesflow.store import board
+from salesflow.store.db import init_db, make_engine
+from salesflow.workflows.models import (
+    AcceptLead,
+    ApprovalDecision,
+    DealView,
+    DocumentsSigned,
+    KpFeedback,
+    LoseDeal,
+    MoveStage,
+    PaymentSchedule,
+    RecordPayment,
+    RejectLead,
+    RequestTasks,
+    StartProcess,
+)
+from salesflow.workflows.names import deal_workflow_id
+
+app = typer.Typer(
+    help="Commands and queries for one deal's workflow (deal-<id>).", no_args_is_help=True
+)
+console = Console()
+COMMAND_TIMEOUT = 30.0
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _run(action: Callable[[Client], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        try:
+            client = await connect(load_settings())
+        except ConfigError as err:
+            _fail(str(err))
+        except RuntimeError as err:
+            _fail(f"cannot reach Temporal: {err}")
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                return await action(client)
+        except TimeoutError:
+            _fail(f"no answer within {COMMAND_TIMEOUT:.0f} s — is a worker running?")
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            _fail(getattr(cause, "message", None) or str(cause or err))
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                _fail("no workflow for this deal (has the relay seen it?)")
+            _fail(err.message)
+
+    return asyncio.run(go())
+
+
+def _update(deal_id: int, name: str, payload: BaseModel) -> None:
+    async def action(client: Client) -> DealView:
+        handle = client.get_workflow_handle(deal_workflow_id(deal_id))
+        return await handle.execute_update(name, payload, result_type=DealView)
+
+    view = _run(action)
+    console.print(f"deal {deal_id}: stage [bold]{view.stage}[/bold]")
+
+
+def _model(factory: Callable[[], BaseModel]) -> BaseModel:
+    try:
+        return factory()
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        _fail(problems)
+        raise
+
+
+@app.command()
+def accept(deal_id: int, manager: int = typer.Option(..., help="Bitrix24 user ID")) -> None:
+    """Take the lead into work (R-NEW-2/3): the manager becomes responsible."""
+    _update(deal_id, "accept_lead", _model(lambda: AcceptLead(manager_id=manager)))
+
+
+@app.command()
+def reject(deal_id: int, reason: str = typer.Option(..., help="why the lead is rejected")) -> None:
+    """Reject the lead with a reason (R-NEW-2)."""
+    _update(deal_id, "reject_lead", _model(lambda: RejectLead(reason=reason)))
+
+
+@app.command()
+def lose(
+    deal_id: int,
+    reason: str = typer.Option(
+        ..., help="NO_MONEY|COMPETITOR|NOT_TARGET|NO_DECISION|TOO_LONG|OTHER"
+    ),
+    comment: str = typer.Option("", help="required for OTHER"),
+) -> None:
+    """Lose the deal at any stage (R-LOSE-1, R-X8)."""
+    _update(
+        deal_id,
+        "lose_deal",
+        _model(lambda: LoseDeal.model_validate({"reason": reason, "comment": comment or None})),
+    )
+
+
+@app.command("kp-feedback")
+def kp_feedback(
+    deal_id: int,
+    agreed: bool = typer.Option(..., "--agreed/--not-agreed", help="the client's answer"),
+    comment: str = typer.Option("", help="what the client said"),
+) -> None:
+    """The client's answer on the КП (R-KP-4): not agreed starts another round."""
+    _update(
+        deal_id, "kp_feedback", _model(lambda: KpFeedback(agreed=agreed, comment=comment or None))
+    )
+
+
+@app.command()
+def approval(
+    deal_id: int,
+    approved: bool = typer.Option(..., "--approve/--reject", help="the internal decision"),
+    comment: str = typer.Option("", help="required for a rejection"),
+) -> None:
+    """The internal approval of the invoice/contract (R-KP-6/7), as «Согласование» would."""
+    _update(
+        deal_id,
+        "approval_decision",
+        _model(lambda: ApprovalDecision(approved=approved, comment=comment or None)),
+    )
+
+
+@app.command()
+def pay(
+    deal_id: int,
+    amount: float = typer.Option(..., help="roubles"),
+    paid_on: str = typer.Option(..., "--date", help="YYYY-MM-DD"),
+    source: str = typer.Option("manual", help="manual|1c"),
+) -> None:
+    """Record a payment (R-INV-3, R-PS-1)."""
+    _update(
+        deal_id,
+        "record_payment",
+        _model(
+            lambda: RecordPayment.model_validate(
+                {"amount": amount, "paid_on": paid_on, "source": source}
+            )
+        ),
+    )
+
+
+@app.command()
+def schedule(
+    deal_id: int,
+    tranches: list[str] = typer.Argument(..., help="PERCENT:YYYY-MM-DD, e.g. 50:2026-12-10"),
+) -> None:
+    """Set the payment schedule (R-LA-1): percents summing to 100 with due dates."""
+    parsed = []
+    for item in tranches:
+        percent, _, due = item.partition(":")
+        if not due:
+            _fail(f"{item!r}: write PERCENT:YYYY-MM-DD")
+        parsed.append({"percent": percent, "due": due})
+    _update(
+        deal_id,
+        "set_payment_schedule",
+        _model(lambda: PaymentSchedule.model_validate({"tranches": parsed})),
+    )
+
+
+@app.command("request-tasks")
+def request_tasks(
+    deal_id: int,
+    engineers: bool = False,
+    purchasing: bool = False,
+    logistics: bool = False,
+    production: bool = False,
+    lawyer: bool = False,
+    metrologist: bool = False,
+) -> None:
+    """Ask services for tasks (R-X6); logistics is mirrored into 1C."""
+    _update(
+        deal_id,
+        "request_tasks",
+        _model(
+            lambda: RequestTasks(
+                engineers=engineers,
+                purchasing=purchasing,
+                logistics=logistics,
+                production=production,
+                lawyer=lawyer,
+                metrologist=metrologist,
+            )
+        ),
+    )
+
+
+@app.command()
+def process(
+    deal_id: int, kind: str = typer.Argument(..., help="import_order|production|purchasing")
+) -> None:
+    """Start a tracked sub-process (R-X7)."""
+    _update(deal_id, "start_process", _model(lambda: StartProcess.model_validate({"kind": kind})))
+
+
+@app.command()
+def signed(deal_id: int, kind: str = typer.Argument(..., help="act|upd|invoice|contract")) -> None:
+    """A document was signed by the client (R-SH-3, R-INV-F)."""
+    _update(
+        deal_id, "documents_signed", _model(lambda: DocumentsSigned.model_validate({"kind": kind}))
+    )
+
+
+@app.command()
+def move(deal_id: int, to: str = typer.Argument(..., help="stage code, e.g. KP")) -> None:
+    """Move the deal as a person would in Bitrix24; required fields are checked (R-X3)."""
+    _update(deal_id, "move_stage", _model(lambda: MoveStage.model_validate({"to": to.upper()})))
+
+
+@app.command()
+def status(deal_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The deal's process state (the `state` query)."""
+
+    async def action(client: Client) -> DealView:
+        handle = client.get_workflow_handle(deal_workflow_id(deal_id))
+        return await handle.query("state", result_type=DealView)
+
+    view: DealView = _run(action)
+    if as_json:
+        print(json.dumps(view.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        return
+    console.print(
+        f"deal {view.deal_id}: stage [bold]{view.stage}[/bold], manager {view.manager_id or '—'},"
+        f" amount {view.amount:,.2f}"
+    )
+    table = Table("open task", "task id", "responsible", "deadline")
+    for task in view.open_tasks:
+        table.add_row(
+            task.title, str(task.task_id), str(task.responsible_id), str(task.deadline or "")
+        )
+    console.print(table)
+    deadlines = Table("deadline", "due (UTC)", "overdue")
+    for d in view.deadlines:
+        deadlines.add_row(d.name, d.due.isoformat(timespec="minutes"), "yes" if d.overdue else "")
+    console.print(deadlines)
+    history = Table("when (UTC)", "stage", "cause")
+    for h in view.history:
+        history.add_row(h.at.isoformat(timespec="seconds"), h.stage, h.cause)
+    console.print(history)
+
+
+@app.command("list")
+def list_deals(
+    stage: str = typer.Option("", help="only deals at this stage code"),
+    limit: int = typer.Option(50),
+    temporal: bool = typer.Option(False, "--temporal", help="ask Temporal visibility instead"),
+) -> None:
+    """Deals with stage, manager, amount, next deadline (from the deal board read model)."""
+    if temporal:
+        _list_from_visibility(stage, limit)
+        return
+    rows = asyncio.run(
+        read_board(lambda engine: board.list_deals(engine, stage.upper() or None, limit))
+    )
+    table = Table("deal", "title", "stage", "manager", "amount", "next deadline", "overdue")
+    for row in rows:
+        table.add_row(
+            str(row.deal_id),
+            row.title,
+            row.stage,
+            str(row.manager_id or ""),
+            f"{row.amount:,.2f}",
+            row.next_due.isoformat(timespec="minutes") if row.next_due else "",
+            "yes" if row.overdue else "",
+        )
+    console.print(table)
+
+
+async def read_board(read: Callable[[Any], Awaitable[Any]]) -> Any:
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        _fail(str(err))
+    engine = make_engine(settings.database.url)
+    try:
+        await init_db(engine)
+        return await read(engine)
+    finally:
+        await engine.dispose()
+
+
+def _list_from_visibility(stage: str, limit: int) -> None:
+    query = "WorkflowType = 'DealWorkflow'"
+    if stage:
+        query += f" AND DealStage = '{stage.upper()}'"
+
+    async def action(client: Client) -> list[Any]:
+        return [wf async for wf in client.list_workflows(query, limit=limit)]
+
+    rows = _run(action)
+    table = Table("workflow", "status", "stage", "manager", "amount", "overdue")
+    for wf in rows:
+        attrs = {key.name: value for key, value in _attributes(wf)}
+        table.add_row(
+            wf.id,
+            wf.status.name if wf.status else "",
+            str(attrs.get("DealStage", "")),
+            str(attrs.get("DealManager", "")),
+            str(attrs.get("DealAmount", "")),
+            "yes" if attrs.get("DealOverdue") else "",
+        )
+    console.print(table)
+
+
+def _attributes(wf: Any) -> list[tuple[Any, Any]]:
+    return [(pair.key, pair.value) for pair in wf.typed_search_attributes]

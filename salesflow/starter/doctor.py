@@ -1,0 +1,487 @@
+"""`salesflow doctor`: the configuration checked against the live Bitrix24 portal and 1C.
+
+Bitrix24 (read-only calls through the webhook): the webhook answers and has the scopes the
+product needs; the sales and engineers pipelines and every configured stage exist; each
+configured deal field exists with the right type; each enumeration option ID exists and
+means what the configuration says; every configured person exists and is active; the
+smart process «Согласование» and its stages exist. The local application's token (when one is
+configured): the pair the relay would use (the refreshed one kept in the database, else the
+configured one) still answers, or has merely expired and will be refreshed; a refresh the OAuth
+server refused is shown with what to do. Nothing is refreshed here. 1C (when an OData URL is
+configured): the root answers with the credentials and the entity sets the product uses are
+published.
+
+`main()` prints a table (check, status, detail, fix) and returns the exit code: 0 only when
+every check passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from salesflow.config.settings import Settings
+from salesflow.integrations.bitrix24 import Bitrix24Client, Bitrix24Error
+from salesflow.integrations.bitrix24.oauth import REFRESH_ON, TokenRefreshError
+from salesflow.integrations.onec import OneCClient, OneCError
+from salesflow.relay.app_token import refusal_hint
+from salesflow.store import app_tokens
+from salesflow.store.db import make_engine
+
+REQUIRED_SCOPES = ("crm", "task", "im", "user")
+ONEC_ENTITY_SETS = (
+    "Catalog_Номенклатура",
+    "Catalog_Контрагенты",
+    "Document_КоммерческоеПредложениеКлиенту",
+    "Document_СчетНаОплатуКлиенту",
+    "Document_ПоступлениеБезналичныхДенежныхСредств",
+    "Task_ЗадачаИсполнителя",
+    "Document_РеализацияТоваровУслуг",
+)
+# Deal fields by their settings name: the field types the product can work with.
+_ENUM = frozenset({"enumeration"})
+_DATE = frozenset({"date", "datetime"})
+FIELD_TYPES: dict[str, frozenset[str]] = {
+    "priority": _ENUM,
+    "kp_status": _ENUM,
+    "payment_terms": _ENUM,
+    "loss_reason": _ENUM,
+    "client": frozenset({"crm_contact"}),
+    "kp_date": _DATE,
+    "payment_date": _DATE,
+}
+TEXT_TYPES = frozenset({"string"})
+
+OK, FAIL, SKIP = "ok", "fail", "skip"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != FAIL
+
+
+def _ok(name: str, detail: str) -> Check:
+    return Check(name, OK, detail)
+
+
+def _fail(name: str, detail: str, fix: str) -> Check:
+    return Check(name, FAIL, detail, fix)
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+# ------------------------------------------------------------------ Bitrix24
+async def _stage_ids(b24: Bitrix24Client, entity_id: str) -> set[str]:
+    rows = await b24.list_all("crm.status.list", {"filter": {"ENTITY_ID": entity_id}})
+    return {str(row["STATUS_ID"]) for row in rows}
+
+
+def _deal_stage_entity(category_id: int) -> str:
+    return "DEAL_STAGE" if category_id == 0 else f"DEAL_STAGE_{category_id}"
+
+
+async def _pipeline_checks(settings: Settings, b24: Bitrix24Client) -> list[Check]:
+    portal = settings.portal
+    categories_result, sales_stages = await asyncio.gather(
+        b24.call("crm.category.list", {"entityTypeId": 2}),
+        _stage_ids(b24, _deal_stage_entity(portal.category_id)),
+    )
+    categories = {int(c["id"]): c.get("name", "") for c in categories_result.get("categories", [])}
+    checks: list[Check] = []
+    for label, key, category_id in (
+        ("Sales pipeline", "portal.category_id", portal.category_id),
+        ("Engineers pipeline", "portal.engineers_category_id", portal.engineers_category_id),
+    ):
+        if category_id in categories:
+            checks.append(_ok(label, f"{category_id} «{categories[category_id]}»"))
+        else:
+            known = ", ".join(f"{i} «{n}»" for i, n in sorted(categories.items()))
+            checks.append(
+                _fail(label, f"no pipeline {category_id} (portal has {known})", f"set {key}")
+            )
+    stages = portal.stages.model_dump()
+    missing = {code: stage for code, stage in stages.items() if stage not in sales_stages}
+    for code, stage in missing.items():
+        checks.append(
+            _fail(
+                f"Stage {code}",
+                f"{stage} is not a stage of pipeline {portal.category_id}",
+                f"set portal.stages.{code} to one of: {', '.join(sorted(sales_stages))}",
+            )
+        )
+    if not missing:
+        checks.append(_ok("Stages", f"all {len(stages)} stages found in the pipeline"))
+    return checks
+
+
+def _option_means(option: dict[str, Any], meaning: str) -> bool:
+    wanted = meaning.strip().casefold()
+    return wanted in {
+        str(option.get("XML_ID") or "").strip().casefold(),
+        str(option.get("VALUE") or "").strip().casefold(),
+    }
+
+
+async def _field_checks(settings: Settings, b24: Bitrix24Client) -> list[Check]:
+    deal_fields, userfields = await asyncio.gather(
+        b24.call("crm.deal.fields"), b24.list_all("crm.deal.userfield.list")
+    )
+    by_name = {str(uf["FIELD_NAME"]): uf for uf in userfields}
+    checks: list[Check] = []
+    configured = settings.portal.fields.model_dump()
+    bad = 0
+    for key, code in configured.items():
+        expected = FIELD_TYPES.get(key, TEXT_TYPES)
+        field = deal_fields.get(code)
+        if field is None:
+            bad += 1
+            checks.append(
+                _fail(
+                    f"Field {key}",
+                    f"{code} does not exist on deals",
+                    f"create deal field {code} ({'/'.join(sorted(expected))}) "
+                    f"or set portal.fields.{key}",
+                )
+            )
+        elif field.get("type") not in expected:
+            bad += 1
+            checks.append(
+                _fail(
+                    f"Field {key}",
+                    f"{code} is {field.get('type')}, expected {'/'.join(sorted(expected))}",
+                    f"point portal.fields.{key} at a {'/'.join(sorted(expected))} field",
+                )
+            )
+    if not bad:
+        checks.append(_ok("Deal fields", f"all {len(configured)} fields exist with right types"))
+    checks.extend(_enum_checks(settings, configured, by_name))
+    return checks
+
+
+def _enum_checks(
+    settings: Settings, configured: dict[str, str], by_name: dict[str, dict[str, Any]]
+) -> list[Check]:
+    checks: list[Check] = []
+    for key, options in settings.portal.enums.items():
+        code = configured.get(key, key)
+        field = by_name.get(code)
+        if field is None:
+            checks.append(
+                _fail(
+                    f"Options {key}",
+                    f"{code} is not a deal user field",
+                    f"set portal.fields.{key} to the enumeration field",
+                )
+            )
+            continue
+        listed = {str(o.get("ID")): o for o in field.get("LIST") or []}
+        problems = []
+        for meaning, option_id in options.items():
+            option = listed.get(str(option_id))
+            if option is None:
+                problems.append(f"{meaning}={option_id} does not exist")
+            elif not _option_means(option, meaning):
+                problems.append(
+                    f"{meaning}={option_id} is «{option.get('VALUE')}» "
+                    f"(XML_ID {option.get('XML_ID')})"
+                )
+        if problems:
+            choices = ", ".join(
+                f"{o.get('ID')} «{o.get('VALUE')}»/{o.get('XML_ID')}" for o in listed.values()
+            )
+            checks.append(
+                _fail(
+                    f"Options {key}",
+                    "; ".join(problems),
+                    f"fix portal.enums.{key} (options of {code}: {choices})",
+                )
+            )
+        else:
+            checks.append(_ok(f"Options {key}", f"{len(options)} options of {code} match"))
+    return checks
+
+
+def _people(settings: Settings) -> dict[int, list[str]]:
+    users = settings.portal.users
+    roles: dict[int, list[str]] = {}
+    for role, value in users.model_dump().items():
+        for user_id in value if isinstance(value, list | tuple) else [value]:
+            roles.setdefault(int(user_id), []).append(role)
+    return roles
+
+
+async def _user_checks(settings: Settings, b24: Bitrix24Client) -> list[Check]:
+    roles = _people(settings)
+    found = await asyncio.gather(*(b24.call("user.get", {"ID": uid}) for uid in roles))
+    checks: list[Check] = []
+    bad = 0
+    for (user_id, names), rows in zip(roles.items(), found, strict=True):
+        label = f"User {user_id} ({', '.join(names)})"
+        key = f"portal.users.{names[0]}"
+        user = next((u for u in rows or [] if str(u.get("ID")) == str(user_id)), None)
+        if user is None:
+            bad += 1
+            checks.append(_fail(label, "no such user on the portal", f"set {key}"))
+        elif not user.get("ACTIVE"):
+            bad += 1
+            who = " ".join(p for p in (user.get("NAME"), user.get("LAST_NAME")) if p)
+            checks.append(
+                _fail(label, f"{who} is dismissed (inactive)", f"put an active user in {key}")
+            )
+    if not bad:
+        checks.append(_ok("Users", f"all {len(roles)} people exist and are active"))
+    return checks
+
+
+async def _approval_checks(settings: Settings, b24: Bitrix24Client) -> list[Check]:
+    approval = getattr(settings.portal, "approval", None)
+    if approval is None:
+        return []
+    etid, category = int(approval.entity_type_id), int(approval.category_id)
+    types = await b24.call("crm.type.list")
+    titles = {int(t["entityTypeId"]): t.get("title", "") for t in types.get("types", [])}
+    if etid not in titles:
+        return [
+            _fail(
+                "Smart process",
+                f"no smart process with entityTypeId {etid}",
+                "create «Согласование» or set portal.approval.entity_type_id",
+            )
+        ]
+    stages = await _stage_ids(b24, f"DYNAMIC_{etid}_STAGE_{category}")
+    wanted = {
+        "stage_new": approval.stage_new,
+        "stage_approved": approval.stage_approved,
+        "stage_rejected": approval.stage_rejected,
+    }
+    missing = [f"{k}={v}" for k, v in wanted.items() if v not in stages]
+    if missing:
+        return [
+            _fail(
+                "Smart process",
+                f"«{titles[etid]}» pipeline {category} lacks {', '.join(missing)}",
+                f"fix portal.approval (stages: {', '.join(sorted(stages)) or 'none'})",
+            )
+        ]
+    return [_ok("Smart process", f"«{titles[etid]}» ({etid}) with its {len(wanted)} stages")]
+
+
+async def bitrix24_checks(settings: Settings, b24: Bitrix24Client) -> list[Check]:
+    try:
+        profile, scopes = await asyncio.gather(b24.call("profile"), b24.call("scope"))
+    except (Bitrix24Error, ValueError) as error:
+        return [
+            _fail(
+                "Bitrix24 webhook",
+                _describe(error),
+                "check bitrix24.webhook_url (https://<portal>/rest/<user>/<secret>/)",
+            )
+        ]
+    checks = [_ok("Bitrix24 webhook", f"answers as user {profile.get('ID')}")]
+    missing = [s for s in REQUIRED_SCOPES if s not in set(scopes or [])]
+    if missing:
+        checks.append(
+            _fail(
+                "Webhook scopes",
+                f"missing {', '.join(missing)} (has {', '.join(scopes or [])})",
+                "grant the webhook these permissions in Developer resources",
+            )
+        )
+    else:
+        checks.append(_ok("Webhook scopes", ", ".join(sorted(scopes))))
+    groups = await asyncio.gather(
+        _pipeline_checks(settings, b24),
+        _field_checks(settings, b24),
+        _user_checks(settings, b24),
+        _approval_checks(settings, b24),
+        return_exceptions=True,
+    )
+    for name, group in zip(("Pipelines", "Fields", "Users", "Smart process"), groups, strict=True):
+        if isinstance(group, BaseException):
+            checks.append(_fail(name, f"could not check: {_describe(group)}", "see the detail"))
+        else:
+            checks.extend(group)
+    return checks
+
+
+# ------------------------------------------------------------------ 1C
+def _onec_sets(settings: Settings) -> tuple[str, ...]:
+    extra = getattr(settings.onec, "act_document", "") or ""
+    return (*ONEC_ENTITY_SETS, extra) if extra else ONEC_ENTITY_SETS
+
+
+async def onec_checks(settings: Settings, onec: OneCClient) -> list[Check]:
+    url = settings.onec.odata_url
+    try:
+        root = await onec.request_json("GET", "", {})
+    except OneCError as error:
+        return [
+            _fail(
+                "1C OData",
+                f"{url}: {_describe(error)}",
+                "check onec.odata_url, onec.user and onec.password (and the publication)",
+            )
+        ]
+    published = {str(entry.get("name")) for entry in root.get("value", [])}
+    checks = [_ok("1C OData", f"{url} answers ({len(published)} sets published)")]
+    missing = [name for name in _onec_sets(settings) if name not in published]
+    for name in missing:
+        checks.append(
+            _fail(
+                f"1C {name}",
+                "not published over OData",
+                "add it to the standard OData interface (SetStandardODataInterfaceContent)",
+            )
+        )
+    if not missing:
+        checks.append(_ok("1C entity sets", f"all {len(_onec_sets(settings))} sets published"))
+    return checks
+
+
+# ------------------------------------------------------------------ the application's token
+APP_TOKEN = "Application token"
+
+
+def _database_exists(url: str) -> bool:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    database = parsed.database or ""
+    return bool(database) and database != ":memory:" and Path(database).expanduser().is_file()
+
+
+async def _stored_tokens(settings: Settings) -> app_tokens.StoredTokens | None:
+    """The pair the relay refreshed and kept, if the database holds one (read only)."""
+    b24 = settings.bitrix24
+    if not b24.app_refresh_configured() or not _database_exists(settings.database.url):
+        return None
+    engine = make_engine(settings.database.url)
+    try:
+        return await app_tokens.get(engine, b24.app_client_id)
+    except Exception:  # no table yet, or no database: the configured pair is what counts
+        return None
+    finally:
+        await engine.dispose()
+
+
+async def app_token_check(settings: Settings) -> Check:
+    b24 = settings.bitrix24
+    stored = await _stored_tokens(settings)
+    if stored is not None and stored.last_error:
+        error = TokenRefreshError(stored.last_error.split(":", 1)[0], stored.last_error)
+        return _fail(APP_TOKEN, f"refresh refused: {stored.last_error}", refusal_hint(error))
+    token = stored.access_token if stored is not None else b24.app_access_token
+    source = (
+        f"refreshed {stored.updated_at:%Y-%m-%d %H:%M} UTC (database)" if stored else "configured"
+    )
+    refreshable = b24.app_refresh_configured()
+    if not token:
+        return _ok(APP_TOKEN, "none yet: the relay gets one with bitrix24.app_refresh_token")
+    async with Bitrix24Client(
+        b24.app_rest_base(), access_token=token, rate_per_second=0, coalesce=False, timeout=15.0
+    ) as app:
+        try:
+            scopes = await app.call("scope")
+        except Bitrix24Error as exc:
+            if exc.code.lower() not in REFRESH_ON:
+                return _fail(APP_TOKEN, f"{source}: {_describe(exc)}", "see the detail")
+            if refreshable:
+                detail = f"{source}: {exc.code}; the relay refreshes it when it drains"
+                return _ok(APP_TOKEN, detail)
+            hint = refusal_hint(TokenRefreshError("not_configured"))
+            return _fail(APP_TOKEN, f"{source}: {exc.code}", hint)
+    missing = [scope for scope in ("crm", "task") if scope not in (scopes or [])]
+    if missing:
+        return _fail(
+            APP_TOKEN,
+            f"{source}: answers without scope {', '.join(missing)}",
+            "give the local application the crm and task scopes and re-install it",
+        )
+    refresh = "refreshed hourly by the relay" if refreshable else "no refresh configured"
+    return _ok(APP_TOKEN, f"{source}: answers ({refresh})")
+
+
+# ------------------------------------------------------------------ running
+async def run_checks(
+    settings: Settings,
+    *,
+    bitrix24: Bitrix24Client | None = None,
+    onec: OneCClient | None = None,
+) -> list[Check]:
+    """Every check; clients are built from the settings unless given (then not closed)."""
+    b24 = bitrix24 or Bitrix24Client(
+        settings.bitrix24.webhook_url,
+        rate_per_second=settings.bitrix24.rate_per_second,
+        burst=settings.bitrix24.burst,
+        timeout=15.0,
+    )
+    checks: list[Check] = []
+    try:
+        checks += await bitrix24_checks(settings, b24)
+    finally:
+        if bitrix24 is None:
+            await b24.aclose()
+    if settings.bitrix24.app_access_token or settings.bitrix24.app_refresh_configured():
+        checks.append(await app_token_check(settings))
+    if not settings.onec.odata_url:
+        return [*checks, Check("1C OData", SKIP, "onec.odata_url is empty: 1C not configured")]
+    one_c = onec or OneCClient(
+        settings.onec.odata_url,
+        settings.onec.user,
+        settings.onec.password,
+        timezone=settings.onec.timezone,
+        timeout=15.0,
+    )
+    try:
+        checks += await onec_checks(settings, one_c)
+    finally:
+        if onec is None:
+            await one_c.aclose()
+    return checks
+
+
+_STYLE = {OK: "[green]✓ ok[/green]", FAIL: "[red]✗ fail[/red]", SKIP: "[yellow]– skip[/yellow]"}
+
+
+def render(checks: Iterable[Check], console: Console) -> None:
+    table = Table(title="salesflow doctor", show_lines=False)
+    table.add_column("check", style="bold")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    table.add_column("fix", overflow="fold")
+    for check in checks:
+        table.add_row(check.name, _STYLE[check.status], check.detail, check.fix)
+    console.print(table)
+
+
+def exit_code(checks: Iterable[Check]) -> int:
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def main(settings: Settings, console: Console | None = None) -> int:
+    """Run the checks, print the table, return the exit code (0 only when all is right)."""
+    console = console or Console()
+    checks = asyncio.run(run_checks(settings))
+    render(checks, console)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        console.print(f"[red]{len(failed)} check(s) failed[/red]")
+    else:
+        console.print("[green]configuration matches Bitrix24 and 1C[/green]")
+    return exit_code(checks)

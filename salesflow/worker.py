@@ -1,0 +1,99 @@
+"""The worker: DealWorkflow, its child workflows and activities on the `sales-pipeline` queue.
+
+`salesflow worker` (or `python -m salesflow.worker`) runs it until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from salesflow.activities.bitrix24 import Bitrix24Activities
+from salesflow.activities.board import BoardActivities
+from salesflow.activities.mail import MailActivities
+from salesflow.activities.onec import OneCActivities
+from salesflow.config.log import configure_logging
+from salesflow.config.settings import Settings, load_settings
+from salesflow.config.temporal_client import connect
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.integrations.onec.client import OneCClient
+from salesflow.store.db import init_db, make_engine
+from salesflow.workflows.approval import InternalApproval
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.logist_mirror import LogistTaskMirror
+from salesflow.workflows.process import DealProcess
+from salesflow.workflows.sandbox import workflow_runner
+
+WORKFLOWS: list[type] = [DealWorkflow, InternalApproval, DealProcess, LogistTaskMirror]
+
+
+def build_activities(
+    settings: Settings,
+    bitrix24: Bitrix24Client,
+    onec: OneCClient | None = None,
+    engine: AsyncEngine | None = None,
+) -> list[Any]:
+    activities = Bitrix24Activities(bitrix24, settings).all()
+    if onec is not None:
+        activities += OneCActivities(onec, bitrix24, settings).all()
+    if engine is not None:
+        activities += MailActivities(settings.smtp, engine).all()
+        activities += BoardActivities(engine).all()
+    return activities
+
+
+def onec_client(settings: Settings) -> OneCClient:
+    """The worker's one 1C client (one 1C session); it connects on first use."""
+    conf = settings.onec
+    return OneCClient(conf.odata_url, conf.user, conf.password, timezone=conf.timezone)
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings, task_queue: str | None = None
+) -> AsyncIterator[Worker]:
+    """A started worker with its own Bitrix24 and 1C clients and database engine (the mail
+    outbox); all stopped and closed on exit."""
+    b24 = settings.bitrix24
+    bitrix24 = Bitrix24Client(b24.webhook_url, rate_per_second=b24.rate_per_second, burst=b24.burst)
+    onec = onec_client(settings)
+    engine = make_engine(settings.database.url)
+    try:
+        await init_db(engine)
+        worker = Worker(
+            client,
+            task_queue=task_queue or settings.temporal.task_queue,
+            workflows=WORKFLOWS,
+            activities=build_activities(settings, bitrix24, onec, engine),
+            workflow_runner=workflow_runner(),
+        )
+        async with worker:
+            yield worker
+    finally:
+        await onec.aclose()
+        await bitrix24.aclose()
+        await engine.dispose()
+
+
+async def main(settings: Settings | None = None) -> None:
+    settings = settings or load_settings()
+    seen = settings.observability
+    configure_logging(seen.log_level, seen.structured_logs)
+    extra: dict[str, Any] = {}
+    if seen.worker_metrics_bind:
+        telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=seen.worker_metrics_bind))
+        extra["runtime"] = Runtime(telemetry=telemetry)
+    client = await connect(settings, **extra)
+    async with running_worker(client, settings):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

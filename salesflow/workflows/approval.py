@@ -1,0 +1,89 @@
+"""`InternalApproval`: the smart process «Согласование» for one deal (R-KP-6, R-KP-7, R-CT-1).
+
+Creates the item linked to the deal, then waits for a decision: `decide` (forwarded from the
+deal's `approval_decision` update) or the item's stage changed by a person in Bitrix24 (polled).
+The result is returned and also signalled to the deal (`approval_done`), which survives the
+deal's continue-as-new.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from salesflow.workflows.deal_effects import ACTIVITY_TIMEOUT, RETRY
+    from salesflow.workflows.models import (
+        ApprovalDecision,
+        ApprovalInput,
+        ApprovalItemStage,
+        ApprovalResult,
+    )
+
+
+@workflow.defn(name="InternalApproval")
+class InternalApproval:
+    @workflow.init
+    def __init__(self, inp: ApprovalInput) -> None:
+        self.decision: ApprovalDecision | None = None
+
+    @workflow.signal
+    def decide(self, decision: ApprovalDecision) -> None:
+        if self.decision is None:
+            self.decision = decision
+
+    @workflow.run
+    async def run(self, inp: ApprovalInput) -> ApprovalResult:
+        item_id: int = await self._call("create_approval_item", inp.item, int)
+        rules = inp.rules
+        result: ApprovalResult | None = None
+        while result is None:
+            try:
+                await workflow.wait_condition(
+                    lambda: self.decision is not None,
+                    timeout=timedelta(minutes=rules.poll_minutes),
+                    timeout_summary="poll the «Согласование» item",
+                )
+            except TimeoutError:
+                stage: str = await self._call(
+                    "read_approval_item_stage",
+                    ApprovalItemStage(
+                        entity_type_id=rules.entity_type_id, item_id=item_id, stage_id=""
+                    ),
+                    str,
+                )
+                if stage in (rules.stage_approved, rules.stage_rejected):
+                    result = ApprovalResult(
+                        key=inp.key,
+                        approved=stage == rules.stage_approved,
+                        comment="решение принято в Битрикс24",
+                        item_id=item_id,
+                    )
+                continue
+            decision = self.decision
+            assert decision is not None
+            target = rules.stage_approved if decision.approved else rules.stage_rejected
+            await self._call(
+                "set_approval_item_stage",
+                ApprovalItemStage(
+                    entity_type_id=rules.entity_type_id, item_id=item_id, stage_id=target
+                ),
+                None,
+            )
+            result = ApprovalResult(
+                key=inp.key, approved=decision.approved, comment=decision.comment, item_id=item_id
+            )
+        parent = workflow.get_external_workflow_handle(inp.parent_id)
+        await parent.signal("approval_done", result)
+        return result
+
+    async def _call(self, name: str, arg: object, result_type: type | None) -> object:
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+            summary=name,
+        )

@@ -1,0 +1,193 @@
+"""`LogistTaskMirror`: the logist's Bitrix24 task mirrored into 1C (R-X6, R-AC-3).
+
+It creates the 1C task (marker = the key), then polls 1C with backoff — `first`, doubling
+while nothing changes, at most `longest`, back to `first` after a change — and shows the
+progress in the Bitrix24 task: accepted → started, each new line of РезультатВыполнения →
+a comment, executed → completed. It returns when 1C says executed.
+
+No comment is written twice: the lines already mirrored travel in `MirrorProgress`
+through continue-as-new, and the activity also skips texts the task already has.
+A `poll_now` signal (e.g. on a Bitrix24 task event) cuts the current wait short.
+Outages of 1C or Bitrix24 are retried without end (`ONEC_RETRY`); a permanent failure —
+the 1C task cannot be created or is gone — is reported to the parent (`error`) and fails
+the mirror; a Bitrix24 task that is gone only stops the reflecting, 1C is still followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from salesflow.workflows.onec_models import (
+        CREATE_ONEC_TASK,
+        LOGIST_TASK_MIRROR,
+        READ_ONEC_TASK,
+        REFLECT_TASK_PROGRESS,
+        CreateOneCTaskRequest,
+        LogistMirrorInput,
+        LogistMirrorResult,
+        MirrorProgress,
+        OneCTaskStatus,
+        ReflectProgressRequest,
+        ReflectProgressResult,
+    )
+    from salesflow.workflows.outage import ONEC_RETRY, ONEC_TIMEOUT
+
+BITRIX24_TIMEOUT = timedelta(seconds=60)
+
+
+def logist_mirror_id(deal_id: int, bitrix_task_id: int) -> str:
+    """Workflow ID of the mirror of one Bitrix24 task of a deal."""
+    return f"deal-{deal_id}-logist-task-{bitrix_task_id}"
+
+
+@workflow.defn(name=LOGIST_TASK_MIRROR)
+class LogistTaskMirror:
+    @workflow.init
+    def __init__(self, inp: LogistMirrorInput) -> None:
+        self.inp = inp
+        self.progress = inp.progress or MirrorProgress()
+        self.nudged = False
+
+    @workflow.run
+    async def run(self, inp: LogistMirrorInput) -> LogistMirrorResult:
+        p = self.progress
+        if p.ref is None:
+            try:
+                p.ref = await self._create()
+            except ActivityError as err:  # only non-retryable failures get here
+                await self._report(self._result(executed=False, error=_reason(err)))
+                raise
+        run_polls = 0
+        while True:
+            self.nudged = False
+            try:
+                status: OneCTaskStatus = await workflow.execute_activity(
+                    READ_ONEC_TASK,
+                    p.ref,
+                    result_type=OneCTaskStatus,
+                    start_to_close_timeout=ONEC_TIMEOUT,
+                    retry_policy=ONEC_RETRY,
+                )
+            except ActivityError as err:  # e.g. the task was deleted in 1C
+                await self._report(self._result(executed=False, error=_reason(err)))
+                raise
+            p.polls += 1
+            run_polls += 1
+            changed = await self._reflect(status)
+            if status.executed:
+                return await self._finish(status)
+            p.delay = self._next_delay(changed)
+            workflow.set_current_details(
+                f"1C task {p.ref}: {len(p.mirrored)} comment(s) mirrored, next poll in {p.delay}"
+            )
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self.nudged, timeout=p.delay, timeout_summary="next 1C poll"
+                )
+            if (
+                workflow.info().is_continue_as_new_suggested()
+                or run_polls >= inp.poll.polls_per_run
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp.model_copy(update={"progress": p}))
+
+    @workflow.signal
+    def poll_now(self) -> None:
+        self.nudged = True
+
+    @workflow.query
+    def state(self) -> MirrorProgress:
+        return self.progress
+
+    async def _create(self) -> str:
+        inp = self.inp
+        return await workflow.execute_activity(
+            CREATE_ONEC_TASK,
+            CreateOneCTaskRequest(
+                key=inp.key,
+                deal_id=inp.deal_id,
+                bitrix_task_id=inp.bitrix_task_id,
+                title=inp.title,
+                description=inp.description,
+                deadline=inp.deadline,
+                responsible_id=inp.responsible_id,
+                executor=inp.executor,
+            ),
+            result_type=str,
+            start_to_close_timeout=ONEC_TIMEOUT,
+            retry_policy=ONEC_RETRY,
+        )
+
+    async def _reflect(self, status: OneCTaskStatus) -> bool:
+        """Show what is new in 1C in the Bitrix24 task; True when something was new."""
+        p = self.progress
+        seen = set(p.mirrored)
+        new = [line for line in dict.fromkeys(status.comments) if line not in seen]
+        start = status.accepted and not p.started
+        if not (new or start or status.executed):
+            return False
+        if p.reflect_error is None:
+            try:
+                await workflow.execute_activity(
+                    REFLECT_TASK_PROGRESS,
+                    ReflectProgressRequest(
+                        key=self.inp.key,
+                        bitrix_task_id=self.inp.bitrix_task_id,
+                        status=status,
+                        new_comments=new,
+                    ),
+                    result_type=ReflectProgressResult,
+                    start_to_close_timeout=BITRIX24_TIMEOUT,
+                    retry_policy=ONEC_RETRY,
+                )
+            except ActivityError as err:  # e.g. the Bitrix24 task was deleted
+                p.reflect_error = _reason(err)
+                workflow.logger.warning("Bitrix24 task %s: %s", self.inp.bitrix_task_id, err)
+        p.mirrored.extend(new)
+        p.started = p.started or status.accepted
+        return True
+
+    def _next_delay(self, changed: bool) -> timedelta:
+        poll = self.inp.poll
+        previous = self.progress.delay
+        if changed or previous is None:
+            return poll.first
+        return min(previous * poll.factor, poll.longest)
+
+    async def _finish(self, status: OneCTaskStatus) -> LogistMirrorResult:
+        result = self._result(status.executed, self.progress.reflect_error)
+        await self._report(result)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+    def _result(self, executed: bool, error: str | None = None) -> LogistMirrorResult:
+        return LogistMirrorResult(
+            key=self.inp.key,
+            bitrix_task_id=self.inp.bitrix_task_id,
+            ref=self.progress.ref or "",
+            executed=executed,
+            comments=list(self.progress.mirrored),
+            error=error,
+        )
+
+    async def _report(self, result: LogistMirrorResult) -> None:
+        """Signal the result to the parent (by workflow ID: it may have continued-as-new)."""
+        parent = workflow.info().parent
+        if not self.inp.report_signal or parent is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                self.inp.report_signal, result
+            )
+        except FailureError as err:  # the deal's workflow has closed meanwhile
+            workflow.logger.warning("cannot report to %s: %s", parent.workflow_id, err)
+
+
+def _reason(err: ActivityError) -> str:
+    cause = err.cause
+    return str(cause.message if isinstance(cause, ApplicationError) else cause or err)
