@@ -123,7 +123,8 @@ def event_bind(ctx: CallContext, params: dict[str, Any]) -> bool:
                 "ERROR_HANDLER_ALREADY_EXIST",
                 "Unable to set event handler: Handler already exists!",
             )
-    options = query.get("OPTIONS") if isinstance(query.get("OPTIONS"), dict) else {}
+    raw_options = query.get("OPTIONS")
+    options = raw_options if isinstance(raw_options, dict) else {}
     allowed = {}
     if name == "ONOFFLINEEVENT" and "minTimeout" in options:
         allowed["minTimeout"] = to_int(options["minTimeout"], 1)

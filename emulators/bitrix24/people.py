@@ -132,7 +132,7 @@ def _notify(ctx: CallContext, params: dict[str, Any], kind: str) -> int | bool:
     client_id = str(p.get("CLIENT_ID") or "")
     notify_tag = _app_tag(client_id, p.get("TAG")) if client_id else None
     notify_sub_tag = _app_tag(client_id, p.get("SUB_TAG")) if client_id else None
-    notification = {
+    notification: dict[str, Any] = {
         "ID": portal.next_id("notification"),
         "USER_ID": user_id,
         "TYPE": kind,

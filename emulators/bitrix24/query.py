@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from emulators.bitrix24.registry import RestError, argument_error
 from emulators.bitrix24.values import as_list, parse_datetime, to_float
@@ -119,11 +119,14 @@ def _is_group(key: str, value: Any) -> bool:
     return key.isdigit() and isinstance(value, Mapping | list)
 
 
+_Record = TypeVar("_Record", bound=Mapping[str, Any])
+
+
 def matches(
-    record: Mapping[str, Any],
+    record: _Record,
     filter_: Mapping[str, Any] | list[Any],
     kind_of: KindOf,
-    getter: Callable[[Mapping[str, Any], str], Any] | None = None,
+    getter: Callable[[_Record, str], Any] | None = None,
     *,
     upper: bool = True,
     groups: bool = False,

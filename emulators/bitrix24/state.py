@@ -263,7 +263,7 @@ class Portal:
         semantics: str | None,
     ) -> dict[str, Any]:
         code = status_id.split(":", 1)[-1]
-        row = {
+        row: dict[str, Any] = {
             "ID": str(self.next_id("status")),
             "ENTITY_ID": entity_id,
             "STATUS_ID": status_id,

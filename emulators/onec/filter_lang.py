@@ -26,7 +26,8 @@ from emulators.onec.schema import EntityType, Prop, Table
 
 
 class Shape(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def prop(self, name: str) -> Prop | None: ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from emulators.onec.codec import Selection, new_object
 from emulators.onec.errors import bad_option, unknown_segment
@@ -67,9 +67,10 @@ def blank_object(shape: Shape) -> dict[str, Any]:
     return new_row(shape.tab)
 
 
-def order(
-    items: list[Mapping[str, Any]], text: str, shape: Shape, model: Model
-) -> list[Mapping[str, Any]]:
+_Row = TypeVar("_Row", bound=Mapping[str, Any])
+
+
+def order(items: list[_Row], text: str, shape: Shape, model: Model) -> list[_Row]:
     """Sort by `A asc, B/C desc`; an unknown name is a 400 that repeats it."""
     keys: list[tuple[list[str], bool]] = []
     for part in split_list(text):
@@ -82,10 +83,11 @@ def order(
     result = list(items)
     for segments, descending in reversed(keys):
         path = Path(segments)
-        result.sort(
-            key=lambda obj, p=path: sort_key(p.eval(Scope(shape, obj, model.lookup, {}))),
-            reverse=descending,
-        )
+
+        def key(obj: _Row, p: Path = path) -> Any:
+            return sort_key(p.eval(Scope(shape, obj, model.lookup, {})))
+
+        result.sort(key=key, reverse=descending)
     return result
 
 

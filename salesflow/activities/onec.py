@@ -21,11 +21,11 @@ non-retryable, typed `1C.<ErrorClass>` with 1C's code in the message and details
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from temporalio import activity
@@ -134,7 +134,7 @@ def _comparable(value: Any) -> Any:
         return str(value)
 
 
-def rows_equal(current: list[Mapping[str, Any]], wanted: list[Mapping[str, Any]]) -> bool:
+def rows_equal(current: Sequence[Mapping[str, Any]], wanted: Sequence[Mapping[str, Any]]) -> bool:
     """The deal already holds exactly these rows (compared on the fields we write)."""
     if len(current) != len(wanted):
         return False
@@ -260,7 +260,7 @@ class OneCActivities:
             (item.get("ЕдиницаИзмерения_Key") for item in items.values()),
             "Ref_Key,Description,КодОКЕИ",
         )
-        lines = []
+        lines: list[KpLine] = []
         for row in goods:
             ref = row.get("Номенклатура_Key")
             item = items.get(ref or "")
@@ -477,7 +477,7 @@ class OneCActivities:
             parts: list[Expr] = [or_(*links), F("Posted"), ~F("DeletionMark")]
             if req.since is not None:
                 parts.append(F("Date") >= req.since)
-            sets = [(SALES, "upd")]
+            sets: list[tuple[str, Literal["upd", "act"]]] = [(SALES, "upd")]
             if self.settings.onec.act_document:
                 sets.append((self.settings.onec.act_document, "act"))
             documents = []
@@ -487,7 +487,7 @@ class OneCActivities:
                 ):
                     documents.append(
                         ClosingDocument(
-                            kind=kind,  # type: ignore[arg-type]
+                            kind=kind,
                             ref=str(doc["Ref_Key"]),
                             number=_text(doc.get("Number")),
                             date=doc["Date"].date(),

@@ -17,8 +17,9 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 
 def deal_id_of(record: logging.LogRecord) -> int | None:
-    if isinstance(getattr(record, "deal_id", None), int):
-        return record.deal_id  # type: ignore[attr-defined,no-any-return]
+    deal_id = getattr(record, "deal_id", None)
+    if isinstance(deal_id, int):
+        return deal_id
     for key in ("temporal_workflow", "temporal_activity"):
         info = getattr(record, key, None)
         if isinstance(info, dict):

@@ -82,7 +82,7 @@ def _fail(name: str, detail: str, fix: str) -> Check:
     return Check(name, FAIL, detail, fix)
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 

@@ -19,8 +19,8 @@ def sla() -> None:
     rows = asyncio.run(read_board(board.sla))
     table = Table("stage", "manager", "met", "missed", "open", "missed %")
     for row in rows:
-        closed = int(row["met"]) + int(row["missed"])  # type: ignore[call-overload]
-        share = f"{100 * int(row['missed']) / closed:.0f}" if closed else "—"  # type: ignore[call-overload]
+        closed = int(row["met"]) + int(row["missed"])
+        share = f"{100 * int(row['missed']) / closed:.0f}" if closed else "—"
         table.add_row(
             str(row["stage"]),
             str(row["manager_id"] or "—"),

@@ -39,6 +39,7 @@ class StoredTokens:
     last_error: str | None
 
 
+# sqlmodel does not declare `__table__` on table models (a stub gap); it is there at runtime.
 _table = AppToken.__table__  # type: ignore[attr-defined]
 _c = _table.c
 

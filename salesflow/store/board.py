@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any, overload
 
 from sqlalchemy import BigInteger, DateTime, Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 from salesflow.store.db import session
 
@@ -43,6 +44,10 @@ class DeadlineRow(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
+@overload
+def _aware(value: datetime) -> datetime: ...
+@overload
+def _aware(value: None) -> None: ...
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -69,10 +74,11 @@ async def save_deal(
         else:
             for name, value in row.model_dump().items():
                 setattr(current, name, value)
+        # sqlmodel types exec() only for its own select(); this one is SQLAlchemy's.
         found = await db.exec(  # type: ignore[call-overload]
             select(DeadlineRow).where(
-                DeadlineRow.deal_id == row.deal_id,
-                DeadlineRow.closed_at.is_(None),  # type: ignore[union-attr]
+                col(DeadlineRow.deal_id) == row.deal_id,
+                col(DeadlineRow.closed_at).is_(None),
             )
         )
         open_rows = {(r.name, _aware(r.due)): r for r in found.scalars()}
@@ -100,25 +106,27 @@ async def save_deal(
 async def list_deals(
     engine: AsyncEngine, stage: str | None = None, limit: int = 100
 ) -> list[DealBoardRow]:
-    query = select(DealBoardRow).order_by(DealBoardRow.updated_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    query = select(DealBoardRow).order_by(col(DealBoardRow.updated_at).desc()).limit(limit)
     if stage:
-        query = query.where(DealBoardRow.stage == stage)
+        query = query.where(col(DealBoardRow.stage) == stage)
     async with session(engine) as db:
+        # sqlmodel types exec() only for its own select(); this one is SQLAlchemy's.
         found = await db.exec(query)  # type: ignore[call-overload]
         return list(found.scalars())
 
 
-async def sla(engine: AsyncEngine) -> list[dict[str, object]]:
+async def sla(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Deadlines met, missed and open per stage and manager."""
     async with session(engine) as db:
+        # sqlmodel types exec() only for its own select(); this one is SQLAlchemy's.
         found = await db.exec(select(DeadlineRow))  # type: ignore[call-overload]
         rows = list(found.scalars())
-    report: dict[tuple[str, int | None], dict[str, object]] = {}
+    report: dict[tuple[str, int | None], dict[str, Any]] = {}
     for r in rows:
         entry = report.setdefault(
             (r.stage, r.manager_id),
             {"stage": r.stage, "manager_id": r.manager_id, "met": 0, "missed": 0, "open": 0},
         )
         bucket = "missed" if r.missed else ("met" if r.closed_at is not None else "open")
-        entry[bucket] = int(entry[bucket]) + 1  # type: ignore[call-overload]
+        entry[bucket] = int(entry[bucket]) + 1
     return sorted(report.values(), key=lambda e: (str(e["stage"]), e["manager_id"] or 0))

@@ -20,6 +20,7 @@ class SyncCursor(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
+# sqlmodel does not declare `__table__` on table models (a stub gap); it is there at runtime.
 _table = SyncCursor.__table__  # type: ignore[attr-defined]
 _c = _table.c
 

@@ -54,6 +54,7 @@ class InboxEvent(SQLModel, table=True):
         return data
 
 
+# sqlmodel does not declare `__table__` on table models (a stub gap); it is there at runtime.
 _table = InboxEvent.__table__  # type: ignore[attr-defined]
 _c = _table.c
 
@@ -98,7 +99,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _row(mapping: Mapping[str, Any]) -> InboxEvent:
+def _row(mapping: Mapping[Any, Any]) -> InboxEvent:
     data = dict(mapping)
     for key in ("received_at", "next_attempt_at", "claimed_until", "forwarded_at"):
         data[key] = _aware(data[key])
@@ -189,8 +190,8 @@ async def record_many(
     for key in keys:
         if key in new_ids and key not in seen:
             row = values[key]
-            claimed = InboxEvent(id=new_ids[key], **row) if row["claimed_until"] else None
-            done.append(Recorded(new_ids[key], True, claimed))
+            taken = InboxEvent(id=new_ids[key], **row) if row["claimed_until"] else None
+            done.append(Recorded(new_ids[key], True, taken))
         else:
             done.append(Recorded(new_ids.get(key) or old_ids[key], False))
         seen.add(key)

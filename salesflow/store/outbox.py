@@ -29,6 +29,7 @@ class MailAttempt(SQLModel, table=True):
     last_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
+# sqlmodel does not declare `__table__` on table models (a stub gap); it is there at runtime.
 _attempts = MailAttempt.__table__  # type: ignore[attr-defined]
 
 
@@ -52,6 +53,7 @@ async def attempts_of(engine: AsyncEngine, key: str) -> int:
 
 async def was_sent(engine: AsyncEngine, key: str) -> bool:
     async with session(engine) as db:
+        # sqlmodel types exec() only for its own select(); this one is SQLAlchemy's.
         found = await db.exec(select(SentMail.key).where(SentMail.key == key))  # type: ignore[call-overload]
         return found.first() is not None
 

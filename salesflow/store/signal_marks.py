@@ -44,6 +44,7 @@ class Mark:
     row_id: int | None
 
 
+# sqlmodel does not declare `__table__` on table models (a stub gap); it is there at runtime.
 _table = SignalMark.__table__  # type: ignore[attr-defined]
 _c = _table.c
 

@@ -9,6 +9,7 @@ deal's continue-as-new.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 
@@ -78,7 +79,7 @@ class InternalApproval:
         await parent.signal("approval_done", result)
         return result
 
-    async def _call(self, name: str, arg: object, result_type: type | None) -> object:
+    async def _call(self, name: str, arg: object, result_type: type | None) -> Any:
         return await workflow.execute_activity(
             name,
             arg,

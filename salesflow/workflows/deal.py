@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -665,10 +665,10 @@ class DealWorkflow(DealEffects):
 
     # ---- children --------------------------------------------------------------------------
 
-    def _finish_process(self, workflow_id: str, state: str) -> None:
+    def _finish_process(self, workflow_id: str, state: Literal["done", "failed"]) -> None:
         for process in self.s.processes:
             if process.workflow_id == workflow_id:
-                process.state = state  # type: ignore[assignment]
+                process.state = state
 
     async def _end_children(self) -> None:
         """Running children of a closed deal are cancelled (they were started ABANDON) — except,

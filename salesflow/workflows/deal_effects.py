@@ -113,10 +113,15 @@ class DealEffects:
         if seen == "LOSE":
             reason_ids = {v: k for k, v in self.rules.enums["loss_reason"].items()}
             raw = deal.fields.get(self.rules.fields["loss_reason"])
-            reason = reason_ids.get(int(raw), "OTHER") if raw and str(raw).isdigit() else "OTHER"
+            reason = "OTHER"
+            if isinstance(raw, str) and raw.isdigit():
+                reason = reason_ids.get(int(raw), "OTHER")
             comment = deal.fields.get(self.rules.fields["loss_comment"])
             self.lose = LoseDeal.model_construct(
-                reason=reason, comment=str(comment or "moved to LOSE in Bitrix24")
+                # The code is a key of the config's enums.loss_reason, not checked against
+                # LoseDeal's codes (model_construct does not validate).
+                reason=reason,  # type: ignore[arg-type]
+                comment=str(comment or "moved to LOSE in Bitrix24"),
             )
             return
         missing = self._missing_for_move(seen)
@@ -182,7 +187,11 @@ class DealEffects:
             )
             self._record(self.s.stage, f"waiting for {listed} before {target}")
             reads = self.s.counters.get("deal_reads", 0)
-            await self._wait(lambda r=reads: self.s.counters.get("deal_reads", 0) > r)
+
+            def reread(r: int = reads) -> bool:
+                return self.s.counters.get("deal_reads", 0) > r
+
+            await self._wait(reread)
             if self._interrupted():
                 return self._take_move()
 

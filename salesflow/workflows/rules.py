@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -156,7 +157,7 @@ def _empty(value: object) -> bool:
 
 
 def missing_fields(
-    stage: str, values: dict[str, object], rules: DealRules, doc_set: str | None = None
+    stage: str, values: Mapping[str, object], rules: DealRules, doc_set: str | None = None
 ) -> list[str]:
     """Titles of the required fields of `stage` that are empty in the deal's `values`."""
     return [

@@ -397,7 +397,7 @@ class Bitrix24Client:
         body = body if isinstance(body, dict) else {"error": "", "error_description": str(body)}
         status = _BATCH_ERROR_STATUS.get(str(body.get("error", "")).upper(), 400)
         error = self._annotate(error_from_response(status, body), method)
-        error.command_error = True  # type: ignore[attr-defined]
+        error.command_error = True
         return error
 
     # ------------------------------------------------------------------ public API

@@ -123,6 +123,7 @@ class Coalescer:
             self._flusher = None
 
     async def _dispatch(self, chunk: list[Pending]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]]
         try:
             if len(chunk) == 1:
                 only = chunk[0]
@@ -138,11 +139,11 @@ class Coalescer:
             for pending in chunk:
                 pending.future.cancel()
             raise
-        for pending, (result, error) in zip(chunk, outcomes, strict=True):
+        for pending, (result, failure) in zip(chunk, outcomes, strict=True):
             if pending.future.done():
                 continue
-            if error is not None:
-                pending.future.set_exception(error)
+            if failure is not None:
+                pending.future.set_exception(failure)
             else:
                 pending.future.set_result(result)
 

@@ -16,6 +16,8 @@ class Bitrix24Error(Exception):
     """
 
     _retryable: ClassVar[bool] = False
+    # True on a command's own error inside a batch (`result_error`), not the request's.
+    command_error: bool = False
 
     def __init__(
         self,

@@ -159,6 +159,7 @@ class Field(Expr):
     """A property or a path (`Контрагент/ИНН`, `d/Цена` inside any/all)."""
 
     __slots__ = ("name",)
+    # `==` builds a Compare, so a Field is not hashable (object declares __hash__ a method).
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, name: str) -> None:
@@ -182,10 +183,11 @@ class Field(Expr):
             value = guid(value)
         return literal(value, tz)
 
+    # The filter DSL: `F("x") == v` builds a Compare, not a bool as object's __eq__ declares.
     def __eq__(self, value: Any) -> Compare:  # type: ignore[override]
         return Compare(self, "eq", value)
 
-    def __ne__(self, value: Any) -> Compare:  # type: ignore[override]
+    def __ne__(self, value: Any) -> Compare:  # type: ignore[override]  # as __eq__
         return Compare(self, "ne", value)
 
     def __gt__(self, value: Any) -> Compare:
