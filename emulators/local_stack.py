@@ -31,6 +31,7 @@ from emulators.bitrix24.seed import (
 )
 from emulators.onec.app import create_app as onec_app
 from emulators.smtp_sink import smtp_sink
+from salesflow.config.log import configure_logging
 from salesflow.config.settings import Settings
 from salesflow.config.temporal_client import connect
 from salesflow.integrations.bitrix24.client import Bitrix24Client
@@ -39,7 +40,8 @@ from salesflow.store.db import make_engine
 from salesflow.worker import running_worker
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
 
-console = Console()
+# Whole lines, never wrapped at 80 columns (URLs and credentials stay copyable in a log file).
+console = Console(soft_wrap=True)
 DEV_SECRET = "devsecret"
 
 
@@ -157,6 +159,8 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
 
 async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: bool = True) -> None:
     settings = dev_settings(settings, ports, data_dir)
+    seen = settings.observability
+    configure_logging(seen.log_level, seen.structured_logs, one_line_retries=True)
     relay_url = f"http://127.0.0.1:{ports.relay}"
     async with contextlib.AsyncExitStack() as stack:
         console.print("starting the Temporal dev server…")

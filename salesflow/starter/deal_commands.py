@@ -45,7 +45,7 @@ from salesflow.workflows.names import deal_workflow_id
 app = typer.Typer(
     help="Commands and queries for one deal's workflow (deal-<id>).", no_args_is_help=True
 )
-console = Console()
+console = Console(soft_wrap=True)  # whole lines when output goes to a file
 COMMAND_TIMEOUT = 30.0
 
 
