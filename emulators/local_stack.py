@@ -32,6 +32,7 @@ from emulators.bitrix24.seed import (
     LOCAL_APP_REFRESH_TOKEN,
 )
 from emulators.onec.app import create_app as onec_app
+from emulators.onec.seed import INVOICE_NUMBER, seed_demo_invoice
 from emulators.smtp_sink import smtp_sink
 from salesflow.config.log import configure_logging
 from salesflow.config.settings import Settings
@@ -45,6 +46,7 @@ from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
 # Whole lines, never wrapped at 80 columns (URLs and credentials stay copyable in a log file).
 console = Console(soft_wrap=True)
 DEV_SECRET = "devsecret"
+DEV_ONEC_POLL_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
     )
     data["onec"]["odata_url"] = f"http://127.0.0.1:{ports.onec}/trade/odata/standard.odata/"
     data["smtp"]["host"], data["smtp"]["port"] = "127.0.0.1", ports.smtp
+    # the demo's payments in 1C are found within half a minute, not within the hour
+    data["rules"]["onec_poll_seconds"] = DEV_ONEC_POLL_SECONDS
     if "DATABASE_URL" not in os.environ:
         data["database"]["url"] = f"sqlite+aiosqlite:///{data_dir / 'salesflow.db'}"
     return Settings.model_validate(data)
@@ -206,7 +210,9 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
             application_token=settings.bitrix24.application_token,
         )
         await _serve(stack, emulator, ports.bitrix24)
-        await _serve(stack, onec_app(), ports.onec)
+        onec = onec_app()
+        seed_demo_invoice(onec.state.base)
+        await _serve(stack, onec, ports.onec)
         stack.enter_context(smtp_sink(ports.smtp, folder=data_dir / "mail"))
         engine = make_engine(settings.database.url)
         stack.push_async_callback(engine.dispose)
@@ -218,7 +224,8 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
             console.print(
                 f"demo deal [bold]{deal_id}[/bold] created — watch workflow deal-{deal_id};"
                 f" take it: salesflow deal accept {deal_id} --manager 3, then"
-                f" salesflow deal move {deal_id} KP (its КП lines come from the 1C emulator)"
+                f" salesflow deal move {deal_id} KP (its КП lines come from the 1C emulator;"
+                f" its invoice there is {INVOICE_NUMBER})"
             )
         console.print("Ctrl-C stops everything.")
         await _until_interrupted()
