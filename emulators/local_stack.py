@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -195,6 +196,8 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
     settings = dev_settings(settings, ports, data_dir)
     seen = settings.observability
     configure_logging(seen.log_level, seen.structured_logs, one_line_retries=True)
+    for chatty in ("httpx", "mail.log"):  # a line per HTTP request / SMTP connection: quiet
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     relay_url = f"http://127.0.0.1:{ports.relay}"
     removed = fresh_start(data_dir, settings.database.url)
     console.print(
