@@ -411,6 +411,7 @@ def list_deals(
     rows = asyncio.run(
         read_board(lambda engine: board.list_deals(engine, stage.upper() or None, limit))
     )
+    timezone = _timezone()
     table = Table("deal", "title", "stage", "manager", "amount", "next deadline", "overdue")
     for row in rows:
         table.add_row(
@@ -419,7 +420,7 @@ def list_deals(
             row.stage,
             str(row.manager_id or ""),
             f"{row.amount:,.2f}",
-            format_when(row.next_due, _timezone()),
+            format_when(row.next_due, timezone),
             "yes" if row.overdue else "",
         )
     console.print(table)
