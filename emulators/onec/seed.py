@@ -2,7 +2,8 @@
 
 GUIDs are derived from names (uuid5), so they are the same on every start and a test or
 the demo can rely on them. КП «КП-000123» for ООО «Ромашка» (ИНН 7701234567) has three
-lines totalling 640 000 ₽; КП «КП-000124» is for АО «Вектор».
+lines totalling 640 000 ₽; КП «КП-000124» is for АО «Вектор». The local stack adds the demo
+invoice «СЧ-000123» made from КП-000123 (`seed_demo_invoice`), which its demo deal names.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _NAMESPACE = uuid.UUID("6f1c2f9e-5a4b-4c1e-9d0a-1c0000000001")
 
 KP_NUMBER = "КП-000123"
 KP_TOTAL = 640_000
+INVOICE_NUMBER = "СЧ-000123"
 KP2_NUMBER = "КП-000124"
 ROMASHKA_INN = "7701234567"
 LOGIST = "Логистов Пётр Сергеевич"
@@ -221,6 +223,30 @@ def load_seed(base: OneCBase) -> None:
                 _line(items["30ч6бр-100"], 10, 18_900),
                 _line(items["МП-100"], 20, 1_250),
             ],
+        },
+    )
+
+
+def seed_demo_invoice(base: OneCBase) -> dict[str, Any]:
+    """The invoice of the local stack's demo deal: «СЧ-000123» for КП-000123, 640 000 ₽."""
+    kp = base.resolve(
+        "Document_КоммерческоеПредложениеКлиенту",
+        seed_guid("Document_КоммерческоеПредложениеКлиенту", KP_NUMBER),
+    )
+    return base.insert(
+        "Document_СчетНаОплатуКлиенту",
+        {
+            "Ref_Key": seed_guid("Document_СчетНаОплатуКлиенту", INVOICE_NUMBER),
+            "Number": INVOICE_NUMBER,
+            "Date": datetime(2025, 3, 10, 11, 0),
+            "Posted": True,
+            "Организация_Key": kp["Организация_Key"],
+            "Контрагент_Key": kp["Контрагент_Key"],
+            "СуммаДокумента": float(KP_TOTAL),
+            "ФормаОплаты": "Безналичная",
+            "НазначениеПлатежа": f"Оплата по счету № {INVOICE_NUMBER}",
+            "ДокументОснование": kp["Ref_Key"],
+            "ДокументОснование_Type": "StandardODATA.Document_КоммерческоеПредложениеКлиенту",
         },
     )
 

@@ -48,8 +48,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str = "INFO", structured: bool = True) -> None:
+class OneLineRetries(logging.Filter):
+    """An activity attempt that failed (and will be retried) as one line: the exception's type
+    and message instead of its traceback. Errors that are not retries keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.exc_info
+            and record.levelno <= logging.WARNING
+            and record.name.startswith("temporalio")
+        ):
+            error = record.exc_info[1]
+            if error is not None:
+                record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+                record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def configure_logging(
+    level: str = "INFO", structured: bool = True, one_line_retries: bool = False
+) -> None:
     handler = logging.StreamHandler()
+    if one_line_retries:
+        handler.addFilter(OneLineRetries())
     handler.setFormatter(
         JsonFormatter()
         if structured

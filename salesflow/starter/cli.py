@@ -19,7 +19,7 @@ emulate = typer.Typer(help="Emulators of Bitrix24 and 1C for the local stack and
 app.add_typer(emulate, name="emulate")
 app.add_typer(deal_commands.app, name="deal")
 app.add_typer(report_commands.app, name="report")
-console = Console()
+console = Console(soft_wrap=True)  # whole lines when output goes to a file
 
 
 def settings_or_exit(**overrides: str | None) -> Settings:

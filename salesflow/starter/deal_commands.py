@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
-from salesflow.config.settings import ConfigError, load_settings
+from salesflow.config.settings import ConfigError, Settings, load_settings
 from salesflow.config.temporal_client import connect
 from salesflow.store import board
 from salesflow.store.db import init_db, make_engine
@@ -37,7 +45,7 @@ from salesflow.workflows.names import deal_workflow_id
 app = typer.Typer(
     help="Commands and queries for one deal's workflow (deal-<id>).", no_args_is_help=True
 )
-console = Console()
+console = Console(soft_wrap=True)  # whole lines when output goes to a file
 COMMAND_TIMEOUT = 30.0
 
 
@@ -70,13 +78,120 @@ def _run(action: Callable[[Client], Awaitable[Any]]) -> Any:
     return asyncio.run(go())
 
 
-def _update(deal_id: int, name: str, payload: BaseModel) -> None:
-    async def action(client: Client) -> DealView:
-        handle = client.get_workflow_handle(deal_workflow_id(deal_id))
-        return await handle.execute_update(name, payload, result_type=DealView)
+# Updates after which the workflow's main loop moves the deal on by itself (the reply comes
+# from the handler, before the loop has taken the step).
+MOVING_UPDATES = frozenset(
+    {
+        "accept_lead",
+        "reject_lead",
+        "kp_feedback",
+        "approval_decision",
+        "lose_deal",
+    }
+)
+MOVE_POLLS = 12
+MOVE_POLL_INTERVAL = 0.25
 
-    view = _run(action)
-    console.print(f"deal {deal_id}: stage [bold]{view.stage}[/bold]")
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command found: the deal's state, the stage before the command, whether it ended."""
+
+    view: DealView
+    before: str | None = None
+    closed: str | None = None  # the workflow's closing status when the deal is finished
+
+
+async def finished_deal(handle: WorkflowHandle[Any, Any]) -> Outcome | None:
+    """A deal whose workflow has ended: its closing status and final state (a closed workflow
+    still answers the `state` query), or None when there is no such workflow or it runs."""
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status in (None, WorkflowExecutionStatus.RUNNING):
+        return None
+    view = await handle.query("state", result_type=DealView)
+    return Outcome(view=view, closed=description.status.name)
+
+
+async def _finished_or_raise(handle: WorkflowHandle[Any, Any], err: RPCError) -> Outcome:
+    if err.status != RPCStatusCode.NOT_FOUND:
+        raise err
+    outcome = await finished_deal(handle)
+    if outcome is None:
+        raise err
+    return outcome
+
+
+async def send_update(
+    handle: WorkflowHandle[Any, Any], name: str, payload: BaseModel, target: str | None = None
+) -> Outcome:
+    """Send the update; for one after which the deal moves on, wait (briefly) until it has."""
+    try:
+        before = (await handle.query("state", result_type=DealView)).stage
+        view = await handle.execute_update(name, payload, result_type=DealView)
+    except RPCError as err:
+        return await _finished_or_raise(handle, err)
+    if name in MOVING_UPDATES or target is not None:
+        for _ in range(MOVE_POLLS):
+            if view.stage != before and (target is None or view.stage == target):
+                break
+            await asyncio.sleep(MOVE_POLL_INTERVAL)
+            try:
+                view = await handle.query("state", result_type=DealView)
+            except RPCError as err:  # the update ended the deal
+                return await _finished_or_raise(handle, err)
+        else:
+            outcome = await finished_deal(handle)
+            if outcome is not None:
+                return Outcome(view=outcome.view, before=before, closed=outcome.closed)
+    return Outcome(view=view, before=before)
+
+
+def update_reply(deal_id: int, outcome: Outcome, target: str | None = None) -> str:
+    """The line a person reads after a command."""
+    view = outcome.view
+    if outcome.closed and outcome.before is None:
+        return (
+            f"deal {deal_id} is closed (workflow {outcome.closed.lower()}) at stage"
+            f" [bold]{view.stage}[/bold]; nothing more can be done in it"
+        )
+    if outcome.closed:
+        return f"deal {deal_id}: closed at stage [bold]{view.stage}[/bold]"
+    if target is not None and view.stage != target:
+        return f"deal {deal_id}: stage [bold]{view.stage}[/bold], moving to {target}"
+    if outcome.before is not None and view.stage != outcome.before:
+        return f"deal {deal_id}: moved from {outcome.before} to [bold]{view.stage}[/bold]"
+    return f"deal {deal_id}: stage [bold]{view.stage}[/bold]"
+
+
+def _update(deal_id: int, name: str, payload: BaseModel, target: str | None = None) -> None:
+    async def action(client: Client) -> Outcome:
+        handle = client.get_workflow_handle(deal_workflow_id(deal_id))
+        return await send_update(handle, name, payload, target)
+
+    outcome: Outcome = _run(action)
+    console.print(update_reply(deal_id, outcome, target))
+    if outcome.closed and outcome.before is None:
+        print_view(outcome.view, _timezone())
+
+
+def _timezone() -> str:
+    try:
+        return load_settings().rules.timezone
+    except ConfigError:
+        return Settings().rules.timezone
+
+
+def format_when(moment: datetime | None, timezone: str) -> str:
+    """dd.mm.yyyy HH:MM in the portal's time zone, the zone named."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(ZoneInfo(timezone))
+    return f"{local:%d.%m.%Y %H:%M} {timezone}"
 
 
 def _model(factory: Callable[[], BaseModel]) -> BaseModel:
@@ -226,21 +341,40 @@ def signed(deal_id: int, kind: str = typer.Argument(..., help="act|upd|invoice|c
 @app.command()
 def move(deal_id: int, to: str = typer.Argument(..., help="stage code, e.g. KP")) -> None:
     """Move the deal as a person would in Bitrix24; required fields are checked (R-X3)."""
-    _update(deal_id, "move_stage", _model(lambda: MoveStage.model_validate({"to": to.upper()})))
+    _update(
+        deal_id,
+        "move_stage",
+        _model(lambda: MoveStage.model_validate({"to": to.upper()})),
+        target=to.upper(),
+    )
 
 
 @app.command()
 def status(deal_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     """The deal's process state (the `state` query)."""
 
-    async def action(client: Client) -> DealView:
+    async def action(client: Client) -> Outcome:
         handle = client.get_workflow_handle(deal_workflow_id(deal_id))
-        return await handle.query("state", result_type=DealView)
+        finished = await finished_deal(handle)
+        if finished is not None:
+            return finished
+        return Outcome(view=await handle.query("state", result_type=DealView))
 
-    view: DealView = _run(action)
+    outcome: Outcome = _run(action)
+    view = outcome.view
     if as_json:
-        print(json.dumps(view.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        data = view.model_dump(mode="json")
+        if outcome.closed:
+            data["closed"] = outcome.closed
+        print(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    if outcome.closed:
+        console.print(update_reply(deal_id, outcome))
+    print_view(view, _timezone())
+
+
+def print_view(view: DealView, timezone: str) -> None:
+    """The deal's state as tables; times in the portal's zone."""
     console.print(
         f"deal {view.deal_id}: stage [bold]{view.stage}[/bold], manager {view.manager_id or '—'},"
         f" amount {view.amount:,.2f}"
@@ -248,16 +382,19 @@ def status(deal_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     table = Table("open task", "task id", "responsible", "deadline")
     for task in view.open_tasks:
         table.add_row(
-            task.title, str(task.task_id), str(task.responsible_id), str(task.deadline or "")
+            task.title,
+            str(task.task_id),
+            str(task.responsible_id),
+            format_when(task.deadline, timezone),
         )
     console.print(table)
-    deadlines = Table("deadline", "due (UTC)", "overdue")
+    deadlines = Table("deadline", "due", "overdue")
     for d in view.deadlines:
-        deadlines.add_row(d.name, d.due.isoformat(timespec="minutes"), "yes" if d.overdue else "")
+        deadlines.add_row(d.name, format_when(d.due, timezone), "yes" if d.overdue else "")
     console.print(deadlines)
-    history = Table("when (UTC)", "stage", "cause")
+    history = Table("when", "stage", "cause")
     for h in view.history:
-        history.add_row(h.at.isoformat(timespec="seconds"), h.stage, h.cause)
+        history.add_row(format_when(h.at, timezone), h.stage, h.cause)
     console.print(history)
 
 
@@ -274,6 +411,7 @@ def list_deals(
     rows = asyncio.run(
         read_board(lambda engine: board.list_deals(engine, stage.upper() or None, limit))
     )
+    timezone = _timezone()
     table = Table("deal", "title", "stage", "manager", "amount", "next deadline", "overdue")
     for row in rows:
         table.add_row(
@@ -282,7 +420,7 @@ def list_deals(
             row.stage,
             str(row.manager_id or ""),
             f"{row.amount:,.2f}",
-            row.next_due.isoformat(timespec="minutes") if row.next_due else "",
+            format_when(row.next_due, timezone),
             "yes" if row.overdue else "",
         )
     console.print(table)

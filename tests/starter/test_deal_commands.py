@@ -1,0 +1,97 @@
+"""`salesflow deal …` replies: a finished deal, an update the deal moves on after, deadlines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from salesflow.starter import deal_commands
+from salesflow.starter.deal_commands import (
+    Outcome,
+    finished_deal,
+    format_when,
+    send_update,
+    update_reply,
+)
+from salesflow.workflows.models import DealView, KpFeedback
+
+
+def _view(stage: str) -> DealView:
+    return DealView(
+        deal_id=7,
+        stage=stage,
+        manager_id=3,
+        amount=640000.0,
+        document_set=None,
+        open_tasks=[],
+        deadlines=[],
+        payment_schedule=[],
+        history=[],
+    )
+
+
+class _Description:
+    def __init__(self, status: WorkflowExecutionStatus) -> None:
+        self.status = status
+
+
+class FakeHandle:
+    """A deal workflow: its stages as the `state` query answers them in turn, or closed."""
+
+    def __init__(self, stages: list[str], closed: WorkflowExecutionStatus | None = None) -> None:
+        self.stages = stages
+        self.closed = closed
+        self.updates: list[str] = []
+
+    async def describe(self) -> _Description:
+        return _Description(self.closed or WorkflowExecutionStatus.RUNNING)
+
+    async def query(self, name: str, result_type: Any = None) -> DealView:
+        stage = self.stages.pop(0) if len(self.stages) > 1 else self.stages[0]
+        return _view(stage)
+
+    async def execute_update(self, name: str, payload: Any, result_type: Any = None) -> DealView:
+        if self.closed:
+            raise RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
+        self.updates.append(name)
+        return _view(self.stages[0])
+
+
+async def test_an_update_on_a_finished_deal_says_closed_and_at_which_stage() -> None:
+    handle = FakeHandle(["WON"], closed=WorkflowExecutionStatus.COMPLETED)
+    outcome = await send_update(handle, "kp_feedback", KpFeedback(agreed=True))  # type: ignore[arg-type]  # a fake handle
+    assert outcome.closed == "COMPLETED"
+    reply = update_reply(7, outcome)
+    assert "closed" in reply and "WON" in reply
+    assert "no workflow" not in reply
+
+
+async def test_a_missing_workflow_is_not_reported_as_closed() -> None:
+    class Missing(FakeHandle):
+        async def describe(self) -> _Description:
+            raise RPCError("not found", RPCStatusCode.NOT_FOUND, b"")
+
+    assert await finished_deal(Missing(["NEW"])) is None  # type: ignore[arg-type]  # a fake handle
+
+
+async def test_kp_feedback_answers_with_the_stage_after_the_move(monkeypatch: Any) -> None:
+    monkeypatch.setattr(deal_commands, "MOVE_POLL_INTERVAL", 0)
+    # before the update, its own reply, then the loop's step
+    handle = FakeHandle(["KP", "KP", "INVOICE"])
+    outcome = await send_update(handle, "kp_feedback", KpFeedback(agreed=True))  # type: ignore[arg-type]  # a fake handle
+    assert outcome.view.stage == "INVOICE"
+    assert update_reply(7, outcome) == "deal 7: moved from KP to [bold]INVOICE[/bold]"
+
+
+def test_a_move_not_yet_taken_says_moving_to() -> None:
+    outcome = Outcome(view=_view("NEW"), before="NEW")
+    assert "moving to KP" in update_reply(7, outcome, target="KP")
+
+
+def test_deadlines_print_in_the_portal_zone() -> None:
+    moment = datetime(2026, 12, 2, 6, 30, tzinfo=UTC)
+    assert format_when(moment, "Europe/Moscow") == "02.12.2026 09:30 Europe/Moscow"
+    assert format_when(None, "Europe/Moscow") == ""
