@@ -68,29 +68,42 @@ def to_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _segments(name: str) -> list[str] | None:
-    """`a[b][]` → ["a", "b", ""], as parse_str reads a key (None: PHP drops the pair)."""
+    """`a[b][]` → ["a", "b", ""], as parse_str reads a key (None: PHP drops the pair).
+
+    Linear in the key's length; stops (ValueError) once the key is deeper than MAX_DEPTH.
+    """
     bracket = name.find("[")
     if bracket <= 0:
         return [name] if name and bracket != 0 else None
     segments = [name[:bracket]]
-    rest = name[bracket:]
-    while rest.startswith("["):
-        close = rest.find("]")
+    pos = bracket
+    while pos < len(name) and name[pos] == "[":
+        close = name.find("]", pos)
         if close < 0:  # an unclosed bracket: PHP makes it part of the last name
-            segments[-1] += "_" + rest[1:]
+            segments[-1] += "_" + name[pos + 1 :]
             break
-        segments.append(rest[1:close])
-        rest = rest[close + 1 :]
+        if len(segments) > MAX_DEPTH:
+            raise ValueError(f"keys nested deeper than {MAX_DEPTH} levels")
+        segments.append(name[pos + 1 : close])
+        pos = close + 1
     return segments
 
 
-def _insert(target: dict[str, Any], segments: list[str], value: str) -> None:
+def _insert(
+    target: dict[str, Any],
+    segments: list[str],
+    value: str,
+    next_index: dict[int, tuple[dict[str, Any], int]],
+) -> None:
+    """Put `value` at `segments`; `next_index` keeps each dict (alive) with its next `[]` index."""
     node = target
     for depth, segment in enumerate(segments):
         last = depth == len(segments) - 1
         if segment == "":  # `a[]`: append after the largest integer key
-            numbers = [int(k) for k in node if k.isdigit()]
-            segment = str(max(numbers) + 1) if numbers else "0"
+            segment = str(next_index.get(id(node), (node, 0))[1])
+        if segment.isascii() and segment.isdigit() and len(segment) <= 18:
+            following = max(next_index.get(id(node), (node, 0))[1], int(segment) + 1)
+            next_index[id(node)] = (node, following)
         if last:
             node[segment] = value
             return
@@ -130,6 +143,7 @@ def decode(text: str | bytes) -> dict[str, Any]:
     if len(pieces) > MAX_PARAMS:
         raise ValueError(f"more than {MAX_PARAMS} parameters")
     decoded: dict[str, Any] = {}
+    next_index: dict[int, tuple[dict[str, Any], int]] = {}
     for piece in pieces:
         raw_name, _, raw_value = piece.partition("=")
         segments = _segments(unquote_plus(raw_name, errors="replace"))
@@ -137,5 +151,5 @@ def decode(text: str | bytes) -> dict[str, Any]:
             continue
         if len(segments) - 1 > MAX_DEPTH:
             raise ValueError(f"keys nested deeper than {MAX_DEPTH} levels")
-        _insert(decoded, segments, unquote_plus(raw_value, errors="replace"))
+        _insert(decoded, segments, unquote_plus(raw_value, errors="replace"), next_index)
     return {k: _php_arrays(v) for k, v in decoded.items()}
