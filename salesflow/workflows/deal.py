@@ -80,6 +80,7 @@ PAYMENT_STAGES = ("INVOICE", "LAUNCH", "ACCEPTED", "TO_SHIP", "SHIPPED")
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 LOGIST_PROCESS = "1c_logist_task"
 WON_KEEPS_LOGIST_MIRRORS = "won-keeps-logist-mirrors"
+CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
 
 
 @workflow.defn(name="DealWorkflow")
@@ -88,18 +89,63 @@ class DealWorkflow(DealEffects):
     def __init__(self, inp: DealInput) -> None:
         self.rules = inp.rules
         self.s = inp.state or DealState(deal_id=inp.deal_id)
-        self.accept: AcceptLead | None = None
-        self.reject: RejectLead | None = None
-        self.lose: LoseDeal | None = None
-        self.moved_to: str | None = None
-        self.feedback: KpFeedback | None = None
-        self.approval: ApprovalResult | None = None
+        self._draining = False  # continue-as-new is due: handlers return once intent recorded
         self._pending_cause = ""
         self._payments_task: Any = None
         self._poll_task: Any = None
         self._board_task: Any = None
         self._board_dirty = False
         self._board_busy = False
+
+    # ---- the people's intents, kept in DealState (carried through continue-as-new) --------
+
+    @property
+    def accept(self) -> AcceptLead | None:
+        return self.s.intents.accept
+
+    @accept.setter
+    def accept(self, value: AcceptLead | None) -> None:
+        self.s.intents.accept = value
+
+    @property
+    def reject(self) -> RejectLead | None:
+        return self.s.intents.reject
+
+    @reject.setter
+    def reject(self, value: RejectLead | None) -> None:
+        self.s.intents.reject = value
+
+    @property
+    def lose(self) -> LoseDeal | None:
+        return self.s.intents.lose
+
+    @lose.setter
+    def lose(self, value: LoseDeal | None) -> None:
+        self.s.intents.lose = value
+
+    @property
+    def moved_to(self) -> str | None:
+        return self.s.intents.moved_to
+
+    @moved_to.setter
+    def moved_to(self, value: str | None) -> None:
+        self.s.intents.moved_to = value
+
+    @property
+    def feedback(self) -> KpFeedback | None:
+        return self.s.intents.feedback
+
+    @feedback.setter
+    def feedback(self, value: KpFeedback | None) -> None:
+        self.s.intents.feedback = value
+
+    @property
+    def approval(self) -> ApprovalResult | None:
+        return self.s.intents.approval
+
+    @approval.setter
+    def approval(self, value: ApprovalResult | None) -> None:
+        self.s.intents.approval = value
 
     # ---- the pipeline, in stage order -----------------------------------------------------
 
@@ -686,6 +732,10 @@ class DealWorkflow(DealEffects):
 
     async def _continue_as_new_when_suggested(self) -> None:
         if workflow.info().is_continue_as_new_suggested():
+            if workflow.patched(CAN_DRAINS_INTENTS):
+                # Handlers that wait for the main loop return once their intent is in DealState;
+                # otherwise they would wait for a loop that waits for them.
+                self._draining = True
             await workflow.wait_condition(workflow.all_handlers_finished)
             self._continue_as_new_if_suggested()
 
@@ -694,7 +744,7 @@ class DealWorkflow(DealEffects):
     @workflow.update
     async def accept_lead(self, cmd: AcceptLead) -> DealView:
         self.accept = cmd
-        await workflow.wait_condition(lambda: self.s.stage != "NEW")
+        await workflow.wait_condition(lambda: self.s.stage != "NEW" or self._draining)
         return self._view()
 
     @accept_lead.validator
@@ -711,7 +761,7 @@ class DealWorkflow(DealEffects):
     @workflow.update
     async def reject_lead(self, cmd: RejectLead) -> DealView:
         self.reject = cmd
-        await workflow.wait_condition(lambda: self.s.stage != "NEW")
+        await workflow.wait_condition(lambda: self.s.stage != "NEW" or self._draining)
         return self._view()
 
     @reject_lead.validator
@@ -725,7 +775,9 @@ class DealWorkflow(DealEffects):
     @workflow.update
     async def kp_feedback(self, cmd: KpFeedback) -> DealView:
         self.feedback = cmd
-        await workflow.wait_condition(lambda: self.feedback is None or self.s.stage != "KP")
+        await workflow.wait_condition(
+            lambda: self.feedback is None or self.s.stage != "KP" or self._draining
+        )
         return self._view()
 
     @kp_feedback.validator
@@ -741,7 +793,7 @@ class DealWorkflow(DealEffects):
         )
         await workflow.get_external_workflow_handle(child.workflow_id).signal("decide", cmd)
         await workflow.wait_condition(
-            lambda: self.s.stage != "CONTRACT" or self.s.approved is not None
+            lambda: self.s.stage != "CONTRACT" or self.s.approved is not None or self._draining
         )
         return self._view()
 
@@ -882,7 +934,7 @@ class DealWorkflow(DealEffects):
             )
         self.moved_to = cmd.to
         await workflow.wait_condition(
-            lambda: self.s.stage == cmd.to or self.s.stage in FINAL_STAGES
+            lambda: self.s.stage == cmd.to or self.s.stage in FINAL_STAGES or self._draining
         )
         return self._view()
 
@@ -900,7 +952,7 @@ class DealWorkflow(DealEffects):
     @workflow.update
     async def lose_deal(self, cmd: LoseDeal) -> DealView:
         self.lose = cmd
-        await workflow.wait_condition(lambda: self.s.stage == "LOSE")
+        await workflow.wait_condition(lambda: self.s.stage == "LOSE" or self._draining)
         return self._view()
 
     @lose_deal.validator

@@ -209,6 +209,18 @@ class PaymentRecord(Strict):
     source: str
 
 
+class PeopleIntents(Strict):
+    """What people asked for that the main loop has not acted on yet; part of `DealState`, so it
+    is carried through continue-as-new."""
+
+    accept: AcceptLead | None = None
+    reject: RejectLead | None = None
+    lose: LoseDeal | None = None
+    moved_to: str | None = None
+    feedback: KpFeedback | None = None
+    approval: ApprovalResult | None = None
+
+
 class DealState(Strict):
     deal_id: int
     stage: str = "NEW"
@@ -232,6 +244,7 @@ class DealState(Strict):
     reject_reason: str | None = None
     stage_entered_at: datetime | None = None
     counters: dict[str, int] = Field(default_factory=dict)
+    intents: PeopleIntents = Field(default_factory=lambda: PeopleIntents())
 
 
 class DealInput(Strict):
@@ -399,3 +412,8 @@ class BoardUpdate(Strict):
     amount: float
     document_set: str | None
     deadlines: list[Deadline]
+
+
+PeopleIntents.model_rebuild()
+DealState.model_rebuild()
+DealInput.model_rebuild()

@@ -59,6 +59,8 @@ class FakePortal:
     onec_refuses_tasks: bool = False  # 1C refuses to create tasks (a lock conflict)
     board: list[BoardUpdate] = field(default_factory=list)
     create_task_attempts: int = 0
+    fetch_gate: asyncio.Event | None = None  # reads of the deal wait on it
+    request_gate: asyncio.Event | None = None  # tasks asked for by `request_tasks` wait on it
     fail_first_create_after_success: bool = False
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
@@ -67,6 +69,8 @@ class FakePortal:
 
         @activity.defn(name="fetch_deal")
         async def fetch_deal(deal_id: int) -> DealSnapshot:
+            if portal.fetch_gate is not None:
+                await portal.fetch_gate.wait()
             return portal.deal.model_copy(deep=True)
 
         @activity.defn(name="notify_users")
@@ -76,6 +80,8 @@ class FakePortal:
         @activity.defn(name="create_task")
         async def create_task(req: TaskRequest) -> int:
             portal.create_task_attempts += 1
+            if portal.request_gate is not None and ":request:" in req.key:
+                await portal.request_gate.wait()
             if req.key not in portal.task_ids:
                 portal.tasks[req.key] = req
                 portal.task_ids[req.key] = next(portal._ids)
