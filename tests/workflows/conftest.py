@@ -11,11 +11,9 @@ from temporalio.worker import Worker
 
 from salesflow.config.settings import Settings
 from salesflow.config.snapshot import build_rules
-from salesflow.workflows.approval import InternalApproval
+from salesflow.worker import WORKFLOWS
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.logist_mirror import LogistTaskMirror
 from salesflow.workflows.models import DealInput, DealRules, DealSnapshot
-from salesflow.workflows.process import DealProcess
 from salesflow.workflows.sandbox import workflow_runner
 from tests.workflows.doubles import FakePortal
 
@@ -57,28 +55,36 @@ async def _terminate_all(env: WorkflowEnvironment, handle) -> None:
         await handle.terminate()
 
 
+@asynccontextmanager
+async def deal_running(
+    env: WorkflowEnvironment, portal: FakePortal, rules: DealRules | None = None
+) -> AsyncIterator:
+    """A worker with the product's workflows and `portal`'s doubles, and a deal started on it;
+    everything the deal started is terminated afterwards."""
+    queue = f"test-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=WORKFLOWS,
+        activities=portal.activities(),
+        workflow_failure_exception_types=[Exception],
+        workflow_runner=workflow_runner(),
+    ):
+        handle = await env.client.start_workflow(
+            DealWorkflow.run,
+            DealInput(deal_id=portal.deal.id, rules=rules or calendar_rules()),
+            id=f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
+            task_queue=queue,
+        )
+        try:
+            yield handle
+        finally:
+            await _terminate_all(env, handle)
+
+
 @pytest.fixture
 def run_deal(skip_env: WorkflowEnvironment) -> Callable:
-    @asynccontextmanager
-    async def start(portal: FakePortal, rules: DealRules | None = None) -> AsyncIterator:
-        queue = f"test-{uuid.uuid4()}"
-        async with Worker(
-            skip_env.client,
-            task_queue=queue,
-            workflows=[DealWorkflow, InternalApproval, DealProcess, LogistTaskMirror],
-            activities=portal.activities(),
-            workflow_failure_exception_types=[Exception],
-            workflow_runner=workflow_runner(),
-        ):
-            handle = await skip_env.client.start_workflow(
-                DealWorkflow.run,
-                DealInput(deal_id=portal.deal.id, rules=rules or calendar_rules()),
-                id=f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
-                task_queue=queue,
-            )
-            try:
-                yield handle
-            finally:
-                await _terminate_all(skip_env, handle)
+    def start(portal: FakePortal, rules: DealRules | None = None):
+        return deal_running(skip_env, portal, rules)
 
     return start

@@ -8,8 +8,6 @@ intent is carried into the new run, and the deal goes on."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,14 +16,10 @@ import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateHandle, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from salesflow.workflows.approval import InternalApproval
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.logist_mirror import LogistTaskMirror
 from salesflow.workflows.models import (
     AcceptLead,
-    DealInput,
     DealView,
     KpFeedback,
     LoseDeal,
@@ -34,10 +28,8 @@ from salesflow.workflows.models import (
     RequestTasks,
 )
 from salesflow.workflows.names import SEARCH_ATTRIBUTES
-from salesflow.workflows.process import DealProcess
-from salesflow.workflows.sandbox import workflow_runner
 from tests.conftest import _binary
-from tests.workflows.conftest import calendar_rules, new_deal
+from tests.workflows.conftest import deal_running, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import at_stage, drive_to, until
 
@@ -65,28 +57,12 @@ async def can_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @asynccontextmanager
 async def running(env: WorkflowEnvironment, portal: FakePortal) -> AsyncIterator[WorkflowHandle]:
-    queue = f"can-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[DealWorkflow, InternalApproval, DealProcess, LogistTaskMirror],
-        activities=portal.activities(),
-        workflow_failure_exception_types=[Exception],
-        workflow_runner=workflow_runner(),
-    ):
-        handle = await env.client.start_workflow(
-            DealWorkflow.run,
-            DealInput(deal_id=portal.deal.id, rules=calendar_rules()),
-            id=f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
-            task_queue=queue,
-        )
+    async with deal_running(env, portal) as handle:
         try:
             yield handle
-        finally:
+        finally:  # the held handler's activity lets go before the worker stops
             if portal.request_gate is not None:
                 portal.request_gate.set()
-            with contextlib.suppress(Exception):  # a lost deal has completed
-                await handle.terminate()
 
 
 async def run_length(handle: WorkflowHandle[Any, Any]) -> tuple[str, int]:
