@@ -29,10 +29,11 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
@@ -63,6 +64,7 @@ class Runs:
     events: list[int]  # per run, first to last
     sizes: list[int]  # bytes of each run's history
     kinds: Counter[str]
+    actions: Counter[str]
 
     @property
     def total(self) -> int:
@@ -71,10 +73,11 @@ class Runs:
 
 async def count_runs(client: Client, workflow_id: str, first_run_id: str | None) -> Runs:
     """Events of each run of a workflow, following continue-as-new from its first run."""
-    runs = Runs(workflow_id, [], [], Counter())
+    runs = Runs(workflow_id, [], [], Counter(), Counter())
     run_id = first_run_id
     while True:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        runs.actions.update(billable_actions(history.events, first_run=len(runs.events) == 0))
         runs.events.append(len(history.events))
         runs.sizes.append(sum(event.ByteSize() for event in history.events))
         runs.kinds.update(
@@ -84,6 +87,46 @@ async def count_runs(client: Client, workflow_id: str, first_run_id: str | None)
         if last.event_type != CONTINUED:
             return runs
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+
+
+def billable_actions(events: Sequence[HistoryEvent], first_run: bool) -> Counter[str]:
+    """Temporal Cloud's billable actions of one run, as they show in its history.
+
+    The mapping follows Temporal's "Temporal Cloud Actions" page (temporalio/documentation,
+    docs/evaluate/temporal-cloud/actions.mdx): a start (client, continue-as-new; one for a
+    signal-with-start together with its signal), each signal, each accepted update, each timer,
+    each search-attribute upsert (not `TemporalChangeVersion` alone), each activity attempt, two
+    per child workflow started (its start and its execution — so the child's own first start is
+    not counted again), and the markers of one workflow task as one. Queries and heartbeats are
+    not in the history and are left out, as the Cloud's own estimate leaves them out.
+    """
+    actions: Counter[str] = Counter()
+    signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    signals = [e for e in events if e.event_type == signaled]
+    started = events[0].workflow_execution_started_event_attributes
+    is_child = started.HasField("parent_workflow_execution") and first_run
+    if not is_child:
+        actions["workflow started"] += 1
+    actions["signals"] += len(signals) - (1 if first_run and signals and not is_child else 0)
+    marker_tasks: set[int] = set()
+    for e in events:
+        kind = e.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            actions["updates"] += 1
+        elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
+            actions["timers"] += 1
+        elif kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if set(fields.indexed_fields) - {"TemporalChangeVersion"}:
+                actions["search-attribute upserts"] += 1
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            actions["activity attempts"] += e.activity_task_started_event_attributes.attempt
+        elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            actions["child workflows"] += 2
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            marker_tasks.add(e.marker_recorded_event_attributes.workflow_task_completed_event_id)
+    actions["markers"] += len(marker_tasks)
+    return +actions
 
 
 @contextlib.asynccontextmanager
@@ -157,6 +200,11 @@ async def lifecycle(client: Client) -> None:
     print(f"   {'all together':<44}{'':>5}{total:>8}{total_kb:>7.0f}")
     top = ", ".join(f"{kind.lower()} {n}" for kind, n in runs.kinds.most_common(6))
     print(f"   the deal's events by type: {top}")
+    actions: Counter[str] = Counter()
+    for _, item in rows:
+        actions.update(item.actions)
+    detail = ", ".join(f"{kind} {n}" for kind, n in actions.most_common())
+    print(f"   Temporal actions per lifecycle (Cloud's billing unit): {actions.total()} — {detail}")
 
 
 async def kp_loop(client: Client, rounds: int, suggest_after: int) -> None:
