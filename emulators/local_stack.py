@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from temporalio.client import Client
@@ -241,8 +242,15 @@ async def _serve(stack: contextlib.AsyncExitStack, app: Any, port: int) -> Backg
     return server
 
 
+def deal_list_url(ui_port: int) -> str:
+    """The Web UI's workflow list filtered to the deals; the columns are the browser's choice
+    (the UI keeps "Configure Workflows Table" per browser, no server-side default)."""
+    query = quote('WorkflowType="DealWorkflow"', safe="")
+    return f"http://127.0.0.1:{ui_port}/namespaces/default/workflows?query={query}"
+
+
 def _print_urls(settings: Settings, ports: DevPorts, relay_url: str) -> None:
-    console.print(f"Temporal Web UI:   http://127.0.0.1:{ports.ui}/namespaces/default/workflows")
+    console.print(f"Temporal Web UI:   {deal_list_url(ports.ui)}")
     console.print(f"Temporal gRPC:     {settings.temporal.address}")
     console.print(f"relay:             {relay_url}/bitrix24/events  (health: {relay_url}/healthz)")
     console.print(f"Bitrix24 webhook:  {settings.bitrix24.webhook_url}")
