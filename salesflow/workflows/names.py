@@ -7,6 +7,11 @@ from temporalio.common import SearchAttributeKey
 TASK_QUEUE = "sales-pipeline"
 WORKFLOW_TYPE = "DealWorkflow"
 SIGNAL_BITRIX24_EVENT = "bitrix24_event"
+# Signals the deal's children send back to `DealWorkflow` (by name: the children cannot import
+# the workflow that starts them).
+SIGNAL_APPROVAL_DONE = "approval_done"
+SIGNAL_PROCESS_DONE = "process_done"
+SIGNAL_LOGIST_TASK_DONE = "logist_task_done"
 
 DEAL_ID = SearchAttributeKey.for_int("DealId")
 DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
