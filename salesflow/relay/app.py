@@ -31,14 +31,12 @@ from salesflow.relay.recorder import Recorder
 from salesflow.relay.scan import DealScanner
 from salesflow.store import inbox
 from salesflow.store.db import init_db, ping
+from salesflow.workflows.names import UPDATE_EVENTS
 
 log = logging.getLogger("salesflow.relay")
 
 MAX_BODY_BYTES = 1_000_000
 EVENTS_PATH = "/bitrix24/events"
-
-
-UPDATE_EVENTS = frozenset({"ONCRMDEALUPDATE", "ONTASKUPDATE"})
 
 
 def _error(status: int, detail: str) -> JSONResponse:

@@ -31,16 +31,19 @@ from salesflow.config.snapshot import build_rules
 from salesflow.relay import bitrix24_time
 from salesflow.relay.bitrix24_errors import Bitrix24Verdict, classify
 from salesflow.relay.group_commit import GroupCommit
-from salesflow.relay.observations import DEAL_EVENTS, TASK_EVENTS, is_safety_net
+from salesflow.relay.observations import is_safety_net
 from salesflow.store import inbox, signal_marks
 from salesflow.store.inbox import InboxEvent, InboxStatus, Settlement
 from salesflow.store.signal_marks import NewMark
 from salesflow.workflows.models import Bitrix24Event, DealInput, DealRules
 from salesflow.workflows.names import (
+    DEAL_EVENTS,
     DEAL_ID,
     SIGNAL_BITRIX24_EVENT,
+    TASK_EVENTS,
     WORKFLOW_TYPE,
     deal_workflow_id,
+    in_pipeline,
 )
 
 log = logging.getLogger("salesflow.relay")
@@ -133,7 +136,7 @@ class Forwarder:
         deal = deal if isinstance(deal, dict) else {}
         category = _int(deal.get("CATEGORY_ID"))
         wanted = self.settings.portal.category_id
-        if category != wanted:
+        if not in_pipeline(category, wanted):
             return Outcome(
                 InboxStatus.IGNORED,
                 f"deal {row.entity_id} is in category {category}, not «Продажа» ({wanted})",

@@ -19,15 +19,13 @@ from salesflow.relay import bitrix24_time
 from salesflow.store import inbox, signal_marks
 from salesflow.store.inbox import InboxStatus
 from salesflow.store.signal_marks import DEAL, TASK
+from salesflow.workflows.names import DEAL_EVENTS, TASK_EVENTS  # the events the pipeline uses
 
 SOURCE = "source"
 OFFLINE = "offline"
 SCAN = "scan"
 SCAN_EVENT = "ONCRMDEALUPDATE"
 REOPENED = "seen again; the last signal read the object within the second of this change"
-# The events the pipeline uses (the forwarder acts on these, ignores the rest).
-DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE"})
-TASK_EVENTS = frozenset({"ONTASKADD", "ONTASKUPDATE"})
 # Where each kind of event carries its object's ID (bitrix24.md §7, §9).
 _ID_SECTIONS = ("FIELDS", "FIELDS_AFTER", "FIELDS_BEFORE")
 

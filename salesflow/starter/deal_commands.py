@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -21,11 +21,13 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from salesflow.config.settings import ConfigError, Settings, load_settings
 from salesflow.config.temporal_client import connect
 from salesflow.store import board
 from salesflow.store.db import init_db, make_engine
+from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import (
     AcceptLead,
     ApprovalDecision,
@@ -47,6 +49,7 @@ app = typer.Typer(
 )
 console = Console(soft_wrap=True)  # whole lines when output goes to a file
 COMMAND_TIMEOUT = 30.0
+M = TypeVar("M", bound=BaseModel)
 
 
 def _fail(message: str) -> None:
@@ -78,21 +81,6 @@ def _run(action: Callable[[Client], Awaitable[Any]]) -> Any:
     return asyncio.run(go())
 
 
-# Updates after which the workflow's main loop moves the deal on by itself (the reply comes
-# from the handler, before the loop has taken the step).
-MOVING_UPDATES = frozenset(
-    {
-        "accept_lead",
-        "reject_lead",
-        "kp_feedback",
-        "approval_decision",
-        "lose_deal",
-    }
-)
-MOVE_POLLS = 12
-MOVE_POLL_INTERVAL = 0.25
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What a command found: the deal's state, the stage before the command, whether it ended."""
@@ -113,7 +101,7 @@ async def finished_deal(handle: WorkflowHandle[Any, Any]) -> Outcome | None:
         raise
     if description.status in (None, WorkflowExecutionStatus.RUNNING):
         return None
-    view = await handle.query("state", result_type=DealView)
+    view = await handle.query(DealWorkflow.state)
     return Outcome(view=view, closed=description.status.name)
 
 
@@ -127,27 +115,17 @@ async def _finished_or_raise(handle: WorkflowHandle[Any, Any], err: RPCError) ->
 
 
 async def send_update(
-    handle: WorkflowHandle[Any, Any], name: str, payload: BaseModel, target: str | None = None
+    handle: WorkflowHandle[Any, Any],
+    update: UpdateMethodMultiParam[[DealWorkflow, M], DealView],
+    payload: M,
 ) -> Outcome:
-    """Send the update; for one after which the deal moves on, wait (briefly) until it has."""
+    """Send the update; its reply is the deal after the step the update makes it take (the
+    workflow waits for that step, briefly), or the deal closed meanwhile."""
     try:
-        before = (await handle.query("state", result_type=DealView)).stage
-        view = await handle.execute_update(name, payload, result_type=DealView)
+        before = (await handle.query(DealWorkflow.state)).stage
+        view = await handle.execute_update(update, payload)
     except RPCError as err:
         return await _finished_or_raise(handle, err)
-    if name in MOVING_UPDATES or target is not None:
-        for _ in range(MOVE_POLLS):
-            if view.stage != before and (target is None or view.stage == target):
-                break
-            await asyncio.sleep(MOVE_POLL_INTERVAL)
-            try:
-                view = await handle.query("state", result_type=DealView)
-            except RPCError as err:  # the update ended the deal
-                return await _finished_or_raise(handle, err)
-        else:
-            outcome = await finished_deal(handle)
-            if outcome is not None:
-                return Outcome(view=outcome.view, before=before, closed=outcome.closed)
     return Outcome(view=view, before=before)
 
 
@@ -168,10 +146,15 @@ def update_reply(deal_id: int, outcome: Outcome, target: str | None = None) -> s
     return f"deal {deal_id}: stage [bold]{view.stage}[/bold]"
 
 
-def _update(deal_id: int, name: str, payload: BaseModel, target: str | None = None) -> None:
+def _update(
+    deal_id: int,
+    update: UpdateMethodMultiParam[[DealWorkflow, M], DealView],
+    payload: M,
+    target: str | None = None,
+) -> None:
     async def action(client: Client) -> Outcome:
         handle = client.get_workflow_handle(deal_workflow_id(deal_id))
-        return await send_update(handle, name, payload, target)
+        return await send_update(handle, update, payload)
 
     outcome: Outcome = _run(action)
     console.print(update_reply(deal_id, outcome, target))
@@ -194,7 +177,7 @@ def format_when(moment: datetime | None, timezone: str) -> str:
     return f"{local:%d.%m.%Y %H:%M} {timezone}"
 
 
-def _model(factory: Callable[[], BaseModel]) -> BaseModel:
+def _model(factory: Callable[[], M]) -> M:
     try:
         return factory()
     except ValidationError as err:
@@ -206,13 +189,13 @@ def _model(factory: Callable[[], BaseModel]) -> BaseModel:
 @app.command()
 def accept(deal_id: int, manager: int = typer.Option(..., help="Bitrix24 user ID")) -> None:
     """Take the lead into work (R-NEW-2/3): the manager becomes responsible."""
-    _update(deal_id, "accept_lead", _model(lambda: AcceptLead(manager_id=manager)))
+    _update(deal_id, DealWorkflow.accept_lead, _model(lambda: AcceptLead(manager_id=manager)))
 
 
 @app.command()
 def reject(deal_id: int, reason: str = typer.Option(..., help="why the lead is rejected")) -> None:
     """Reject the lead with a reason (R-NEW-2)."""
-    _update(deal_id, "reject_lead", _model(lambda: RejectLead(reason=reason)))
+    _update(deal_id, DealWorkflow.reject_lead, _model(lambda: RejectLead(reason=reason)))
 
 
 @app.command()
@@ -226,7 +209,7 @@ def lose(
     """Lose the deal at any stage (R-LOSE-1, R-X8)."""
     _update(
         deal_id,
-        "lose_deal",
+        DealWorkflow.lose_deal,
         _model(lambda: LoseDeal.model_validate({"reason": reason, "comment": comment or None})),
     )
 
@@ -239,7 +222,9 @@ def kp_feedback(
 ) -> None:
     """The client's answer on the КП (R-KP-4): not agreed starts another round."""
     _update(
-        deal_id, "kp_feedback", _model(lambda: KpFeedback(agreed=agreed, comment=comment or None))
+        deal_id,
+        DealWorkflow.kp_feedback,
+        _model(lambda: KpFeedback(agreed=agreed, comment=comment or None)),
     )
 
 
@@ -252,7 +237,7 @@ def approval(
     """The internal approval of the invoice/contract (R-KP-6/7), as «Согласование» would."""
     _update(
         deal_id,
-        "approval_decision",
+        DealWorkflow.approval_decision,
         _model(lambda: ApprovalDecision(approved=approved, comment=comment or None)),
     )
 
@@ -267,7 +252,7 @@ def pay(
     """Record a payment (R-INV-3, R-PS-1)."""
     _update(
         deal_id,
-        "record_payment",
+        DealWorkflow.record_payment,
         _model(
             lambda: RecordPayment.model_validate(
                 {"amount": amount, "paid_on": paid_on, "source": source}
@@ -290,7 +275,7 @@ def schedule(
         parsed.append({"percent": percent, "due": due})
     _update(
         deal_id,
-        "set_payment_schedule",
+        DealWorkflow.set_payment_schedule,
         _model(lambda: PaymentSchedule.model_validate({"tranches": parsed})),
     )
 
@@ -308,7 +293,7 @@ def request_tasks(
     """Ask services for tasks (R-X6); logistics is mirrored into 1C."""
     _update(
         deal_id,
-        "request_tasks",
+        DealWorkflow.request_tasks,
         _model(
             lambda: RequestTasks(
                 engineers=engineers,
@@ -327,14 +312,20 @@ def process(
     deal_id: int, kind: str = typer.Argument(..., help="import_order|production|purchasing")
 ) -> None:
     """Start a tracked sub-process (R-X7)."""
-    _update(deal_id, "start_process", _model(lambda: StartProcess.model_validate({"kind": kind})))
+    _update(
+        deal_id,
+        DealWorkflow.start_process,
+        _model(lambda: StartProcess.model_validate({"kind": kind})),
+    )
 
 
 @app.command()
 def signed(deal_id: int, kind: str = typer.Argument(..., help="act|upd|invoice|contract")) -> None:
     """A document was signed by the client (R-SH-3, R-INV-F)."""
     _update(
-        deal_id, "documents_signed", _model(lambda: DocumentsSigned.model_validate({"kind": kind}))
+        deal_id,
+        DealWorkflow.documents_signed,
+        _model(lambda: DocumentsSigned.model_validate({"kind": kind})),
     )
 
 
@@ -343,7 +334,7 @@ def move(deal_id: int, to: str = typer.Argument(..., help="stage code, e.g. KP")
     """Move the deal as a person would in Bitrix24; required fields are checked (R-X3)."""
     _update(
         deal_id,
-        "move_stage",
+        DealWorkflow.move_stage,
         _model(lambda: MoveStage.model_validate({"to": to.upper()})),
         target=to.upper(),
     )
@@ -358,7 +349,7 @@ def status(deal_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
         finished = await finished_deal(handle)
         if finished is not None:
             return finished
-        return Outcome(view=await handle.query("state", result_type=DealView))
+        return Outcome(view=await handle.query(DealWorkflow.state))
 
     outcome: Outcome = _run(action)
     view = outcome.view

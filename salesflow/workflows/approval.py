@@ -9,18 +9,19 @@ deal's continue-as-new.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from salesflow.workflows.deal_effects import ACTIVITY_TIMEOUT, RETRY
+    from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.models import (
         ApprovalDecision,
         ApprovalInput,
         ApprovalItemStage,
         ApprovalResult,
     )
+    from salesflow.workflows.names import SIGNAL_APPROVAL_DONE
 
 
 @workflow.defn(name="InternalApproval")
@@ -36,7 +37,7 @@ class InternalApproval:
 
     @workflow.run
     async def run(self, inp: ApprovalInput) -> ApprovalResult:
-        item_id: int = await self._call("create_approval_item", inp.item, int)
+        item_id = await call(act.create_approval_item, inp.item)
         rules = inp.rules
         result: ApprovalResult | None = None
         while result is None:
@@ -47,12 +48,11 @@ class InternalApproval:
                     timeout_summary="poll the «Согласование» item",
                 )
             except TimeoutError:
-                stage: str = await self._call(
-                    "read_approval_item_stage",
+                stage = await call(
+                    act.read_approval_item_stage,
                     ApprovalItemStage(
                         entity_type_id=rules.entity_type_id, item_id=item_id, stage_id=""
                     ),
-                    str,
                 )
                 if stage in (rules.stage_approved, rules.stage_rejected):
                     result = ApprovalResult(
@@ -65,26 +65,15 @@ class InternalApproval:
             decision = self.decision
             assert decision is not None
             target = rules.stage_approved if decision.approved else rules.stage_rejected
-            await self._call(
-                "set_approval_item_stage",
+            await call(
+                act.set_approval_item_stage,
                 ApprovalItemStage(
                     entity_type_id=rules.entity_type_id, item_id=item_id, stage_id=target
                 ),
-                None,
             )
             result = ApprovalResult(
                 key=inp.key, approved=decision.approved, comment=decision.comment, item_id=item_id
             )
         parent = workflow.get_external_workflow_handle(inp.parent_id)
-        await parent.signal("approval_done", result)
+        await parent.signal(SIGNAL_APPROVAL_DONE, result)
         return result
-
-    async def _call(self, name: str, arg: object, result_type: type | None) -> Any:
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary=name,
-        )

@@ -1,27 +1,30 @@
 """The machinery under `DealWorkflow`: waiting, reconciling people's moves, stage bookkeeping,
 and side effects that run once per purpose (each with an idempotency key `deal:<id>:<purpose>`).
+
+`DealEffects` works on the deal's `DealState` (shared with the workflow, which holds one
+`DealEffects`); stage methods end by returning a `Transition`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
+    from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.models import (
         STAGE_ORDER,
         ClientMessageRequest,
         Deadline,
-        DealInput,
         DealRules,
-        DealSnapshot,
         DealState,
         DealUpdateRequest,
         DealView,
@@ -29,39 +32,48 @@ with workflow.unsafe.imports_passed_through():
         LoseDeal,
         NotifyRequest,
         OpenTask,
+        Stage,
         TaskRequest,
-        TimelineCommentRequest,
     )
-    from salesflow.workflows.names import DEAL_AMOUNT, DEAL_ID, DEAL_OVERDUE, DEAL_STAGE
+    from salesflow.workflows.names import (
+        DEAL_AMOUNT,
+        DEAL_EVENTS,
+        DEAL_ID,
+        DEAL_OVERDUE,
+        DEAL_STAGE,
+        ONTASKUPDATE,
+        TASK_COMPLETED,
+    )
     from salesflow.workflows.outage import run_with_outage_watch
 
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-)
-DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE"})
-TASK_EVENTS = frozenset({"ONTASKUPDATE"})
-TASK_COMPLETED = "5"
 PERSON_MOVE = "moved by a person in Bitrix24"
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
 
+A = TypeVar("A")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """How a stage ends: the stage to enter and why (the cause goes into the deal's history).
+    `to` equal to the current stage means: run the stage again."""
+
+    to: Stage
+    cause: str = ""
+
 
 class DealEffects:
-    rules: DealRules
-    s: DealState
-    lose: LoseDeal | None
-    moved_to: str | None
-    _pending_cause: str
-    _seen_events: set[tuple[str, int, int]]
+    def __init__(self, rules: DealRules, state: DealState, on_change: Callable[[], None]) -> None:
+        self.rules = rules
+        self.s = state
+        self._on_change = on_change  # the deal's details changed (the board follows)
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
-    async def _wait(self, done: Callable[[], bool], until: datetime | None = None) -> bool:
+    async def wait(self, done: Callable[[], bool], until: datetime | None = None) -> bool:
         """Wait for `done`, a loss, or a move by a person; False when `until` passes first."""
         while True:
-            if done() or self._interrupted():
+            if done() or self.interrupted():
                 return True
             timeout = None
             if until is not None:
@@ -70,7 +82,7 @@ class DealEffects:
                     return False
             try:
                 await workflow.wait_condition(
-                    lambda: done() or self._interrupted() or bool(self.s.pending_events),
+                    lambda: done() or self.interrupted() or bool(self.s.pending_events),
                     timeout=timeout,
                     timeout_summary="stage deadline",
                 )
@@ -79,277 +91,266 @@ class DealEffects:
             if self.s.pending_events:
                 await self._reconcile_pending()
 
-    async def _wait_or_remind(
+    async def wait_or_remind(
         self, done: Callable[[], bool], until: datetime, name: str, what: str
     ) -> bool:
         """Wait for `done`; when `until` passes, tell the responsible and the РОП once (R-X4),
         then keep waiting. False only when interrupted before `done`."""
-        if not await self._wait(done, until=until):
-            await self._deadline_missed(name, what, until)
-            await self._wait(done)
-        self._clear_deadline(name)
+        if not await self.wait(done, until=until):
+            await self.deadline_missed(name, what, until)
+            await self.wait(done)
+        self.clear_deadline(name)
         return done()
 
-    def _interrupted(self) -> bool:
-        return self.lose is not None or self.moved_to is not None
+    def interrupted(self) -> bool:
+        return self.s.intents.lose is not None or self.s.intents.moved_to is not None
 
     async def _reconcile_pending(self) -> None:
         """Take every event that has arrived: changed tasks are re-read once each, and the deal
         once for all its events (Bitrix24 events carry only IDs)."""
         events, self.s.pending_events = self.s.pending_events, []
-        for task_id in dict.fromkeys(e.entity_id for e in events if e.event in TASK_EVENTS):
+        for task_id in dict.fromkeys(e.entity_id for e in events if e.event == ONTASKUPDATE):
             await self._reconcile_task(task_id)
         if any(e.event in DEAL_EVENTS for e in events):
             await self._reconcile_deal()
 
     async def _reconcile_deal(self) -> None:
         """The deal changed in Bitrix24: re-read it and follow a stage move made by a person."""
-        await self._refresh_deal()
+        await self.refresh_deal()
         deal = self.s.deal
         assert deal is not None
-        seen = self.rules.stage_code(deal.stage_id)
-        if seen is None or seen == self.s.stage or self.moved_to is not None:
+        seen = self.stage_of(deal.stage_id)
+        intents = self.s.intents
+        if seen is None or seen == self.s.stage or intents.moved_to is not None:
             return
-        if seen == "LOSE":
+        if seen == Stage.LOSE:
             reason_ids = {v: k for k, v in self.rules.enums["loss_reason"].items()}
             raw = deal.fields.get(self.rules.fields["loss_reason"])
             reason = "OTHER"
             if isinstance(raw, str) and raw.isdigit():
                 reason = reason_ids.get(int(raw), "OTHER")
             comment = deal.fields.get(self.rules.fields["loss_comment"])
-            self.lose = LoseDeal.model_construct(
+            intents.lose = LoseDeal.model_construct(
                 # The code is a key of the config's enums.loss_reason, not checked against
                 # LoseDeal's codes (model_construct does not validate).
                 reason=reason,  # type: ignore[arg-type]
                 comment=str(comment or "moved to LOSE in Bitrix24"),
             )
             return
-        missing = self._missing_for_move(seen)
+        missing = self.missing_for_move(seen)
         if missing:
             await self._refuse_move(seen, missing)
             return
-        self.moved_to = seen
+        intents.moved_to = seen
 
     async def _reconcile_task(self, task_id: int) -> None:
         if not any(t.task_id == task_id for t in self.s.open_tasks):
             return
-        status: str = await self._activity("read_task_status", task_id, str)
+        status = await call(act.read_task_status, task_id)
         if status == TASK_COMPLETED:
             self.s.open_tasks = [t for t in self.s.open_tasks if t.task_id != task_id]
-            self._record(self.s.stage, f"task {task_id} completed in Bitrix24")
+            self.record(self.s.stage, f"task {task_id} completed in Bitrix24")
+
+    def stage_of(self, status_id: str) -> Stage | None:
+        """The pipeline stage of a Bitrix24 STAGE_ID (None: not one of the pipeline's)."""
+        code = self.rules.stage_code(status_id)
+        return Stage(code) if code is not None and code in Stage.__members__ else None
 
     def _is_forward(self, target: str) -> bool:
-        if target == "WON":
+        if target == Stage.WON:
             return True
         order = list(STAGE_ORDER)
-        return target in order and order.index(target) > order.index(self.s.stage)
+        return target in order and order.index(Stage(target)) > order.index(self.s.stage)
 
-    def _missing_for_move(self, target: str) -> list[str]:
+    def missing_for_move(self, target: str) -> list[str]:
         """R-X3: the required fields of the stage being left, when moving forward."""
         if not self._is_forward(target) or self.s.deal is None:
             return []
         missing = R.missing_fields(
             self.s.stage, self.s.deal.fields, self.rules, self.s.document_set
         )
-        if self.s.stage == "LAUNCH" and not self.s.payment_schedule:
+        if self.s.stage == Stage.LAUNCH and not self.s.payment_schedule:
             missing.append("График оплаты")
         return missing
 
     async def _refuse_move(self, target: str, missing: list[str]) -> None:
         """R-X3: return the deal to its stage and tell the person which fields are empty."""
-        round_no = self._bump("refused_move")
-        await self._update_deal({"STAGE_ID": self.rules.stages[self.s.stage]})
-        await self._notify(
+        round_no = self.bump("refused_move")
+        await self.update_deal({"STAGE_ID": self.rules.stages[self.s.stage]})
+        await self.notify(
             f"refused_move:{round_no}",
-            [self.s.manager_id or self.rules.people.rop],
+            [self.responsible()],
             "notify_missing_fields",
             fields=", ".join(missing),
         )
-        self._record(self.s.stage, f"move to {target} refused: empty {', '.join(missing)}")
+        self.record(self.s.stage, f"move to {target} refused: empty {', '.join(missing)}")
 
-    async def _advance(self, target: str, cause: str) -> str:
+    async def advance(self, target: Stage, cause: str) -> Transition:
         """The automation moves on only when the stage's required fields are filled (R-X3);
         until then the manager is told which are empty, and the deal waits for them."""
         while True:
-            await self._refresh_deal()
+            await self.refresh_deal()
             assert self.s.deal is not None
             missing = R.missing_fields(
                 self.s.stage, self.s.deal.fields, self.rules, self.s.document_set
             )
             if not missing:
-                return self._cause(target, cause)
+                return Transition(target, cause)
             listed = ", ".join(missing)
-            await self._notify(
+            await self.notify(
                 f"blocked:{self.s.stage}:{listed}",
-                [self.s.manager_id or self.rules.people.rop],
+                [self.responsible()],
                 "notify_missing_fields",
                 fields=listed,
             )
-            self._record(self.s.stage, f"waiting for {listed} before {target}")
+            self.record(self.s.stage, f"waiting for {listed} before {target}")
             reads = self.s.counters.get("deal_reads", 0)
 
             def reread(r: int = reads) -> bool:
                 return self.s.counters.get("deal_reads", 0) > r
 
-            await self._wait(reread)
-            if self._interrupted():
-                return self._take_move()
+            await self.wait(reread)
+            if self.interrupted():
+                return self.take_move()
 
-    def _take_move(self) -> str:
-        if self.lose is not None:
-            return "LOSE"
-        target = self.moved_to or self.s.stage
-        self.moved_to = None
-        if self.s.manager_id is None and self.s.deal is not None and target != "NEW":
+    def take_move(self) -> Transition:
+        """Where people sent the deal: lost, moved by a person, or (neither) its stage again."""
+        intents = self.s.intents
+        if intents.lose is not None:
+            return Transition(Stage.LOSE)
+        target = Stage(intents.moved_to) if intents.moved_to else self.s.stage
+        intents.moved_to = None
+        if self.s.manager_id is None and self.s.deal is not None and target != Stage.NEW:
             self.s.manager_id = self.s.deal.assigned_by_id or None
-        self._pending_cause = PERSON_MOVE
-        return target
+        return Transition(target, PERSON_MOVE)
 
     # ---- stage bookkeeping ---------------------------------------------------------------
 
-    def _cause(self, stage: str, cause: str) -> str:
-        self._pending_cause = cause
-        return stage
-
-    async def _move(self, stage: str) -> None:
-        if stage == "LOSE" and self.lose is not None and self._pending_cause in ("", PERSON_MOVE):
-            self._pending_cause = f"lost: {self.lose.reason}"
-        cause = self._pending_cause or "automation"
-        self._pending_cause = ""
+    async def move(self, transition: Transition) -> None:
+        stage, cause = transition.to, transition.cause
+        lose = self.s.intents.lose
+        if stage == Stage.LOSE and lose is not None and cause in ("", PERSON_MOVE):
+            cause = f"lost: {lose.reason}"
+        cause = cause or "automation"
         if stage == self.s.stage:
             return
         in_bitrix = self.s.deal is not None and self.s.deal.stage_id == self.rules.stages[stage]
         if not in_bitrix:
-            await self._update_deal({"STAGE_ID": self.rules.stages[stage]})
-        self._enter(stage, cause, now=workflow.now())
+            await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
+        self.enter(stage, cause, now=workflow.now())
 
-    def _enter(self, stage: str, cause: str, now: datetime) -> None:
+    def enter(self, stage: Stage, cause: str, now: datetime) -> None:
         self.s.stage = stage
         self.s.stage_entered_at = now
         self.s.deadlines = []
-        self._record(stage, cause)
+        self.record(stage, cause)
         workflow.upsert_search_attributes(
             [
                 DEAL_ID.value_set(self.s.deal_id),
-                DEAL_STAGE.value_set(stage),
-                DEAL_OVERDUE.value_set(self._any_overdue()),
+                DEAL_STAGE.value_set(stage.value),
+                DEAL_OVERDUE.value_set(self.any_overdue()),
             ]
         )
-        self._details()
+        self.details()
 
-    def _record(self, stage: str, cause: str) -> None:
+    def record(self, stage: str, cause: str) -> None:
         self.s.history.append(HistoryEntry(at=workflow.now(), stage=stage, cause=cause))
 
-    def _entered_at(self) -> datetime:
+    def entered_at(self) -> datetime:
         return self.s.stage_entered_at or workflow.now()
 
-    def _set_deadline(self, name: str, due: datetime) -> None:
-        self._clear_deadline(name)
+    def set_deadline(self, name: str, due: datetime) -> None:
+        self.clear_deadline(name)
         self.s.deadlines.append(Deadline(name=name, due=due))
-        self._details()
+        self.details()
 
-    def _clear_deadline(self, name: str) -> None:
+    def clear_deadline(self, name: str) -> None:
         self.s.deadlines = [d for d in self.s.deadlines if d.name != name]
-        self._sync_overdue()
+        self.sync_overdue()
 
-    def _any_overdue(self) -> bool:
+    def any_overdue(self) -> bool:
         return any(d.overdue for d in self.s.deadlines) or any(
             t.state == "overdue" for t in self.s.payment_schedule
         )
 
-    def _sync_overdue(self) -> None:
-        overdue = self._any_overdue()
+    def sync_overdue(self) -> None:
+        overdue = self.any_overdue()
         if workflow.info().typed_search_attributes.get(DEAL_OVERDUE) != overdue:
             workflow.upsert_search_attributes([DEAL_OVERDUE.value_set(overdue)])
-        self._details()
+        self.details()
 
-    def _mark_overdue(self, name: str) -> None:
+    def mark_overdue(self, name: str) -> None:
         for deadline in self.s.deadlines:
             if deadline.name == name:
                 deadline.overdue = True
-        self._sync_overdue()
+        self.sync_overdue()
 
-    async def _deadline_missed(self, name: str, what: str, due: datetime) -> None:
+    async def deadline_missed(self, name: str, what: str, due: datetime) -> None:
         """R-X4: the responsible is told and the РОП gets the escalation, once each."""
-        self._mark_overdue(name)
-        manager = self.s.manager_id
-        await self._notify(
+        self.mark_overdue(name)
+        await self.notify(
             f"{name}:overdue",
-            [manager] if manager else [self.rules.people.rop],
+            [self.responsible()],
             "notify_deadline_missed",
             what=what,
-            deadline=self._local(due),
+            deadline=self.local(due),
         )
-        await self._notify(
+        await self.notify(
             f"{name}:overdue:rop",
             [self.rules.people.rop],
             "notify_deadline_missed_rop",
             what=what,
-            manager=str(manager or "—"),
+            manager=str(self.s.manager_id or "—"),
         )
 
-    def _details(self) -> None:
+    def details(self) -> None:
         lines = [f"**Stage:** {self.s.stage}"]
         if self.s.manager_id:
             lines.append(f"**Manager:** {self.s.manager_id}")
         for d in self.s.deadlines:
             flag = " — **overdue**" if d.overdue else ""
-            lines.append(f"**{d.name}:** {self._local(d.due)}{flag}")
+            lines.append(f"**{d.name}:** {self.local(d.due)}{flag}")
         for t in self.s.payment_schedule:
             lines.append(f"**Tranche {t.number}:** {t.percent:g}% by {t.due} — {t.state}")
         workflow.set_current_details("\n\n".join(lines))
+        self._on_change()
 
-    def _bump(self, counter: str) -> int:
+    def bump(self, counter: str) -> int:
         self.s.counters[counter] = self.s.counters.get(counter, 0) + 1
         return self.s.counters[counter]
 
-    def _continue_as_new_if_suggested(self) -> None:
-        if workflow.info().is_continue_as_new_suggested():
-            workflow.continue_as_new(
-                DealInput(deal_id=self.s.deal_id, rules=self.rules, state=self.s)
-            )
-
     # ---- side effects (activities) -------------------------------------------------------
 
-    def _key(self, purpose: str) -> str:
+    def key(self, purpose: str) -> str:
         return f"deal:{self.s.deal_id}:{purpose}"
 
-    async def _activity(self, name: str, arg: Any, result_type: type | None = None) -> Any:
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary=name,
-        )
-
-    async def _once(
-        self, purpose: str, name: str, arg: Any, result_type: type | None = None
-    ) -> Any:
-        """Run a side effect once per purpose; a failure it cannot retry is told to the РОП."""
+    async def once(
+        self, purpose: str, activity_fn: Callable[[A], Awaitable[T]], arg: A
+    ) -> T | None:
+        """Run a side effect once per purpose; a failure it cannot retry is told to the РОП.
+        None when it ran before (or failed for good)."""
         if purpose in self.s.done:
             return None
         try:
-            result = await self._activity(name, arg, result_type)
+            result = await call(activity_fn, arg)
         except ActivityError as err:
-            await self._report_failure(purpose, err)
+            await self.report_failure(purpose, err)
             return None
         self.s.done.append(purpose)
         return result
 
-    async def _onec_once(
-        self, purpose: str, name: str, arg: Any, result_type: type | None = None
-    ) -> Any:
+    async def onec_once(
+        self, purpose: str, activity_fn: Callable[[A], Awaitable[T]], arg: A
+    ) -> T | None:
         """A 1C side effect: retried while 1C is down; the manager hears of a long outage once."""
         if purpose in self.s.done:
             return None
         minutes = self.rules.onec_outage_notify_minutes
 
         async def tell() -> None:
-            await self._notify(
+            await self.notify(
                 f"onec_outage:{purpose}",
-                [self.s.manager_id or self.rules.people.rop],
+                [self.responsible()],
                 "notify_onec_outage",
                 minutes=str(minutes),
                 step=purpose,
@@ -357,48 +358,44 @@ class DealEffects:
 
         try:
             result = await run_with_outage_watch(
-                name,
-                arg,
-                notify=tell,
-                after=timedelta(minutes=minutes),
-                result_type=result_type,
+                activity_fn, arg, notify=tell, after=timedelta(minutes=minutes)
             )
         except ActivityError as err:
-            await self._report_failure(purpose, err)
+            await self.report_failure(purpose, err)
             return None
         self.s.done.append(purpose)
         return result
 
-    async def _report_failure(self, purpose: str, err: ActivityError) -> None:
+    async def report_failure(self, purpose: str, err: ActivityError) -> None:
         """Record a step that failed for good and tell the РОП; a cancelled step (the deal
         closed under it) is passed on as a cancellation instead."""
         if is_cancelled_exception(err) and workflow.patched(CANCEL_IS_NOT_FAILURE):
             raise asyncio.CancelledError(purpose) from err
         cause = err.cause
         text = str(cause.message if isinstance(cause, ApplicationError) else cause or err)
-        self._record(self.s.stage, f"{purpose} failed: {text}")
+        self.record(self.s.stage, f"{purpose} failed: {text}")
         if purpose.startswith("failure:"):
             return
-        await self._once(
+        await self.once(
             f"failure:{purpose}",
-            "notify_users",
+            act.notify_users,
             NotifyRequest(
-                key=self._key(f"failure:{purpose}"),
+                key=self.key(f"failure:{purpose}"),
                 user_ids=[self.rules.people.rop],
                 message=f"salesflow: сделка №{self.s.deal_id}: шаг «{purpose}» не выполнен: {text}",
             ),
         )
 
-    async def _notify(self, purpose: str, users: list[int], template: str, **values: Any) -> None:
-        await self._once(
+    async def notify(self, purpose: str, users: list[int], template: str, **values: Any) -> None:
+        await self.once(
             purpose,
-            "notify_users",
+            act.notify_users,
             NotifyRequest(
-                key=self._key(purpose), user_ids=users, message=self._text(template, **values)
+                key=self.key(purpose), user_ids=users, message=self.text(template, **values)
             ),
         )
 
-    async def _task(
+    async def task(
         self,
         purpose: str,
         title_template: str,
@@ -408,26 +405,25 @@ class DealEffects:
         **values: Any,
     ) -> int | None:
         """R-X1: responsible = manager, creator = РОП, linked to the deal, unless told otherwise."""
-        title = self._text(title_template, **values)
-        responsible_id = responsible or self.s.manager_id or self.rules.people.rop
-        task_id = await self._once(
+        title = self.text(title_template, **values)
+        responsible_id = responsible or self.responsible()
+        task_id: int | None = await self.once(
             purpose,
-            "create_task",
+            act.create_task,
             TaskRequest(
-                key=self._key(purpose),
+                key=self.key(purpose),
                 deal_id=self.s.deal_id,
                 title=title,
-                description=self._text("task_description"),
+                description=self.text("task_description"),
                 responsible_id=responsible_id,
                 created_by=created_by or self.rules.people.rop,
                 deadline=deadline,
             ),
-            int,
         )
         if task_id:
             self.s.open_tasks.append(
                 OpenTask(
-                    key=self._key(purpose),
+                    key=self.key(purpose),
                     task_id=task_id,
                     title=title,
                     responsible_id=responsible_id,
@@ -436,24 +432,22 @@ class DealEffects:
             )
         return task_id
 
-    async def _client_message(self, purpose: str, template: str) -> None:
+    async def client_message(self, purpose: str, template: str) -> None:
         """A message to the client (R-IW-1, R-X5, R-WON-1) signed with the manager's card."""
-        await self._once(
+        await self.once(
             purpose,
-            "send_client_message",
+            act.send_client_message,
             ClientMessageRequest(
-                key=self._key(purpose),
+                key=self.key(purpose),
                 deal_id=self.s.deal_id,
                 manager_id=self.s.manager_id,
-                subject=self._text("client_subject"),
+                subject=self.text("client_subject"),
                 template=self.rules.templates[template],
             ),
         )
 
-    async def _update_deal(self, fields: dict[str, Any]) -> None:
-        await self._activity(
-            "update_deal", DealUpdateRequest(deal_id=self.s.deal_id, fields=fields)
-        )
+    async def update_deal(self, fields: dict[str, Any]) -> None:
+        await call(act.update_deal, DealUpdateRequest(deal_id=self.s.deal_id, fields=fields))
         if self.s.deal is not None:
             for name, value in fields.items():
                 if name == "STAGE_ID":
@@ -463,37 +457,37 @@ class DealEffects:
                 else:
                     self.s.deal.fields[name] = None if value is None else str(value)
 
-    async def _set_fields_once(self, purpose: str, fields: dict[str, Any]) -> None:
+    async def set_fields_once(self, purpose: str, fields: dict[str, Any]) -> None:
         if purpose in self.s.done:
             return
-        await self._update_deal(fields)
+        await self.update_deal(fields)
         self.s.done.append(purpose)
 
-    async def _refresh_deal(self) -> None:
-        deal: DealSnapshot = await self._activity("fetch_deal", self.s.deal_id, DealSnapshot)
+    async def refresh_deal(self) -> None:
+        deal = await call(act.fetch_deal, self.s.deal_id)
         self.s.deal = deal
-        self._bump("deal_reads")
-        if self.s.manager_id is None and self.s.stage != "NEW" and deal.assigned_by_id:
+        self.bump("deal_reads")
+        if self.s.manager_id is None and self.s.stage != Stage.NEW and deal.assigned_by_id:
             self.s.manager_id = deal.assigned_by_id
         if workflow.info().typed_search_attributes.get(DEAL_AMOUNT) != deal.amount:
             workflow.upsert_search_attributes([DEAL_AMOUNT.value_set(deal.amount)])
 
-    async def _comment(self, purpose: str, text: str) -> None:
-        await self._once(
-            purpose,
-            "add_timeline_comment",
-            TimelineCommentRequest(key=self._key(purpose), deal_id=self.s.deal_id, text=text),
-        )
-
     # ---- small helpers -------------------------------------------------------------------
 
-    def _field(self, name: str) -> str:
+    def responsible(self) -> int:
+        """Who hears about the deal: its manager, or the РОП while it has none."""
+        return self.s.manager_id or self.rules.people.rop
+
+    def amount(self) -> float:
+        return self.s.deal.amount if self.s.deal else 0.0
+
+    def field(self, name: str) -> str:
         if self.s.deal is None:
             return ""
         value = self.s.deal.fields.get(self.rules.fields[name])
         return "" if value is None else str(value)
 
-    def _text(self, template: str, **values: Any) -> str:
+    def text(self, template: str, **values: Any) -> str:
         deal = self.s.deal
         return R.render(
             self.rules.templates[template],
@@ -502,22 +496,22 @@ class DealEffects:
             **values,
         )
 
-    def _local(self, moment: datetime) -> str:
+    def local(self, moment: datetime) -> str:
         return R.local_text(moment, self.rules.timezone)
 
-    def _today(self) -> date:
+    def today(self) -> date:
         return R.local_day(workflow.now(), self.rules.timezone)
 
-    def _end_of_working_day(self, day: date) -> datetime:
+    def end_of_working_day(self, day: date) -> datetime:
         hours, minutes = (int(x) for x in self.rules.work_end.split(":"))
         return R.local_moment(day, time(hours, minutes), self.rules.timezone)
 
-    def _require_stage(self, update: str, *stages: str) -> None:
+    def require_stage(self, update: str, *stages: Stage) -> None:
         if self.s.stage not in stages:
             allowed = ", ".join(stages)
             raise ValueError(f"{update} is allowed at {allowed}; the deal is at {self.s.stage}")
 
-    def _view(self) -> DealView:
+    def view(self) -> DealView:
         deal = self.s.deal
         return DealView(
             deal_id=self.s.deal_id,

@@ -7,7 +7,6 @@ a comment, executed → completed. It returns when 1C says executed.
 
 No comment is written twice: the lines already mirrored travel in `MirrorProgress`
 through continue-as-new, and the activity also skips texts the task already has.
-A `poll_now` signal (e.g. on a Bitrix24 task event) cuts the current wait short.
 Outages of 1C or Bitrix24 are retried without end (`ONEC_RETRY`); a permanent failure —
 the 1C task cannot be created or is gone — is reported to the parent (`error`) and fails
 the mirror; a Bitrix24 task that is gone only stops the reflecting, 1C is still followed.
@@ -15,34 +14,25 @@ the mirror; a Bitrix24 task that is gone only stops the reflecting, 1C is still 
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from salesflow.workflows import activity_stubs as act
     from salesflow.workflows.onec_models import (
-        CREATE_ONEC_TASK,
         LOGIST_TASK_MIRROR,
-        READ_ONEC_TASK,
-        REFLECT_TASK_PROGRESS,
         CreateOneCTaskRequest,
         LogistMirrorInput,
         LogistMirrorResult,
         MirrorProgress,
         OneCTaskStatus,
         ReflectProgressRequest,
-        ReflectProgressResult,
     )
     from salesflow.workflows.outage import ONEC_RETRY, ONEC_TIMEOUT
 
 BITRIX24_TIMEOUT = timedelta(seconds=60)
-
-
-def logist_mirror_id(deal_id: int, bitrix_task_id: int) -> str:
-    """Workflow ID of the mirror of one Bitrix24 task of a deal."""
-    return f"deal-{deal_id}-logist-task-{bitrix_task_id}"
 
 
 @workflow.defn(name=LOGIST_TASK_MIRROR)
@@ -51,7 +41,6 @@ class LogistTaskMirror:
     def __init__(self, inp: LogistMirrorInput) -> None:
         self.inp = inp
         self.progress = inp.progress or MirrorProgress()
-        self.nudged = False
 
     @workflow.run
     async def run(self, inp: LogistMirrorInput) -> LogistMirrorResult:
@@ -64,12 +53,10 @@ class LogistTaskMirror:
                 raise
         run_polls = 0
         while True:
-            self.nudged = False
             try:
-                status: OneCTaskStatus = await workflow.execute_activity(
-                    READ_ONEC_TASK,
+                status = await workflow.execute_activity(
+                    act.read_onec_task,
                     p.ref,
-                    result_type=OneCTaskStatus,
                     start_to_close_timeout=ONEC_TIMEOUT,
                     retry_policy=ONEC_RETRY,
                 )
@@ -85,20 +72,13 @@ class LogistTaskMirror:
             workflow.set_current_details(
                 f"1C task {p.ref}: {len(p.mirrored)} comment(s) mirrored, next poll in {p.delay}"
             )
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self.nudged, timeout=p.delay, timeout_summary="next 1C poll"
-                )
+            await workflow.sleep(p.delay, summary="next 1C poll")
             if (
                 workflow.info().is_continue_as_new_suggested()
                 or run_polls >= inp.poll.polls_per_run
             ):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp.model_copy(update={"progress": p}))
-
-    @workflow.signal
-    def poll_now(self) -> None:
-        self.nudged = True
 
     @workflow.query
     def state(self) -> MirrorProgress:
@@ -107,7 +87,7 @@ class LogistTaskMirror:
     async def _create(self) -> str:
         inp = self.inp
         return await workflow.execute_activity(
-            CREATE_ONEC_TASK,
+            act.create_onec_task,
             CreateOneCTaskRequest(
                 key=inp.key,
                 deal_id=inp.deal_id,
@@ -118,7 +98,6 @@ class LogistTaskMirror:
                 responsible_id=inp.responsible_id,
                 executor=inp.executor,
             ),
-            result_type=str,
             start_to_close_timeout=ONEC_TIMEOUT,
             retry_policy=ONEC_RETRY,
         )
@@ -134,14 +113,13 @@ class LogistTaskMirror:
         if p.reflect_error is None:
             try:
                 await workflow.execute_activity(
-                    REFLECT_TASK_PROGRESS,
+                    act.reflect_task_progress,
                     ReflectProgressRequest(
                         key=self.inp.key,
                         bitrix_task_id=self.inp.bitrix_task_id,
                         status=status,
                         new_comments=new,
                     ),
-                    result_type=ReflectProgressResult,
                     start_to_close_timeout=BITRIX24_TIMEOUT,
                     retry_policy=ONEC_RETRY,
                 )

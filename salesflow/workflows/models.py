@@ -3,41 +3,50 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal, get_args
+from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-StageCode = Literal[
-    "NEW",
-    "IN_WORK",
-    "KP",
-    "CONTRACT",
-    "INVOICE",
-    "LAUNCH",
-    "ACCEPTED",
-    "TO_SHIP",
-    "SHIPPED",
-    "WON",
-    "LOSE",
-]
-FINAL_STAGES: frozenset[str] = frozenset({"WON", "LOSE"})
+
+class Stage(StrEnum):
+    """The «Продажа» pipeline's stages in order (PIPELINE.md); the values are the codes that
+    histories, the CLI and the contract carry."""
+
+    NEW = "NEW"
+    IN_WORK = "IN_WORK"
+    KP = "KP"
+    CONTRACT = "CONTRACT"
+    INVOICE = "INVOICE"
+    LAUNCH = "LAUNCH"
+    ACCEPTED = "ACCEPTED"
+    TO_SHIP = "TO_SHIP"
+    SHIPPED = "SHIPPED"
+    WON = "WON"
+    LOSE = "LOSE"
+
+
+FINAL_STAGES: frozenset[Stage] = frozenset({Stage.WON, Stage.LOSE})
 # The pipeline's forward order; LOSE can be reached from any stage.
-STAGE_ORDER: tuple[str, ...] = tuple(code for code in get_args(StageCode) if code != "LOSE")
+STAGE_ORDER: tuple[Stage, ...] = tuple(code for code in Stage if code is not Stage.LOSE)
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Carried(BaseModel):
+    """A message carried in workflow history and through continue-as-new. Fields it does not
+    know are ignored: during a rolling deploy an older worker reads a newer worker's state."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 # ---- the rules snapshot carried in the input ---------------------------------------------
 
 
-class DeadlineRule(Strict):
+class DeadlineRule(Carried):
     minutes: int
     working_time: bool = True
 
 
-class CalendarSnapshot(Strict):
+class CalendarSnapshot(Carried):
     """Non-working dates and transferred working weekend dates of the RU production calendar."""
 
     holidays: list[date] = Field(default_factory=list)
@@ -46,14 +55,14 @@ class CalendarSnapshot(Strict):
     last_year: int
 
 
-class PeopleRules(Strict):
+class PeopleRules(Carried):
     rop: int
     managers: list[int]
     logist: int
     services: dict[str, int]
 
 
-class ApprovalRules(Strict):
+class ApprovalRules(Carried):
     entity_type_id: int
     category_id: int
     stage_new: str
@@ -62,7 +71,7 @@ class ApprovalRules(Strict):
     poll_minutes: int
 
 
-class DealRules(Strict):
+class DealRules(Carried):
     category_id: int
     engineers_category_id: int
     approval: ApprovalRules
@@ -98,19 +107,19 @@ class DealRules(Strict):
 # ---- workflow input, signals, updates ----------------------------------------------------
 
 
-class Bitrix24Event(Strict):
+class Bitrix24Event(Carried):
     event: str
     entity_id: int
     ts: int = 0
 
 
-class HistoryEntry(Strict):
+class HistoryEntry(Carried):
     at: datetime
     stage: str
     cause: str
 
 
-class OpenTask(Strict):
+class OpenTask(Carried):
     key: str
     task_id: int
     title: str
@@ -118,13 +127,13 @@ class OpenTask(Strict):
     deadline: datetime | None = None
 
 
-class Deadline(Strict):
+class Deadline(Carried):
     name: str
     due: datetime
     overdue: bool = False
 
 
-class DealSnapshot(Strict):
+class DealSnapshot(Carried):
     """What the workflow last read of the deal in Bitrix24."""
 
     id: int
@@ -139,32 +148,32 @@ class DealSnapshot(Strict):
 # ---- updates of the later stages (CONTRACT.md) -------------------------------------------
 
 
-class KpFeedback(Strict):
+class KpFeedback(Carried):
     agreed: bool
     comment: str | None = None
 
 
-class ApprovalDecision(Strict):
+class ApprovalDecision(Carried):
     approved: bool
     comment: str | None = None
 
 
-class RecordPayment(Strict):
+class RecordPayment(Carried):
     amount: float = Field(gt=0, le=1e12)
     paid_on: date
     source: Literal["1c", "manual"] = "manual"
 
 
-class Tranche(Strict):
+class Tranche(Carried):
     percent: float
     due: date
 
 
-class PaymentSchedule(Strict):
+class PaymentSchedule(Carried):
     tranches: list[Tranche]
 
 
-class RequestTasks(Strict):
+class RequestTasks(Carried):
     engineers: bool = False
     purchasing: bool = False
     logistics: bool = False
@@ -173,21 +182,21 @@ class RequestTasks(Strict):
     metrologist: bool = False
 
 
-class StartProcess(Strict):
+class StartProcess(Carried):
     kind: Literal["import_order", "production", "purchasing"]
 
 
-class DocumentsSigned(Strict):
+class DocumentsSigned(Carried):
     kind: Literal["act", "upd", "invoice", "contract"]
 
 
-class MoveStage(Strict):
+class MoveStage(Carried):
     """A person moves the deal (as dragging it in Bitrix24 would); same rules as R-X3."""
 
-    to: StageCode
+    to: Stage
 
 
-class TrancheState(Strict):
+class TrancheState(Carried):
     number: int
     percent: float
     due: date
@@ -197,33 +206,33 @@ class TrancheState(Strict):
     paid_on: date | None = None
 
 
-class ProcessState(Strict):
+class ProcessState(Carried):
     kind: str
     workflow_id: str
     state: Literal["running", "done", "failed"] = "running"
 
 
-class PaymentRecord(Strict):
+class PaymentRecord(Carried):
     amount: float
     paid_on: date
     source: str
 
 
-class PeopleIntents(Strict):
+class PeopleIntents(Carried):
     """What people asked for that the main loop has not acted on yet; part of `DealState`, so it
     is carried through continue-as-new."""
 
     accept: AcceptLead | None = None
     reject: RejectLead | None = None
     lose: LoseDeal | None = None
-    moved_to: str | None = None
+    moved_to: Stage | None = None
     feedback: KpFeedback | None = None
     approval: ApprovalResult | None = None
 
 
-class DealState(Strict):
+class DealState(Carried):
     deal_id: int
-    stage: str = "NEW"
+    stage: Stage = Stage.NEW
     manager_id: int | None = None
     deal: DealSnapshot | None = None
     document_set: str | None = None
@@ -247,17 +256,17 @@ class DealState(Strict):
     intents: PeopleIntents = Field(default_factory=lambda: PeopleIntents())
 
 
-class DealInput(Strict):
+class DealInput(Carried):
     deal_id: int
     rules: DealRules
     state: DealState | None = None
 
 
-class AcceptLead(Strict):
+class AcceptLead(Carried):
     manager_id: int
 
 
-class RejectLead(Strict):
+class RejectLead(Carried):
     reason: str
 
     @field_validator("reason")
@@ -268,16 +277,16 @@ class RejectLead(Strict):
         return value.strip()
 
 
-class LoseDeal(Strict):
+class LoseDeal(Carried):
     reason: Literal["NO_MONEY", "COMPETITOR", "NOT_TARGET", "NO_DECISION", "TOO_LONG", "OTHER"]
     comment: str | None = None
 
 
-class DealView(Strict):
+class DealView(Carried):
     """The `state` query: the deal's process state for people and scripts."""
 
     deal_id: int
-    stage: str
+    stage: Stage
     manager_id: int | None
     amount: float
     document_set: str | None
@@ -294,7 +303,7 @@ class DealView(Strict):
 # ---- activity requests (the workflow → activities contract) -----------------------------
 
 
-class NotifyRequest(Strict):
+class NotifyRequest(Carried):
     """Bitrix24 notifications to people; `key` is the idempotency tag of this notification."""
 
     key: str
@@ -302,7 +311,7 @@ class NotifyRequest(Strict):
     message: str
 
 
-class TaskRequest(Strict):
+class TaskRequest(Carried):
     key: str
     deal_id: int
     title: str
@@ -312,12 +321,12 @@ class TaskRequest(Strict):
     deadline: datetime | None = None
 
 
-class DealUpdateRequest(Strict):
+class DealUpdateRequest(Carried):
     deal_id: int
     fields: dict[str, str | int | float | None]
 
 
-class ClientMessageRequest(Strict):
+class ClientMessageRequest(Carried):
     """A message to the deal's client; `{manager_*}` placeholders are filled from Bitrix24."""
 
     key: str
@@ -327,13 +336,13 @@ class ClientMessageRequest(Strict):
     template: str
 
 
-class TimelineCommentRequest(Strict):
+class TimelineCommentRequest(Carried):
     key: str
     deal_id: int
     text: str
 
 
-class ApprovalItemRequest(Strict):
+class ApprovalItemRequest(Carried):
     """The «Согласование» smart-process item linked to the deal (R-KP-6)."""
 
     key: str
@@ -345,13 +354,13 @@ class ApprovalItemRequest(Strict):
     assigned_by_id: int
 
 
-class ApprovalItemStage(Strict):
+class ApprovalItemStage(Carried):
     entity_type_id: int
     item_id: int
     stage_id: str
 
 
-class EmailRequest(Strict):
+class EmailRequest(Carried):
     """An e-mail over SMTP (R-SH-3); `key` becomes its Message-ID and its outbox entry."""
 
     key: str
@@ -360,7 +369,7 @@ class EmailRequest(Strict):
     body: str
 
 
-class LinkedDealRequest(Strict):
+class LinkedDealRequest(Carried):
     """R-WON-2: a deal in another pipeline linked to this one (ORIGIN_ID is the key)."""
 
     key: str
@@ -372,7 +381,7 @@ class LinkedDealRequest(Strict):
 # ---- child workflows ---------------------------------------------------------------------
 
 
-class ApprovalInput(Strict):
+class ApprovalInput(Carried):
     deal_id: int
     key: str
     item: ApprovalItemRequest
@@ -380,14 +389,14 @@ class ApprovalInput(Strict):
     parent_id: str
 
 
-class ApprovalResult(Strict):
+class ApprovalResult(Carried):
     key: str
     approved: bool
     comment: str | None = None
     item_id: int | None = None
 
 
-class ProcessInput(Strict):
+class ProcessInput(Carried):
     deal_id: int
     kind: str
     task: TaskRequest
@@ -395,14 +404,14 @@ class ProcessInput(Strict):
     poll_minutes: int = 30
 
 
-class ProcessResult(Strict):
+class ProcessResult(Carried):
     kind: str
     workflow_id: str
     task_id: int
     done: bool
 
 
-class BoardUpdate(Strict):
+class BoardUpdate(Carried):
     """The deal's row on the board (read model), sent on each change."""
 
     deal_id: int

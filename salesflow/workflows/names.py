@@ -7,6 +7,11 @@ from temporalio.common import SearchAttributeKey
 TASK_QUEUE = "sales-pipeline"
 WORKFLOW_TYPE = "DealWorkflow"
 SIGNAL_BITRIX24_EVENT = "bitrix24_event"
+# Signals the deal's children send back to `DealWorkflow` (by name: the children cannot import
+# the workflow that starts them).
+SIGNAL_APPROVAL_DONE = "approval_done"
+SIGNAL_PROCESS_DONE = "process_done"
+SIGNAL_LOGIST_TASK_DONE = "logist_task_done"
 
 DEAL_ID = SearchAttributeKey.for_int("DealId")
 DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
@@ -26,3 +31,21 @@ SEARCH_ATTRIBUTE_TYPES = {
 
 def deal_workflow_id(deal_id: int) -> str:
     return f"deal-{deal_id}"
+
+
+# ---- Bitrix24 events the pipeline uses (the relay forwards them, the workflow reads them) ----
+ONCRMDEALADD = "ONCRMDEALADD"
+ONCRMDEALUPDATE = "ONCRMDEALUPDATE"
+ONTASKADD = "ONTASKADD"
+ONTASKUPDATE = "ONTASKUPDATE"
+DEAL_EVENTS = frozenset({ONCRMDEALADD, ONCRMDEALUPDATE})
+TASK_EVENTS = frozenset({ONTASKADD, ONTASKUPDATE})
+# Changes of an object that exists: a second change within the same second is a new change.
+UPDATE_EVENTS = frozenset({ONCRMDEALUPDATE, ONTASKUPDATE})
+# Bitrix24 `tasks.task.get` STATUS of a completed task (research/bitrix24.md §tasks: 5 completed).
+TASK_COMPLETED = "5"
+
+
+def in_pipeline(category_id: int | None, pipeline_category_id: int) -> bool:
+    """A deal belongs to the «Продажа» pipeline when its CATEGORY_ID is the configured one."""
+    return category_id is not None and category_id == pipeline_category_id

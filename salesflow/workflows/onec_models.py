@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from salesflow.workflows.models import Strict
+from salesflow.workflows.models import Carried
 
 # ---- activity names ----------------------------------------------------------------------
 
@@ -30,7 +30,7 @@ LOGIST_TASK_MIRROR = "LogistTaskMirror"
 # ---- КП → deal product rows (R-KP-2) -----------------------------------------------------
 
 
-class LoadKpRequest(Strict):
+class LoadKpRequest(Carried):
     """Load the КП's lines into the deal. `kp_number`/`direction` None: read from the deal
     (fields `portal.fields.kp` and `portal.fields.direction`)."""
 
@@ -40,7 +40,7 @@ class LoadKpRequest(Strict):
     direction: str | None = None
 
 
-class KpLine(Strict):
+class KpLine(Carried):
     line: int
     nomenclature_ref: str
     name: str
@@ -53,7 +53,7 @@ class KpLine(Strict):
     vat_rate: float | None = None
 
 
-class LoadKpResult(Strict):
+class LoadKpResult(Carried):
     """`loaded`: the deal's product rows are the КП's lines (False: non-Russian direction,
     rows left alone, a timeline comment says so). `changed`: this call wrote to Bitrix24."""
 
@@ -69,7 +69,7 @@ class LoadKpResult(Strict):
 # ---- the logist's task mirrored into 1C (R-X6, R-AC-3) -----------------------------------
 
 
-class CreateOneCTaskRequest(Strict):
+class CreateOneCTaskRequest(Carried):
     """A Task_ЗадачаИсполнителя for the logist; `key` is stored in ИдентификаторБитрикс24."""
 
     key: str
@@ -82,7 +82,7 @@ class CreateOneCTaskRequest(Strict):
     executor: str | None = None  # a 1C user (name or Ref_Key); None: settings.onec.logist_user
 
 
-class OneCTaskStatus(Strict):
+class OneCTaskStatus(Carried):
     """What 1C shows of the task; `comments` are the lines of РезультатВыполнения."""
 
     ref: str
@@ -92,20 +92,20 @@ class OneCTaskStatus(Strict):
     executed_at: datetime | None = None
 
 
-class ReflectProgressRequest(Strict):
+class ReflectProgressRequest(Carried):
     key: str
     bitrix_task_id: int
     status: OneCTaskStatus
     new_comments: list[str] = Field(default_factory=list)
 
 
-class ReflectProgressResult(Strict):
+class ReflectProgressResult(Carried):
     comments_added: int = 0
     started: bool = False
     completed: bool = False
 
 
-class PollSchedule(Strict):
+class PollSchedule(Carried):
     """How `LogistTaskMirror` polls 1C: `first`, times `factor` after each quiet poll, at most
     `longest`; back to `first` when something changed. `polls_per_run` bounds one run's
     history (continue-as-new also happens whenever the server suggests it)."""
@@ -116,7 +116,7 @@ class PollSchedule(Strict):
     polls_per_run: int = Field(500, ge=1)
 
 
-class MirrorProgress(Strict):
+class MirrorProgress(Carried):
     """The mirror's state, carried through continue-as-new."""
 
     ref: str | None = None
@@ -127,7 +127,7 @@ class MirrorProgress(Strict):
     reflect_error: str | None = None  # Bitrix24 refused for good: 1C is still followed
 
 
-class LogistMirrorInput(Strict):
+class LogistMirrorInput(Carried):
     """Input of `LogistTaskMirror`. `report_signal`: when set, the result is also signalled
     to the parent workflow under that name (it survives the parent's continue-as-new)."""
 
@@ -144,7 +144,7 @@ class LogistMirrorInput(Strict):
     progress: MirrorProgress | None = None
 
 
-class LogistMirrorResult(Strict):
+class LogistMirrorResult(Carried):
     """`error`: why the 1C task could not be created (then the mirror fails after reporting),
     or why progress could no longer be shown in Bitrix24 (e.g. the task was deleted)."""
 
@@ -159,7 +159,7 @@ class LogistMirrorResult(Strict):
 # ---- payments (R-INV-3, R-PS-1) ----------------------------------------------------------
 
 
-class FindPaymentsRequest(Strict):
+class FindPaymentsRequest(Carried):
     """Incoming payments for one invoice (by 1C Ref_Key or Number), optionally since a date."""
 
     invoice_ref: str | None = None
@@ -173,7 +173,7 @@ class FindPaymentsRequest(Strict):
         return self
 
 
-class Payment(Strict):
+class Payment(Carried):
     """`amount`: the part of the payment document allotted to this invoice."""
 
     ref: str
@@ -186,7 +186,7 @@ class Payment(Strict):
 # ---- closing documents (R-SH-3) ----------------------------------------------------------
 
 
-class ClosingDocsRequest(Strict):
+class ClosingDocsRequest(Carried):
     """Closing documents based on an invoice (Ref_Key or Number) or issued to a counterparty
     (INN); with both, documents of either kind of link are returned once, and an invoice
     number 1C does not know is ignored (without an INN it is an error)."""
@@ -203,7 +203,7 @@ class ClosingDocsRequest(Strict):
         return self
 
 
-class ClosingDocument(Strict):
+class ClosingDocument(Carried):
     kind: Literal["upd", "act"]
     ref: str
     number: str

@@ -1,7 +1,7 @@
 """Workflow-side handling of a 1C outage: retry under a policy, tell a person once.
 
     result = await run_with_outage_watch(
-        LOAD_KP_INTO_DEAL, req, result_type=LoadKpResult,
+        activity_stubs.load_kp_into_deal, req,
         after=timedelta(minutes=rules.onec_outage_notify_minutes),
         notify=lambda: self._notify("kp:onec_outage", [manager], ...),
     )
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -29,44 +29,31 @@ ONEC_RETRY = RetryPolicy(
     maximum_attempts=0,  # unlimited: an outage of hours ends in success, not a failure
 )
 
-# Suggested text for the notification (a candidate for config/templates.py).
-ONEC_OUTAGE_TEXT = (
-    "1С недоступна уже {minutes} мин.: шаг «{what}» по сделке «{deal_title}» (№{deal_id})"
-    " ждёт её восстановления и выполнится автоматически."
-)
-
 Notify = Callable[[], Awaitable[Any]]
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 async def run_with_outage_watch(
-    activity: Any,
-    arg: Any,
+    activity: Callable[[A], Awaitable[R]],
+    arg: A,
     *,
     notify: Notify,
     after: timedelta,
-    result_type: type | None = None,
-    recovered: Notify | None = None,
     start_to_close_timeout: timedelta = ONEC_TIMEOUT,
     retry_policy: RetryPolicy = ONEC_RETRY,
-    summary: str | None = None,
-) -> Any:
-    """Run one activity; if it has not finished `after` from now, `notify()` once.
-
-    `recovered()`, when given, is awaited after a notified call finally succeeds.
-    """
+) -> R:
+    """Run one activity (a stub of `activity_stubs`); if it has not finished `after` from now,
+    `notify()` once."""
     handle = workflow.start_activity(
         activity,
         arg,
-        result_type=result_type,
         start_to_close_timeout=start_to_close_timeout,
         retry_policy=retry_policy,
-        summary=summary or (activity if isinstance(activity, str) else None),
+        summary=activity.__name__,
     )
     done, _ = await workflow.wait([handle], timeout=after.total_seconds())
     if done:
         return await handle
     await notify()
-    result = await handle
-    if recovered is not None:
-        await recovered()
-    return result
+    return await handle

@@ -9,29 +9,19 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from salesflow.workflows.deal_effects import ACTIVITY_TIMEOUT, RETRY, TASK_COMPLETED
+    from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.models import ProcessInput, ProcessResult
+    from salesflow.workflows.names import SIGNAL_PROCESS_DONE, TASK_COMPLETED
 
 
 @workflow.defn(name="DealProcess")
 class DealProcess:
     @workflow.run
     async def run(self, inp: ProcessInput) -> ProcessResult:
-        task_id: int = await workflow.execute_activity(
-            "create_task",
-            inp.task,
-            result_type=int,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
+        task_id = await call(act.create_task, inp.task, summary=False)
         while True:
-            status: str = await workflow.execute_activity(
-                "read_task_status",
-                task_id,
-                result_type=str,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-            )
+            status = await call(act.read_task_status, task_id, summary=False)
             if status == TASK_COMPLETED:
                 break
             if workflow.info().is_continue_as_new_suggested():
@@ -40,5 +30,7 @@ class DealProcess:
         result = ProcessResult(
             kind=inp.kind, workflow_id=workflow.info().workflow_id, task_id=task_id, done=True
         )
-        await workflow.get_external_workflow_handle(inp.parent_id).signal("process_done", result)
+        await workflow.get_external_workflow_handle(inp.parent_id).signal(
+            SIGNAL_PROCESS_DONE, result
+        )
         return result

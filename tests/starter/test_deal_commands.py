@@ -8,7 +8,6 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from salesflow.starter import deal_commands
 from salesflow.starter.deal_commands import (
     Outcome,
     finished_deal,
@@ -16,6 +15,7 @@ from salesflow.starter.deal_commands import (
     send_update,
     update_reply,
 )
+from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import DealView, KpFeedback
 
 
@@ -39,30 +39,36 @@ class _Description:
 
 
 class FakeHandle:
-    """A deal workflow: its stages as the `state` query answers them in turn, or closed."""
+    """A deal workflow at `stage` whose updates answer at `after` (the workflow answers once
+    the deal has taken its step), or closed."""
 
-    def __init__(self, stages: list[str], closed: WorkflowExecutionStatus | None = None) -> None:
-        self.stages = stages
+    def __init__(
+        self, stage: str, after: str | None = None, closed: WorkflowExecutionStatus | None = None
+    ) -> None:
+        self.stage = stage
+        self.after = after or stage
         self.closed = closed
-        self.updates: list[str] = []
+        self.updates: list[Any] = []
+        self.queries: list[Any] = []
 
     async def describe(self) -> _Description:
         return _Description(self.closed or WorkflowExecutionStatus.RUNNING)
 
-    async def query(self, name: str, result_type: Any = None) -> DealView:
-        stage = self.stages.pop(0) if len(self.stages) > 1 else self.stages[0]
-        return _view(stage)
+    async def query(self, query: Any, result_type: Any = None) -> DealView:
+        self.queries.append(query)
+        return _view(self.stage)
 
-    async def execute_update(self, name: str, payload: Any, result_type: Any = None) -> DealView:
+    async def execute_update(self, update: Any, payload: Any, result_type: Any = None) -> DealView:
         if self.closed:
             raise RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
-        self.updates.append(name)
-        return _view(self.stages[0])
+        self.updates.append(update)
+        self.stage = self.after
+        return _view(self.stage)
 
 
 async def test_an_update_on_a_finished_deal_says_closed_and_at_which_stage() -> None:
-    handle = FakeHandle(["WON"], closed=WorkflowExecutionStatus.COMPLETED)
-    outcome = await send_update(handle, "kp_feedback", KpFeedback(agreed=True))  # type: ignore[arg-type]  # a fake handle
+    handle = FakeHandle("WON", closed=WorkflowExecutionStatus.COMPLETED)
+    outcome = await send_update(handle, DealWorkflow.kp_feedback, KpFeedback(agreed=True))  # type: ignore[arg-type]  # a fake handle
     assert outcome.closed == "COMPLETED"
     reply = update_reply(7, outcome)
     assert "closed" in reply and "WON" in reply
@@ -74,16 +80,17 @@ async def test_a_missing_workflow_is_not_reported_as_closed() -> None:
         async def describe(self) -> _Description:
             raise RPCError("not found", RPCStatusCode.NOT_FOUND, b"")
 
-    assert await finished_deal(Missing(["NEW"])) is None  # type: ignore[arg-type]  # a fake handle
+    assert await finished_deal(Missing("NEW")) is None  # type: ignore[arg-type]  # a fake handle
 
 
-async def test_kp_feedback_answers_with_the_stage_after_the_move(monkeypatch: Any) -> None:
-    monkeypatch.setattr(deal_commands, "MOVE_POLL_INTERVAL", 0)
-    # before the update, its own reply, then the loop's step
-    handle = FakeHandle(["KP", "KP", "INVOICE"])
-    outcome = await send_update(handle, "kp_feedback", KpFeedback(agreed=True))  # type: ignore[arg-type]  # a fake handle
-    assert outcome.view.stage == "INVOICE"
-    assert update_reply(7, outcome) == "deal 7: moved from KP to [bold]INVOICE[/bold]"
+async def test_kp_feedback_answers_with_the_stage_after_the_move() -> None:
+    handle = FakeHandle("KP", after="CONTRACT")
+    outcome = await send_update(handle, DealWorkflow.kp_feedback, KpFeedback(agreed=True))  # type: ignore[arg-type]  # a fake handle
+    assert outcome.view.stage == "CONTRACT"
+    assert update_reply(7, outcome) == "deal 7: moved from KP to [bold]CONTRACT[/bold]"
+    # by reference: the workflow's update and query methods, one query (no polling)
+    assert handle.updates == [DealWorkflow.kp_feedback]
+    assert handle.queries == [DealWorkflow.state]
 
 
 def test_a_move_not_yet_taken_says_moving_to() -> None:

@@ -331,6 +331,8 @@ async def test_r_ps_1_r_ac_1_r_ts_1_tranche_reminded_overdue_escalated_then_clos
     reminders = [n for n in portal.notifications if n.key.startswith("deal:2015:ps:2:overdue:")]
     assert 2 <= len(reminders) <= 4  # one a day, not a flood
     assert view.payment_schedule[2].state == "planned"
+    # each paid tranche says on which payment's date the money covered it
+    assert [t.paid_on for t in view.payment_schedule] == [date.today(), date.today(), None, None]
 
 
 async def test_r_ac_2_r_ac_3_tasks_and_logist_mirror(run_deal) -> None:

@@ -20,7 +20,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():  # the probe workflow below is sandboxed
     from salesflow.activities.onec import TASKS
     from tests.activities.systems import Systems, running_systems
-from salesflow.workflows.logist_mirror import LogistTaskMirror, logist_mirror_id
+from salesflow.workflows.logist_mirror import LogistTaskMirror
 from salesflow.workflows.onec_models import (
     CREATE_ONEC_TASK,
     LOGIST_TASK_MIRROR,
@@ -80,7 +80,7 @@ async def test_r_ac_3_logist_completes_in_1c_and_the_bitrix24_task_follows(
                 responsible_id=5,
                 poll=fast,
             ),
-            id=logist_mirror_id(deal_id, task_id),
+            id=f"deal-{deal_id}-logist-task-{task_id}",
             task_queue=queue,
         )
         found = await eventually(lambda: s.base.find(TASKS, ИдентификаторБитрикс24=key))

@@ -18,18 +18,19 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from salesflow.workflows.models import NotifyRequest, Strict
+from salesflow.workflows import activity_stubs
+from salesflow.workflows.models import Carried, NotifyRequest
 from salesflow.workflows.onec_models import LOAD_KP_INTO_DEAL, LoadKpRequest, LoadKpResult
 from salesflow.workflows.outage import run_with_outage_watch
 from salesflow.workflows.sandbox import workflow_runner
 
 
-class ProbeInput(Strict):
+class ProbeInput(Carried):
     deal_id: int
     notify_after: timedelta
 
 
-class ProbeResult(Strict):
+class ProbeResult(Carried):
     started: datetime
     finished: datetime
     notified_at: list[datetime]
@@ -49,17 +50,16 @@ class OneCOutageProbe:
         async def notify() -> None:
             notified_at.append(workflow.now())
             await workflow.execute_activity(
-                "notify_users",
+                activity_stubs.notify_users,
                 NotifyRequest(key=f"{key}:onec_outage", user_ids=[3], message="1С недоступна"),
                 start_to_close_timeout=timedelta(seconds=30),
             )
 
         result = await run_with_outage_watch(
-            LOAD_KP_INTO_DEAL,
+            activity_stubs.load_kp_into_deal,
             LoadKpRequest(key=key, deal_id=inp.deal_id, kp_number="КП-000123", direction="Россия"),
             notify=notify,
             after=inp.notify_after,
-            result_type=LoadKpResult,
         )
         return ProbeResult(
             started=started, finished=workflow.now(), notified_at=notified_at, result=result

@@ -1,0 +1,191 @@
+"""The deal's child workflows and their bookkeeping in `DealState.processes`: the internal
+approval (`InternalApproval`), the tracked processes (`DealProcess`, R-X7) and the logist's
+task mirrored into 1C (`LogistTaskMirror`, R-X6, R-AC-3).
+
+Children start with ParentClosePolicy.ABANDON and report back by signal, which survives the
+deal's continue-as-new; when the deal closes, `end` cancels those still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Literal
+
+from temporalio import workflow
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from salesflow.workflows.approval import InternalApproval
+    from salesflow.workflows.deal_effects import DealEffects
+    from salesflow.workflows.logist_mirror import LogistTaskMirror
+    from salesflow.workflows.models import (
+        ApprovalDecision,
+        ApprovalInput,
+        ApprovalItemRequest,
+        ApprovalResult,
+        ProcessInput,
+        ProcessState,
+        Stage,
+        StartProcess,
+        TaskRequest,
+    )
+    from salesflow.workflows.names import SIGNAL_LOGIST_TASK_DONE
+    from salesflow.workflows.onec_models import LogistMirrorInput, LogistMirrorResult, PollSchedule
+    from salesflow.workflows.process import DealProcess
+
+LOGIST_PROCESS = "1c_logist_task"
+APPROVAL = "approval"
+PROCESS_SERVICE = {
+    "import_order": "purchasing",
+    "production": "production",
+    "purchasing": "purchasing",
+}
+WON_KEEPS_LOGIST_MIRRORS = "won-keeps-logist-mirrors"
+
+
+class Children:
+    def __init__(self, fx: DealEffects) -> None:
+        self.fx = fx
+        self.s = fx.s
+        self.rules = fx.rules
+
+    # ---- the internal approval (R-KP-6, R-KP-7, R-CT-1) ----------------------------------
+
+    async def approval(self, round_no: int) -> ApprovalResult | None:
+        """Run (or rejoin) the «Согласование» child; None when the deal was lost or moved."""
+        fx, intents = self.fx, self.s.intents
+        key = fx.key(f"approval:{round_no}")
+        child_id = f"deal-{self.s.deal_id}-approval-{round_no}"
+        if f"approval_started:{round_no}" not in self.s.done:
+            approval = self.rules.approval
+            item = ApprovalItemRequest(
+                key=key,
+                deal_id=self.s.deal_id,
+                entity_type_id=approval.entity_type_id,
+                category_id=approval.category_id,
+                stage_id=approval.stage_new,
+                title=fx.text("approval_item_title", document_set=self.s.document_set or ""),
+                assigned_by_id=self.rules.people.rop,
+            )
+            await workflow.start_child_workflow(
+                InternalApproval.run,
+                ApprovalInput(
+                    deal_id=self.s.deal_id,
+                    key=key,
+                    item=item,
+                    rules=approval,
+                    parent_id=workflow.info().workflow_id,
+                ),
+                id=child_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+            self.s.done.append(f"approval_started:{round_no}")
+            self.s.processes.append(ProcessState(kind=APPROVAL, workflow_id=child_id))
+        done = lambda: intents.approval is not None and intents.approval.key == key  # noqa: E731
+        await fx.wait(done)
+        if not done():
+            return None
+        result, intents.approval = intents.approval, None
+        self.finish(child_id, "done")
+        return result
+
+    def approval_running(self) -> ProcessState | None:
+        running = [p for p in self.s.processes if p.kind == APPROVAL and p.state == "running"]
+        return running[-1] if running else None
+
+    async def decide(self, decision: ApprovalDecision) -> None:
+        """The person's decision, forwarded to the running «Согласование» child."""
+        child = self.approval_running()
+        assert child is not None  # the update's validator checked
+        handle = workflow.get_external_workflow_handle_for(InternalApproval.run, child.workflow_id)
+        await handle.signal(InternalApproval.decide, decision)
+
+    # ---- the tracked processes (R-X7) ----------------------------------------------------
+
+    async def start_process(self, cmd: StartProcess) -> str:
+        """«Заказ Импорт», «Производство», «Закупки» as a tracked child; returns its name."""
+        fx = self.fx
+        n = fx.bump(f"process:{cmd.kind}")
+        child_id = f"deal-{self.s.deal_id}-process-{cmd.kind}-{n}"
+        name = fx.text(f"process_{cmd.kind}")
+        task = TaskRequest(
+            key=fx.key(f"process:{cmd.kind}:{n}"),
+            deal_id=self.s.deal_id,
+            title=fx.text("task_process", process=name),
+            description=fx.text("task_description"),
+            responsible_id=self.rules.people.services[PROCESS_SERVICE[cmd.kind]],
+            created_by=fx.responsible(),
+        )
+        self.s.processes.append(ProcessState(kind=cmd.kind, workflow_id=child_id))
+        await workflow.start_child_workflow(
+            DealProcess.run,
+            ProcessInput(
+                deal_id=self.s.deal_id,
+                kind=cmd.kind,
+                task=task,
+                parent_id=workflow.info().workflow_id,
+            ),
+            id=child_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        return name
+
+    # ---- the logist's task mirrored into 1C (R-X6, R-AC-3) -------------------------------
+
+    async def logist_task(self, purpose: str, template: str) -> None:
+        """The logist's task, creator the manager, mirrored into 1C."""
+        fx = self.fx
+        logist = self.rules.people.logist
+        task_id = await fx.task(purpose, template, responsible=logist, created_by=fx.responsible())
+        if not task_id or f"mirror:{purpose}" in self.s.done:
+            return
+        child_id = self._mirror_id(purpose)
+        await workflow.start_child_workflow(
+            LogistTaskMirror.run,
+            LogistMirrorInput(
+                deal_id=self.s.deal_id,
+                bitrix_task_id=task_id,
+                key=fx.key(f"{purpose}:1c"),
+                title=fx.text(template),
+                responsible_id=logist,
+                poll=PollSchedule(first=timedelta(seconds=self.rules.onec_task_poll_seconds)),
+                report_signal=SIGNAL_LOGIST_TASK_DONE,
+            ),
+            id=child_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        self.s.done.append(f"mirror:{purpose}")
+        self.s.processes.append(ProcessState(kind=LOGIST_PROCESS, workflow_id=child_id))
+
+    def logist_task_done(self, result: LogistMirrorResult) -> None:
+        purpose = result.key.removeprefix(self.fx.key("")).removesuffix(":1c")
+        self.finish(self._mirror_id(purpose), "failed" if result.error else "done")
+        if result.error:
+            self.fx.record(self.s.stage, f"1C logist task failed: {result.error}")
+            return
+        self.fx.record(self.s.stage, f"1C logist task {result.ref} executed={result.executed}")
+
+    def _mirror_id(self, purpose: str) -> str:
+        return f"deal-{self.s.deal_id}-1c-{purpose.replace(':', '-')}"
+
+    # ---- bookkeeping ---------------------------------------------------------------------
+
+    def finish(self, workflow_id: str, state: Literal["done", "failed"]) -> None:
+        for process in self.s.processes:
+            if process.workflow_id == workflow_id:
+                process.state = state
+
+    async def end(self) -> None:
+        """Running children of a closed deal are cancelled (they were started ABANDON) — except,
+        on WON, the logist's 1C task mirrors: the goods' task lives on in 1C and its progress
+        still belongs in Bitrix24 (R-AC-3), so they run until 1C says executed."""
+        keep_mirrors = self.s.stage == Stage.WON and workflow.patched(WON_KEEPS_LOGIST_MIRRORS)
+        for process in self.s.processes:
+            if keep_mirrors and process.kind == LOGIST_PROCESS:
+                continue
+            if process.state == "running":
+                handle = workflow.get_external_workflow_handle(process.workflow_id)
+                with contextlib.suppress(Exception):  # it may have finished already
+                    await handle.cancel()
+                process.state = "failed" if self.s.stage == Stage.LOSE else "done"

@@ -1,0 +1,51 @@
+"""Updates after which the deal moves on answer once it has (R-NEW-3, R-KP-4, R-KP-7, R-LOSE-1):
+the reply is the deal after the step, so `salesflow deal …` needs no polling."""
+
+from __future__ import annotations
+
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.models import AcceptLead, ApprovalDecision, KpFeedback, LoseDeal
+from tests.workflows.conftest import new_deal
+from tests.workflows.doubles import FakePortal
+from tests.workflows.pipeline import drive_to, until
+
+
+async def test_r_new_3_accept_answers_at_in_work(run_deal) -> None:
+    portal = FakePortal(new_deal(2601))
+    async with run_deal(portal) as handle:
+        view = await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
+    assert view.stage == "IN_WORK"
+    assert view.manager_id == 3
+
+
+async def test_r_kp_4_feedback_answers_with_the_next_round_or_the_next_stage(run_deal) -> None:
+    portal = FakePortal(new_deal(2602))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "KP")
+        await until(handle, lambda v: v.kp_round == 1)
+        view = await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=False))
+        assert (view.stage, view.kp_round) == ("KP", 2)
+        view = await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=True))
+    assert view.stage == "CONTRACT"
+
+
+async def test_r_kp_7_rejected_approval_answers_back_at_kp(run_deal) -> None:
+    portal = FakePortal(new_deal(2603))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "CONTRACT")
+        await until(handle, lambda v: any(p.kind == "approval" for p in v.processes))
+        view = await handle.execute_update(
+            DealWorkflow.approval_decision, ApprovalDecision(approved=False, comment="цена")
+        )
+    assert view.stage == "KP"
+
+
+async def test_r_lose_1_lose_answers_at_lose(run_deal) -> None:
+    portal = FakePortal(new_deal(2604))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "IN_WORK")
+        view = await handle.execute_update(
+            DealWorkflow.lose_deal, LoseDeal(reason="OTHER", comment="передумали")
+        )
+        assert view.stage == "LOSE"
+        await handle.result()
