@@ -6,6 +6,7 @@ the activity's ORIGIN_ID, notifications in TAG (the messenger replaces a same-ta
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from temporalio import activity
@@ -13,6 +14,7 @@ from temporalio import activity
 from salesflow.activities.errors import refuse, remote_errors
 from salesflow.config.settings import Settings
 from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.integrations.bitrix24.errors import Bitrix24Error
 from salesflow.workflows.models import (
     ApprovalItemRequest,
     ApprovalItemStage,
@@ -58,12 +60,41 @@ def full_name(user: dict[str, Any]) -> str:
     return " ".join(p for p in parts if p)
 
 
+class UserNames:
+    """Users' full names for the integrator's views, remembered for a while per worker (a name
+    rarely changes; one `user.get` per responsible instead of one per deal read). A user the
+    portal does not answer for has no name: the views fall back to the ID."""
+
+    TTL_SECONDS = 600.0
+
+    def __init__(self, client: Bitrix24Client) -> None:
+        self.client = client
+        self._known: dict[int, tuple[str, float]] = {}
+
+    async def name(self, user_id: int) -> str:
+        if not user_id:
+            return ""
+        known = self._known.get(user_id)
+        if known and time.monotonic() - known[1] < self.TTL_SECONDS:
+            return known[0]
+        try:
+            users = await self.client.call("user.get", {"ID": user_id})
+        except Bitrix24Error:
+            return known[0] if known else ""
+        user: dict[str, Any] = next(
+            (u for u in users or [] if str(u.get("ID")) == str(user_id)), {}
+        )
+        self._known[user_id] = (full_name(user), time.monotonic())
+        return self._known[user_id][0]
+
+
 class Bitrix24Activities:
     """Holds the worker's one Bitrix24 client (one throttle per portal)."""
 
     def __init__(self, client: Bitrix24Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self._names = UserNames(client)
 
     def all(self) -> list[Any]:
         return [
@@ -84,7 +115,9 @@ class Bitrix24Activities:
     async def fetch_deal(self, deal_id: int) -> DealSnapshot:
         with remote_errors():
             raw = await self.client.call("crm.deal.get", {"id": deal_id})
-        return deal_snapshot(raw)
+        deal = deal_snapshot(raw)
+        deal.assigned_by_name = await self._names.name(deal.assigned_by_id)
+        return deal
 
     @activity.defn(name="update_deal")
     async def update_deal(self, req: DealUpdateRequest) -> None:

@@ -113,6 +113,18 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     ),
     # The linked deal in the «Инженеры» pipeline (R-WON-2).
     "engineers_deal_title": "Инженеры: {deal_title} (из сделки №{deal_id})",
+    # The stages by their Bitrix24 names (the seed's table; the portal may name them otherwise).
+    "stage_NEW": "Новая заявка",
+    "stage_IN_WORK": "Взят в работу",
+    "stage_KP": "КП",
+    "stage_CONTRACT": "Договор",
+    "stage_INVOICE": "Счет",
+    "stage_LAUNCH": "Запуск реализации сделки",
+    "stage_ACCEPTED": "Принят",
+    "stage_TO_SHIP": "К отгрузке",
+    "stage_SHIPPED": "Отгружен/Доставлен",
+    "stage_WON": "Сделка успешна",
+    "stage_LOSE": "Сделка провалена",
     # Timeline comments on the deal.
     "timeline_stage_moved": "Стадия сделки: {stage_name}. Причина: {cause}.",
 }

@@ -304,12 +304,28 @@ class DealEffects:
         )
 
     def details(self) -> None:
-        lines = [f"**Stage:** {self.s.stage}"]
+        """The Web UI's current details (not in history): the stage by its Bitrix24 name, the
+        manager by name, deadlines in the portal's zone, the named zone."""
+        stage_name = self.rules.templates.get(f"stage_{self.s.stage}", "")
+        lines = [
+            f"**Stage:** {stage_name} ({self.s.stage})"
+            if stage_name
+            else f"**Stage:** {self.s.stage}"
+        ]
         if self.s.manager_id:
-            lines.append(f"**Manager:** {self.s.manager_id}")
+            deal = self.s.deal
+            name = (
+                deal.assigned_by_name if deal and deal.assigned_by_id == self.s.manager_id else ""
+            )
+            lines.append(
+                f"**Manager:** {name} (ID {self.s.manager_id})"
+                if name
+                else f"**Manager:** ID {self.s.manager_id}"
+            )
+        zone = self.rules.timezone
         for d in self.s.deadlines:
             flag = " — **overdue**" if d.overdue else ""
-            lines.append(f"**{d.name}:** {self.local(d.due)}{flag}")
+            lines.append(f"**{d.name}:** {self.local(d.due)} {zone}{flag}")
         for t in self.s.payment_schedule:
             lines.append(f"**Tranche {t.number}:** {t.percent:g}% by {t.due} — {t.state}")
         workflow.set_current_details("\n\n".join(lines))

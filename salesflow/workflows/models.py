@@ -141,6 +141,7 @@ class DealSnapshot(Carried):
     stage_id: str = ""
     category_id: int = 0
     assigned_by_id: int = 0
+    assigned_by_name: str = ""  # the responsible's full name, for the integrator's views
     amount: float = 0.0
     fields: dict[str, str | list[str] | None] = Field(default_factory=dict)
 

@@ -131,3 +131,15 @@ async def test_fetch_deal_reads_fields_as_strings(portal_and_acts) -> None:
         200000.0,
     )
     assert snap.fields["UF_CRM_KP"] == "КП-000123"
+
+
+async def test_fetch_deal_names_the_responsible_once_per_worker(portal_and_acts) -> None:
+    portal, acts = portal_and_acts
+    deal_id = await _deal(acts, ASSIGNED_BY_ID=2)
+    env = ActivityEnvironment()
+    first = await env.run(acts.fetch_deal, deal_id)
+    portal.users[2]["LAST_NAME"] = "Иванова"  # remembered for a while: the name is not re-read
+    second = await env.run(acts.fetch_deal, deal_id)
+    assert first.assigned_by_name == second.assigned_by_name == "Смирнова Ольга Викторовна"
+    missing = await _deal(acts, ASSIGNED_BY_ID=9999)
+    assert (await env.run(acts.fetch_deal, missing)).assigned_by_name == ""

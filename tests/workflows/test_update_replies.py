@@ -3,6 +3,10 @@ the reply is the deal after the step, so `salesflow deal …` needs no polling."
 
 from __future__ import annotations
 
+import re
+
+from temporalio.api.sdk.v1 import WorkflowMetadata
+
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import AcceptLead, ApprovalDecision, KpFeedback, LoseDeal
 from tests.workflows.conftest import new_deal
@@ -49,3 +53,20 @@ async def test_r_lose_1_lose_answers_at_lose(run_deal) -> None:
         )
         assert view.stage == "LOSE"
         await handle.result()
+
+
+async def test_web_ui_details_name_the_stage_the_manager_and_the_zone(run_deal) -> None:
+    """#10: the integrator's window — current details by Bitrix24 names, deadlines zoned."""
+    deal = new_deal(2605).model_copy(
+        update={"assigned_by_id": 3, "assigned_by_name": "Петров Пётр"}
+    )
+    portal = FakePortal(deal)
+    async with run_deal(portal) as handle:
+        await until(handle, lambda v: bool(v.deadlines))
+        at_new = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "**Stage:** Новая заявка (NEW)" in at_new.current_details
+    assert re.search(r"\d\d\.\d\d\.\d{4} \d\d:\d\d Europe/Moscow", at_new.current_details)
+    assert "**Stage:** Взят в работу (IN_WORK)" in metadata.current_details
+    assert "**Manager:** Петров Пётр (ID 3)" in metadata.current_details
