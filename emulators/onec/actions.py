@@ -54,7 +54,7 @@ def complete_task(
     return obj
 
 
-def _sets(base: OneCBase) -> tuple[str, str]:
+def sets_of(base: OneCBase) -> tuple[str, str]:
     """(invoice set, payment set) of the base's configuration."""
     if base.profile == "bp3":
         return "Document_СчетНаОплатуПокупателю", "Document_ПоступлениеНаРасчетныйСчет"
@@ -69,7 +69,7 @@ def receive_payment(
     incoming_number: str = "",
 ) -> dict[str, Any]:
     """A posted incoming payment whose РасшифровкаПлатежа points at the invoice."""
-    invoice_set, payment_set = _sets(base)
+    invoice_set, payment_set = sets_of(base)
     inv = base.resolve(invoice_set, invoice)
     total = float(inv["СуммаДокумента"] if amount is None else amount)
     moment = paid_on or base.now()

@@ -183,7 +183,7 @@ def receive_payment(request: Request, payment: Payment) -> Any:
         moment = datetime(moment.year, moment.month, moment.day)
     return _act(
         request,
-        actions.PAYMENTS,
+        actions.sets_of(_base(request))[1],
         lambda base: actions.receive_payment(
             base, payment.invoice, payment.amount, moment, payment.incoming_number
         ),
