@@ -100,6 +100,7 @@ ERP2 = OneCNames()  # ERP 2 uses the УТ names for the КП, invoice, payments 
 BP3 = OneCNames(
     # БП has no КП document: the КП is the buyer's invoice, with Товары.
     kp="Document_СчетНаОплатуПокупателю",
+    kp_prices_include_vat="СуммаВключаетНДС",  # БП documents' name for it
     units="Catalog_КлассификаторЕдиницИзмерения",
     vat_rates="",  # БП keeps СтавкаНДС as the enum on the row
     invoice="Document_СчетНаОплатуПокупателю",
