@@ -118,6 +118,11 @@ CONFIG_PROBLEM_TEXT = (
     " объект в OData (УстановитьСоставСтандартногоИнтерфейсаOData); `salesflow doctor`"
     " покажет все расхождения."
 )
+CONFIG_REFUSED_TEXT = (
+    "1С не принимает запрос к {where} (код {code}: {message}; профиль {profile}): запрос не"
+    " подходит этой базе. Проверьте onec.profile и [onec.names]; `salesflow doctor` покажет"
+    " расхождения."
+)
 _TASK_REF_NAMESPACE = uuid.UUID("0b7f0a52-3c55-4f0e-9a43-5a1e5f10c0de")
 
 
@@ -147,11 +152,14 @@ def onec_errors(names: OneCNames | None = None, profile: str = "") -> Iterator[N
         missing = configuration_problem(err)
         if missing is not None:
             where = (err.url or "").split("standard.odata/", 1)[-1].split("?", 1)[0]
-            text = CONFIG_PROBLEM_TEXT.format(
-                name=missing or "?",
+            template = CONFIG_PROBLEM_TEXT if missing else CONFIG_REFUSED_TEXT
+            text = template.format(
+                name=missing,
                 where=unquote(where) or "запрос",
                 profile=profile or "ut11",
                 term=_term_of(names, missing),
+                code=err.code,
+                message=err.message,
             )
             if (where, missing) not in _told:
                 _told.add((where, missing))

@@ -189,7 +189,8 @@ def configuration_problem(error: OneCError) -> str | None:
     when the error means "the request is wrong for this base"; None for any other error."""
     if isinstance(error, OneCUrlRefused):
         return None
-    if error.code not in CONFIGURATION_CODES or error.status not in (400, 404):
+    unknown_set = error.status == 404 and error.code not in (None, "9")  # "9": no such object
+    if not unknown_set and (error.code not in CONFIGURATION_CODES or error.status != 400):
         return None
     match = _SEGMENT_RE.search(error.message)
     return match.group(1).strip() if match else ""
