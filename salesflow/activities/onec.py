@@ -132,6 +132,7 @@ _told: set[tuple[str, str]] = set()
 def _term_of(names: OneCNames | None, name: str) -> str:
     if names is None:
         return "<name>"
+    name = name.rsplit("/", 1)[-1]  # a tabular column is echoed as `Товары/Колонка`
     for term, value in names.items():
         if value and (value == name or value.removesuffix("_Key") == name.removesuffix("_Key")):
             return term
