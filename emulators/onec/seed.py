@@ -219,24 +219,19 @@ def load_seed(base: OneCBase) -> None:
         else:
             party["ЮрФизЛицо"] = kind
         base.insert("Catalog_Контрагенты", party)
-    if bp:
+    if bp:  # БП: the rate is the enum on the row; prices «include VAT» is СуммаВключаетНДС
         common: dict[str, Any] = {"Организация_Key": organization, "СуммаВключаетНДС": True}
-        vat_of: Any = lambda _i: {"СтавкаНДС": "НДС20"}  # noqa: E731
-        vat_enum = vat_of
-    else:
+        by_item: dict[str, Any] = {"СтавкаНДС": "НДС20"}
+        by_enum = by_item
+    else:  # УТ 11.5.22: the composite СтавкаНДС, a Catalog_СтавкиНДС item or the enum value
         common = {
             "Организация_Key": organization,
             "Менеджер_Key": users[MANAGER],
             "Статус": "Действует",
             "ЦенаВключаетНДС": True,
         }
-
-        def vat_of(_index: int) -> dict[str, Any]:
-            return {"СтавкаНДС": vat20, "СтавкаНДС_Type": TYPE_PREFIX + VAT_CATALOG}
-
-        def vat_enum(_index: int) -> dict[str, Any]:
-            return {"СтавкаНДС": "НДС20", "СтавкаНДС_Type": TYPE_PREFIX + "Enum_СтавкиНДС"}
-
+        by_item = {"СтавкаНДС": vat20, "СтавкаНДС_Type": TYPE_PREFIX + VAT_CATALOG}
+        by_enum = {"СтавкаНДС": "НДС20", "СтавкаНДС_Type": TYPE_PREFIX + "Enum_СтавкиНДС"}
     kp = kp_set(base)
     valid = {} if bp else {"СрокДействия": datetime(2025, 3, 17)}
     base.insert(
@@ -251,9 +246,9 @@ def load_seed(base: OneCBase) -> None:
             "Контрагент_Key": parties[ROMASHKA_INN],
             "Комментарий": "Насосная станция для склада в Подольске",
             "Товары": [
-                _line(items["ЦН-100"], 2, 250_000, vat_of(1)),
-                _line(items["ШУ-15"], 1, 120_000, vat_of(2)),
-                _line(items["ПНР-Ч"], 8, 2_500, vat_of(3)),
+                _line(items["ЦН-100"], 2, 250_000, by_item),
+                _line(items["ШУ-15"], 1, 120_000, by_item),
+                _line(items["ПНР-Ч"], 8, 2_500, by_item),
             ],
         },
     )
@@ -269,8 +264,8 @@ def load_seed(base: OneCBase) -> None:
             "Date": datetime(2025, 3, 4, 16, 40),
             "Контрагент_Key": parties["7812345678"],
             "Товары": [
-                _line(items["30ч6бр-100"], 10, 18_900, vat_enum(1)),
-                _line(items["МП-100"], 20, 1_250, vat_enum(2)),
+                _line(items["30ч6бр-100"], 10, 18_900, by_enum),
+                _line(items["МП-100"], 20, 1_250, by_enum),
             ],
         },
     )

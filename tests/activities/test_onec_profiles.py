@@ -201,3 +201,23 @@ async def test_r_kp_2_long_kp_loads_behind_iis_with_lookups_split_under_2048_byt
             LoadKpRequest(key="k", deal_id=deal_id, kp_number=kp["Number"], direction="Россия")
         )
     assert len(result.lines) == 60 and result.lines[59].name == "Позиция 59"
+
+
+async def test_r_kp_4_re_formed_kp_is_read_from_1c_again(systems: Systems) -> None:
+    """After «не согласовано» the КП is re-formed in 1C; the next load reads it afresh."""
+    s = systems
+    deal_id = await s.new_deal(UF_CRM_KP=KP_NUMBER, UF_CRM_DIRECTION="Россия")
+    req = LoadKpRequest(key=f"deal:{deal_id}:kp_rows", deal_id=deal_id)
+    first = await s.activities.load_kp_into_deal(req)
+    kp = s.base.find("Document_КоммерческоеПредложениеКлиенту", Number=KP_NUMBER)[0]
+    await s.onec.update(
+        "Document_КоммерческоеПредложениеКлиенту",
+        kp["Ref_Key"],
+        {"Товары": [{k: v for k, v in kp["Товары"][0].items() if k != "LineNumber"}]},
+    )
+    again = await s.activities.load_kp_into_deal(req)
+    rows = await s.bitrix24.call("crm.deal.productrows.get", {"id": deal_id})
+
+    assert len(first.lines) == 3 and again.changed and len(again.lines) == 1
+    assert [r["PRODUCT_NAME"] for r in rows] == ["Насос центробежный ЦН-100"]
+    assert again.amount == 500_000
