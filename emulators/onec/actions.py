@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from emulators.onec.codec import TYPE_PREFIX
-from emulators.onec.errors import ODataFault
+from emulators.onec.errors import ODataFault, not_found
 from emulators.onec.seed import LOGIST
 from emulators.onec.state import OneCBase
 
@@ -17,6 +17,7 @@ INVOICES = "Document_СчетНаОплатуКлиенту"
 PAYMENTS = "Document_ПоступлениеБезналичныхДенежныхСредств"
 OFFERS = "Document_КоммерческоеПредложениеКлиенту"
 SALES = "Document_РеализацияТоваровУслуг"
+ORDERS = "Document_ЗаказКлиента"
 
 
 def accept_task(base: OneCBase, task: str) -> dict[str, Any]:
@@ -53,6 +54,13 @@ def complete_task(
     return obj
 
 
+def sets_of(base: OneCBase) -> tuple[str, str]:
+    """(invoice set, payment set) of the base's configuration."""
+    if base.profile == "bp3":
+        return "Document_СчетНаОплатуПокупателю", "Document_ПоступлениеНаРасчетныйСчет"
+    return INVOICES, PAYMENTS
+
+
 def receive_payment(
     base: OneCBase,
     invoice: str,
@@ -61,58 +69,98 @@ def receive_payment(
     incoming_number: str = "",
 ) -> dict[str, Any]:
     """A posted incoming payment whose РасшифровкаПлатежа points at the invoice."""
-    inv = base.resolve(INVOICES, invoice)
+    invoice_set, payment_set = sets_of(base)
+    inv = base.resolve(invoice_set, invoice)
     total = float(inv["СуммаДокумента"] if amount is None else amount)
     moment = paid_on or base.now()
+    if base.profile == "bp3":
+        row: dict[str, Any] = {
+            "СчетНаОплату_Key": inv["Ref_Key"],
+            "СуммаПлатежа": total,
+            "СуммаВзаиморасчетов": total,
+        }
+        extra: dict[str, Any] = {"ВидОперации": "ОплатаПокупателя"}
+    else:
+        row = {
+            "ОснованиеПлатежа": inv["Ref_Key"],
+            "ОснованиеПлатежа_Type": TYPE_PREFIX + INVOICES,
+            "Сумма": total,
+            "СуммаВзаиморасчетов": total,
+        }
+        extra = {}
     return base.insert(
-        PAYMENTS,
+        payment_set,
         {
             "Date": moment,
             "Posted": True,
             "Организация_Key": inv["Организация_Key"],
             "Контрагент_Key": inv["Контрагент_Key"],
             "НазначениеПлатежа": f"Оплата по счету № {inv['Number']} от {inv['Date']:%d.%m.%Y}",
-            "НомерВходящегоДокумента": incoming_number or str(len(base.all(PAYMENTS)) + 1),
+            "НомерВходящегоДокумента": incoming_number or str(len(base.all(payment_set)) + 1),
             "ДатаВходящегоДокумента": moment,
-            "РасшифровкаПлатежа": [
-                {
-                    "ОснованиеПлатежа": inv["Ref_Key"],
-                    "ОснованиеПлатежа_Type": TYPE_PREFIX + INVOICES,
-                    "Сумма": total,
-                    "СуммаВзаиморасчетов": total,
-                }
-            ],
+            "РасшифровкаПлатежа": [row],
+            **extra,
         },
     )
 
 
 def create_upd(base: OneCBase, basis: str, *, post: bool = True) -> dict[str, Any]:
-    """An УПД (РеализацияТоваровУслуг) from an invoice (goods from its КП) or from a КП."""
-    try:
-        source = base.resolve(INVOICES, basis)
-        source_set = INVOICES
-    except ODataFault:
-        source = base.resolve(OFFERS, basis)
-        source_set = OFFERS
-    offer = source
-    if source_set == INVOICES:
-        found = base.lookup(OFFERS, source["ДокументОснование"])
-        offer = found[1] if found else source
-    rows = [dict(row) for row in offer.get("Товары", [])]
+    """An УПД (РеализацияТоваровУслуг) from an invoice, an order or a КП (УТ), or from the
+    buyer's invoice (БП), linked as the configuration links it: УТ — ЗаказКлиента to the
+    order (the invoice's ДокументОснование when that is an order); БП —
+    СчетНаОплатуПокупателю_Key to the invoice. Goods come from the КП/order/invoice."""
+    if base.profile == "bp3":
+        invoice = base.resolve("Document_СчетНаОплатуПокупателю", basis)
+        values: dict[str, Any] = {
+            "СчетНаОплатуПокупателю_Key": invoice["Ref_Key"],
+            "Товары": [dict(row) for row in invoice["Товары"]],
+        }
+        source = invoice
+    else:
+        source, source_set = _ut_source(base, basis)
+        order = None
+        if source_set == ORDERS:
+            order = source
+        elif source_set == INVOICES and source["ДокументОснование_Type"] == TYPE_PREFIX + ORDERS:
+            order = base.get(ORDERS, source["ДокументОснование"])
+        goods_from = order or source
+        if source_set == INVOICES and order is None:
+            found = base.lookup(OFFERS, source["ДокументОснование"])
+            goods_from = found[1] if found else source
+        values = {
+            "Товары": [_sale_row(row) for row in goods_from.get("Товары", [])],
+            "Основание": f"{source_set.removeprefix('Document_')} № {source['Number']}",
+        }
+        if order is not None:
+            values["ЗаказКлиента"] = order["Ref_Key"]
+            values["ЗаказКлиента_Type"] = TYPE_PREFIX + ORDERS
     obj = base.insert(
         SALES,
         {
             "Организация_Key": source["Организация_Key"],
             "Контрагент_Key": source["Контрагент_Key"],
             "СуммаДокумента": source["СуммаДокумента"],
-            "ДокументОснование": source["Ref_Key"],
-            "ДокументОснование_Type": TYPE_PREFIX + source_set,
-            "Товары": rows,
+            **values,
         },
     )
     if post:
         base.post(SALES, obj["Ref_Key"])
     return obj
+
+
+def _ut_source(base: OneCBase, basis: str) -> tuple[dict[str, Any], str]:
+    for entity_set in (INVOICES, ORDERS, OFFERS):
+        try:
+            return base.resolve(entity_set, basis), entity_set
+        except ODataFault:
+            continue
+    raise not_found(OFFERS)
+
+
+def _sale_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A КП/order row as a sale row (the sale's Товары has no composite СтавкаНДС here)."""
+    keep = ("Номенклатура_Key", "Количество", "Цена", "Сумма", "СуммаНДС", "СуммаСНДС")
+    return {name: row[name] for name in keep if name in row}
 
 
 def post_document(base: OneCBase, entity_set: str, ref: str) -> dict[str, Any]:
@@ -121,10 +169,10 @@ def post_document(base: OneCBase, entity_set: str, ref: str) -> dict[str, Any]:
 
 
 def sign_upd(base: OneCBase, ref: str, signed: bool = True) -> dict[str, Any]:
-    """The counterparty signed the УПД (ЭДО finished) — or the signature is withdrawn."""
+    """The counterparty signed the УПД. A standard base keeps the ЭДО state in the БЭД
+    subsystem, not on the document and not over this OData composition, so nothing on the
+    document changes but its DataVersion; «signed» reaches the product from Bitrix24
+    (docs/ONEC.md). Kept so scripts of the demo and tests read as the story goes."""
     obj = base.resolve(SALES, ref)
-    obj["Подписан"] = signed
-    obj["ДатаПодписания"] = base.now() if signed else datetime(1, 1, 1)
-    obj["СостояниеЭДО"] = "ДокументооборотЗавершен" if signed else "ОжидаетсяПодписьКонтрагента"
     base.touch(obj)
     return obj

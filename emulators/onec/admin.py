@@ -53,6 +53,7 @@ class FaultsPatch(BaseModel):
     post_errors: dict[str, str] | None = None
     if_match: Literal["ignore", "enforce"] | None = None
     license_limit: int | None = None
+    iis: bool | None = None
 
 
 def _base(request: Request) -> OneCBase:
@@ -126,7 +127,11 @@ def reset(request: Request) -> dict[str, Any]:
     """A fresh seeded base (same published sets and zone)."""
     old = _base(request)
     request.app.state.base = OneCBase(
-        types=old.types.values(), published=old.published, timezone=old.tz.key
+        types=old.types.values(),
+        published=old.published,
+        timezone=old.tz.key,
+        profile=old.profile,
+        extension=old.extension,
     )
     return summary(request)
 
@@ -178,7 +183,7 @@ def receive_payment(request: Request, payment: Payment) -> Any:
         moment = datetime(moment.year, moment.month, moment.day)
     return _act(
         request,
-        actions.PAYMENTS,
+        actions.sets_of(_base(request))[1],
         lambda base: actions.receive_payment(
             base, payment.invoice, payment.amount, moment, payment.incoming_number
         ),

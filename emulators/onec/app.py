@@ -30,14 +30,19 @@ def create_app(
     user: str = "odata",
     password: str = "odata",
     state: OneCBase | None = None,
+    *,
+    profile: str = "ut11",
+    extension: bool = False,
 ) -> FastAPI:
+    """`profile`: the standard configuration served (ut11, erp2, bp3); `extension`: the
+    optional salesflow extension is installed (docs/ONEC.md). Ignored when `state` is given."""
     app = FastAPI(
         title="1C:Enterprise OData emulator",
         docs_url="/_emulator/docs",
         redoc_url=None,
         openapi_url="/_emulator/openapi.json",
     )
-    app.state.base = state if state is not None else OneCBase()
+    app.state.base = state if state is not None else OneCBase(profile=profile, extension=extension)
     app.state.publication = Publication(base, user, password)
     prefix = f"/{base}/odata/standard.odata"
 
@@ -62,11 +67,14 @@ def run(
     base: str = "trade",
     user: str = "odata",
     password: str = "odata",
+    profile: str = "ut11",
+    extension: bool = False,
 ) -> None:
     """Serve the emulator in the foreground until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(base, user, password), host=host, port=port, log_level="warning")
+    app = create_app(base, user, password, profile=profile, extension=extension)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 __all__ = [

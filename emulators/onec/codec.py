@@ -116,6 +116,9 @@ def decode_composite(prop: Prop, body: Mapping[str, Any]) -> tuple[Any, str]:
     type_name = str(type_name)
     if type_name.startswith("Edm."):
         return raw, type_name
+    if type_name.startswith(TYPE_PREFIX + "Enum_"):
+        # An enumeration value inside a composite is its name (e.g. СтавкаНДС = "НДС20").
+        return str(raw or ""), type_name
     if not is_guid(raw):
         raise bad_guid(str(raw))
     return str(raw).lower(), type_name
@@ -268,13 +271,9 @@ class Encoder:
         row: Mapping[str, Any],
         fields: set[str] | None = None,
     ) -> dict[str, Any]:
+        # No navigation links inside tabular rows (onec-real.md).
         out: dict[str, Any] = {"Ref_Key": ref, "LineNumber": str(row["LineNumber"])}
-        sel = Selection(props=fields)
-        out.update(self._fields(table.props, row, sel))
-        if self.links:
-            key = f"Ref_Key=guid'{ref}',LineNumber={row['LineNumber']}"
-            canonical = f"{etype.name}_{table.name}({key})"
-            self._links(table.props, row, sel, canonical, out)
+        out.update(self._fields(table.props, row, Selection(props=fields)))
         return out
 
     def _fields(
@@ -308,5 +307,7 @@ class Encoder:
         out: dict[str, Any],
     ) -> None:
         for prop in props:
-            if prop.type == "ref" and prop.name != "Ref_Key" and sel.wants(prop.name):
+            # Omitted for the empty reference (onec-real.md).
+            empty = obj.get(prop.name) in (ZERO_GUID, "", None)
+            if prop.type == "ref" and prop.name != "Ref_Key" and sel.wants(prop.name) and not empty:
                 out[f"{prop.nav_name}@navigationLinkUrl"] = f"{canonical}/{prop.nav_name}"

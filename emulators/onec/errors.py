@@ -16,7 +16,8 @@ class ODataFault(Exception):
 
 
 def unknown_segment(name: str, status: int = 400) -> ODataFault:
-    return ODataFault(status, "6", f"Сегмент пути '{name}' не найден!")
+    # The live text has no quotes around the name (onec-real.md).
+    return ODataFault(status, "6", f"Сегмент пути {name} не найден!")
 
 
 def unknown_set(name: str) -> ODataFault:

@@ -234,6 +234,21 @@ class Call(Node):
             raise ODataFault(500, "-1", "Ошибка выполнения функции в $filter") from None
 
 
+def require_predicates(node: Node) -> None:
+    """A bare property as a condition (`Posted`, `not (DeletionMark)`) is refused: no public
+    evidence shows 1C accepting it, every recorded client writes `Posted eq true`
+    (onec-real.md), so the emulator does not accept it either."""
+    if isinstance(node, Path):
+        raise bad_option("$filter")
+    if isinstance(node, Bin) and node.op in ("and", "or"):
+        require_predicates(node.left)
+        require_predicates(node.right)
+    elif isinstance(node, Not):
+        require_predicates(node.inner)
+    elif isinstance(node, Lambda) and node.body is not None:
+        require_predicates(node.body)
+
+
 def truthy(value: Any) -> bool:
     return value is True
 

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 # Attribute defaults filled on creation, as the configuration would.
 DEFAULTS: dict[tuple[str, str], str] = {
     ("Catalog_Номенклатура", "ТипНоменклатуры"): "Товар",
-    ("Catalog_Номенклатура", "СтавкаНДС"): "НДС20",
     ("Catalog_Контрагенты", "ЮрФизЛицо"): "ЮрЛицо",
     ("Document_КоммерческоеПредложениеКлиенту", "Статус"): "НеСогласовано",
     ("Document_СчетНаОплатуКлиенту", "ФормаОплаты"): "Безналичная",
@@ -28,6 +27,8 @@ DEFAULTS: dict[tuple[str, str], str] = {
         "ХозяйственнаяОперация",
     ): "ПоступлениеОплатыОтКлиента",
     ("Document_РеализацияТоваровУслуг", "Статус"): "КОтгрузке",
+    ("Document_ЗаказКлиента", "Статус"): "НеСогласован",
+    ("Document_ПоступлениеНаРасчетныйСчет", "ВидОперации"): "ОплатаПокупателя",
     ("Task_ЗадачаИсполнителя", "Важность"): "Обычная",
     ("Task_ЗадачаИсполнителя", "СостояниеБизнесПроцесса"): "Активен",
 }
@@ -37,10 +38,21 @@ def totals(etype: EntityType, obj: dict[str, Any]) -> None:
     """A document's СуммаДокумента follows its rows, as ПередЗаписью recalculates it."""
     if etype.prop("СуммаДокумента") is None:
         return
-    for table_name, column in (("Товары", "Сумма"), ("РасшифровкаПлатежа", "Сумма")):
+    parts = (
+        ("Товары", "Сумма"),
+        ("Услуги", "Сумма"),
+        ("РасшифровкаПлатежа", "Сумма"),
+        ("РасшифровкаПлатежа", "СуммаПлатежа"),
+    )
+    total, seen = 0.0, False
+    for table_name, column in parts:
+        table = etype.table(table_name)
         rows = obj.get(table_name)
-        if rows:
-            obj["СуммаДокумента"] = round(sum(float(r[column]) for r in rows), 2)
+        if table is not None and table.prop(column) is not None and rows:
+            total += sum(float(r[column]) for r in rows)
+            seen = True
+    if seen:
+        obj["СуммаДокумента"] = round(total, 2)
 
 
 def before_write(

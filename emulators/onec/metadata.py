@@ -33,7 +33,7 @@ def service_document_xml(root: str, sets: Iterable[str]) -> str:
 
 def service_document_json(root: str, sets: Iterable[str]) -> dict[str, object]:
     return {
-        "odata.metadata": root + "$metadata",
+        "odata.metadata": root,  # the service root itself (onec-real.md)
         "value": [{"name": name, "url": name} for name in sets],
     }
 
@@ -90,10 +90,10 @@ def csdl(types: Iterable[EntityType], published: set[str]) -> str:
 
 def _property(prop: Prop, key: bool = False) -> list[str]:
     nullable = "false" if key else "true"
-    extra = f' MaxLength="{prop.length}"' if prop.type == "string" and prop.length else ""
+    # Real $metadata has no MaxLength facets (onec-real.md).
     lines = [
         f'<Property Name={quoteattr(prop.name)} Type="{EDM_TYPES[prop.type]}"'
-        f' Nullable="{nullable}"{extra}/>'
+        f' Nullable="{nullable}"/>'
     ]
     if prop.type == "composite":
         lines.append(

@@ -42,6 +42,11 @@ from emulators.onec.schema import EntityType
 from emulators.onec.state import OneCBase
 
 SESSION_COOKIE = "ibsession"
+IIS_QUERY_LIMIT = 2048
+IIS_404 = (
+    "<!DOCTYPE html><html><head><title>404 - File or directory not found.</title></head>"
+    "<body><h2>404 - File or directory not found.</h2></body></html>"
+)
 ACTIONS = ("Post", "Unpost", "ExecuteTask")
 
 
@@ -81,9 +86,13 @@ async def handle(request: Request, rest: str) -> Response:
     base.requests += 1
     params = query_params(request.scope.get("query_string", b""))
     fmt = negotiate(params, request.headers.get("accept", ""))
-    if b"+" in request.scope.get("raw_path", b""):
-        # IIS refuses a `+` in the path before 1C sees it.
-        return Response("<html><body>404 - Not Found</body></html>", 404, media_type="text/html")
+    raw_query = request.scope.get("query_string", b"")
+    if b"+" in request.scope.get("raw_path", b"") or (
+        base.faults.iis and len(raw_query) > IIS_QUERY_LIMIT
+    ):
+        # IIS refuses a `+` in the path, and a query string over 2 048 bytes, with an HTML
+        # 404 before 1C sees the request (onec.md §1, onec-real.md).
+        return Response(IIS_404, 404, media_type="text/html")
     user = authenticate(request.headers.get("authorization", ""), publication)
     if user is None:
         return Response(b"", 401, headers={"WWW-Authenticate": 'Basic realm="1C:Enterprise"'})
@@ -291,7 +300,8 @@ async def collection_call(
     if params.get("$orderby"):
         items = order(items, params["$orderby"], target.shape, base.model)
     total = len(items)
-    items = page(items, params.get("$top"), params.get("$skip"))
+    if params.get("$inlinecount") != "allpages":  # with it, $top/$skip are ignored (ITS 17.4)
+        items = page(items, params.get("$top"), params.get("$skip"))
     sel = selection(target.shape, base.model, params.get("$select"), params.get("$expand"))
     values = [encode(base, fmt, target, item, sel) for item in items]
     return collection_response(

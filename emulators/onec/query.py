@@ -22,6 +22,7 @@ from emulators.onec.filter_lang import (
     Scope,
     Shape,
     new_row,
+    require_predicates,
     truthy,
 )
 from emulators.onec.schema import EntityType, Table
@@ -52,6 +53,7 @@ class Model:
 def compile_filter(text: str, shape: Shape, model: Model) -> Callable[[Mapping[str, Any]], bool]:
     """Parse `$filter` and check its names against the schema; a predicate over objects."""
     node = Parser(text).parse()
+    require_predicates(node)
     node.eval(model.blank_scope(shape))
 
     def predicate(obj: Mapping[str, Any]) -> bool:

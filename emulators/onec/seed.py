@@ -4,6 +4,11 @@ GUIDs are derived from names (uuid5), so they are the same on every start and a 
 the demo can rely on them. КП «КП-000123» for ООО «Ромашка» (ИНН 7701234567) has three
 lines totalling 640 000 ₽; КП «КП-000124» is for АО «Вектор». The local stack adds the demo
 invoice «СЧ-000123» made from КП-000123 (`seed_demo_invoice`), which its demo deal names.
+
+Per profile (`base.profile`): in `bp3` there is no КП document, so the two КП are buyer's
+invoices (Document_СчетНаОплатуПокупателю) with the same numbers; units are the classifier;
+VAT is the enum on the row. In `ut11`/`erp2` the КП rows carry the composite СтавкаНДС —
+КП-000123 a Catalog_СтавкиНДС item, КП-000124 the enum value — as УТ 11.5.22 allows both.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from emulators.onec.codec import TYPE_PREFIX
 
 if TYPE_CHECKING:
     from emulators.onec.state import OneCBase
@@ -25,7 +32,7 @@ ROMASHKA_INN = "7701234567"
 LOGIST = "Логистов Пётр Сергеевич"
 MANAGER = "Менеджеров Иван Андреевич"
 
-UNITS = (  # code, short name, full name, OKEI
+UNITS = (  # code, short name, full name, OKEI (the code is the ОКЕИ code)
     ("796", "шт", "Штука", "796"),
     ("006", "м", "Метр", "006"),
     ("166", "кг", "Килограмм", "166"),
@@ -85,19 +92,42 @@ def seed_guid(entity_set: str, name: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{entity_set}:{name}"))
 
 
+VAT_CATALOG = "Catalog_СтавкиНДС"
+
+
+def kp_set(base: OneCBase) -> str:
+    """Where the КП lives in this base's configuration."""
+    if base.profile == "bp3":
+        return "Document_СчетНаОплатуПокупателю"
+    return "Document_КоммерческоеПредложениеКлиенту"
+
+
+def unit_set(base: OneCBase) -> str:
+    if base.profile == "bp3":
+        return "Catalog_КлассификаторЕдиницИзмерения"
+    return "Catalog_УпаковкиЕдиницыИзмерения"
+
+
 def load_seed(base: OneCBase) -> None:
+    bp = base.profile == "bp3"
     units = {}
-    for code, short, full, okei in UNITS:
-        ref = seed_guid("Catalog_УпаковкиЕдиницыИзмерения", short)
+    for code, short, full, _okei in UNITS:
+        ref = seed_guid(unit_set(base), short)
         units[short] = ref
         base.insert(
-            "Catalog_УпаковкиЕдиницыИзмерения",
+            unit_set(base),
+            {"Ref_Key": ref, "Code": code, "Description": short, "НаименованиеПолное": full},
+        )
+    vat20 = seed_guid(VAT_CATALOG, "НДС20")
+    if not bp:
+        base.insert(
+            VAT_CATALOG,
             {
-                "Ref_Key": ref,
-                "Code": code,
-                "Description": short,
-                "НаименованиеПолное": full,
-                "КодОКЕИ": okei,
+                "Ref_Key": vat20,
+                "Description": "20%",
+                "ПеречислениеСтавкаНДС": "НДС20",
+                "Ставка": 20.0,
+                "Основная": True,
             },
         )
     price_type = seed_guid("Catalog_ВидыЦен", "Основная цена продажи")
@@ -138,20 +168,19 @@ def load_seed(base: OneCBase) -> None:
     items = {}
     for number, (article, name, unit, kind, price) in enumerate(NOMENCLATURE, start=1):
         items[article] = seed_guid("Catalog_Номенклатура", article)
-        base.insert(
-            "Catalog_Номенклатура",
-            {
-                "Ref_Key": items[article],
-                "Code": f"НФ-{number:08d}",
-                "Description": name,
-                "Артикул": article,
-                "НаименованиеПолное": name,
-                "ЕдиницаИзмерения_Key": units[unit],
-                "ТипНоменклатуры": kind,
-                "СтавкаНДС": "НДС20",
-                "СрокГодности": 0 if kind == "Услуга" else 36,
-            },
-        )
+        item = {
+            "Ref_Key": items[article],
+            "Code": f"НФ-{number:08d}",
+            "Description": name,
+            "Артикул": article,
+            "НаименованиеПолное": name,
+            "ЕдиницаИзмерения_Key": units[unit],
+            "ТипНоменклатуры": kind,
+            "СрокГодности": 0 if kind == "Услуга" else 36,
+        }
+        if not bp:
+            item["СтавкаНДС_Key"] = vat20
+        base.insert("Catalog_Номенклатура", item)
         base.insert(
             "InformationRegister_ЦеныНоменклатуры",
             {
@@ -174,54 +203,69 @@ def load_seed(base: OneCBase) -> None:
     parties = {}
     for number, (name, full, inn, kpp, kind) in enumerate(COUNTERPARTIES, start=1):
         parties[inn] = seed_guid("Catalog_Контрагенты", inn)
-        base.insert(
-            "Catalog_Контрагенты",
-            {
-                "Ref_Key": parties[inn],
-                "Code": f"К-{number:09d}",
-                "Description": name,
-                "НаименованиеПолное": full,
-                "ИНН": inn,
-                "КПП": kpp,
-                "ЮрФизЛицо": kind,
-            },
-        )
-    common = {
-        "Организация_Key": organization,
-        "Менеджер_Key": users[MANAGER],
-        "Статус": "Действует",
-        "ЦенаВключаетНДС": True,
-        "Posted": True,
-    }
+        party = {
+            "Ref_Key": parties[inn],
+            "Code": f"К-{number:0{7 if bp else 9}d}",
+            "Description": name,
+            "НаименованиеПолное": full,
+            "ИНН": inn,
+            "КПП": kpp,
+        }
+        if bp:
+            individual = kind == "ФизЛицо"
+            party["ЮридическоеФизическоеЛицо"] = (
+                "ФизическоеЛицо" if individual else "ЮридическоеЛицо"
+            )
+        else:
+            party["ЮрФизЛицо"] = kind
+        base.insert("Catalog_Контрагенты", party)
+    if bp:  # БП: the rate is the enum on the row; prices «include VAT» is СуммаВключаетНДС
+        common: dict[str, Any] = {"Организация_Key": organization, "СуммаВключаетНДС": True}
+        by_item: dict[str, Any] = {"СтавкаНДС": "НДС20"}
+        by_enum = by_item
+    else:  # УТ 11.5.22: the composite СтавкаНДС, a Catalog_СтавкиНДС item or the enum value
+        common = {
+            "Организация_Key": organization,
+            "Менеджер_Key": users[MANAGER],
+            "Статус": "Действует",
+            "ЦенаВключаетНДС": True,
+        }
+        by_item = {"СтавкаНДС": vat20, "СтавкаНДС_Type": TYPE_PREFIX + VAT_CATALOG}
+        by_enum = {"СтавкаНДС": "НДС20", "СтавкаНДС_Type": TYPE_PREFIX + "Enum_СтавкиНДС"}
+    kp = kp_set(base)
+    valid = {} if bp else {"СрокДействия": datetime(2025, 3, 17)}
     base.insert(
-        "Document_КоммерческоеПредложениеКлиенту",
+        kp,
         {
             **common,
-            "Ref_Key": seed_guid("Document_КоммерческоеПредложениеКлиенту", KP_NUMBER),
+            **valid,
+            "Posted": True,
+            "Ref_Key": seed_guid(kp, KP_NUMBER),
             "Number": KP_NUMBER,
             "Date": datetime(2025, 3, 3, 10, 15),
-            "ДатаДействия": datetime(2025, 3, 17),
             "Контрагент_Key": parties[ROMASHKA_INN],
             "Комментарий": "Насосная станция для склада в Подольске",
             "Товары": [
-                _line(items["ЦН-100"], 2, 250_000),
-                _line(items["ШУ-15"], 1, 120_000),
-                _line(items["ПНР-Ч"], 8, 2_500),
+                _line(items["ЦН-100"], 2, 250_000, by_item),
+                _line(items["ШУ-15"], 1, 120_000, by_item),
+                _line(items["ПНР-Ч"], 8, 2_500, by_item),
             ],
         },
     )
+    valid = {} if bp else {"СрокДействия": datetime(2025, 3, 18)}
     base.insert(
-        "Document_КоммерческоеПредложениеКлиенту",
+        kp,
         {
             **common,
-            "Ref_Key": seed_guid("Document_КоммерческоеПредложениеКлиенту", KP2_NUMBER),
+            **valid,
+            "Posted": True,
+            "Ref_Key": seed_guid(kp, KP2_NUMBER),
             "Number": KP2_NUMBER,
             "Date": datetime(2025, 3, 4, 16, 40),
-            "ДатаДействия": datetime(2025, 3, 18),
             "Контрагент_Key": parties["7812345678"],
             "Товары": [
-                _line(items["30ч6бр-100"], 10, 18_900),
-                _line(items["МП-100"], 20, 1_250),
+                _line(items["30ч6бр-100"], 10, 18_900, by_enum),
+                _line(items["МП-100"], 20, 1_250, by_enum),
             ],
         },
     )
@@ -229,35 +273,40 @@ def load_seed(base: OneCBase) -> None:
 
 def seed_demo_invoice(base: OneCBase) -> dict[str, Any]:
     """The invoice of the local stack's demo deal: «СЧ-000123» for КП-000123, 640 000 ₽."""
-    kp = base.resolve(
-        "Document_КоммерческоеПредложениеКлиенту",
-        seed_guid("Document_КоммерческоеПредложениеКлиенту", KP_NUMBER),
-    )
+    kp = base.resolve(kp_set(base), seed_guid(kp_set(base), KP_NUMBER))
+    if base.profile == "bp3":  # the КП is a buyer's invoice already: the invoice is its copy
+        invoice_set = "Document_СчетНаОплатуПокупателю"
+        extra: dict[str, Any] = {"Товары": kp["Товары"], "СуммаВключаетНДС": True}
+    else:
+        invoice_set = "Document_СчетНаОплатуКлиенту"
+        extra = {
+            "ФормаОплаты": "Безналичная",
+            "НазначениеПлатежа": f"Оплата по счету № {INVOICE_NUMBER}",
+            "ДокументОснование": kp["Ref_Key"],
+            "ДокументОснование_Type": TYPE_PREFIX + kp_set(base),
+        }
     return base.insert(
-        "Document_СчетНаОплатуКлиенту",
+        invoice_set,
         {
-            "Ref_Key": seed_guid("Document_СчетНаОплатуКлиенту", INVOICE_NUMBER),
+            "Ref_Key": seed_guid(invoice_set, INVOICE_NUMBER),
             "Number": INVOICE_NUMBER,
             "Date": datetime(2025, 3, 10, 11, 0),
             "Posted": True,
             "Организация_Key": kp["Организация_Key"],
             "Контрагент_Key": kp["Контрагент_Key"],
             "СуммаДокумента": float(KP_TOTAL),
-            "ФормаОплаты": "Безналичная",
-            "НазначениеПлатежа": f"Оплата по счету № {INVOICE_NUMBER}",
-            "ДокументОснование": kp["Ref_Key"],
-            "ДокументОснование_Type": "StandardODATA.Document_КоммерческоеПредложениеКлиенту",
+            **extra,
         },
     )
 
 
-def _line(item: str, quantity: float, price: float) -> dict[str, Any]:
+def _line(item: str, quantity: float, price: float, vat: dict[str, Any]) -> dict[str, Any]:
     amount = round(quantity * price, 2)
     return {
         "Номенклатура_Key": item,
         "Количество": float(quantity),
         "Цена": float(price),
         "Сумма": amount,
-        "СтавкаНДС": "НДС20",
+        **vat,
         "СуммаНДС": round(amount * 20 / 120, 2),
     }

@@ -31,7 +31,7 @@ from emulators.onec.codec import (
 )
 from emulators.onec.errors import ODataFault, internal, not_found, unknown_set
 from emulators.onec.query import Model
-from emulators.onec.schema import CONFIGURATION, DEFAULT_PUBLISHED, EntityType
+from emulators.onec.schema import EntityType, configuration, default_published
 
 NO_LICENCE = "Не обнаружено свободной лицензии!"
 
@@ -46,7 +46,8 @@ class Faults:
     (a 500 carries a lock-conflict odata.error). post_errors: Ref_Key, Number or set name →
     the reason a posting fails (500, code -1). if_match: "ignore" (live 1C) or "enforce"
     (412 on a stale DataVersion, as ITS describes). license_limit: at most this many open
-    sessions, further ones get «Не обнаружено свободной лицензии!».
+    sessions, further ones get «Не обнаружено свободной лицензии!». iis: the publication is
+    behind IIS, which answers an HTML 404 to a query string over 2 048 bytes.
     """
 
     down: Literal["503", "502", "reset"] | None = None
@@ -57,6 +58,7 @@ class Faults:
     post_errors: dict[str, str] = field(default_factory=dict)
     if_match: Literal["ignore", "enforce"] = "ignore"
     license_limit: int | None = None
+    iis: bool = False  # behave like a publication behind IIS (HTML 404 past 2 048 bytes)
 
     def update(self, changes: Mapping[str, Any]) -> None:
         for name, value in changes.items():
@@ -84,14 +86,23 @@ class OneCBase:
     def __init__(
         self,
         *,
-        types: Iterable[EntityType] = CONFIGURATION,
-        published: Iterable[str] = DEFAULT_PUBLISHED,
+        types: Iterable[EntityType] | None = None,
+        published: Iterable[str] | None = None,
         timezone: str = "Europe/Moscow",
         seed: bool = True,
         session_max_age: float = 1200.0,
+        profile: str = "ut11",
+        extension: bool = False,
     ) -> None:
-        self.types: dict[str, EntityType] = {t.name: t for t in types}
-        self.published: set[str] = set(published)
+        """A standard base of `profile` (ut11, erp2, bp3); `extension`: the optional salesflow
+        extension is installed (its attributes exist)."""
+        self.profile = profile
+        self.extension = extension
+        chosen = tuple(types) if types is not None else configuration(profile, extension=extension)
+        self.types: dict[str, EntityType] = {t.name: t for t in chosen}
+        self.published: set[str] = set(
+            published if published is not None else default_published(chosen)
+        )
         self.tz = ZoneInfo(timezone)
         self.faults = Faults()
         self.objects: dict[str, dict[str, dict[str, Any]]] = {

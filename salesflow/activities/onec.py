@@ -6,27 +6,34 @@ Exactly once (DESIGN.md), marker by marker:
   repeat changes nothing (not even row IDs). Each row's XML_ID is the nomenclature's 1C
   Ref_Key, as in the standard 1C ↔ Bitrix24 exchange.
 - Non-Russian direction: the deal's timeline comment is looked up by its exact text.
-- The logist's task (R-X6, R-AC-3): Task_ЗадачаИсполнителя.ИдентификаторБитрикс24 = key,
-  looked up before creating; the task is also created with a Ref_Key derived from the key,
-  so two racing attempts cannot make two tasks (1C answers "key exists", code 15).
+- The logist's task (R-X6, R-AC-3): created with a Ref_Key derived from the key and read
+  back by it before creating — standard attributes only, no extension needed; two racing
+  attempts cannot make two tasks (1C answers "key exists", code 15). The key is also
+  written into Описание for people; with the optional extension (`onec.extension`) the task
+  also carries ИдентификаторБитрикс24 / СсылкаБитрикс24.
 - 1C comments in the Bitrix24 task: looked up by exact text in task.commentitem.getlist.
 - Starting/completing the Bitrix24 task: only from a status that allows it.
 
-Matching the deal to 1C (which КП, which direction counts as Russian): `config.matching`
-and the `[onec]` settings. 1C errors become ApplicationErrors like Bitrix24 ones: outages,
+Every 1C name comes from the configuration profile (`onec.profile`, `[onec.names]`;
+`integrations/onec/profiles.py`, docs/ONEC.md). Matching the deal to 1C (which КП, which
+direction counts as Russian): `config.matching` and the `[onec]` settings. A request the
+base refuses as naming something it lacks (400 with code 6 or 14, an unknown set) is a
+configuration problem: `1C.ConfigurationProblem`, naming the object/attribute and the fix.
+1C errors become ApplicationErrors like Bitrix24 ones: outages,
 timeouts and lock conflicts are retried by the workflow's policy; the rest are
 non-retryable, typed `1C.<ErrorClass>` with 1C's code in the message and details.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -40,12 +47,15 @@ from salesflow.integrations.onec import (
     OneCBadRequest,
     OneCClient,
     OneCError,
+    OneCNotFound,
     Ref,
     and_,
+    configuration_problem,
     or_,
 )
 from salesflow.integrations.onec.filters import Expr
 from salesflow.integrations.onec.parsing import is_guid, normalize_guid
+from salesflow.integrations.onec.profiles import OneCNames, is_plain_link
 from salesflow.workflows.onec_models import (
     CREATE_ONEC_TASK,
     FETCH_CLOSING_DOCUMENTS,
@@ -66,18 +76,31 @@ from salesflow.workflows.onec_models import (
     ReflectProgressResult,
 )
 
-KP_SET = "Document_КоммерческоеПредложениеКлиенту"
-NOMENCLATURE = "Catalog_Номенклатура"
-UNITS = "Catalog_УпаковкиЕдиницыИзмерения"
-USERS = "Catalog_Пользователи"
-COUNTERPARTIES = "Catalog_Контрагенты"
-TASKS = "Task_ЗадачаИсполнителя"
-INVOICES = "Document_СчетНаОплатуКлиенту"
-PAYMENTS = "Document_ПоступлениеБезналичныхДенежныхСредств"
-SALES = "Document_РеализацияТоваровУслуг"
+log = logging.getLogger(__name__)
 
-VAT_RATES: dict[str, float | None] = {"НДС20": 20.0, "НДС10": 10.0, "НДС0": 0.0, "БезНДС": None}
-EDO_DONE = "ДокументооборотЗавершен"
+# The default profile's (ut11) names, for callers that name 1C sets directly (tests, tools).
+_UT11 = OneCNames()
+KP_SET = _UT11.kp
+NOMENCLATURE = _UT11.nomenclature
+UNITS = _UT11.units
+USERS = _UT11.users
+COUNTERPARTIES = _UT11.counterparties
+TASKS = _UT11.task
+INVOICES = _UT11.invoice
+PAYMENTS = _UT11.payment
+SALES = _UT11.sale
+
+# Enum СтавкиНДС values → percent (None: no VAT).
+VAT_RATES: dict[str, float | None] = {
+    "НДС22": 22.0,
+    "НДС20": 20.0,
+    "НДС18": 18.0,
+    "НДС10": 10.0,
+    "НДС7": 7.0,
+    "НДС5": 5.0,
+    "НДС0": 0.0,
+    "БезНДС": None,
+}
 TASK_AUTHOR = "salesflow (Bitrix24)"
 # Bitrix24 task statuses.
 TASK_NEW, TASK_PENDING, TASK_AWAITING_CONTROL, TASK_COMPLETED = 1, 2, 4, 5
@@ -88,22 +111,78 @@ KP_SKIPPED_TEXT = (
     " не содержит «{marker}»."
 )
 TASK_COMMENT_TEXT = "Из 1С: {line}"
-REFS_PER_QUERY = 20
+TASK_KEY_TEXT = "Ключ salesflow: {key}"
+CONFIG_PROBLEM_TEXT = (
+    "1С не принимает запрос: в базе нет «{name}» ({where}; профиль {profile})."
+    ' Исправьте onec.profile или [onec.names] {term} = "…" под эту базу, либо опубликуйте'
+    " объект в OData (УстановитьСоставСтандартногоИнтерфейсаOData); `salesflow doctor`"
+    " покажет все расхождения."
+)
+CONFIG_REFUSED_TEXT = (
+    "1С не принимает запрос к {where} (код {code}: {message}; профиль {profile}): запрос не"
+    " подходит этой базе. Проверьте onec.profile и [onec.names]; `salesflow doctor` покажет"
+    " расхождения."
+)
 _TASK_REF_NAMESPACE = uuid.UUID("0b7f0a52-3c55-4f0e-9a43-5a1e5f10c0de")
 
 
+_told: set[tuple[str, str]] = set()
+
+
+def _term_of(names: OneCNames | None, name: str) -> str:
+    if names is None:
+        return "<name>"
+    name = name.rsplit("/", 1)[-1]  # a tabular column is echoed as `Товары/Колонка`
+    for term, value in names.items():
+        if value and (value == name or value.removesuffix("_Key") == name.removesuffix("_Key")):
+            return term
+    return "<name>"
+
+
 @contextmanager
-def onec_errors() -> Iterator[None]:
-    """A OneCError as an ApplicationError that is retried only when 1C says it may help."""
+def onec_errors(names: OneCNames | None = None, profile: str = "") -> Iterator[None]:
+    """A OneCError as an ApplicationError that is retried only when 1C says it may help.
+
+    A request wrong for this base (codes 6 and 14, an unknown set) is a configuration
+    problem: non-retryable `1C.ConfigurationProblem` naming the object/attribute and the fix
+    (the workflow tells the РОП once); the integrator reads it once in the worker's log.
+    """
     try:
         yield
     except OneCError as err:
+        missing = configuration_problem(err)
+        if missing is not None:
+            where = (err.url or "").split("standard.odata/", 1)[-1].split("?", 1)[0]
+            template = CONFIG_PROBLEM_TEXT if missing else CONFIG_REFUSED_TEXT
+            text = template.format(
+                name=missing,
+                where=unquote(where) or "запрос",
+                profile=profile or "ut11",
+                term=_term_of(names, missing),
+                code=err.code,
+                message=err.message,
+            )
+            if (where, missing) not in _told:
+                _told.add((where, missing))
+                log.warning("1C configuration problem: %s (%s)", text, err.message)
+            raise ApplicationError(
+                text, err.details(), type="1C.ConfigurationProblem", non_retryable=True
+            ) from err
         raise ApplicationError(
             str(err),
             err.details(),
             type=f"1C.{type(err).__name__}",
             non_retryable=not err.retryable,
         ) from err
+
+
+def task_key_in(description: Any) -> str | None:
+    """The idempotency key a mirrored task's Описание carries (`TASK_KEY_TEXT`), if any."""
+    prefix = TASK_KEY_TEXT.format(key="")
+    for line in _text(description).splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    return None
 
 
 def task_ref_for(key: str) -> str:
@@ -163,6 +242,14 @@ def product_row(line: KpLine, tax_included: bool) -> dict[str, Any]:
     return row
 
 
+def vat_rate(value: Any, rates: Mapping[str, float | None]) -> float | None:
+    """СтавкаНДС as 1C holds it: a Catalog_СтавкиНДС item (its rate in `rates`), an enum
+    value inside the composite (`Ref` keyed by the value's name) or a plain enum string."""
+    if isinstance(value, Ref):
+        return rates[value.key] if value.key in rates else VAT_RATES.get(value.key)
+    return VAT_RATES.get(_text(value))
+
+
 def task_comments(result_text: Any) -> list[str]:
     """РезультатВыполнения holds the logist's notes, one per line, newest last."""
     return [line.strip() for line in _text(result_text).splitlines() if line.strip()]
@@ -182,6 +269,8 @@ class OneCActivities:
         self.onec = onec
         self.bitrix24 = bitrix24
         self.settings = settings
+        self.names = settings.onec.one_c_names()
+        self.profile = settings.onec.profile
 
     def all(self) -> list[Any]:
         return [
@@ -207,10 +296,11 @@ class OneCActivities:
             return LoadKpResult(loaded=False, changed=changed, kp_number=kp_number, comment=text)
         if not kp_number:
             raise refuse(f"deal {req.deal_id}: the КП number field is empty", "KpNumberMissing")
-        with onec_errors():
+        with onec_errors(self.names, self.profile):
             kp = await self._find_kp(kp_number)
             lines = await self._kp_lines(kp)
-        rows = [product_row(line, bool(kp.get("ЦенаВключаетНДС", True))) for line in lines]
+        n = self.names
+        rows = [product_row(line, bool(kp.get(n.kp_prices_include_vat, True))) for line in lines]
         with remote_errors():
             current = await self.bitrix24.call("crm.deal.productrows.get", {"id": req.deal_id})
             changed = not rows_equal(list(current or []), rows)
@@ -218,7 +308,7 @@ class OneCActivities:
                 await self.bitrix24.call(
                     "crm.deal.productrows.set", {"id": req.deal_id, "rows": rows}
                 )
-        total = money(kp.get("СуммаДокумента")) or money(sum(line.amount for line in lines))
+        total = money(kp.get(n.kp_amount)) or money(sum(line.amount for line in lines))
         return LoadKpResult(
             loaded=True,
             changed=changed,
@@ -242,27 +332,39 @@ class OneCActivities:
         conf = self.settings.onec
         for number in kp_number_candidates(typed, conf.kp_number_prefix, conf.kp_number_length):
             found = await self.onec.find_one(
-                KP_SET, (F("Number") == number) & ~F("DeletionMark"), orderby="Date desc"
+                self.names.kp,
+                (F("Number") == number) & F("DeletionMark").is_false(),
+                orderby="Date desc",
             )
             if found is not None:
                 return found
         raise refuse(f"КП «{typed}» не найдено в 1С", "1C.KpNotFound")
 
     async def _kp_lines(self, kp: Mapping[str, Any]) -> list[KpLine]:
-        goods = sorted(kp.get("Товары") or [], key=lambda row: int(row.get("LineNumber") or 0))
+        n = self.names
+        goods = sorted(kp.get(n.kp_lines) or [], key=lambda row: int(row.get("LineNumber") or 0))
         items = await self._by_refs(
-            NOMENCLATURE,
-            (row.get("Номенклатура_Key") for row in goods),
-            "Ref_Key,Description,НаименованиеПолное,Артикул,ЕдиницаИзмерения_Key",
+            n.nomenclature,
+            (row.get(n.line_nomenclature) for row in goods),
+            ",".join(
+                [
+                    "Ref_Key",
+                    "Description",
+                    n.nomenclature_full_name,
+                    n.nomenclature_article,
+                    n.nomenclature_unit,
+                ]
+            ),
         )
         units = await self._by_refs(
-            UNITS,
-            (item.get("ЕдиницаИзмерения_Key") for item in items.values()),
-            "Ref_Key,Description,КодОКЕИ",
+            n.units,
+            (item.get(n.nomenclature_unit) for item in items.values()),
+            f"Ref_Key,Description,{n.unit_code}",
         )
+        rates = await self._vat_rates(row.get(n.line_vat) for row in goods)
         lines: list[KpLine] = []
         for row in goods:
-            ref = row.get("Номенклатура_Key")
+            ref = row.get(n.line_nomenclature)
             item = items.get(ref or "")
             if item is None:
                 raise refuse(
@@ -270,35 +372,48 @@ class OneCActivities:
                     f" {ref or '(пусто)'} не найдена в 1С",
                     "1C.NomenclatureMissing",
                 )
-            unit = units.get(item.get("ЕдиницаИзмерения_Key") or "", {})
+            unit = units.get(item.get(n.nomenclature_unit) or "", {})
+            name = _text(item.get(n.nomenclature_full_name)) or _text(item.get("Description"))
             lines.append(
                 KpLine(
                     line=int(row.get("LineNumber") or len(lines) + 1),
                     nomenclature_ref=str(ref),
-                    name=_text(item.get("НаименованиеПолное")) or _text(item.get("Description")),
-                    article=_text(item.get("Артикул")),
+                    name=name,
+                    article=_text(item.get(n.nomenclature_article)),
                     unit=_text(unit.get("Description")),
-                    unit_code=_int_or_none(unit.get("КодОКЕИ")),
-                    quantity=round(float(row.get("Количество") or 0), 3),
-                    price=money(row.get("Цена")),
-                    amount=money(row.get("Сумма")),
-                    vat_rate=VAT_RATES.get(_text(row.get("СтавкаНДС"))),
+                    unit_code=_int_or_none(unit.get(n.unit_code)),
+                    quantity=round(float(row.get(n.line_quantity) or 0), 3),
+                    price=money(row.get(n.line_price)),
+                    amount=money(row.get(n.line_amount)),
+                    vat_rate=vat_rate(row.get(n.line_vat), rates),
                 )
             )
         return lines
 
+    async def _vat_rates(self, values: Iterable[Any]) -> dict[str, float | None]:
+        """Rates of the Catalog_СтавкиНДС items the rows name (composite СтавкаНДС)."""
+        n = self.names
+        refs = [v.key for v in values if isinstance(v, Ref) and v.type == n.vat_rates]
+        if not refs or not n.vat_rates:
+            return {}
+        found = await self._by_refs(
+            n.vat_rates, refs, f"Ref_Key,{n.vat_rate_percent},{n.vat_rate_enum}"
+        )
+        rates: dict[str, float | None] = {}
+        for key, item in found.items():
+            enum = _text(item.get(n.vat_rate_enum))
+            if enum in VAT_RATES:
+                rates[key] = VAT_RATES[enum]
+            else:
+                rates[key] = round(float(item.get(n.vat_rate_percent) or 0), 2)
+        return rates
+
     async def _by_refs(
         self, entity_set: str, refs: Iterable[str | None], select: str
     ) -> dict[str, dict[str, Any]]:
-        """Objects by Ref_Key, a few keys per request (1C has no `in`)."""
-        keys = list(dict.fromkeys(ref for ref in refs if ref))
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(keys), REFS_PER_QUERY):
-            chunk = keys[start : start + REFS_PER_QUERY]
-            condition = or_(*(F("Ref_Key") == key for key in chunk))
-            for obj in await self.onec.list_all(entity_set, filter=condition, select=select):
-                found[obj["Ref_Key"]] = obj
-        return found
+        """Objects by Ref_Key; 1C has no `in`, so `or`-ed keys, split under 2 048 bytes."""
+        found = await self.onec.list_by_keys(entity_set, refs, select=select)
+        return {obj["Ref_Key"]: obj for obj in found}
 
     async def _timeline_comment_once(self, deal_id: int, text: str) -> bool:
         with remote_errors():
@@ -318,30 +433,36 @@ class OneCActivities:
 
     @activity.defn(name=CREATE_ONEC_TASK)
     async def create_onec_task(self, req: CreateOneCTaskRequest) -> str:
-        """The 1C task for the logist; the existing one when the key is already there."""
-        with onec_errors():
-            found = await self.onec.find_one(
-                TASKS, F("ИдентификаторБитрикс24") == req.key, select="Ref_Key"
-            )
-            if found is not None:
+        """The 1C task for the logist; the existing one when the key is already there.
+
+        Found again by its Ref_Key, derived from the key (standard attributes only)."""
+        n = self.names
+        ref = task_ref_for(req.key)
+        with onec_errors(self.names, self.profile):
+            try:
+                found = await self.onec.get(n.task, ref, select="Ref_Key")
                 return str(found["Ref_Key"])
+            except OneCNotFound as err:
+                if not err.instance_missing:
+                    raise
             executor = await self._user_ref(req.executor or self.settings.onec.logist_user)
-            ref = task_ref_for(req.key)
             link = self._bitrix_task_url(req.responsible_id, req.bitrix_task_id)
+            description = [req.description, f"Bitrix24: {link}", TASK_KEY_TEXT.format(key=req.key)]
             body: dict[str, Any] = {
                 "Ref_Key": ref,
                 "Description": req.title,
-                "Описание": "\n\n".join(filter(None, [req.description, f"Bitrix24: {link}"])),
-                "Исполнитель": Ref(USERS, executor),
-                "АвторСтрокой": TASK_AUTHOR,
-                "ПредметСтрокой": f"Сделка Bitrix24 №{req.deal_id}",
-                "ИдентификаторБитрикс24": req.key,
-                "СсылкаБитрикс24": link,
+                n.task_description: "\n\n".join(filter(None, description)),
+                n.task_executor: Ref(n.users, executor),
+                n.task_author_text: TASK_AUTHOR,
+                n.task_subject_text: f"Сделка Bitrix24 №{req.deal_id}",
             }
+            if self.settings.onec.extension:
+                body[n.ext_task_key] = req.key
+                body[n.ext_task_link] = link
             if req.deadline is not None:
-                body["СрокИсполнения"] = req.deadline
+                body[n.task_deadline] = req.deadline
             try:
-                created = await self.onec.create(TASKS, body)
+                created = await self.onec.create(n.task, body)
             except OneCBadRequest as err:
                 if err.code == "15":  # a racing attempt created it a moment ago
                     return ref
@@ -350,18 +471,19 @@ class OneCActivities:
 
     @activity.defn(name=READ_ONEC_TASK)
     async def read_onec_task(self, ref: str) -> OneCTaskStatus:
-        with onec_errors():
+        n = self.names
+        with onec_errors(self.names, self.profile):
             task = await self.onec.get(
-                TASKS,
+                n.task,
                 ref,
-                select="Ref_Key,Executed,ПринятаКИсполнению,РезультатВыполнения,ДатаИсполнения",
+                select=["Ref_Key", "Executed", n.task_accepted, n.task_result, n.task_executed_at],
             )
-        executed_at = task.get("ДатаИсполнения")
+        executed_at = task.get(n.task_executed_at)
         return OneCTaskStatus(
             ref=str(task.get("Ref_Key") or ref),
             executed=bool(task.get("Executed")),
-            accepted=bool(task.get("ПринятаКИсполнению")),
-            comments=task_comments(task.get("РезультатВыполнения")),
+            accepted=bool(task.get(n.task_accepted)),
+            comments=task_comments(task.get(n.task_result)),
             executed_at=executed_at if isinstance(executed_at, datetime) else None,
         )
 
@@ -403,7 +525,9 @@ class OneCActivities:
     async def _user_ref(self, user: str) -> str:
         if is_guid(user):
             return normalize_guid(user)
-        found = await self.onec.find_one(USERS, F("Description") == user, select="Ref_Key")
+        found = await self.onec.find_one(
+            self.names.users, F("Description") == user, select="Ref_Key"
+        )
         if found is None:
             raise refuse(f"1C user «{user}» not found (settings onec.logist_user)", "1C.NoUser")
         return str(found["Ref_Key"])
@@ -416,74 +540,118 @@ class OneCActivities:
 
     @activity.defn(name=FIND_INVOICE_PAYMENTS)
     async def find_invoice_payments(self, req: FindPaymentsRequest) -> list[Payment]:
-        """Posted incoming payments whose РасшифровкаПлатежа names the invoice, oldest first."""
-        with onec_errors():
-            basis = Ref(INVOICES, await self._invoice_ref(req.invoice_ref, req.invoice_number))
+        """Posted incoming payments whose payment rows name the invoice, oldest first."""
+        n = self.names
+        with onec_errors(self.names, self.profile):
+            invoice = await self._invoice_ref(req.invoice_ref, req.invoice_number)
+            basis = self._link_value(n.payment_invoice, n.invoice, invoice)
             parts: list[Expr] = [
-                F("РасшифровкаПлатежа").any(lambda d: (d / "ОснованиеПлатежа") == basis),
-                F("Posted"),
-                ~F("DeletionMark"),
+                F(n.payment_rows).any(lambda d: (d / n.payment_invoice) == basis),
+                F("Posted").is_true(),
+                F("DeletionMark").is_false(),
             ]
+            if n.payment_kind and n.payment_kind_value:
+                parts.append(F(n.payment_kind) == n.payment_kind_value)
             if req.since is not None:
                 parts.append(F("Date") >= req.since)
-            docs = await self.onec.list_all(PAYMENTS, filter=and_(*parts), orderby="Date")
+            docs = await self.onec.list_all(n.payment, filter=and_(*parts), orderby="Date")
         payments = []
         for doc in docs:
-            rows = doc.get("РасшифровкаПлатежа") or []
-            share = [row.get("Сумма") for row in rows if row.get("ОснованиеПлатежа") == basis]
+            rows = doc.get(n.payment_rows) or []
+            share = [
+                row.get(n.payment_row_amount) for row in rows if row.get(n.payment_invoice) == basis
+            ]
             payments.append(
                 Payment(
                     ref=str(doc["Ref_Key"]),
                     number=_text(doc.get("Number")),
                     paid_on=doc["Date"].date(),
                     amount=money(sum(Decimal(str(s or 0)) for s in share)),
-                    incoming_number=_text(doc.get("НомерВходящегоДокумента")),
+                    incoming_number=_text(doc.get(n.payment_incoming_number)),
                 )
             )
         return payments
 
-    async def _invoice_ref(self, ref: str | None, number: str | None) -> str:
+    @staticmethod
+    def _link_value(field: str, entity_set: str, key: str) -> Any:
+        """What a link field holds for that object: the key (`X_Key`) or a `Ref` (composite)."""
+        return key if is_plain_link(field) else Ref(entity_set, key)
+
+    async def _invoice(self, ref: str | None, number: str | None) -> dict[str, Any]:
+        n = self.names
+        select = ["Ref_Key", "Number"]
+        if n.invoice_basis:
+            select.append(n.invoice_basis)  # a composite comes with its _Type
         if ref:
-            return normalize_guid(ref)
+            try:
+                return await self.onec.get(n.invoice, normalize_guid(ref), select=select)
+            except OneCNotFound as err:
+                if not err.instance_missing:
+                    raise
+                raise refuse(f"счёт {ref} не найден в 1С", "1C.InvoiceNotFound") from None
         typed = (number or "").strip()
         found = await self.onec.find_one(
-            INVOICES, (F("Number") == typed) & ~F("DeletionMark"), orderby="Date desc"
+            n.invoice,
+            (F("Number") == typed) & F("DeletionMark").is_false(),
+            select=select,
+            orderby="Date desc",
         )
         if found is None:
             raise refuse(f"счёт «{typed}» не найден в 1С", "1C.InvoiceNotFound")
-        return str(found["Ref_Key"])
+        return found
+
+    async def _invoice_ref(self, ref: str | None, number: str | None) -> str:
+        if ref:
+            return normalize_guid(ref)
+        return str((await self._invoice(None, number))["Ref_Key"])
 
     # ---- R-SH-3: closing documents ---------------------------------------------------------
 
     @activity.defn(name=FETCH_CLOSING_DOCUMENTS)
     async def fetch_closing_documents(self, req: ClosingDocsRequest) -> list[ClosingDocument]:
-        """Posted УПД (and acts, when `onec.act_document` names their set), oldest first."""
-        with onec_errors():
+        """Posted sale documents (УПД, and acts when the profile names their set) linked to
+        the invoice through the profile's standard link (УТ: ЗаказКлиента → the order the
+        invoice was made from; БП: СчетНаОплатуПокупателю_Key) or issued to the INN, oldest
+        first. `signed` is not read from 1C: a standard base keeps the ЭДО state outside its
+        documents, so «signed» comes from Bitrix24 (docs/ONEC.md)."""
+        n = self.names
+        with onec_errors(self.names, self.profile):
             links: list[Expr] = []
             if req.invoice_ref or req.invoice_number:
                 try:
-                    invoice = await self._invoice_ref(req.invoice_ref, req.invoice_number)
-                    links.append(F("ДокументОснование") == Ref(INVOICES, invoice))
+                    invoice = await self._invoice(req.invoice_ref, req.invoice_number)
+                    target = self._sale_target(invoice)
+                    if target is not None:
+                        links.append(F(n.sale_link) == target)
                 except ApplicationError:
                     if not req.inn:  # an unknown invoice is fatal only with nothing else to go by
                         raise
             if req.inn:
                 parties = await self.onec.list_all(
-                    COUNTERPARTIES, filter=F("ИНН") == req.inn.strip(), select="Ref_Key"
+                    n.counterparties,
+                    filter=F(n.counterparty_inn) == req.inn.strip(),
+                    select="Ref_Key",
                 )
-                links.extend(F("Контрагент_Key") == p["Ref_Key"] for p in parties)
+                links.extend(F(n.counterparty) == p["Ref_Key"] for p in parties)
             if not links:
                 return []
-            parts: list[Expr] = [or_(*links), F("Posted"), ~F("DeletionMark")]
+            parts: list[Expr] = [
+                or_(*links),
+                F("Posted").is_true(),
+                F("DeletionMark").is_false(),
+            ]
             if req.since is not None:
                 parts.append(F("Date") >= req.since)
-            sets: list[tuple[str, Literal["upd", "act"]]] = [(SALES, "upd")]
-            if self.settings.onec.act_document:
-                sets.append((self.settings.onec.act_document, "act"))
+            sets: list[tuple[str, Literal["upd", "act"]]] = [(n.sale, "upd")]
+            if n.act:
+                sets.append((n.act, "act"))
             documents = []
             for entity_set, kind in sets:
                 for doc in await self.onec.list_all(
-                    entity_set, filter=and_(*parts), orderby="Date"
+                    entity_set,
+                    filter=and_(*parts),
+                    select="Ref_Key,Number,Date,СуммаДокумента",
+                    orderby="Date",
                 ):
                     documents.append(
                         ClosingDocument(
@@ -491,9 +659,20 @@ class OneCActivities:
                             ref=str(doc["Ref_Key"]),
                             number=_text(doc.get("Number")),
                             date=doc["Date"].date(),
-                            signed=doc.get("Подписан") is True
-                            or doc.get("СостояниеЭДО") == EDO_DONE,
+                            signed=False,
                             amount=money(doc.get("СуммаДокумента")),
                         )
                     )
         return sorted(documents, key=lambda d: (d.date, d.kind, d.number))
+
+    def _sale_target(self, invoice: Mapping[str, Any]) -> Any:
+        """The value the sale document's link holds for this invoice, None when it has none."""
+        n = self.names
+        if n.sale_link_to == "invoice":
+            return self._link_value(n.sale_link, n.invoice, str(invoice["Ref_Key"]))
+        basis = invoice.get(n.invoice_basis) if n.invoice_basis else None
+        if isinstance(basis, Ref) and basis.type == n.order:
+            return basis if not is_plain_link(n.sale_link) else basis.key
+        if isinstance(basis, str) and is_plain_link(n.invoice_basis):
+            return self._link_value(n.sale_link, n.order, basis)
+        return None

@@ -11,9 +11,11 @@ import os
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from salesflow.integrations.onec.profiles import OneCNames, names_for
 
 
 class ConfigError(Exception):
@@ -171,6 +173,42 @@ class OneCSettings(_Section):
             " (Document_РеализацияТоваровУслуг) only"
         ),
     )
+    profile: Literal["ut11", "erp2", "bp3"] = Field(
+        "ut11",
+        description=(
+            "The standard configuration of the base: ut11 (УТ 11.5), erp2 (ERP 2) or bp3"
+            " (БП 3.0); it names every 1C object and attribute the product uses (docs/ONEC.md)"
+        ),
+    )
+    names: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'Per-name overrides of the profile for a customised base, e.g. {kp = "Document_КП"}'
+            " (the terms are listed in docs/ONEC.md)"
+        ),
+    )
+    extension: bool = Field(
+        False,
+        description=(
+            "The optional salesflow configuration extension is installed (docs/ONEC.md): the"
+            " 1C task also carries ИдентификаторБитрикс24 and СсылкаБитрикс24"
+        ),
+    )
+
+    def one_c_names(self) -> OneCNames:
+        """The profile's names with `names` and `act_document` applied."""
+        overrides = dict(self.names)
+        if self.act_document and "act" not in overrides:
+            overrides["act"] = self.act_document
+        return names_for(self.profile, overrides)
+
+    @model_validator(mode="after")
+    def _names_known(self) -> OneCSettings:
+        try:
+            self.one_c_names()
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class DatabaseSettings(_Section):

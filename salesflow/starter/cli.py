@@ -128,13 +128,15 @@ def emulate_onec(
     base: str = "trade",
     user: str = "odata",
     password: str = "odata",
+    profile: str = typer.Option("ut11", help="standard configuration: ut11, erp2 or bp3"),
+    extension: bool = typer.Option(False, help="the optional salesflow extension installed"),
 ) -> None:
     """Serve the 1C OData emulator at /<base>/odata/standard.odata/."""
     checkout_rig()
     from emulators.onec.app import run
 
-    console.print(f"1C OData: http://{host}:{port}/{base}/odata/standard.odata/")
-    run(host, port, base, user, password)
+    console.print(f"1C OData ({profile}): http://{host}:{port}/{base}/odata/standard.odata/")
+    run(host, port, base, user, password, profile=profile, extension=extension)
 
 
 @app.command()

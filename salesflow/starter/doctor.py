@@ -8,8 +8,11 @@ smart process «Согласование» and its stages exist. The local appli
 configured): the pair the relay would use (the refreshed one kept in the database, else the
 configured one) still answers, or has merely expired and will be refreshed; a refresh the OAuth
 server refused is shown with what to do. Nothing is refreshed here. 1C (when an OData URL is
-configured): the root answers with the credentials and the entity sets the product uses are
-published.
+configured): the root answers with the credentials; $metadata is read and every object,
+attribute, tabular-part column and composite link the configuration profile (`onec.profile`,
+`[onec.names]`) uses is there — an object absent from $metadata is not published
+(УстановитьСоставСтандартногоИнтерфейсаOData) — and whether the optional extension is
+installed; each missing name is shown with the override or publication that fixes it.
 
 `main()` prints a table (check, status, detail, fix) and returns the exit code: 0 only when
 every check passed.
@@ -22,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from rich.console import Console
 from rich.table import Table
@@ -31,20 +35,17 @@ from salesflow.config.settings import Settings
 from salesflow.integrations.bitrix24 import Bitrix24Client, Bitrix24Error
 from salesflow.integrations.bitrix24.oauth import REFRESH_ON, TokenRefreshError
 from salesflow.integrations.onec import OneCClient, OneCError
+from salesflow.integrations.onec.profiles import (
+    EXTENSION_ATTRIBUTES,
+    LINE_ATTRIBUTES,
+    OBJECT_ATTRIBUTES,
+    is_plain_link,
+)
 from salesflow.relay.app_token import refusal_hint
 from salesflow.store import app_tokens
 from salesflow.store.db import make_engine
 
 REQUIRED_SCOPES = ("crm", "task", "im", "user")
-ONEC_ENTITY_SETS = (
-    "Catalog_Номенклатура",
-    "Catalog_Контрагенты",
-    "Document_КоммерческоеПредложениеКлиенту",
-    "Document_СчетНаОплатуКлиенту",
-    "Document_ПоступлениеБезналичныхДенежныхСредств",
-    "Task_ЗадачаИсполнителя",
-    "Document_РеализацияТоваровУслуг",
-)
 # Deal fields by their settings name: the field types the product can work with.
 _ENUM = frozenset({"enumeration"})
 _DATE = frozenset({"date", "datetime"})
@@ -321,9 +322,136 @@ async def bitrix24_checks(settings: Settings, b24: Bitrix24Client) -> list[Check
 
 
 # ------------------------------------------------------------------ 1C
-def _onec_sets(settings: Settings) -> tuple[str, ...]:
-    extra = getattr(settings.onec, "act_document", "") or ""
-    return (*ONEC_ENTITY_SETS, extra) if extra else ONEC_ENTITY_SETS
+@dataclass(frozen=True)
+class _Shape:
+    """What $metadata says of one entity set: its properties and its tabular parts' columns."""
+
+    props: frozenset[str]
+    tables: dict[str, frozenset[str]]
+
+
+def metadata_shapes(xml: str) -> dict[str, _Shape]:
+    """Entity sets of a 1C $metadata (CSDL) with their properties and tabular parts."""
+    root = ElementTree.fromstring(xml)
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    def props(element: ElementTree.Element) -> dict[str, str]:
+        return {
+            str(p.get("Name")): str(p.get("Type") or "")
+            for p in element
+            if local(p.tag) in ("Property", "NavigationProperty")
+        }
+
+    types: dict[str, dict[str, str]] = {}
+    sets: dict[str, str] = {}
+    for element in root.iter():
+        kind = local(element.tag)
+        if kind in ("EntityType", "ComplexType"):
+            types[str(element.get("Name"))] = props(element)
+        elif kind == "EntitySet":
+            sets[str(element.get("Name"))] = str(element.get("EntityType") or "").rsplit(".", 1)[-1]
+    shapes: dict[str, _Shape] = {}
+    for name, type_name in sets.items():
+        fields = types.get(type_name, {})
+        tables = {}
+        for field, kind in fields.items():
+            if kind.startswith("Collection("):
+                row_type = kind.removeprefix("Collection(").rstrip(")").rsplit(".", 1)[-1]
+                tables[field] = frozenset(types.get(row_type, {}))
+        shapes[name] = _Shape(frozenset(fields), tables)
+    return shapes
+
+
+# Links the product reads as composite (`X` + `X_Type`) unless named `X_Key`.
+LINK_TERMS = frozenset({"sale_link", "invoice_basis", "task_executor", "payment_invoice"})
+
+
+def _present(columns: frozenset[str], term: str, name: str) -> bool:
+    """The attribute is there — with its `_Type` partner when the product reads a composite."""
+    if name not in columns:
+        return False
+    return term not in LINK_TERMS or is_plain_link(name) or name + "_Type" in columns
+
+
+def _profile_checks(settings: Settings, shapes: dict[str, _Shape]) -> list[Check]:
+    conf = settings.onec
+    names = conf.one_c_names()
+    value = dict(names.items())
+    fix_name = (
+        'set [onec.names] {term} = "<its name in this base>" (profile {profile})'
+        " or choose the right onec.profile"
+    )
+    checks: list[Check] = []
+    used = 0
+    for term, attributes in OBJECT_ATTRIBUTES.items():
+        entity_set = value[term]
+        if not entity_set:
+            continue  # the configuration has no such object (e.g. the КП in bp3)
+        used += 1
+        shape = shapes.get(entity_set)
+        if shape is None:
+            checks.append(
+                _fail(
+                    f"1C {entity_set}",
+                    f"not published over OData (absent from $metadata; the product's {term})",
+                    "add it to the standard OData interface"
+                    " (УстановитьСоставСтандартногоИнтерфейсаOData), or "
+                    + fix_name.format(term=term, profile=conf.profile),
+                )
+            )
+            continue
+        for attribute_term in attributes:
+            name = value[attribute_term]
+            if not name:
+                continue
+            if not (_present(shape.props, attribute_term, name) or name in shape.tables):
+                checks.append(
+                    _fail(
+                        f"1C {entity_set}.{name}",
+                        f"no such attribute in this base (the product's {attribute_term})",
+                        fix_name.format(term=attribute_term, profile=conf.profile),
+                    )
+                )
+    for attribute_term, (object_term, table_term) in LINE_ATTRIBUTES.items():
+        entity_set, table, name = value[object_term], value[table_term], value[attribute_term]
+        shape = shapes.get(entity_set)
+        if not (entity_set and name) or shape is None or table not in shape.tables:
+            continue
+        if not _present(shape.tables[table], attribute_term, name):
+            checks.append(
+                _fail(
+                    f"1C {entity_set}.{table}.{name}",
+                    f"no such column in this base (the product's {attribute_term})",
+                    fix_name.format(term=attribute_term, profile=conf.profile),
+                )
+            )
+    task = shapes.get(names.task)
+    installed = task is not None and all(value[term] in task.props for term in EXTENSION_ATTRIBUTES)
+    ext_names = ", ".join(value[term] for term in EXTENSION_ATTRIBUTES)
+    if conf.extension and not installed:
+        checks.append(
+            _fail(
+                "1C extension",
+                f"onec.extension is on but {names.task} has no {ext_names}",
+                "install the salesflow extension (docs/ONEC.md) or set onec.extension = false",
+            )
+        )
+    elif installed:
+        state = "in use" if conf.extension else "installed, not used (onec.extension = false)"
+        checks.append(_ok("1C extension", f"{ext_names} on {names.task}: {state}"))
+    else:
+        checks.append(_ok("1C extension", "not installed (not needed: standard attributes only)"))
+    if not any(c.status == FAIL for c in checks):
+        checks.insert(
+            0,
+            _ok(
+                "1C entity sets",
+                f"profile {conf.profile}: all {used} objects and their attributes are published",
+            ),
+        )
+    return checks
 
 
 async def onec_checks(settings: Settings, onec: OneCClient) -> list[Check]:
@@ -340,18 +468,12 @@ async def onec_checks(settings: Settings, onec: OneCClient) -> list[Check]:
         ]
     published = {str(entry.get("name")) for entry in root.get("value", [])}
     checks = [_ok("1C OData", f"{url} answers ({len(published)} sets published)")]
-    missing = [name for name in _onec_sets(settings) if name not in published]
-    for name in missing:
-        checks.append(
-            _fail(
-                f"1C {name}",
-                "not published over OData",
-                "add it to the standard OData interface (SetStandardODataInterfaceContent)",
-            )
-        )
-    if not missing:
-        checks.append(_ok("1C entity sets", f"all {len(_onec_sets(settings))} sets published"))
-    return checks
+    try:
+        shapes = metadata_shapes(await onec.metadata())
+    except (OneCError, ElementTree.ParseError) as error:
+        fix = "check that $metadata is readable with these credentials"
+        return [*checks, _fail("1C $metadata", _describe(error), fix)]
+    return checks + _profile_checks(settings, shapes)
 
 
 # ------------------------------------------------------------------ the application's token

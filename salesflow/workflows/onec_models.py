@@ -70,7 +70,8 @@ class LoadKpResult(Carried):
 
 
 class CreateOneCTaskRequest(Carried):
-    """A Task_ЗадачаИсполнителя for the logist; `key` is stored in ИдентификаторБитрикс24."""
+    """A Task_ЗадачаИсполнителя for the logist; its Ref_Key is derived from `key` (standard
+    attributes only; the optional extension also stores `key` in ИдентификаторБитрикс24)."""
 
     key: str
     deal_id: int
@@ -204,6 +205,9 @@ class ClosingDocsRequest(Carried):
 
 
 class ClosingDocument(Carried):
+    """`signed`: always False from a standard base (no ЭДО state on its documents): «signed»
+    comes from Bitrix24 (docs/ONEC.md); kept for the shape of recorded histories."""
+
     kind: Literal["upd", "act"]
     ref: str
     number: str

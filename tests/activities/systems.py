@@ -72,20 +72,27 @@ class Systems:
         return int(created["task"]["id"])
 
 
-def settings_for(onec_root: str, webhook: str) -> Settings:
+def settings_for(onec_root: str, webhook: str, **onec: Any) -> Settings:
     return Settings.model_validate(
-        {"onec": {"odata_url": onec_root}, "bitrix24": {"webhook_url": webhook}}
+        {"onec": {"odata_url": onec_root, **onec}, "bitrix24": {"webhook_url": webhook}}
     )
 
 
 @asynccontextmanager
-async def running_systems() -> AsyncIterator[Systems]:
-    """Fresh emulators of 1C and Bitrix24 (rate limit off) and the activities bound to them."""
-    onec_app = create_onec()
+async def running_systems(
+    profile: str = "ut11", extension: bool = False, **onec_settings: Any
+) -> AsyncIterator[Systems]:
+    """Fresh emulators of 1C (a standard `profile` base) and Bitrix24 (rate limit off) and the
+    activities bound to them; `onec_settings` go to the `[onec]` settings."""
+    onec_app = create_onec(profile=profile, extension=extension)
     bitrix24_app = create_bitrix24(secret=SECRET, rate_per_second=None)
     async with serve(onec_app) as onec_server, serve(bitrix24_app) as b24_server:
         settings = settings_for(
-            f"{onec_server.url}/trade/odata/standard.odata/", f"{b24_server.url}/rest/1/{SECRET}/"
+            f"{onec_server.url}/trade/odata/standard.odata/",
+            f"{b24_server.url}/rest/1/{SECRET}/",
+            profile=profile,
+            extension=extension,
+            **onec_settings,
         )
         conf = settings.onec
         async with (

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from salesflow.activities.onec import task_key_in
 from salesflow.integrations.onec import F
 from salesflow.integrations.onec.client import OneCClient
 from tests.e2e.stack import Stack, running_stack
@@ -194,7 +195,7 @@ async def test_r_pipeline_640k_russia_new_to_won(dev_env, tmp_path) -> None:
             lambda: [
                 t
                 for t in stack.onec_base.all("Task_ЗадачаИсполнителя")
-                if str(t.get("ИдентификаторБитрикс24", "")).startswith(f"deal:{deal_id}:")
+                if str(task_key_in(t["Описание"]) or "").startswith(f"deal:{deal_id}:")
             ]
         )
         await _admin(

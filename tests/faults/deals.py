@@ -23,6 +23,7 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeou
 from temporalio.service import RPCError
 
 from emulators.onec.app import KP2_NUMBER, KP_NUMBER, ROMASHKA_INN
+from salesflow.activities.onec import task_key_in
 from salesflow.integrations.onec import F
 from salesflow.integrations.onec.client import OneCClient
 from salesflow.workflows.models import (
@@ -394,7 +395,7 @@ class Deal:
 
     def _onec_task(self, key: str) -> list[dict[str, Any]]:
         tasks = self.stack.onec_base.all("Task_ЗадачаИсполнителя")
-        return [t for t in tasks if t.get("ИдентификаторБитрикс24") == key]
+        return [t for t in tasks if task_key_in(t.get("Описание")) == key]
 
     def _bitrix_task_status(self, purpose: str) -> str:
         key = f"deal:{self.id}:{purpose}"

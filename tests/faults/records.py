@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from salesflow.activities.onec import task_key_in
 from tests.faults.deals import Deal
 from tests.faults.stack import FaultStack
 
@@ -48,7 +49,7 @@ class Records:
             "notifications": [(n.get("USER_ID"), n.get("TAG")) for n in portal.notifications],
             "items": [i.get("xmlId") for i in portal.items.get(APPROVAL_ENTITY_TYPE, {}).values()],
             "onec_tasks": [
-                t.get("ИдентификаторБитрикс24")
+                task_key_in(t.get("Описание"))
                 for t in stack.onec_base.all("Task_ЗадачаИсполнителя")
             ],
             "accountant_mails": [

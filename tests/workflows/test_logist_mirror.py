@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():  # the probe workflow below is sandboxed
-    from salesflow.activities.onec import TASKS
+    from salesflow.activities.onec import TASKS, task_key_in, task_ref_for
     from tests.activities.systems import Systems, running_systems
 from salesflow.workflows.logist_mirror import LogistTaskMirror
 from salesflow.workflows.onec_models import (
@@ -83,7 +83,7 @@ async def test_r_ac_3_logist_completes_in_1c_and_the_bitrix24_task_follows(
             id=f"deal-{deal_id}-logist-task-{task_id}",
             task_queue=queue,
         )
-        found = await eventually(lambda: s.base.find(TASKS, ИдентификаторБитрикс24=key))
+        found = await eventually(lambda: s.base.find(TASKS, Ref_Key=task_ref_for(key)))
         ref = found[0]["Ref_Key"]  # type: ignore[index]
         await s.admin(f"/tasks/{ref}/accept")
         await s.admin(f"/tasks/{ref}/comment", {"text": "Машина заказана на завтра"})
@@ -107,7 +107,7 @@ async def test_r_ac_3_logist_completes_in_1c_and_the_bitrix24_task_follows(
     assert messages == [f"Из 1С: {line}" for line in result.comments]
     assert messages[0].endswith("Машина заказана на завтра")
     assert messages[1].endswith("Отгружено, ТТН 123")
-    assert len(s.base.find(TASKS, ИдентификаторБитрикс24=key)) == 1
+    assert [task_key_in(t["Описание"]) for t in s.base.all(TASKS)] == [key]
 
 
 @dataclass

@@ -17,6 +17,8 @@ from salesflow.integrations.onec.errors import (
     OneCServerError,
     OneCTimeout,
     OneCUnavailable,
+    OneCUrlRefused,
+    configuration_problem,
 )
 from salesflow.integrations.onec.filters import F, Field, Raw, and_, guid, literal, or_
 from salesflow.integrations.onec.parsing import ZERO_GUID, Ref
@@ -37,9 +39,11 @@ __all__ = [
     "OneCServerError",
     "OneCTimeout",
     "OneCUnavailable",
+    "OneCUrlRefused",
     "Raw",
     "Ref",
     "and_",
+    "configuration_problem",
     "guid",
     "literal",
     "or_",

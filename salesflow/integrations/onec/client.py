@@ -26,7 +26,7 @@ from salesflow.integrations.onec.errors import (
     OneCUnavailable,
     error_from_response,
 )
-from salesflow.integrations.onec.filters import Expr, literal, render_filter
+from salesflow.integrations.onec.filters import Expr, F, literal, or_, render_filter
 from salesflow.integrations.onec.parsing import DEFAULT_INT64_FIELDS, parse_entity, serialize_entity
 from salesflow.integrations.onec.urls import Key, entity_path, query_string
 
@@ -37,6 +37,9 @@ Filter = Expr | str | None
 Names = str | Iterable[str] | None
 
 SESSION_COOKIE = "ibsession"
+# IIS refuses a query string over 2 048 bytes with an HTML 404 (shared/research/onec-real.md);
+# key lookups are split to stay below this.
+MAX_QUERY_BYTES = 2000
 
 
 def _names(value: Names) -> str | None:
@@ -204,6 +207,50 @@ class OneCClient:
             entity_set, filter=filter, select=select, expand=expand, orderby=orderby, top=1
         )
         return page[0] if page else None
+
+    async def list_by_keys(
+        self,
+        entity_set: str,
+        keys: Iterable[Any],
+        *,
+        field: str = "Ref_Key",
+        select: Names = None,
+        where: Expr | None = None,
+        max_query: int = MAX_QUERY_BYTES,
+    ) -> list[Entity]:
+        """Objects whose `field` is one of `keys` (1C has no `in`: `a eq x or a eq y …`),
+        in as many requests as it takes to keep each query string under `max_query` bytes."""
+        pending = list(dict.fromkeys(k for k in keys if k not in (None, "")))
+        found: list[Entity] = []
+        while pending:
+            chunk = [pending.pop(0)]
+            while (
+                pending
+                and self._query_bytes(entity_set, [*chunk, pending[0]], field, select, where)
+                <= max_query
+            ):
+                chunk.append(pending.pop(0))
+            found += await self.list_all(
+                entity_set, filter=self._keys_filter(chunk, field, where), select=select
+            )
+        return found
+
+    @staticmethod
+    def _keys_filter(keys: list[Any], field: str, where: Expr | None) -> Expr:
+        condition = or_(*(F(field) == key for key in keys))
+        return condition if where is None else condition & where
+
+    def _query_bytes(
+        self, entity_set: str, keys: list[Any], field: str, select: Names, where: Expr | None
+    ) -> int:
+        params = {
+            "$filter": render_filter(self._keys_filter(keys, field, where), self.tz),
+            "$select": _names(select),
+            "$top": 10**6,
+            "$skip": 10**6,
+            "$format": "json",
+        }
+        return len(query_string(params))
 
     async def count(self, entity_set: str, *, filter: Filter = None) -> int:
         """`Set/$count` — 1C answers a bare number (sometimes with a BOM)."""

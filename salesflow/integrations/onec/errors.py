@@ -86,9 +86,19 @@ class OneCAuthError(OneCError):
 class OneCNotFound(OneCError):
     """404: no object with that key (code "9"), or an unknown/unpublished entity set."""
 
+    @property
+    def instance_missing(self) -> bool:
+        """1C looked and found no object with that key — not an unknown set or a bad URL."""
+        return self.code == "9"
+
 
 class OneCBadRequest(OneCError):
     """400/501: 1C could not parse or does not support the request; fix the request."""
+
+
+class OneCUrlRefused(OneCBadRequest):
+    """The web server in front of 1C refused the URL with an HTML page (no odata.error):
+    behind IIS a query string over 2 048 bytes answers an HTML 404. Never "not found"."""
 
 
 class OneCConflict(OneCError):
@@ -144,6 +154,12 @@ def error_from_response(status: int, body: bytes, url: str | None = None) -> One
     if status in (401, 403):
         return OneCAuthError(text, **kwargs)
     if status == 404:
+        if code is None and _looks_html(body):
+            return OneCUrlRefused(
+                "the web server refused the URL (HTML 404): the query may be over 2 048 bytes"
+                " or the publication path is wrong",
+                **kwargs,
+            )
         return OneCNotFound(text, **kwargs)
     if status == 412:
         return OneCConflict(text, **kwargs)
@@ -156,6 +172,28 @@ def error_from_response(status: int, body: bytes, url: str | None = None) -> One
             return OneCBusinessError(text, **kwargs)
         return OneCServerError(text, **kwargs)
     return OneCBadRequest(text, **kwargs)
+
+
+def _looks_html(body: bytes) -> bool:
+    head = body[:200].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<body" in head
+
+
+# 1C's codes for "this request names something the base does not have" (ITS 17.4; P4).
+CONFIGURATION_CODES = frozenset({"6", "14"})
+_SEGMENT_RE = re.compile(r"Сегмент пути '?([^'!]+?)'? не найден")
+
+
+def configuration_problem(error: OneCError) -> str | None:
+    """The 1C name a request used that this base lacks (or "" when 1C does not say which),
+    when the error means "the request is wrong for this base"; None for any other error."""
+    if isinstance(error, OneCUrlRefused):
+        return None
+    unknown_set = error.status == 404 and error.code not in (None, "9")  # "9": no such object
+    if not unknown_set and (error.code not in CONFIGURATION_CODES or error.status != 400):
+        return None
+    match = _SEGMENT_RE.search(error.message)
+    return match.group(1).strip() if match else ""
 
 
 def _is_transient(message: str) -> bool:

@@ -1,7 +1,7 @@
 """A small, safe builder for 1C's `$filter` (OData v3 syntax as 1C parses it).
 
     F("Контрагент_Key") == some_guid          -> Контрагент_Key eq guid'…'
-    (F("Date") >= dt) & F("Posted")          -> (Date ge datetime'…') and Posted
+    (F("Date") >= dt) & F("Posted").is_true() -> Date ge datetime'…' and Posted eq true
     F("Description").substringof("Ромаш")    -> substringof('Ромаш',Description)
     F("ДокументОснование") == Ref("Document_СчетНаОплатуКлиенту", key)
                                              -> ДокументОснование eq cast(guid'…','Document_…')
@@ -201,6 +201,13 @@ class Field(Expr):
 
     def __le__(self, value: Any) -> Compare:
         return Compare(self, "le", value)
+
+    def is_true(self) -> Compare:
+        """`X eq true` — the form every recorded 1C client writes (never a bare `X`)."""
+        return Compare(self, "eq", True)
+
+    def is_false(self) -> Compare:
+        return Compare(self, "eq", False)
 
     def substringof(self, needle: str) -> Call:
         """True when the field contains `needle` (v3 argument order: needle first)."""

@@ -105,7 +105,6 @@ async def test_create_invoice_and_post_it(onec: OneCClient, emulator: Emulator) 
             "Контрагент_Key": kp["Контрагент_Key"],
             "СуммаДокумента": kp["СуммаДокумента"],
             "ДокументОснование": Ref(KP, kp["Ref_Key"]),
-            "ИдентификаторБитрикс24": "deal:42:invoice:1",
             "НазначениеПлатежа": "Оплата по КП-000123. " + "Очень длинное назначение. " * 20,
             "ЭтапыГрафикаОплаты": [
                 {
@@ -132,8 +131,6 @@ async def test_create_invoice_and_post_it(onec: OneCClient, emulator: Emulator) 
     posted = await onec.get(INVOICE, invoice["Ref_Key"])
     assert posted["Posted"] is True
     assert posted["DataVersion"] != invoice["DataVersion"]
-    found = await onec.find_one(INVOICE, F("ИдентификаторБитрикс24") == "deal:42:invoice:1")
-    assert found is not None and found["Ref_Key"] == invoice["Ref_Key"]
     basis = Ref(KP, kp["Ref_Key"])
     by_basis = await onec.list_page(INVOICE, filter=F("ДокументОснование") == basis)
     assert len(by_basis) == 1

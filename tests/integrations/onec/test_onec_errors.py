@@ -169,3 +169,20 @@ async def test_plus_in_a_form_encoded_query_breaks_the_filter(emulator: Emulator
     assert plus.status_code == 400 and plus.json()["odata.error"]["code"] == "14"
     assert encoded.status_code == 200
     assert ZERO not in encoded.text
+
+
+async def test_requests_wrong_for_the_base_are_configuration_problems(onec: OneCClient) -> None:
+    from salesflow.integrations.onec.errors import configuration_problem
+
+    with pytest.raises(OneCBadRequest) as unknown_property:
+        await onec.list_page(ITEMS, select="КодОКЕИ")
+    with pytest.raises(OneCBadRequest) as unparsable:
+        await onec.list_page(ITEMS, filter="Code in ('1')")
+    with pytest.raises(OneCNotFound) as unknown_set:
+        await onec.list_page("Catalog_НетТакого")
+    with pytest.raises(OneCNotFound) as no_object:
+        await onec.get(ITEMS, "00000000-0000-0000-0000-0000000000aa")
+    assert configuration_problem(unknown_property.value) == "КодОКЕИ"
+    assert configuration_problem(unparsable.value) == ""
+    assert configuration_problem(unknown_set.value) == "Catalog_НетТакого"
+    assert configuration_problem(no_object.value) is None  # a miss is data, not configuration

@@ -149,4 +149,4 @@ async def test_client_reads_parsed_values(emulator: Emulator, onec: OneCClient) 
     assert task["Предмет"] is None
     assert task["ДатаИсполнения"] is None
     assert task["Executed"] is False
-    assert task["Number"] == "00000000001"
+    assert task["Number"] == "00000000000001"  # a task Number is 14 characters
