@@ -119,6 +119,10 @@ class Forwarder:
         self._serial = EntitySerializer()
         self._unwritten: dict[tuple[str, int], signal_marks.Mark] = {}
 
+    def latest_mark(self, kind: str, entity_id: int) -> signal_marks.Mark | None:
+        """The mark of a signal sent and not yet written to `signal_mark` (else None)."""
+        return self._unwritten.get((kind, entity_id))
+
     # ---- delivery of one row ---------------------------------------------------------------
 
     async def deliver(self, row: InboxEvent) -> Outcome:
