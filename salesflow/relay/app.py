@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
@@ -19,6 +20,7 @@ from temporalio.client import Client
 from salesflow.config.settings import Settings
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.relay.forwarder import Bitrix24Caller, Forwarder, ForwarderOptions
+from salesflow.relay.group_commit import Overloaded
 from salesflow.relay.health import OK, CachedProbe
 from salesflow.relay.intake import (
     EVENT_KEY,
@@ -191,6 +193,7 @@ def create_app(
     app.state.metrics = metrics
     forwarder.observer = metrics.settled_row
     refusals = _RefusalLog()
+    nudging: set[int] = set()  # rows whose repeat is being looked at (in the background)
 
     @app.post(EVENTS_PATH, responses=EVENT_RESPONSES, openapi_extra=EVENT_BODY)
     async def bitrix24_event(request: Request) -> JSONResponse:
@@ -222,13 +225,11 @@ def create_app(
             return _error(400, str(exc))
         timeout = relay.database_timeout_seconds
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout):  # the write itself goes on (group commit)
                 recorded = await recorder.record(
                     inbox.NewEvent(event.event, event.entity_id, event.ts, event.payload)
                 )
-                if not recorded.is_new and event.event in UPDATE_EVENTS:
-                    await _nudge_again(recorded.id, event)
-        except TimeoutError:
+        except (TimeoutError, Overloaded):
             log.warning(
                 "inbox did not answer within %g s: %s %s", timeout, event.event, event.entity_id
             )
@@ -240,6 +241,9 @@ def create_app(
             return _error(503, "the inbox is unavailable; the event was not recorded")
         row_id, is_new = recorded.id, recorded.is_new
         metrics.received_event(event.event, "recorded" if is_new else "duplicate")
+        if not is_new and event.event in UPDATE_EVENTS and row_id not in nudging:
+            nudging.add(row_id)
+            forwarder.spawn(_nudge_again(row_id, event), lambda: nudging.discard(row_id))
         return JSONResponse({"status": "recorded" if is_new else "duplicate", "id": row_id})
 
     async def _nudge_again(row_id: int, event: InboundEvent) -> None:
@@ -269,6 +273,7 @@ def create_app(
 
     async def database_state() -> dict[str, Any]:
         await ping(engine)
+        await _writable(engine)  # a locked SQLite file or a stuck PostgreSQL still reads
         return {"inbox": await inbox.counts(engine), "cursor": await scanner.cursor()}
 
     async def temporal_state() -> None:
@@ -346,6 +351,17 @@ def _loop_health(job: Periodic | None, **extra: Any) -> dict[str, Any]:
 
 def _peer(request: Request) -> str:
     return request.client.host if request.client else "?"
+
+
+async def _writable(engine: AsyncEngine) -> None:
+    """Raise (or hang, for the caller's timeout) unless the inbox takes a write: an UPDATE of
+    no row, rolled back, which still needs SQLite's write lock."""
+    async with engine.connect() as conn:
+        await conn.execute(_NO_WRITE)
+        await conn.rollback()
+
+
+_NO_WRITE = text("UPDATE inbox_event SET status = status WHERE id = -1")
 
 
 def _event_name(fields: dict[str, bytes]) -> str:

@@ -429,6 +429,19 @@ class Forwarder:
         self._kicked.add(task)
         task.add_done_callback(self._kicked.discard)
 
+    def spawn(self, work: Awaitable[None], done: Callable[[], None]) -> None:
+        """Run `work` in the background until `close` (its failure is logged); then `done()`."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.warning("relay background work failed: %s", _describe(exc))
+            finally:
+                done()
+
+        self._spawn(run())
+
     async def close(self) -> None:
         """Cancel background forwards; their rows go back to pending for the next start."""
         tasks = [*self._kicked, *self._workers]

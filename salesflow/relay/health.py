@@ -38,26 +38,29 @@ class CachedProbe:
         self._describe = describe or _describe
         self.timeout = timeout
         self.cache_seconds = cache_seconds
+        self.runs = 0  # probes made (each shared by every request that came meanwhile)
         self._last: _Result | None = None
         self._running: asyncio.Task[_Result] | None = None
 
     async def result(self) -> tuple[Any, str | None]:
-        """The probe's value and None, or None and what is wrong."""
+        """The probe's value and None, or None and what is wrong. Waits at most `timeout`: a
+        probe still running then (a hanging database whose driver cannot be interrupted) is
+        left to finish and shared by the callers that come meanwhile."""
         last = self._last
         if last is not None and time.monotonic() - last.at < self.cache_seconds:
             return last.value, last.error
         if self._running is None or self._running.done():
             self._running = asyncio.create_task(self._run())
-        done = await asyncio.shield(self._running)
-        self._last = done
-        return done.value, done.error
+        done, _ = await asyncio.wait({self._running}, timeout=self.timeout)
+        if not done:
+            return None, f"no answer within {self.timeout:g} s"
+        self._last = self._running.result()
+        return self._last.value, self._last.error
 
     async def _run(self) -> _Result:
+        self.runs += 1
         try:
-            async with asyncio.timeout(self.timeout):
-                value = await self._probe()
-        except TimeoutError:
-            return _Result(None, f"no answer within {self.timeout:g} s", time.monotonic())
+            value = await self._probe()
         except Exception as exc:
             return _Result(None, self._describe(exc)[:300], time.monotonic())
         return _Result(value, None, time.monotonic())
