@@ -81,6 +81,7 @@ def check_token_raw(given: bytes | None, expected: str) -> None:
 def decode_form(body: bytes) -> dict[str, Any]:
     """A urlencoded body with PHP-bracket keys as nested dicts (`data[FIELDS][ID]`), within
     the limits of an event's form (parameters, key depth, key length)."""
+    count_params(body)
     try:
         body.decode("utf-8")
         return php_form.decode(
