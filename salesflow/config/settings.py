@@ -260,6 +260,15 @@ class RelaySettings(_Section):
         200, ge=1, description="Connections plus requests in progress; beyond them: 503"
     )
     keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection closes")
+    refusal_delay_seconds: float = Field(
+        0.25,
+        ge=0,
+        description=(
+            "A request refused before its caller is known (401, 413, 408, a form over the"
+            " limits) is answered after this: a flood gets at most connections/delay answers a"
+            " second"
+        ),
+    )
     database_timeout_seconds: float = Field(
         5.0, gt=0, description="An event not recorded within this gets 503 (a hanging database)"
     )

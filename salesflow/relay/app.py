@@ -181,7 +181,10 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     app.add_middleware(
-        BodyGuard, max_bytes=relay.max_body_bytes, timeout=relay.body_timeout_seconds
+        BodyGuard,
+        max_bytes=relay.max_body_bytes,
+        timeout=relay.body_timeout_seconds,
+        refusal_delay=relay.refusal_delay_seconds,
     )
     app.state.forwarder = forwarder
     app.state.engine = engine
@@ -209,10 +212,12 @@ def create_app(
             check_token_raw(fields.get(TOKEN_KEY), token)
         except BadEvent as exc:
             metrics.received_event("", "bad")
+            await asyncio.sleep(relay.refusal_delay_seconds)
             return _error(400, str(exc))
         except Unauthorized as exc:
             metrics.received_event(_event_name(fields), "rejected")
             refusals.note(_peer(request), str(exc))
+            await asyncio.sleep(relay.refusal_delay_seconds)
             return _error(401, "wrong or missing auth[application_token]")
         try:
             if len(body) > INLINE_PARSE_BYTES:

@@ -2,7 +2,9 @@
 
 - `BodyGuard` (ASGI middleware): a body over `max_bytes` gets 413 as soon as the limit is passed
   (at once when `Content-Length` says so), never read whole; a body not complete within
-  `timeout` seconds gets 408. The app then sees the whole body in one message.
+  `timeout` seconds gets 408. The app then sees the whole body in one message. Refusals are
+  answered after `refusal_delay` seconds (nothing more is read meanwhile): a client flooding
+  over N connections gets at most N/delay answers a second, and the relay's loop stays free.
 - `guarded_h11`: uvicorn's h11 protocol with a deadline for the request head: a connection that
   has sent no complete request line and headers this long after it opened, or after its last
   response, is closed (uvicorn's keep-alive timer is cancelled by any byte received, so a
@@ -24,10 +26,13 @@ Message = dict[str, Any]
 
 
 class BodyGuard:
-    def __init__(self, app: Any, *, max_bytes: int, timeout: float) -> None:
+    def __init__(
+        self, app: Any, *, max_bytes: int, timeout: float, refusal_delay: float = 0.0
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout = timeout
+        self.refusal_delay = refusal_delay
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -36,10 +41,10 @@ class BodyGuard:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or len(declared) > 18):
-            await _reply(send, 400, "bad Content-Length")
+            await self._refuse(send, 400, "bad Content-Length")
             return
         if declared is not None and int(declared) > self.max_bytes:
-            await _reply(send, 413, f"body over {self.max_bytes} bytes")
+            await self._refuse(send, 413, f"body over {self.max_bytes} bytes")
             return
         if declared is None and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # no body (GET, HEAD, …)
@@ -55,13 +60,13 @@ class BodyGuard:
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     if size > self.max_bytes:
-                        await _reply(send, 413, f"body over {self.max_bytes} bytes")
+                        await self._refuse(send, 413, f"body over {self.max_bytes} bytes")
                         return
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            await _reply(send, 408, f"body not complete within {self.timeout:g} s")
+            await self._refuse(send, 408, f"body not complete within {self.timeout:g} s")
             return
         body = b"".join(chunks)
         delivered = False
@@ -74,6 +79,11 @@ class BodyGuard:
             return dict(await receive())  # the disconnect, when it comes
 
         await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Any, status: int, detail: str) -> None:
+        if self.refusal_delay:
+            await asyncio.sleep(self.refusal_delay)
+        await _reply(send, status, detail)
 
 
 async def _reply(send: Any, status: int, detail: str) -> None:

@@ -115,7 +115,12 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> 
 def relay_settings(webhook_url: str, **relay: Any) -> Settings:
     """The relay of these tests; the offline drain and the deal scan run only when `relay`
     asks for them (`offline_interval_seconds`, `scan_interval_seconds`)."""
-    quiet = {"offline_interval_seconds": 0, "scan_interval_seconds": 0, "health_cache_seconds": 0}
+    quiet = {
+        "offline_interval_seconds": 0,
+        "scan_interval_seconds": 0,
+        "health_cache_seconds": 0,
+        "refusal_delay_seconds": 0,
+    }
     return Settings(
         bitrix24=Bitrix24Settings(
             webhook_url=webhook_url, application_token=TOKEN, rate_per_second=200, burst=400

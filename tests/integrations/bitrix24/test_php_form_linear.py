@@ -47,7 +47,7 @@ def test_append_keys_decode_is_linear(n: int) -> None:
 def test_deep_key_refused_after_max_depth(repeats: int) -> None:
     """`data` + `[a]`×N is refused after MAX_DEPTH segments (or its length), whatever N."""
     body = "data" + "[a]" * repeats + "=1"
-    with pytest.raises(ValueError, match="deeper|longer"):
+    with pytest.raises(ValueError, match=r"deeper|longer"):
         php_form.decode(body)
     assert _lines_run(lambda: php_form.decode(body)) < 40 * php_form.MAX_DEPTH
 
