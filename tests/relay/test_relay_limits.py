@@ -289,3 +289,24 @@ async def test_the_schema_when_asked_for_documents_the_refusals(
     assert {"200", "400", "401", "413", "415", "503"} <= set(post["responses"])
     assert "application/x-www-form-urlencoded" in post["requestBody"]["content"]
     assert docs.status_code == 200
+
+
+async def test_connections_past_max_connections_get_503(
+    tmp_path: Path, emulator: Emulator, dev_env: WorkflowEnvironment
+) -> None:
+    """relay.max_connections is uvicorn's limit_concurrency: held connections count too."""
+    settings = relay_settings(emulator.webhook_url, max_connections=3)
+    async with (
+        database("sqlite", tmp_path) as engine,
+        running_relay(settings, engine, dev_env.client) as relay,
+    ):
+        held = [await asyncio.open_connection("127.0.0.1", relay.server.port) for _ in range(3)]
+        try:
+            async with connection(relay) as (reader, writer):
+                writer.write(b"GET /metrics HTTP/1.1\r\nHost: relay\r\n\r\n")
+                await writer.drain()
+                answer = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            for _, idle in held:
+                idle.close()
+    assert answer.startswith(b"HTTP/1.1 503"), answer
