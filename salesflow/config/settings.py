@@ -264,9 +264,9 @@ class RelaySettings(_Section):
         0.25,
         ge=0,
         description=(
-            "A request refused before its caller is known (401, 413, 408, a form over the"
-            " limits) is answered after this: a flood gets at most connections/delay answers a"
-            " second"
+            "A request refused before its caller is known (401, 413, 408, 415, a form over"
+            " the limits) is answered after this: a flood gets at most connections/delay"
+            " answers a second"
         ),
     )
     database_timeout_seconds: float = Field(

@@ -202,6 +202,7 @@ def create_app(
     async def bitrix24_event(request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", FORM_CONTENT_TYPE)
         if not content_type.lower().startswith(FORM_CONTENT_TYPE):
+            await asyncio.sleep(relay.refusal_delay_seconds)
             return _error(415, f"expected {FORM_CONTENT_TYPE}")
         body = await request.body()  # BodyGuard has bounded its size and time
         # Nothing but a count and one pass over the pairs before the caller is known.
@@ -234,12 +235,11 @@ def create_app(
                 recorded = await recorder.record(
                     inbox.NewEvent(event.event, event.entity_id, event.ts, event.payload)
                 )
-        except (TimeoutError, Overloaded):
-            log.warning(
-                "inbox did not answer within %g s: %s %s", timeout, event.event, event.entity_id
-            )
+        except (TimeoutError, Overloaded) as exc:
+            why = str(exc) or f"the inbox did not answer within {timeout:g} s"
+            log.warning("%s: %s %s not recorded", why, event.event, event.entity_id)
             metrics.received_event(event.event, "unavailable")
-            return _error(503, f"the inbox did not answer within {timeout:g} s; send it again")
+            return _error(503, f"{why}; send it again")
         except Exception:
             log.exception("could not record %s %s", event.event, event.entity_id)
             metrics.received_event(event.event, "unavailable")
