@@ -310,3 +310,26 @@ async def test_connections_past_max_connections_get_503(
             for _, idle in held:
                 idle.close()
     assert answer.startswith(b"HTTP/1.1 503"), answer
+
+
+async def test_a_refusal_is_held_while_a_genuine_event_is_answered(
+    tmp_path: Path, emulator: Emulator, dev_env: WorkflowEnvironment
+) -> None:
+    """relay.refusal_delay_seconds: forged POSTs (and over-limit bodies) wait for their answer,
+    genuine ones do not — a flood over N connections gets at most N/delay answers a second."""
+    settings = relay_settings(emulator.webhook_url, refusal_delay_seconds=2, **QUICK)
+    async with (
+        database("sqlite", tmp_path) as engine,
+        running_relay(settings, engine, dev_env.client) as relay,
+    ):
+        emulator.add_deal(BASE + 50)
+        forged = asyncio.create_task(relay.post(form("ONCRMDEALADD", "1", "1", token="forged")))
+        too_big = asyncio.create_task(relay.post(b"a=" + b"x" * LIMIT))
+        await asyncio.sleep(0.2)
+        genuine = await relay.post(emulator.body("ONCRMDEALADD", BASE + 50))
+        held = not forged.done() and not too_big.done()
+        for task in (forged, too_big):
+            task.cancel()
+        await asyncio.gather(forged, too_big, return_exceptions=True)
+    assert genuine.status_code == 200
+    assert held
