@@ -46,14 +46,14 @@ async def test_repeats_within_the_events_second_are_read_again_once_after_it(
     however many repeats came — and a repeat after that read is a duplicate."""
     deal_id = BASE + 2
     emulator.add_deal(deal_id)
-    second = int(time.time()) + 1
+    second = int(time.time()) + 2  # every POST below comes within it or before it
     body = emulator.body("ONCRMDEALUPDATE", deal_id, ts=second)
 
     first = await relay.post(body)
     row_id = first.json()["id"]
     await relay.settled(row_id)
     repeats = [await relay.post(body) for _ in range(4)]
-    await until(lambda: _after(second + 1), timeout=5)
+    await until(lambda: _after(second + 1), timeout=6)
     await until(lambda: _stays_forwarded(relay, row_id), timeout=5)
     signals_then = len(await deal_signals(dev_env.client, deal_id))
     late = await relay.post(body)
