@@ -276,6 +276,49 @@ class RelaySettings(_Section):
             " changes committed late, equal timestamps); re-seen modifications are duplicates"
         ),
     )
+    # What one client may cost the relay (README «Security»: what the relay guarantees).
+    max_body_bytes: int = Field(
+        65_536, ge=1024, description="A larger POST body gets 413 as soon as it passes this"
+    )
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, description="A request body not complete this long after its head: 408"
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "A connection without a complete request head this long after it opened (or after"
+            " its last response) is closed"
+        ),
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="Request line plus headers, at most (larger: 400, closed)"
+    )
+    max_connections: int = Field(
+        200, ge=1, description="Connections plus requests in progress; beyond them: 503"
+    )
+    keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection closes")
+    refusal_delay_seconds: float = Field(
+        0.25,
+        ge=0,
+        description=(
+            "A request refused before its caller is known (401, 413, 408, 415, a form over"
+            " the limits) is answered after this: a flood gets at most connections/delay"
+            " answers a second"
+        ),
+    )
+    database_timeout_seconds: float = Field(
+        5.0, gt=0, description="An event not recorded within this gets 503 (a hanging database)"
+    )
+    health_cache_seconds: float = Field(
+        5.0, ge=0, description="/healthz reuses its probes' results for this long"
+    )
+    health_timeout_seconds: float = Field(
+        2.0, gt=0, description="Each /healthz probe (database, Temporal, portal) is down past this"
+    )
+    api_docs: bool = Field(
+        False, description="Serve /docs, /redoc and /openapi.json on the relay's port"
+    )
 
 
 class PortalStages(_Section):

@@ -119,6 +119,10 @@ class Forwarder:
         self._serial = EntitySerializer()
         self._unwritten: dict[tuple[str, int], signal_marks.Mark] = {}
 
+    def latest_mark(self, kind: str, entity_id: int) -> signal_marks.Mark | None:
+        """The mark of a signal sent and not yet written to `signal_mark` (else None)."""
+        return self._unwritten.get((kind, entity_id))
+
     # ---- delivery of one row ---------------------------------------------------------------
 
     async def deliver(self, row: InboxEvent) -> Outcome:
@@ -424,6 +428,19 @@ class Forwarder:
         task = asyncio.ensure_future(work)
         self._kicked.add(task)
         task.add_done_callback(self._kicked.discard)
+
+    def spawn(self, work: Awaitable[None], done: Callable[[], None]) -> None:
+        """Run `work` in the background until `close` (its failure is logged); then `done()`."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.warning("relay background work failed: %s", _describe(exc))
+            finally:
+                done()
+
+        self._spawn(run())
 
     async def close(self) -> None:
         """Cancel background forwards; their rows go back to pending for the next start."""

@@ -279,6 +279,8 @@ async def test_healthz_reports_the_database_and_the_inbox(relay: Relay) -> None:
     assert answer.json() == {
         "status": "ok",
         "database": "ok",
+        "temporal": "ok",
+        "portal": "ok",
         "inbox": {"pending": 0, "forwarded": 0, "ignored": 0, "failed": 0},
         "forwarder": {"last_error": None},
         "offline_queue": {"enabled": False},
