@@ -106,7 +106,8 @@ class UserToken:
 
 @dataclass
 class Placement:
-    """A widget handler registered by `placement.bind` (`api-reference/widgets/placement-get.md`)."""
+    """A widget handler registered by `placement.bind` (`api-reference/widgets/
+    placement-get.md`)."""
 
     client_id: str
     placement: str
@@ -519,8 +520,6 @@ class Portal:
             "rejected": dict(self.rejected),
             "requests": self.requests,
             "bindings": [b.as_dict() for b in self.bindings],
-            "placements": [
-                {"app": p.client_id, **p.as_dict()} for p in self.placements
-            ],
+            "placements": [{"app": p.client_id, **p.as_dict()} for p in self.placements],
             "offline_events": [r.view(full=True) for r in self.offline.rows.values()],
         }

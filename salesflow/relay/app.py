@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from salesflow.config.settings import Settings
+from salesflow.deal_card.app import deal_card_router
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.relay.forwarder import Bitrix24Caller, Forwarder, ForwarderOptions
 from salesflow.relay.intake import (
@@ -105,6 +106,8 @@ def create_app(
                 drainer.client = offline_client
 
     app = FastAPI(title="salesflow relay", lifespan=lifespan)
+    if settings.deal_card.enabled:  # the deal card's tab shares the public port (issue 12)
+        app.include_router(deal_card_router(settings, temporal_client))
     app.state.forwarder = forwarder
     app.state.engine = engine
     app.state.offline = offline  # Periodic | None: `await app.state.offline.run_once()`
