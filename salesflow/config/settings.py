@@ -429,7 +429,7 @@ class ObservabilitySettings(_Section):
 DealCardRole = Literal["manager", "responsible", "rop", "accountant", "logist", "anyone"]
 
 
-def _default_permissions() -> dict[str, tuple[DealCardRole, ...]]:
+def default_deal_card_permissions() -> dict[str, tuple[DealCardRole, ...]]:
     deal: tuple[DealCardRole, ...] = ("responsible", "rop")
     return {
         "accept_lead": ("manager",),
@@ -454,10 +454,11 @@ class DealCardSettings(_Section):
     )
     accountants: tuple[int, ...] = Field((11,), description="Bitrix24 user IDs of accountants")
     permissions: dict[str, tuple[DealCardRole, ...]] = Field(
-        default_factory=_default_permissions,
+        default_factory=default_deal_card_permissions,
         description=(
             "action → roles that may take it: manager (portal.users.managers), responsible"
-            " (the deal's manager), rop, accountant, logist, anyone"
+            " (the deal's manager), rop, accountant, logist, anyone; an action not listed"
+            " keeps its default"
         ),
     )
     update_timeout_seconds: float = Field(20.0, gt=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from salesflow.config.settings import ConfigError, Settings
+from salesflow.config.settings import ConfigError, Settings, default_deal_card_permissions
 
 # The workflow's updates a person can send from the card (CONTRACT.md).
 ACTIONS = (
@@ -37,8 +37,10 @@ class Policy:
         unknown = sorted(set(card.permissions) - set(ACTIONS))
         if unknown:
             raise ConfigError(f"deal_card.permissions.{unknown[0]}: unknown action")
+        # An action the configuration does not list keeps its default roles.
+        permissions = {**default_deal_card_permissions(), **card.permissions}
         return cls(
-            permissions={a: tuple(card.permissions.get(a, ())) for a in ACTIONS},
+            permissions={a: tuple(permissions.get(a, ())) for a in ACTIONS},
             managers=frozenset(users.managers),
             rop=users.rop,
             logist=users.logist,
