@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from tests.deal_card.conftest import (
     Forms,
     card_stack,
 )
-from tests.workflows.pipeline import until
+from tests.workflows.pipeline import drive_to, until
 
 # At NEW nobody is the deal's responsible yet: a manager takes the lead or rejects it, the
 # РОП rejects it or acts on the deal.
@@ -116,6 +117,7 @@ async def test_r_x10_refusals_are_shown_beside_the_form_and_change_nothing(
         ({"AUTH_ID": "not-a-token"}, "авторизация пользователя недействительна"),
         ({"PLACEMENT_OPTIONS": json.dumps({"ID": "x"})}, "не из карточки сделки"),
     ],
+    ids=["forged-application-token", "foreign-member-id", "forged-auth-id", "no-deal-id"],
 )
 async def test_r_x10_a_forged_tab_call_gets_403(
     card: Card, forgery: dict[str, str], reason: str
@@ -188,3 +190,46 @@ def _any_hidden(page: str, card: Card) -> dict[str, str]:
         "AUTH_ID": auth,
         "sig": form_signature(key, card.deal_id, auth),
     }
+
+
+async def test_r_x10_payment_schedule_and_payment_from_the_tab(card: Card) -> None:
+    """At LAUNCH the responsible sets the schedule (refused as the workflow checks it, then
+    taken) and the accountant records a payment; the tab shows each tranche's state."""
+    await drive_to(card.handle, card.fake, "LAUNCH")
+    page = await open_deal_tab(card.portal, card.http, card.deal_id, MANAGER)
+    assert "set_payment_schedule" in Forms(page.text).forms
+    assert "record_payment" in Forms(page.text).not_for_you  # the accountant's
+    start = date.today()
+    bad = await card.act(
+        page,
+        "set_payment_schedule",
+        percent_1="50",
+        due_1=str(start + timedelta(days=10)),
+        percent_2="40",
+        due_2=str(start + timedelta(days=20)),
+    )
+    assert bad.status_code == 409
+    assert "график платежей неверен: сумма процентов 90, а не 100" in bad.text
+    assert (await card.view()).payment_schedule == []
+    good = await card.act(
+        page,
+        "set_payment_schedule",
+        percent_1="50",
+        due_1=str(start + timedelta(days=10)),
+        percent_2="50",
+        due_2=str(start + timedelta(days=20)),
+    )
+    assert good.status_code == 200, good.text
+    # The invoice's payment (320 000 of 640 000) already covers the first tranche.
+    assert 'data-tranche="1" data-state="paid"' in good.text
+    assert 'data-tranche="2" data-state="planned"' in good.text
+    assert "set_payment_schedule" not in Forms(good.text).forms  # set once
+    accountant = await open_deal_tab(card.portal, card.http, card.deal_id, ACCOUNTANT)
+    assert set(Forms(accountant.text).forms) == {"record_payment"}
+    paid = await card.act(accountant, "record_payment", amount="320000")
+    assert paid.status_code == 200, paid.text
+    view = await until(card.handle, lambda v: v.payment_schedule[1].state == "paid")
+    assert view.payments[-1].amount == 320000
+    (name, payload) = (await card.updates())[-1]
+    assert name == "record_payment"
+    assert payload["actor"]["user_id"] == ACCOUNTANT
