@@ -134,6 +134,11 @@ def _payment(form: Mapping[str, str], texts: Texts, today: date) -> dict[str, An
     return {"amount": amount, "paid_on": _date(paid_on, texts) if paid_on else today}
 
 
+def _feedback(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
+    agreed = _choice(_text(form, "agreed"), ("yes", "no"), texts)
+    return {"agreed": agreed == "yes", "comment": _text(form, "comment") or None}
+
+
 def _tasks(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
     chosen = {service: _text(form, service) == "yes" for service in SERVICES}
     if not any(chosen.values()):
@@ -144,13 +149,7 @@ def _tasks(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
 _BUILDERS: dict[str, tuple[type[BaseModel], Callable[[Mapping[str, str], Texts, date], Any]]] = {
     "accept_lead": (AcceptLead, lambda f, t, d: {}),
     "reject_lead": (RejectLead, lambda f, t, d: _reject(f, t)),
-    "kp_feedback": (
-        KpFeedback,
-        lambda f, t, d: {
-            "agreed": _text(f, "agreed") == "yes",
-            "comment": _text(f, "comment") or None,
-        },
-    ),
+    "kp_feedback": (KpFeedback, lambda f, t, d: _feedback(f, t)),
     "set_payment_schedule": (PaymentSchedule, lambda f, t, d: _schedule(f, t)),
     "record_payment": (RecordPayment, _payment),
     "request_tasks": (RequestTasks, lambda f, t, d: _tasks(f, t)),

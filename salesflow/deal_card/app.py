@@ -243,7 +243,7 @@ class DealCard:
         status: int = 200,
         view: DealView | None = None,
     ) -> HTMLResponse:
-        stage_name = ""
+        stage_name, names = "", {}
         if view is None and not message:
             try:
                 view = await self._state(deal_id)
@@ -251,6 +251,8 @@ class DealCard:
                 message, status = exc.message, exc.status
         if view is not None:
             stage_name = await self.stage_names.name(view.stage)
+            for code in {entry.stage for entry in view.history}:
+                names[code] = await self.stage_names.name(code)
             if view.stage in ("WON", "LOSE") and not message:
                 message = self.texts("closed", stage=stage_name)
         context = PageContext(
@@ -265,6 +267,7 @@ class DealCard:
             policy=self.policy,
             view=view,
             stage_name=stage_name,
+            stage_names=names,
             notice=notice,
             message=message,
             extra_hidden={"form_id": secrets.token_hex(8)},

@@ -50,6 +50,7 @@ class PageContext:
     policy: Policy
     view: DealView | None = None
     stage_name: str = ""
+    stage_names: dict[str, str] = field(default_factory=dict)  # code → Bitrix24 name
     notice: Notice | None = None
     message: str = ""  # a whole-page message (no process, Temporal down)
     extra_hidden: dict[str, str] = field(default_factory=dict)
@@ -177,7 +178,8 @@ def _history(ctx: PageContext, view: DealView) -> list[str]:
         actor = entry.model_dump().get("actor")  # recorded by the workflow once it keeps it
         who = actor.get("name") or actor.get("user_id") if isinstance(actor, dict) else None
         out.append(
-            f"<tr><td>{_e(_when(entry.at, ctx.timezone))}</td><td>{_e(entry.stage)}</td>"
+            f"<tr><td>{_e(_when(entry.at, ctx.timezone))}</td>"
+            f"<td>{_e(ctx.stage_names.get(entry.stage, entry.stage))}</td>"
             f"<td>{_e(entry.cause)}</td><td>{_e(who or t('actor_unknown'))}</td></tr>"
         )
     out.append("</table>")

@@ -59,6 +59,7 @@ async def test_r_x10_accept_from_the_tab_moves_the_deal_and_the_update_carries_t
     assert done.status_code == 200, done.text
     assert "Готово: Принять заявку." in done.text
     assert 'data-stage="IN_WORK">Взят в работу<' in done.text
+    assert "<td>Новая заявка</td>" in done.text  # the history's stages by their names too
     view = await card.view()
     assert (view.stage, view.manager_id) == ("IN_WORK", MANAGER)
     (name, payload), *_ = await card.updates()

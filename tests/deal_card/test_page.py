@@ -161,6 +161,7 @@ def test_r_x10_form_input_is_checked_in_russian() -> None:
         ("record_payment", {"amount": "0"}, "сумма должна быть больше нуля"),
         ("record_payment", {"amount": "100", "paid_on": "вчера"}, "не дата"),
         ("request_tasks", {"engineers": "no"}, "выберите «Да» хотя бы для одного"),
+        ("kp_feedback", {"comment": "?"}, "неизвестный вариант «»"),
     ]
     for action, form, message in cases:
         with pytest.raises(BadInput, match=message):
