@@ -234,3 +234,20 @@ async def test_r_x10_payment_schedule_and_payment_from_the_tab(card: Card) -> No
     (name, payload) = (await card.updates())[-1]
     assert name == "record_payment"
     assert payload["actor"]["user_id"] == ACCOUNTANT
+
+
+async def test_r_x10_kp_answer_and_losing_the_deal_from_the_tab(card: Card) -> None:
+    await drive_to(card.handle, card.fake, "KP")
+    await until(card.handle, lambda v: v.kp_round > 0)
+    page = await open_deal_tab(card.portal, card.http, card.deal_id, MANAGER)
+    assert "kp_feedback" in Forms(page.text).forms
+    answer = await card.act(page, "kp_feedback", agreed="no", comment="Дорого")
+    assert answer.status_code == 200, answer.text
+    await until(card.handle, lambda v: v.kp_round == 2)
+    lost = await card.act(answer, "lose_deal", reason="OTHER", comment="Клиент закрылся")
+    assert lost.status_code == 200, lost.text
+    assert "Сделка закрыта (Сделка провалена)" in lost.text
+    assert Forms(lost.text).forms == {}
+    assert (await card.view()).stage == "LOSE"
+    names = [(n, (p["actor"] or {}).get("user_id")) for n, p in await card.updates()]
+    assert names[-2:] == [("kp_feedback", MANAGER), ("lose_deal", MANAGER)]
