@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 import httpx
 
 from emulators.bitrix24.state import Placement, Portal
+from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.integrations.bitrix24.errors import Bitrix24Error
 
 DEAL_TAB = "CRM_DEAL_DETAIL_TAB"
 SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
@@ -87,3 +89,19 @@ async def open_deal_tab(
     """Open the deal's tab as `user_id` would: the handler's answer (the framed page)."""
     request = deal_tab_request(portal, deal_id, user_id, **options)  # type: ignore[arg-type]
     return await http.post(request.url, data=request.form)
+
+
+async def install_deal_tab(rest_base: str, access_token: str, handler: str) -> bool:
+    """Bind the deal card's tab as the installed application does (`placement.bind` with the
+    app's admin token); True when bound now, False when it already was."""
+    async with Bitrix24Client(rest_base, access_token=access_token, coalesce=False) as client:
+        try:
+            await client.call(
+                "placement.bind",
+                {"PLACEMENT": DEAL_TAB, "HANDLER": handler, "TITLE": "Процесс сделки"},
+            )
+        except Bitrix24Error as exc:
+            if "already binded" in exc.description:
+                return False
+            raise
+    return True

@@ -119,7 +119,8 @@ def _summary(ctx: PageContext, view: DealView) -> list[str]:
         out.append(f'<h2>{_e(t("deadlines"))}</h2><table id="deadlines">')
         for d in view.deadlines:
             mark = f' <span class="overdue">{_e(t("overdue"))}</span>' if d.overdue else ""
-            out.append(f"<tr><td>{_e(d.name)}</td><td>{_e(_when(d.due, tz))}{mark}</td></tr>")
+            name = _deadline_name(t, d.name)
+            out.append(f"<tr><td>{_e(name)}</td><td>{_e(_when(d.due, tz))}{mark}</td></tr>")
         out.append("</table>")
     out.append(f'<h2>{_e(t("payment_schedule"))}</h2><section id="schedule">')
     if view.payment_schedule:
@@ -165,6 +166,13 @@ def _summary(ctx: PageContext, view: DealView) -> list[str]:
         out.append("</ul>")
     out.append("</section>")
     return out
+
+
+def _deadline_name(t: Texts, name: str) -> str:
+    base, _, number = name.rpartition("_")
+    if number.isdigit() and f"deadline_{base}" in t.table:
+        return t(f"deadline_{base}", round=number)
+    return t(f"deadline_{name}") if f"deadline_{name}" in t.table else name
 
 
 def _history(ctx: PageContext, view: DealView) -> list[str]:

@@ -49,6 +49,12 @@ DEFAULT_CARD_TEXTS: dict[str, str] = {
     "forbidden_form": "форма устарела или подделана, откройте вкладку заново",
     "bad_placement": "вкладка открыта не из карточки сделки",
     "portal_down": "Bitrix24 не ответил при проверке пользователя; повторите позже.",
+    # The workflow's deadlines (`state.deadlines[].name`; a number suffix is the round).
+    "deadline_take_into_work": "Взять заявку в работу",
+    "deadline_kp_agreement": "Согласовать КП с клиентом",
+    "deadline_kp_feedback": "Обратная связь по КП, раунд {round}",
+    "deadline_payment": "Оплата по счёту, раунд {round}",
+    "deadline_closing_documents": "Подписанные закрывающие документы",
     # Stages: what the deal waits for (PIPELINE.md codes).
     "waits_NEW": "менеджер принимает заявку в работу или отказывает (с причиной)",
     "waits_IN_WORK": "проверка товарных позиций и КП из 1С",

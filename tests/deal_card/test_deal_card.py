@@ -4,14 +4,18 @@ portal, the workflow's updates carrying who acted, refusals that change nothing.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 from datetime import date, timedelta
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from emulators.bitrix24 import deals as emulator_deals
 from emulators.bitrix24.placement_rig import open_deal_tab
+from emulators.bitrix24.registry import CallContext
 from tests.deal_card.conftest import (
     ACCOUNTANT,
     LOGIST,
@@ -251,3 +255,23 @@ async def test_r_x10_kp_answer_and_losing_the_deal_from_the_tab(card: Card) -> N
     assert (await card.view()).stage == "LOSE"
     names = [(n, (p["actor"] or {}).get("user_id")) for n, p in await card.updates()]
     assert names[-2:] == [("kp_feedback", MANAGER), ("lose_deal", MANAGER)]
+
+
+async def test_r_x10_the_emulators_deal_card_frames_the_tab(card: Card) -> None:
+    """The emulator's deal card page posts the tab's form into a frame, as the portal does;
+    submitting that form (the browser's part) opens the tab for that user."""
+    emulator_deals.create_deal(
+        CallContext(card.portal, 1), {"CATEGORY_ID": 1, "TITLE": "Поставка"}, card.deal_id
+    )
+    shown = await card.http.get(
+        f"{card.emulator.url}/_emulator/deal-card/{card.deal_id}", params={"user_id": MANAGER}
+    )
+    assert shown.status_code == 200
+    assert 'target="tab-frame"' in shown.text and '<iframe name="tab-frame"' in shown.text
+    action = shown.text.split('<form id="tab" method="post" action="')[1].split('"')[0]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', shown.text))
+    framed = await card.http.post(
+        html.unescape(action), data={k: html.unescape(v) for k, v in fields.items()}
+    )
+    assert framed.status_code == 200
+    assert 'data-user-id="3">Иван Петров<' in framed.text

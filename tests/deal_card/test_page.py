@@ -14,6 +14,7 @@ from salesflow.deal_card.policy import Policy
 from salesflow.deal_card.texts import Texts
 from salesflow.workflows.models import (
     Actor,
+    Deadline,
     DealView,
     HistoryEntry,
     OpenTask,
@@ -139,6 +140,21 @@ def test_r_x10_state_shown_in_russian_with_overdue_marked() -> None:
     assert "просрочен<" in page
     assert 'data-logist-state="running">Задание логисту в 1С: в работе' in page
     assert "выполнение работ" in page  # what the deal waits for at ACCEPTED
+    deadlines = render(
+        _context(
+            view(
+                "KP",
+                deadlines=[
+                    Deadline(name="kp_feedback_2", due=NOW, overdue=True),
+                    Deadline(name="take_into_work", due=NOW),
+                    Deadline(name="something_new", due=NOW),
+                ],
+            ),
+            ROP,
+        )
+    )
+    assert "Обратная связь по КП, раунд 2" in deadlines
+    assert "Взять заявку в работу" in deadlines and "something_new" in deadlines
 
 
 def test_r_x10_configured_texts_replace_the_defaults() -> None:
