@@ -202,15 +202,18 @@ _SCHEDULE_DETAILS = (
 _SCHEDULE_MARKERS = ("percents sum", "tranche", "schedule has no", "at most")
 
 
-def refusal(message: str, texts: Texts) -> str:
-    """A validator's or the update's refusal as the person reads it."""
+def refusal(message: str, texts: Texts, stage_names: Mapping[str, str] | None = None) -> str:
+    """A validator's or the update's refusal as the person reads it; stage codes are named
+    with `stage_names` (code → Bitrix24 name) where given."""
+    names = stage_names or {}
     if "already been taken or rejected" in message:
         return texts("wf_already_decided")
     if "is not a sales manager" in message:
         return texts("wf_not_a_manager")
     wrong_stage = re.search(r"is allowed at .*; the deal is at (\w+)", message)
     if wrong_stage:
-        return texts("wf_wrong_stage", stage=wrong_stage.group(1))
+        code = wrong_stage.group(1)
+        return texts("wf_wrong_stage", stage=names.get(code, code))
     if "feedback is awaited" in message:
         return texts("wf_no_feedback_awaited")
     if "schedule is already set" in message:

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from salesflow.config.settings import Settings
+from salesflow.config.settings import PortalStages, Settings
 from salesflow.deal_card import actions as A
 from salesflow.deal_card.identity import (
     Forbidden,
@@ -70,6 +70,10 @@ class StageNames:
             await self._read()
         status_id = getattr(self.settings.portal.stages, code, "")
         return self.names.get(status_id, code)
+
+    async def all(self) -> dict[str, str]:
+        """Every stage code with its name (the code itself where none is known)."""
+        return {code: await self.name(code) for code in PortalStages.model_fields}
 
     async def _read(self) -> None:
         b24 = self.settings.bitrix24
@@ -158,7 +162,8 @@ class DealCard:
         if view is None:
             return await self._page(request, deal_id, actor, auth_id)
         if name not in A.offered(view):
-            reason = self.texts("wf_wrong_stage", stage=view.stage)
+            stage = await self.stage_names.name(view.stage)
+            reason = self.texts("wf_wrong_stage", stage=stage)
             return await self._refused(request, deal_id, actor, auth_id, name, reason, 409, view)
         if not self.policy.may(name, actor.user_id, view.manager_id):
             roles = ", ".join(self.texts(f"role_{r}") for r in self.policy.allowed_roles(name))
@@ -179,7 +184,7 @@ class DealCard:
                 )
         except WorkflowUpdateFailedError as exc:
             message = getattr(exc.cause, "message", None) or str(exc.cause or exc)
-            reason = A.refusal(message, self.texts)
+            reason = A.refusal(message, self.texts, await self.stage_names.all())
             return await self._refused(request, deal_id, actor, auth_id, name, reason, 409)
         except TimeoutError:
             reason = self.texts("unknown_outcome", seconds=f"{timeout:g}")

@@ -74,7 +74,7 @@ async def test_r_x10_accept_from_the_tab_moves_the_deal_and_the_update_carries_t
     assert not {"accept_lead", "reject_lead"} & set(Forms(done.text).forms)
     again = await card.act(page, "accept_lead")
     assert again.status_code == 409
-    assert "Не выполнено: на стадии «IN_WORK» это действие недоступно" in again.text
+    assert "Не выполнено: на стадии «Взят в работу» это действие недоступно" in again.text
     assert len(await card.updates()) == 1
 
 

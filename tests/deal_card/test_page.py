@@ -237,6 +237,11 @@ def test_r_x10_workflow_refusals_in_russian(message: str, russian: str) -> None:
     assert russian in refusal(message, TEXTS)
 
 
+def test_r_x10_refusal_names_the_stage_as_bitrix24_does() -> None:
+    message = "kp_feedback is allowed at KP; the deal is at CONTRACT"
+    assert "на стадии «Договор»" in refusal(message, TEXTS, {"CONTRACT": "Договор"})
+
+
 def _context(v: DealView, actor: Actor, texts: Texts = TEXTS) -> PageContext:
     return PageContext(
         texts=texts,
