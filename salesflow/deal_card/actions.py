@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from salesflow.deal_card.texts import Texts
-from salesflow.workflows.deal import PAYMENT_STAGES, SCHEDULE_STAGES, SERVICES
+from salesflow.workflows.deal import SERVICES
 from salesflow.workflows.models import (
     FINAL_STAGES,
     AcceptLead,
@@ -27,6 +27,7 @@ from salesflow.workflows.models import (
     RequestTasks,
     StartProcess,
 )
+from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES
 
 PROCESS_KINDS = ("import_order", "production", "purchasing")
 LOSE_REASONS = ("NO_MONEY", "COMPETITOR", "NOT_TARGET", "NO_DECISION", "TOO_LONG", "OTHER")

@@ -16,7 +16,8 @@ from salesflow.deal_card.actions import (
 )
 from salesflow.deal_card.policy import ROLE_ORDER, Policy
 from salesflow.deal_card.texts import Texts
-from salesflow.workflows.deal import LOGIST_PROCESS, SERVICES
+from salesflow.workflows.children import LOGIST_PROCESS
+from salesflow.workflows.deal import SERVICES
 from salesflow.workflows.models import Actor, DealView
 
 _STYLE = """
