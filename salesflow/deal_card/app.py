@@ -130,7 +130,7 @@ class DealCard:
                 form, self.settings.bitrix24.application_token, self.settings.deal_card.member_id
             )
             deal_id = deal_id_of(form)
-            actor = await current_user(self.rest_base, form["AUTH_ID"], transport=self.transport)
+            actor = await self._user(form["AUTH_ID"])
         except Forbidden as exc:
             return self._forbidden(exc)
         except PortalUnavailable:
@@ -146,7 +146,7 @@ class DealCard:
             return self._forbidden(Forbidden("forbidden_form"))
         try:
             check_signature(self.form_key, deal_id, auth_id, form.get("sig", ""))
-            actor = await current_user(self.rest_base, auth_id, transport=self.transport)
+            actor = await self._user(auth_id)
         except Forbidden as exc:
             return self._forbidden(exc)
         except PortalUnavailable:
@@ -207,6 +207,16 @@ class DealCard:
         return await self._page(request, deal_id, actor, auth_id, notice=notice)
 
     # ---- helpers ---------------------------------------------------------------------------
+
+    async def _user(self, auth_id: str) -> Actor:
+        b24 = self.settings.bitrix24
+        return await current_user(
+            self.rest_base,
+            auth_id,
+            rate_per_second=b24.rate_per_second,
+            burst=b24.burst,
+            transport=self.transport,
+        )
 
     async def _state(self, deal_id: int) -> DealView | None:
         handle = self.temporal.get_workflow_handle(deal_workflow_id(deal_id))

@@ -64,15 +64,23 @@ def deal_id_of(form: Mapping[str, str]) -> int:
 
 
 async def current_user(
-    rest_base: str, auth_id: str, *, transport: httpx.AsyncBaseTransport | None = None
+    rest_base: str,
+    auth_id: str,
+    *,
+    rate_per_second: float = 2.0,
+    burst: int = 50,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Actor:
-    """`user.current` as the user; a refused token (401 expired/invalid) is Forbidden."""
+    """`user.current` as the user; a refused token (401 expired/invalid) is Forbidden. The
+    call takes its slot of the portal's bucket like every other call of this process."""
     client = Bitrix24Client(
         rest_base,
         access_token=auth_id,
         coalesce=False,
         timeout=10.0,
         transport=transport,
+        rate_per_second=rate_per_second,
+        burst=burst,
     )
     try:
         async with client:
