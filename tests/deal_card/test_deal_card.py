@@ -131,6 +131,7 @@ async def test_r_x10_a_forged_tab_call_gets_403(
     assert response.status_code == 403
     assert reason in response.text
     assert "<form" not in response.text
+    assert await card.updates() == []
 
 
 async def test_r_x10_expired_user_token_gets_403_and_no_update(card: Card) -> None:
