@@ -469,6 +469,55 @@ class ObservabilitySettings(_Section):
         return value.upper()
 
 
+DealCardRole = Literal["manager", "responsible", "rop", "accountant", "logist", "anyone"]
+
+
+def default_deal_card_permissions() -> dict[str, tuple[DealCardRole, ...]]:
+    deal: tuple[DealCardRole, ...] = ("responsible", "rop")
+    return {
+        "accept_lead": ("manager",),
+        "reject_lead": ("manager", "rop"),
+        "kp_feedback": deal,
+        "set_payment_schedule": deal,
+        "record_payment": ("accountant",),
+        "request_tasks": deal,
+        "start_process": deal,
+        "documents_signed": deal,
+        "lose_deal": deal,
+    }
+
+
+class DealCardSettings(_Section):
+    """The deal card's tab in Bitrix24 (`salesflow/deal_card/`), served on the relay's port."""
+
+    enabled: bool = Field(True, description="serve the tab under /bitrix24/deal-card")
+    member_id: str = Field(
+        "5e1f0c2b9a7d4e6f8a0b1c2d3e4f5a6b",
+        description="The portal's member_id: a tab opened from any other portal gets 403",
+    )
+    accountants: tuple[int, ...] = Field((11,), description="Bitrix24 user IDs of accountants")
+    permissions: dict[str, tuple[DealCardRole, ...]] = Field(
+        default_factory=default_deal_card_permissions,
+        description=(
+            "action → roles that may take it: manager (portal.users.managers), responsible"
+            " (the deal's manager), rop, accountant, logist, anyone; an action not listed"
+            " keeps its default"
+        ),
+    )
+    update_timeout_seconds: float = Field(20.0, gt=0)
+    stage_names_ttl_seconds: float = Field(300.0, ge=0)
+    templates: dict[str, str] = Field(
+        default_factory=dict, description="the tab's texts by name (salesflow/deal_card/texts.py)"
+    )
+
+    @field_validator("member_id")
+    @classmethod
+    def _member_present(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
 class Settings(_Section):
     temporal: TemporalSettings = TemporalSettings()
     bitrix24: Bitrix24Settings = Bitrix24Settings()
@@ -479,6 +528,7 @@ class Settings(_Section):
     portal: PortalSettings = PortalSettings()
     rules: RulesSettings = RulesSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    deal_card: DealCardSettings = DealCardSettings()
     templates: dict[str, str] = Field(default_factory=dict)
 
 
@@ -492,6 +542,7 @@ SHORT_ENV: dict[str, str] = {
     "BITRIX24_APP_CLIENT_ID": "bitrix24.app_client_id",
     "BITRIX24_APP_CLIENT_SECRET": "bitrix24.app_client_secret",
     "BITRIX24_APP_REFRESH_TOKEN": "bitrix24.app_refresh_token",
+    "BITRIX24_MEMBER_ID": "deal_card.member_id",
     "ONEC_ODATA_URL": "onec.odata_url",
     "ONEC_USER": "onec.user",
     "ONEC_PASSWORD": "onec.password",

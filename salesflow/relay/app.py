@@ -18,6 +18,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from salesflow.config.settings import Settings
+from salesflow.deal_card.app import deal_card_router
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.relay.forwarder import Bitrix24Caller, Forwarder, ForwarderOptions
 from salesflow.relay.group_commit import Overloaded
@@ -186,6 +187,8 @@ def create_app(
         timeout=relay.body_timeout_seconds,
         refusal_delay=relay.refusal_delay_seconds,
     )
+    if settings.deal_card.enabled:  # the deal card's tab shares the public port (issue 12)
+        app.include_router(deal_card_router(settings, temporal_client))
     app.state.forwarder = forwarder
     app.state.engine = engine
     app.state.offline = offline  # Periodic | None: `await app.state.offline.run_once()`
