@@ -193,7 +193,10 @@ class Bitrix24Settings(_Section):
 
 
 class OneCSettings(_Section):
-    odata_url: Required = "http://127.0.0.1:8082/trade/odata/standard.odata/"
+    odata_url: str = Field(
+        "http://127.0.0.1:8082/trade/odata/standard.odata/",
+        description="The OData root of the 1C publication; empty: 1C not configured",
+    )
     user: str = "odata"
     password: str = "odata"
     timezone: Required = "Europe/Moscow"

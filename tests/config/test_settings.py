@@ -166,7 +166,6 @@ def test_temporal_addresses_of_every_shape_load(address: str) -> None:
         ('[portal.fields]\nkp = ""\n', "portal.fields.kp"),
         ('[portal.approval]\nstage_new = ""\n', "portal.approval.stage_new"),
         ('[temporal]\ntask_queue = ""\n', "temporal.task_queue"),
-        ('[onec]\nodata_url = ""\n', "onec.odata_url"),
         ('[smtp]\naccountant = ""\n', "smtp.accountant"),
         ('[rules]\ntimezone = ""\n', "rules.timezone"),
     ],
