@@ -671,7 +671,9 @@ def _unknown_sections(environ: Mapping[str, str]) -> list[str]:
     )
 
 
-def _describe(error: ValidationError, origins: Mapping[str, str]) -> str:
+def describe(error: ValidationError, origins: Mapping[str, str] | None = None) -> str:
+    """Each bad key and what is wrong with it — never the value (it may be a secret)."""
+    origins = origins or {}
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(root)"
@@ -709,7 +711,7 @@ def load_settings(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML ({exc})") from None
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, _origins(environ))) from None
+        raise ConfigError(describe(exc, _origins(environ))) from None
     finally:
         _LOADING.reset(token)
     _check_templates(settings)
