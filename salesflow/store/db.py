@@ -3,9 +3,11 @@ with bounded waits; the schema kept by Alembic migrations (`salesflow/store/migr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -116,7 +118,9 @@ def _private_file(path: Path) -> None:
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if path.exists():
-            if path.is_file() and path.stat().st_mode & 0o077:
+            if not path.is_file():
+                raise IsADirectoryError(21, "not a file")
+            if path.stat().st_mode & 0o077:
                 path.chmod(0o600)
             return
         with contextlib.suppress(FileExistsError):  # another process was first, same mode
@@ -160,10 +164,26 @@ def _alembic_config(connection: Connection) -> Any:
 def _upgrade(connection: Connection, revision: str = "head") -> None:
     from alembic import command
 
+    # worker and relay starting together migrate one after the other
     if connection.dialect.name == "postgresql":
-        # worker and relay starting together migrate one after the other
         connection.execute(text("SELECT pg_advisory_xact_lock(7243061)"))
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, DDL included
     command.upgrade(_alembic_config(connection), revision)
+
+
+# Alembic's migration context is process-global: one migration at a time per event loop.
+_MIGRATING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _migration_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _MIGRATING.get(loop)
+    if lock is None:
+        lock = _MIGRATING[loop] = asyncio.Lock()
+    return lock
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -176,7 +196,7 @@ async def init_db(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the schema to the newest migration (idempotent); a database created before the
     migrations is adopted. Raise DatabaseUnavailable when the database cannot be reached."""
     await reachable(engine)
-    async with engine.begin() as conn:
+    async with _migration_lock(), engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)
 
 

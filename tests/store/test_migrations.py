@@ -4,6 +4,10 @@ schema, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from salesflow.store import inbox
-from salesflow.store.db import MIGRATIONS, init_db, metadata
+from salesflow.store.db import MIGRATIONS, init_db, make_engine, metadata
 from tests.store.databases import database
 
 TABLES = {
@@ -142,3 +146,50 @@ async def test_sqlite_file_is_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     for journal in path.parent.glob(path.name + "-*"):
         assert journal.stat().st_mode & 0o077 == 0
+
+
+async def test_concurrent_starts_in_one_process_migrate_once(empty: AsyncEngine) -> None:
+    """Worker and relay in one process (the local stack) or tests: Alembic's context is global."""
+    others = [make_engine(empty.url.render_as_string(hide_password=False)) for _ in range(2)]
+    if empty.dialect.name == "postgresql":  # the throw-away schema is the engine's search_path
+        for other in others:
+            await other.dispose()
+        others = [empty, empty]
+    try:
+        await asyncio.gather(init_db(empty), *(init_db(other) for other in others))
+    finally:
+        for other in others:
+            if other is not empty:
+                await other.dispose()
+    async with empty.connect() as conn:
+        assert (await conn.run_sync(_state))[:2] == (_head(), [])
+
+
+_CHILD = """
+import asyncio, sys
+from salesflow.store.db import init_db, make_engine
+async def main():
+    engine = make_engine(sys.argv[1])
+    try:
+        await init_db(engine)
+    finally:
+        await engine.dispose()
+asyncio.run(main())
+"""
+
+
+def test_processes_starting_together_on_one_sqlite_file_all_start(tmp_path: Path) -> None:
+    """The fault batch starts worker and relay on one SQLite file: the migration takes SQLite's
+    write lock, so the second waits (busy timeout) and finds the schema done."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for round_ in range(2):
+        url = f"sqlite+aiosqlite:///{tmp_path}/{round_}/salesflow.db"
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", _CHILD, url], env=env, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
+        failures = [err for child in children if (err := child.communicate(timeout=60)[1])]
+        assert [c.returncode for c in children] == [0] * 4, failures[0][-500:]

@@ -118,5 +118,5 @@ async def test_r_11_unusable_sqlite_path_is_one_line_naming_the_setting(
         finally:
             await engine.dispose()
     message = str(err.value)
-    assert message.startswith("database.url (DATABASE_URL): cannot ")
+    assert message.startswith("database.url (DATABASE_URL): cannot create the SQLite file ")
     assert "point database.url at a writable place" in message and "\n" not in message
