@@ -284,15 +284,20 @@ class DatabaseSettings(_Section):
         ),
     )
     connect_timeout_seconds: float = Field(
-        5.0, gt=0, description="PostgreSQL: giving up on a connection attempt after this long"
+        3.0,
+        gt=0,
+        description="PostgreSQL: giving up on a connection (and on a free pooled one) after this",
     )
     statement_timeout_seconds: float = Field(
-        10.0,
+        5.0,
         gt=0,
         description=(
-            "PostgreSQL: statement_timeout, and the client's wait for any answer; SQLite: the"
-            " busy timeout (how long a writer waits for the lock)"
+            "PostgreSQL: statement_timeout; a server that stops answering is given up one"
+            " second later"
         ),
+    )
+    sqlite_busy_timeout_seconds: float = Field(
+        10.0, gt=0, description="SQLite: how long a writer waits for the write lock"
     )
 
     @field_validator("url")

@@ -64,6 +64,7 @@ def database_engine(settings: DatabaseSettings, **engine_options: Any) -> AsyncE
         settings.url,
         connect_timeout=settings.connect_timeout_seconds,
         statement_timeout=settings.statement_timeout_seconds,
+        busy_timeout=settings.sqlite_busy_timeout_seconds,
         **engine_options,
     )
 
@@ -73,6 +74,7 @@ def make_engine(
     *,
     connect_timeout: float = DEFAULTS.connect_timeout_seconds,
     statement_timeout: float = DEFAULTS.statement_timeout_seconds,
+    busy_timeout: float = DEFAULTS.sqlite_busy_timeout_seconds,
     **engine_options: Any,
 ) -> AsyncEngine:
     """An async engine for `sqlite+aiosqlite:///path` or `postgresql+asyncpg://user@host/db`.
@@ -91,7 +93,7 @@ def make_engine(
         if database and database != ":memory:" and not database.startswith("file:"):
             _private_file(Path(database).expanduser())
         engine = create_async_engine(url, **engine_options)
-        busy_ms = int(statement_timeout * 1000)
+        busy_ms = int(busy_timeout * 1000)
         event.listen(
             engine.sync_engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_ms)
         )
@@ -106,7 +108,7 @@ def make_engine(
         connect_args.setdefault("timeout", connect_timeout)
         # the server's statement_timeout ends a slow statement; this ends a wait for a server
         # that does not answer at all
-        connect_args.setdefault("command_timeout", statement_timeout + connect_timeout)
+        connect_args.setdefault("command_timeout", statement_timeout + 1)
         engine_options.setdefault("pool_pre_ping", True)
         engine_options.setdefault("pool_timeout", connect_timeout)
         return create_async_engine(url, connect_args=connect_args, **engine_options)

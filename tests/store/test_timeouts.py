@@ -73,8 +73,69 @@ async def test_r_11_a_slow_statement_is_cancelled_by_statement_timeout(tmp_path:
         await engine.dispose()
 
 
-async def test_sqlite_busy_timeout_is_the_statement_timeout(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/x.db", statement_timeout=2.5)
+class FreezingProxy:
+    """A TCP proxy to the machine's PostgreSQL that stops passing bytes on `freeze()` — a
+    server that hangs mid-session (stopped, or its network black-holed)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.frozen = asyncio.Event()
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if self.frozen.is_set():
+                await asyncio.Event().wait()  # swallow it, answer nothing, ever
+            writer.write(data)
+            await writer.drain()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self.writers:
+            writer.close()
+        self.server.close()
+
+
+async def test_r_11_postgresql_hanging_mid_session_is_an_error_after_the_statement_timeout(
+    tmp_path: Path,
+) -> None:
+    """The finding: a hanging PostgreSQL held every POST for 60 s. A pooled connection to a
+    server that stops answering is given up after statement_timeout + 1 s."""
+    async with database("postgresql", tmp_path, migrate=False):
+        pass  # skips when the machine's PostgreSQL is not there
+    from sqlalchemy.engine import make_url
+
+    target = make_url(PG_URL)
+    proxy = FreezingProxy(target.host or "127.0.0.1", target.port or 5432)
+    async with proxy as port:
+        engine = make_engine(
+            target.set(host="127.0.0.1", port=port).render_as_string(hide_password=False),
+            connect_timeout=0.5,
+            statement_timeout=0.5,
+        )
+        try:
+            async with engine.connect() as conn:
+                assert (await conn.execute(text("SELECT 1"))).scalar() == 1  # pooled now
+            proxy.frozen.set()
+            with pytest.raises(DatabaseUnavailable, match="did not answer in time"):
+                await asyncio.wait_for(init_db(engine), GUARD_SECONDS)
+        finally:
+            await engine.dispose()
+
+
+async def test_sqlite_busy_timeout_is_configured(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/x.db"
+    engine = database_engine(DatabaseSettings(url=url, sqlite_busy_timeout_seconds=2.5))
     try:
         async with engine.connect() as conn:
             assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 2500
