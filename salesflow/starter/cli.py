@@ -98,9 +98,9 @@ def relay(
     application_token: Annotated[
         str | None,
         typer.Option(
-            envvar="BITRIX24_APPLICATION_TOKEN",
-            help="the outgoing webhook's token; on the command line it shows in `ps`: prefer"
-            " the environment or --application-token-file",
+            help="the outgoing webhook's token (default: bitrix24.application_token); on the"
+            " command line it shows in `ps`: prefer BITRIX24_APPLICATION_TOKEN(_FILE) or"
+            " --application-token-file",
         ),
     ] = None,
     application_token_file: Annotated[

@@ -121,3 +121,12 @@ def test_r_11_worker_with_temporal_down_is_one_line_without_traceback(tmp_path: 
     [line] = output.splitlines()
     assert line.startswith("temporal.address (TEMPORAL_ADDRESS): Temporal at 127.0.0.1:")
     assert "Connection refused" in line and "set TEMPORAL_ADDRESS" in line
+
+
+def test_the_token_file_option_wins_over_the_environment(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("dev-app-token", encoding="utf-8")  # refused: shows the file was read
+    code, output = _invoke(
+        "relay", "--application-token-file", str(token), BITRIX24_APPLICATION_TOKEN=TOKEN
+    )
+    assert code == 2 and "public token 'dev-app-token'" in output
