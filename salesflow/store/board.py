@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col
 
-from salesflow.store.db import UtcDateTime, session
+from salesflow.store.db import UtcDateTime, as_utc, session
 
 
 class DealBoardRow(SQLModel, table=True):
@@ -72,7 +72,7 @@ async def save_deal(
             )
         )
         open_rows = {(r.name, r.due): r for r in found.scalars()}
-        wanted = {(name, due.astimezone(UTC)): missed for name, due, missed in deadlines}
+        wanted = {(name, as_utc(due)): missed for name, due, missed in deadlines}
         for key, existing in open_rows.items():
             if key in wanted:
                 existing.missed = existing.missed or wanted[key]
