@@ -130,3 +130,12 @@ def test_the_token_file_option_wins_over_the_environment(tmp_path: Path) -> None
         "relay", "--application-token-file", str(token), BITRIX24_APPLICATION_TOKEN=TOKEN
     )
     assert code == 2 and "public token 'dev-app-token'" in output
+
+
+def test_onec_profile_is_a_choice_of_the_known_profiles() -> None:
+    from salesflow.integrations.onec.profiles import PROFILES_NAMES
+    from salesflow.starter.cli import OneCProfile
+
+    assert tuple(OneCProfile) == PROFILES_NAMES
+    code, output = _invoke("emulate", "onec", "--profile", "ut10")
+    assert code == 2 and "ut11" in output and "bp3" in output  # typer lists the choices
