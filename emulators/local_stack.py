@@ -38,7 +38,7 @@ from emulators.onec.app import create_app as onec_app
 from emulators.onec.seed import INVOICE_NUMBER, seed_demo_invoice
 from emulators.smtp_sink import smtp_sink
 from salesflow.config.log import configure_logging
-from salesflow.config.settings import Settings
+from salesflow.config.settings import LOCAL_STACK_APPLICATION_TOKEN, Settings
 from salesflow.config.temporal_client import connect
 from salesflow.deal_card.app import TAB_PATH
 from salesflow.integrations.bitrix24.client import Bitrix24Client
@@ -179,6 +179,10 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
     data = settings.model_dump()
     data["temporal"]["address"] = f"127.0.0.1:{ports.temporal}"
     data["bitrix24"]["webhook_url"] = f"http://127.0.0.1:{ports.bitrix24}/rest/1/{DEV_SECRET}/"
+    # the one place the public token is allowed: the emulator's events, on loopback
+    data["bitrix24"]["application_token"] = (
+        data["bitrix24"]["application_token"] or LOCAL_STACK_APPLICATION_TOKEN
+    )
     data["bitrix24"].update(  # the emulator's local app; its OAuth server refreshes the token
         app_access_token=LOCAL_APP_ACCESS_TOKEN,
         app_client_id=LOCAL_APP_CLIENT_ID,
