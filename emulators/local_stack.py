@@ -43,7 +43,7 @@ from salesflow.config.temporal_client import connect
 from salesflow.deal_card.app import TAB_PATH
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.relay.app import create_app as relay_app
-from salesflow.store.db import make_engine
+from salesflow.store.db import database_engine
 from salesflow.worker import running_worker
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
 
@@ -224,7 +224,7 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
         seed_demo_invoice(onec.state.base)
         await _serve(stack, onec, ports.onec)
         stack.enter_context(smtp_sink(ports.smtp, folder=data_dir / "mail"))
-        engine = make_engine(settings.database.url)
+        engine = database_engine(settings.database)
         stack.push_async_callback(engine.dispose)
         await _serve(stack, relay_app(settings, engine=engine, temporal_client=client), ports.relay)
         await stack.enter_async_context(running_worker(client, settings))

@@ -12,7 +12,7 @@ from salesflow.config.settings import RelaySettings, Settings
 from salesflow.config.temporal_client import connect
 from salesflow.relay.app import create_app
 from salesflow.relay.limits import guarded_h11
-from salesflow.store.db import init_db, make_engine
+from salesflow.store.db import database_engine, init_db
 
 
 def uvicorn_config(app: Any, relay: RelaySettings, **options: Any) -> uvicorn.Config:
@@ -33,7 +33,7 @@ async def serve(settings: Settings, host: str | None = None, port: int | None = 
     """Serve until interrupted. Temporal may be down at start: events are recorded meanwhile."""
     seen = settings.observability
     configure_logging(seen.log_level, seen.structured_logs)
-    engine = make_engine(settings.database.url)
+    engine = database_engine(settings.database)
     try:
         await init_db(engine)
         temporal_client = await connect(settings, lazy=True)

@@ -27,7 +27,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 from salesflow.config.settings import ConfigError, Settings, load_settings
 from salesflow.config.temporal_client import connect
 from salesflow.store import board
-from salesflow.store.db import init_db, make_engine
+from salesflow.store.db import database_engine, init_db
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import (
     AcceptLead,
@@ -457,7 +457,7 @@ async def read_board(read: Callable[[Any], Awaitable[Any]]) -> Any:
         settings = load_settings()
     except ConfigError as err:
         _fail(str(err))
-    engine = make_engine(settings.database.url)
+    engine = database_engine(settings.database)
     try:
         await init_db(engine)
         return await read(engine)
