@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from salesflow.activities.bitrix24 import Bitrix24Activities
 from salesflow.activities.board import BoardActivities
@@ -28,6 +29,7 @@ from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.onec.client import OneCClient
 from salesflow.store.db import database_engine, init_db
 from salesflow.workflows.approval import InternalApproval
+from salesflow.workflows.attempt_timeouts import AttemptTimeouts
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.logist_mirror import LogistTaskMirror
 from salesflow.workflows.process import DealProcess
@@ -59,6 +61,11 @@ def build_activities(
     return activities
 
 
+def worker_interceptors(settings: Settings) -> list[Interceptor]:
+    bound = settings.temporal.activity_attempt_seconds
+    return [AttemptTimeouts(timedelta(seconds=bound))] if bound else []
+
+
 def onec_client(settings: Settings) -> OneCClient:
     """The worker's one 1C client (one 1C session); it connects on first use."""
     conf = settings.onec
@@ -84,6 +91,7 @@ async def running_worker(
             activities=build_activities(settings, bitrix24, onec, engine),
             workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
             workflow_runner=workflow_runner(),
+            interceptors=worker_interceptors(settings),
         )
         async with worker:
             yield worker

@@ -71,6 +71,15 @@ class TemporalSettings(_Section):
     address: str = "localhost:7233"
     namespace: Required = "default"
     task_queue: Required = "sales-pipeline"
+    activity_attempt_seconds: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Bounds every activity attempt's start-to-close timeout (the workflows' own: 60 s"
+            " Bitrix24, 90 s 1C) — how long an attempt of a killed worker waits before Temporal"
+            " retries it; keep it above the clients' timeouts. None: the workflows' own"
+        ),
+    )
 
     @field_validator("address")
     @classmethod

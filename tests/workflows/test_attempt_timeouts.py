@@ -11,7 +11,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from salesflow.worker import WORKFLOWS
+from salesflow.config.settings import Settings
+from salesflow.worker import WORKFLOWS, worker_interceptors
 from salesflow.workflows.attempt_timeouts import AttemptTimeouts
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import AcceptLead, DealInput
@@ -57,3 +58,11 @@ async def test_the_bound_lowers_every_attempt_timeout(skip_env: WorkflowEnvironm
 
 async def test_the_bound_never_raises_a_workflow_timeout(skip_env: WorkflowEnvironment) -> None:
     assert await _attempt_timeouts(skip_env, timedelta(minutes=5)) == {60.0}
+
+
+def test_the_worker_takes_the_bound_from_temporal_activity_attempt_seconds() -> None:
+    assert worker_interceptors(Settings()) == []
+    (bound,) = worker_interceptors(
+        Settings.model_validate({"temporal": {"activity_attempt_seconds": 20}})
+    )
+    assert isinstance(bound, AttemptTimeouts) and bound.bound == timedelta(seconds=20)
