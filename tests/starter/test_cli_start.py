@@ -99,8 +99,17 @@ def test_r_11_worker_names_a_malformed_temporal_address() -> None:
     assert "temporal.address (from TEMPORAL_ADDRESS): Value error, must be host:port" in output
 
 
-def test_r_11_worker_with_temporal_down_is_one_line_without_traceback(tmp_path: Path) -> None:
-    """The real console entry point, as a process: exit 2 and one line on the console."""
+WORKER_COMMANDS = {
+    "salesflow worker": ["-c", "from salesflow.starter.cli import main; main()", "worker"],
+    "python worker.py": [str(ROOT / "worker.py")],  # CONTRACT.md, from a checkout
+}
+
+
+@pytest.mark.parametrize("command", WORKER_COMMANDS)
+def test_r_11_worker_with_temporal_down_is_one_line_without_traceback(
+    tmp_path: Path, command: str
+) -> None:
+    """The real entry points, as processes: exit 2 and one line on the console."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
@@ -108,7 +117,7 @@ def test_r_11_worker_with_temporal_down_is_one_line_without_traceback(tmp_path: 
         "TEMPORAL_ADDRESS": f"127.0.0.1:{_closed_port()}",
     }
     done = subprocess.run(
-        [sys.executable, "-c", "from salesflow.starter.cli import main; main()", "worker"],
+        [sys.executable, *WORKER_COMMANDS[command]],
         cwd=tmp_path,
         env=env,
         capture_output=True,
