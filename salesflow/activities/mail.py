@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from salesflow.activities.errors import refuse
+from salesflow.config import redact
 from salesflow.config.settings import SmtpSettings
 from salesflow.store.outbox import count_attempt, mark_sent, was_sent
 from salesflow.workflows.models import EmailRequest
@@ -36,6 +37,7 @@ def build_message(req: EmailRequest, sender: str) -> EmailMessage:
 
 class MailActivities:
     def __init__(self, smtp: SmtpSettings, engine: AsyncEngine) -> None:
+        redact.register(smtp.password)
         self.smtp = smtp
         self.engine = engine
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from salesflow.config import redact
 from salesflow.integrations.onec.errors import (
     OneCProtocolError,
     OneCTimeout,
@@ -74,6 +75,7 @@ class OneCClient:
         self._session: str | None = None
         self._session_supported = True
         self._session_lock = asyncio.Lock()
+        redact.register_basic(user, password)
         # UTF-8 before base64: a cp1251 Cyrillic login is refused (IIS 401.5).
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         self._http = httpx.AsyncClient(
