@@ -6,6 +6,8 @@ Exactly once (DESIGN.md), marker by marker:
   repeat changes nothing (not even row IDs). Each row's XML_ID is the nomenclature's 1C
   Ref_Key, as in the standard 1C ↔ Bitrix24 exchange.
 - Non-Russian direction: the deal's timeline comment is looked up by its exact text.
+- A create whose answer was lost (in 1C or Bitrix24) is repeated only after its marker was
+  not found for the settle window (`once.py`; `onec.settle_seconds`, `bitrix24.settle_seconds`).
 - The logist's task (R-X6, R-AC-3): created with a Ref_Key derived from the key and read
   back by it before creating — standard attributes only, no extension needed; two racing
   attempts cannot make two tasks (1C answers "key exists", code 15). The key is also
@@ -38,7 +40,9 @@ from urllib.parse import unquote, urlsplit
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from salesflow.activities.bitrix24 import timeline_comment_once
 from salesflow.activities.errors import refuse, remote_errors
+from salesflow.activities.once import Settle, once
 from salesflow.config.matching import is_russian_direction, kp_number_candidates
 from salesflow.config.settings import Settings
 from salesflow.integrations.bitrix24.client import Bitrix24Client
@@ -255,6 +259,11 @@ def task_comments(result_text: Any) -> list[str]:
     return [line.strip() for line in _text(result_text).splitlines() if line.strip()]
 
 
+async def _absent() -> bool | None:
+    """A lookup already made: the comments were read at the start of this attempt."""
+    return None
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(str(value).strip())
@@ -271,6 +280,8 @@ class OneCActivities:
         self.settings = settings
         self.names = settings.onec.one_c_names()
         self.profile = settings.onec.profile
+        self.settle = Settle(settings.onec.settle_seconds)
+        self.settle_bitrix24 = Settle(settings.bitrix24.settle_seconds)
 
     def all(self) -> list[Any]:
         return [
@@ -292,7 +303,9 @@ class OneCActivities:
             text = KP_SKIPPED_TEXT.format(
                 kp=kp_number or "—", direction=direction or "не указано", marker=marker
             )
-            changed = await self._timeline_comment_once(req.deal_id, text)
+            changed = await timeline_comment_once(
+                self.bitrix24, self.settle_bitrix24, req.deal_id, text
+            )
             return LoadKpResult(loaded=False, changed=changed, kp_number=kp_number, comment=text)
         if not kp_number:
             raise refuse(f"deal {req.deal_id}: the КП number field is empty", "KpNumberMissing")
@@ -301,13 +314,21 @@ class OneCActivities:
             lines = await self._kp_lines(kp)
         n = self.names
         rows = [product_row(line, bool(kp.get(n.kp_prices_include_vat, True))) for line in lines]
-        with remote_errors():
+        written = False
+
+        async def in_place() -> bool | None:
             current = await self.bitrix24.call("crm.deal.productrows.get", {"id": req.deal_id})
-            changed = not rows_equal(list(current or []), rows)
-            if changed:
-                await self.bitrix24.call(
-                    "crm.deal.productrows.set", {"id": req.deal_id, "rows": rows}
-                )
+            return True if rows_equal(list(current or []), rows) else None
+
+        async def write() -> bool:
+            nonlocal written
+            await self.bitrix24.call("crm.deal.productrows.set", {"id": req.deal_id, "rows": rows})
+            written = True
+            return True
+
+        with remote_errors():
+            await once(self.settle_bitrix24, f"{req.key}:rows", in_place, write)
+        changed = written
         total = money(kp.get(n.kp_amount)) or money(sum(line.amount for line in lines))
         return LoadKpResult(
             loaded=True,
@@ -415,20 +436,6 @@ class OneCActivities:
         found = await self.onec.list_by_keys(entity_set, refs, select=select)
         return {obj["Ref_Key"]: obj for obj in found}
 
-    async def _timeline_comment_once(self, deal_id: int, text: str) -> bool:
-        with remote_errors():
-            existing = await self.bitrix24.list_all(
-                "crm.timeline.comment.list",
-                {"filter": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal"}},
-            )
-            if any(c.get("COMMENT") == text for c in existing):
-                return False
-            await self.bitrix24.call(
-                "crm.timeline.comment.add",
-                {"fields": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal", "COMMENT": text}},
-            )
-        return True
-
     # ---- R-X6 / R-AC-3: the logist's task in 1C ---------------------------------------------
 
     @activity.defn(name=CREATE_ONEC_TASK)
@@ -436,37 +443,48 @@ class OneCActivities:
         """The 1C task for the logist; the existing one when the key is already there.
 
         Found again by its Ref_Key, derived from the key (standard attributes only)."""
+        with onec_errors(self.names, self.profile):
+            return await once(
+                self.settle,
+                req.key,
+                lambda: self._onec_task_ref(req.key),
+                lambda: self._create_onec_task(req),
+            )
+
+    async def _onec_task_ref(self, key: str) -> str | None:
+        try:
+            found = await self.onec.get(self.names.task, task_ref_for(key), select="Ref_Key")
+        except OneCNotFound as err:
+            if not err.instance_missing:
+                raise
+            return None
+        return str(found["Ref_Key"])
+
+    async def _create_onec_task(self, req: CreateOneCTaskRequest) -> str:
         n = self.names
         ref = task_ref_for(req.key)
-        with onec_errors(self.names, self.profile):
-            try:
-                found = await self.onec.get(n.task, ref, select="Ref_Key")
-                return str(found["Ref_Key"])
-            except OneCNotFound as err:
-                if not err.instance_missing:
-                    raise
-            executor = await self._user_ref(req.executor or self.settings.onec.logist_user)
-            link = self._bitrix_task_url(req.responsible_id, req.bitrix_task_id)
-            description = [req.description, f"Bitrix24: {link}", TASK_KEY_TEXT.format(key=req.key)]
-            body: dict[str, Any] = {
-                "Ref_Key": ref,
-                "Description": req.title,
-                n.task_description: "\n\n".join(filter(None, description)),
-                n.task_executor: Ref(n.users, executor),
-                n.task_author_text: TASK_AUTHOR,
-                n.task_subject_text: f"Сделка Bitrix24 №{req.deal_id}",
-            }
-            if self.settings.onec.extension:
-                body[n.ext_task_key] = req.key
-                body[n.ext_task_link] = link
-            if req.deadline is not None:
-                body[n.task_deadline] = req.deadline
-            try:
-                created = await self.onec.create(n.task, body)
-            except OneCBadRequest as err:
-                if err.code == "15":  # a racing attempt created it a moment ago
-                    return ref
-                raise
+        executor = await self._user_ref(req.executor or self.settings.onec.logist_user)
+        link = self._bitrix_task_url(req.responsible_id, req.bitrix_task_id)
+        description = [req.description, f"Bitrix24: {link}", TASK_KEY_TEXT.format(key=req.key)]
+        body: dict[str, Any] = {
+            "Ref_Key": ref,
+            "Description": req.title,
+            n.task_description: "\n\n".join(filter(None, description)),
+            n.task_executor: Ref(n.users, executor),
+            n.task_author_text: TASK_AUTHOR,
+            n.task_subject_text: f"Сделка Bitrix24 №{req.deal_id}",
+        }
+        if self.settings.onec.extension:
+            body[n.ext_task_key] = req.key
+            body[n.ext_task_link] = link
+        if req.deadline is not None:
+            body[n.task_deadline] = req.deadline
+        try:
+            created = await self.onec.create(n.task, body)
+        except OneCBadRequest as err:
+            if err.code == "15":  # a racing attempt created it a moment ago
+                return ref
+            raise
         return str(created["Ref_Key"])
 
     @activity.defn(name=READ_ONEC_TASK)
@@ -502,14 +520,19 @@ class OneCActivities:
             if req.new_comments:
                 existing = await self.bitrix24.call("task.commentitem.getlist", {"TASKID": task_id})
                 posted = {str(c.get("POST_MESSAGE") or "") for c in existing or []}
-                for line in req.new_comments:
+                for index, line in enumerate(req.new_comments):
                     message = TASK_COMMENT_TEXT.format(line=line)
                     if message in posted:
                         continue
-                    await self.bitrix24.call(
-                        "task.commentitem.add",
-                        {"TASKID": task_id, "FIELDS": {"POST_MESSAGE": message}},
-                    )
+
+                    async def add(text: str = message) -> bool:
+                        await self.bitrix24.call(
+                            "task.commentitem.add",
+                            {"TASKID": task_id, "FIELDS": {"POST_MESSAGE": text}},
+                        )
+                        return True
+
+                    await once(self.settle_bitrix24, f"{req.key}:comment:{index}", _absent, add)
                     posted.add(message)
                     result.comments_added += 1
             closed = status in (TASK_AWAITING_CONTROL, TASK_COMPLETED)

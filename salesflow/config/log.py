@@ -45,9 +45,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in entry and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info or record.exc_text:
-            # exc_text: the traceback as the redacting filter left it
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_text:  # the traceback as the redacting filter left it
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 

@@ -76,6 +76,11 @@ class OneCTimeout(OneCUnavailable):
     """The request did not finish within the client's timeout (1C's cold start can exceed 30 s)."""
 
 
+class OneCUnknownOutcome(OneCUnavailable):
+    """A write whose answer was lost after it was sent (timeout, reset, 500/502/504): 1C may
+    have carried it out. Retryable; a create looks its key up again before repeating."""
+
+
 class OneCServerError(OneCError):
     """A 5xx that is neither an outage nor a business refusal (e.g. a bare 500 from IIS)."""
 
