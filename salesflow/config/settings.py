@@ -360,6 +360,7 @@ class SmtpSettings(_Section):
     user: str = ""
     password: str = ""
     starttls: bool = False
+    timeout_seconds: float = Field(30.0, gt=0, description="The SMTP client gives up after this")
 
 
 class RelaySettings(_Section):
