@@ -86,3 +86,19 @@ def test_every_logger_through_the_root_handler_is_redacted() -> None:
     assert len(lines) == 3 and "Traceback" in lines[2]["exception"]
     for secret in (WEBHOOK_SECRET, "known-secret-value", "extra-secret1"):
         assert secret not in text
+
+
+def test_one_line_retries_are_redacted_too() -> None:
+    """`salesflow dev` folds retried activity failures into one line: masked after folding."""
+    stream = io.StringIO()
+    configure_logging("INFO", structured=True, one_line_retries=True, stream=stream)
+    try:
+        try:
+            raise RuntimeError(f"portal moved to https://x/rest/1/{WEBHOOK_SECRET}/")
+        except RuntimeError:
+            logging.getLogger("temporalio.activity").warning("attempt failed", exc_info=True)
+    finally:
+        configure_logging("WARNING", structured=True)
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert "RuntimeError: portal moved" in line["message"] and "exception" not in line
+    assert WEBHOOK_SECRET not in stream.getvalue()
