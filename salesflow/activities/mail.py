@@ -74,7 +74,9 @@ class MailActivities:
         await mark_sent(self.engine, req.key, req.to, req.subject)
 
     def _deliver(self, message: EmailMessage, ready: Callable[[], None]) -> None:
-        with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_seconds) as client:
+        with smtplib.SMTP(
+            self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_seconds
+        ) as client:
             if self.smtp.starttls:
                 client.starttls()
             if self.smtp.user:
