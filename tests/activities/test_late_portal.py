@@ -26,13 +26,12 @@ from emulators.bitrix24.state import Portal
 from emulators.onec.app import create_app as create_onec
 from emulators.onec.seed import KP_NUMBER
 from salesflow.activities.bitrix24 import Bitrix24Activities
-from salesflow.activities.onec import TASKS, OneCActivities
+from salesflow.activities.onec import TASK_KEY_TEXT, TASKS, OneCActivities
 from salesflow.config.settings import Settings
 from salesflow.config.templates import DEFAULT_TEMPLATES
 from salesflow.integrations.bitrix24.client import Bitrix24Client
-from salesflow.integrations.onec import F
 from salesflow.integrations.onec.client import OneCClient
-from salesflow.workflows.deal_effects import ACTIVITY_TIMEOUT, RETRY
+from salesflow.workflows.activity_stubs import ACTIVITY_TIMEOUT, RETRY
 from tests.activities.late_proxy import LateProxy, bitrix24_creates, onec_creates
 
 SECRET = "latesecret"
@@ -230,7 +229,8 @@ async def _effects(rig: Rig, ids: dict[str, Any]) -> dict[str, int]:
     )
     linked = await rig.direct.call("crm.deal.list", {"filter": {"ORIGIN_ID": keys["linked"]}})
     task_comments = await rig.direct.call("task.commentitem.getlist", {"TASKID": ids["progress"]})
-    onec_tasks = await rig.onec.list_all(TASKS, filter=F("ИдентификаторБитрикс24") == keys["1c"])
+    marker = TASK_KEY_TEXT.format(key=keys["1c"])  # the key in the task's description
+    onec_tasks = [t for t in await rig.onec.list_all(TASKS) if marker in str(t)]
     notified = [n for n in rig.portal.notifications if keys["notify"] in str(n["TAG"])]
     return {
         "task": sum(1 for t in tasks if t.get("xmlId") == keys["task"]),
