@@ -11,8 +11,9 @@ still land: the portal carries a call on for up to 60 s after the client gave up
 3. otherwise creates; a lost answer records "unknown since" in the heartbeat details (they
    reach the next attempt) and fails retryably the same way.
 
-A worker that dies in the middle of a create needs no marker: the attempt ends by its
-start-to-close timeout (60 s), no sooner than the portal's own cut-off.
+A worker that dies in the middle of a create leaves no marker: the attempt ends by its
+start-to-close timeout (60 s), no sooner than the portal's own cut-off (a bound lowered below
+that by `workflows/attempt_timeouts.py` gives this case up).
 """
 
 from __future__ import annotations
