@@ -24,6 +24,7 @@ import base64
 import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -31,7 +32,11 @@ from urllib.parse import quote, quote_plus
 MASK = "***"
 MIN_KNOWN = 6
 
+ROTATING_KEPT = 24  # a few token pairs, each in its plain and URL-encoded forms
+
 _lock = threading.Lock()
+_pinned: set[str] = set()
+_rotating: OrderedDict[str, None] = OrderedDict()
 _known: frozenset[str] = frozenset()
 _known_sorted: tuple[str, ...] = ()
 
@@ -50,17 +55,29 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def register(*secrets: str | None) -> None:
-    """Mask these values wherever they appear from now on (with their URL-encoded forms)."""
+def register(*secrets: str | None, rotating: bool = False) -> None:
+    """Mask these values wherever they appear from now on (with their URL-encoded forms).
+
+    For the process's own secrets only (settings, the application's token pair), never for
+    per-request values (a user's token: the patterns mask it). `rotating` secrets (tokens that
+    are replaced every hour) are kept among the last `ROTATING_KEPT` only."""
     global _known, _known_sorted
     fresh: set[str] = set()
     for secret in secrets:
         if secret and len(secret) >= MIN_KNOWN:
             fresh.update({secret, quote(secret, safe=""), quote_plus(secret)})
     with _lock:
-        if fresh <= _known:
+        if rotating:
+            for value in fresh:
+                _rotating.pop(value, None)
+                _rotating[value] = None
+            while len(_rotating) > ROTATING_KEPT:
+                _rotating.popitem(last=False)
+        elif fresh <= _pinned:
             return
-        _known = _known | fresh
+        else:
+            _pinned.update(fresh)
+        _known = frozenset(_pinned | _rotating.keys())
         _known_sorted = tuple(sorted(_known, key=len, reverse=True))
 
 
@@ -79,6 +96,8 @@ def forget_all() -> None:
     """Tests only: start from no known secrets."""
     global _known, _known_sorted
     with _lock:
+        _pinned.clear()
+        _rotating.clear()
         _known, _known_sorted = frozenset(), ()
 
 

@@ -102,3 +102,14 @@ def test_one_line_retries_are_redacted_too() -> None:
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert "RuntimeError: portal moved" in line["message"] and "exception" not in line
     assert WEBHOOK_SECRET not in stream.getvalue()
+
+
+def test_rotating_tokens_are_kept_among_the_latest_only() -> None:
+    """An hourly refresh registers a new pair: the set of known values stays bounded."""
+    redact.register("pinned-client-secret")
+    for hour in range(100):
+        redact.register(f"access-token-{hour:04d}", f"refresh-token-{hour:04d}", rotating=True)
+    assert len(redact._rotating) <= redact.ROTATING_KEPT
+    assert "access-token-0000" not in redact._known
+    assert redact.MASK in redact.redact("x access-token-0099 y")
+    assert "pinned-client-secret" not in redact.redact("pinned-client-secret")

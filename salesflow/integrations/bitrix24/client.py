@@ -9,8 +9,8 @@
 - No retries here: callers (Temporal activities) retry on `Bitrix24Error.retryable`,
   waiting `Bitrix24Error.retry_after` seconds when the error implies a delay. A request whose
   answer was lost after it left is an `UnknownOutcome` (the portal may have done it).
-- The webhook secret and the access token are registered with `config.redact`: no log line
-  or error carries them (httpx logs every URL).
+- The webhook secret is registered with `config.redact` and an access token travels as
+  `auth=`, which it masks: no log line or error carries them (httpx logs every URL).
 
 Webhook: `Bitrix24Client("https://portal/rest/1/secret/")`. Local application (OAuth):
 `Bitrix24Client("https://portal/rest/", access_token=token)` — the token goes as `auth=`.
@@ -247,7 +247,9 @@ class Bitrix24Client:
         parts = urlsplit(webhook_url)
         if not parts.scheme or not parts.netloc:
             raise ValueError(f"not a webhook URL: {webhook_url!r}")
-        redact.register(redact.webhook_secret(webhook_url), access_token)
+        # The webhook secret is masked everywhere; a token travels as `auth=`, which the
+        # redaction masks by its place (a per-user token is not registered: no unbounded set).
+        redact.register(redact.webhook_secret(webhook_url))
         self._base = webhook_url.rstrip("/") + "/"
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._rate = rate_per_second
@@ -295,7 +297,6 @@ class Bitrix24Client:
         """Replace the token (after a refresh); requests sent from now on carry it."""
         if self._token is None:
             raise ValueError("a webhook client has no access token to replace")
-        redact.register(token)
         self._token = token
 
     @property

@@ -94,9 +94,8 @@ class AppTokens:
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        redact.register(
-            app.client_secret if app else None, configured.access_token, configured.refresh_token
-        )
+        redact.register(app.client_secret if app else None)
+        redact.register(configured.access_token, configured.refresh_token, rotating=True)
         self.app = app
         self.configured = configured
         self.store = store
@@ -131,7 +130,7 @@ class AppTokens:
             if not self._loaded:
                 stored = await self.store.load(self.key) if self.store else None
                 if stored is not None:
-                    redact.register(stored.access_token, stored.refresh_token)
+                    redact.register(stored.access_token, stored.refresh_token, rotating=True)
                     self._pair = stored
                 self._loaded = True
             if self._unsaved:
@@ -183,7 +182,7 @@ class AppTokens:
         stored = await self.store.load(self.key)
         if stored is None:
             return False
-        redact.register(stored.access_token, stored.refresh_token)
+        redact.register(stored.access_token, stored.refresh_token, rotating=True)
         newer = (
             stored.access_token != self._pair.access_token
             if stale_refresh is None
@@ -220,7 +219,7 @@ class AppTokens:
                 str(body.get("error_description") or ""),
                 response.status_code,
             )
-        redact.register(str(body["access_token"]), str(body["refresh_token"]))
+        redact.register(str(body["access_token"]), str(body["refresh_token"]), rotating=True)
         expires = body.get("expires")
         if expires is None and body.get("expires_in") is not None:
             expires = time.time() + float(body["expires_in"])
