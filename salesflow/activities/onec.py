@@ -259,8 +259,8 @@ def task_comments(result_text: Any) -> list[str]:
     return [line.strip() for line in _text(result_text).splitlines() if line.strip()]
 
 
-async def _absent() -> bool | None:
-    """A lookup already made: the comments were read at the start of this attempt."""
+async def _absent() -> None:
+    """For `once` after a lookup already made in this attempt (the key was not found)."""
     return None
 
 
@@ -443,48 +443,39 @@ class OneCActivities:
         """The 1C task for the logist; the existing one when the key is already there.
 
         Found again by its Ref_Key, derived from the key (standard attributes only)."""
-        with onec_errors(self.names, self.profile):
-            return await once(
-                self.settle,
-                req.key,
-                lambda: self._onec_task_ref(req.key),
-                lambda: self._create_onec_task(req),
-            )
-
-    async def _onec_task_ref(self, key: str) -> str | None:
-        try:
-            found = await self.onec.get(self.names.task, task_ref_for(key), select="Ref_Key")
-        except OneCNotFound as err:
-            if not err.instance_missing:
-                raise
-            return None
-        return str(found["Ref_Key"])
-
-    async def _create_onec_task(self, req: CreateOneCTaskRequest) -> str:
         n = self.names
         ref = task_ref_for(req.key)
-        executor = await self._user_ref(req.executor or self.settings.onec.logist_user)
-        link = self._bitrix_task_url(req.responsible_id, req.bitrix_task_id)
-        description = [req.description, f"Bitrix24: {link}", TASK_KEY_TEXT.format(key=req.key)]
-        body: dict[str, Any] = {
-            "Ref_Key": ref,
-            "Description": req.title,
-            n.task_description: "\n\n".join(filter(None, description)),
-            n.task_executor: Ref(n.users, executor),
-            n.task_author_text: TASK_AUTHOR,
-            n.task_subject_text: f"Сделка Bitrix24 №{req.deal_id}",
-        }
-        if self.settings.onec.extension:
-            body[n.ext_task_key] = req.key
-            body[n.ext_task_link] = link
-        if req.deadline is not None:
-            body[n.task_deadline] = req.deadline
-        try:
-            created = await self.onec.create(n.task, body)
-        except OneCBadRequest as err:
-            if err.code == "15":  # a racing attempt created it a moment ago
-                return ref
-            raise
+        with onec_errors(self.names, self.profile):
+            try:
+                found = await self.onec.get(n.task, ref, select="Ref_Key")
+                return str(found["Ref_Key"])
+            except OneCNotFound as err:
+                if not err.instance_missing:
+                    raise
+            executor = await self._user_ref(req.executor or self.settings.onec.logist_user)
+            link = self._bitrix_task_url(req.responsible_id, req.bitrix_task_id)
+            description = [req.description, f"Bitrix24: {link}", TASK_KEY_TEXT.format(key=req.key)]
+            body: dict[str, Any] = {
+                "Ref_Key": ref,
+                "Description": req.title,
+                n.task_description: "\n\n".join(filter(None, description)),
+                n.task_executor: Ref(n.users, executor),
+                n.task_author_text: TASK_AUTHOR,
+                n.task_subject_text: f"Сделка Bitrix24 №{req.deal_id}",
+            }
+            if self.settings.onec.extension:
+                body[n.ext_task_key] = req.key
+                body[n.ext_task_link] = link
+            if req.deadline is not None:
+                body[n.task_deadline] = req.deadline
+            try:  # `once`: not while an earlier attempt's create may still land (looked up above)
+                created = await once(
+                    self.settle, req.key, _absent, lambda: self.onec.create(n.task, body)
+                )
+            except OneCBadRequest as err:
+                if err.code == "15":  # a racing attempt created it a moment ago
+                    return ref
+                raise
         return str(created["Ref_Key"])
 
     @activity.defn(name=READ_ONEC_TASK)
