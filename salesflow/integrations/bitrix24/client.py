@@ -215,8 +215,11 @@ _AFTER_SENDING = (
 
 
 def _answer_lost(error: Bitrix24Error) -> bool:
-    """A 5xx or a non-JSON 200 that does not say the call was refused (the bucket says so)."""
-    return type(error) is ServerError and (error.status >= 500 or error.status == 200)
+    """A 5xx or a non-JSON 200 that does not say the call was refused: 503 says so (the
+    bucket's QUERY_LIMIT_EXCEEDED, the web server's maintenance page — nothing was run)."""
+    if type(error) is not ServerError:
+        return False
+    return error.status == 200 or (error.status >= 500 and error.status != 503)
 
 
 def _retry_after_header(response: httpx.Response) -> float | None:

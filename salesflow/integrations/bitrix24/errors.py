@@ -78,7 +78,7 @@ class ServerError(Bitrix24Error):
 
 class UnknownOutcome(ServerError):
     """The request was sent and its answer lost: a read timeout, a connection reset after
-    sending, a 5xx (or a 200 that is not JSON) that does not say the call was refused. The
+    sending, a 5xx other than 503 (or a 200 that is not JSON): nothing says it was refused. The
     portal may have carried the call out, or may still be carrying it out (up to 60 s in the
     cloud). Retryable; a create must find its key in the portal, for longer than the portal
     can take to finish a call, before it creates again (`activities.once`)."""

@@ -45,6 +45,7 @@ NOT_SENT_OR_REFUSED = [
     (_raise(httpx.ConnectError), ServerError),
     (_raise(httpx.ConnectTimeout), ServerError),
     (_answer(503, '{"error": "QUERY_LIMIT_EXCEEDED"}'), QueryLimitExceeded),
+    (_answer(503, "<html><h1>503 Service Temporarily Unavailable</h1></html>"), ServerError),
 ]
 
 
