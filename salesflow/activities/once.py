@@ -13,7 +13,7 @@ still land: the portal carries a call on for up to 60 s after the client gave up
 
 A worker that dies in the middle of a create leaves no marker: the attempt ends by its
 start-to-close timeout (60 s), no sooner than the portal's own cut-off (a bound lowered below
-that by `workflows/attempt_timeouts.py` gives this case up).
+that by `temporal.activity_attempt_seconds` gives this case up).
 """
 
 from __future__ import annotations
