@@ -21,6 +21,7 @@ every check passed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,11 @@ from xml.etree import ElementTree
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from salesflow.config.settings import Settings
+from salesflow.config.temporal_client import connect
 from salesflow.integrations.bitrix24 import Bitrix24Client, Bitrix24Error
 from salesflow.integrations.bitrix24.oauth import REFRESH_ON, TokenRefreshError
 from salesflow.integrations.onec import OneCClient, OneCError
@@ -44,6 +48,7 @@ from salesflow.integrations.onec.profiles import (
 from salesflow.relay.app_token import refusal_hint
 from salesflow.store import app_tokens
 from salesflow.store.db import make_engine
+from salesflow.workflows.names import SIGNAL_ONEC_CONFIG_FIXED, WORKFLOW_TYPE
 
 REQUIRED_SCOPES = ("crm", "task", "im", "user")
 # Deal fields by their settings name: the field types the product can work with.
@@ -596,8 +601,33 @@ def exit_code(checks: Iterable[Check]) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
-def main(settings: Settings, console: Console | None = None) -> int:
-    """Run the checks, print the table, return the exit code (0 only when all is right)."""
+# ------------------------------------------------------------------ --fix-applied
+RUNNING_DEALS = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
+
+
+async def signal_onec_fixed(client: Client) -> int:
+    """Tell every running deal that the 1C configuration was fixed: a deal whose 1C step
+    waits on a configuration problem retries it now; the others ignore it. Returns how many
+    deals were told."""
+    told = 0
+    async for wf in client.list_workflows(RUNNING_DEALS):
+        with contextlib.suppress(RPCError):  # a deal that closed meanwhile
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).signal(
+                SIGNAL_ONEC_CONFIG_FIXED
+            )
+            told += 1
+    return told
+
+
+def _onec_all_right(checks: Iterable[Check]) -> bool:
+    return all(c.ok for c in checks if c.name.startswith("1C"))
+
+
+def main(settings: Settings, console: Console | None = None, fix_applied: bool = False) -> int:
+    """Run the checks, print the table, return the exit code (0 only when all is right).
+
+    `fix_applied`: once the 1C checks pass, running deals waiting on a 1C configuration
+    problem are told to retry their step (signal `onec_configuration_fixed`)."""
     console = console or Console()
     checks = asyncio.run(run_checks(settings))
     render(checks, console)
@@ -606,4 +636,14 @@ def main(settings: Settings, console: Console | None = None) -> int:
         console.print(f"[red]{len(failed)} check(s) failed[/red]")
     else:
         console.print("[green]configuration matches Bitrix24 and 1C[/green]")
+    if fix_applied:
+        if not _onec_all_right(checks):
+            console.print("[red]1C checks still fail: deals are not told to retry[/red]")
+            return 1
+        told = asyncio.run(_tell_deals(settings))
+        console.print(f"1C configuration fixed: {told} running deal(s) told to retry")
     return exit_code(checks)
+
+
+async def _tell_deals(settings: Settings) -> int:
+    return await signal_onec_fixed(await connect(settings))

@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_APPROVAL_DONE,
         SIGNAL_BITRIX24_EVENT,
         SIGNAL_LOGIST_TASK_DONE,
+        SIGNAL_ONEC_CONFIG_FIXED,
         SIGNAL_PROCESS_DONE,
         in_pipeline,
     )
@@ -659,6 +660,10 @@ class DealWorkflow:
     @workflow.signal(name=SIGNAL_LOGIST_TASK_DONE)
     def logist_task_done(self, result: LogistMirrorResult) -> None:
         self.children.logist_task_done(result)
+
+    @workflow.signal(name=SIGNAL_ONEC_CONFIG_FIXED)
+    def onec_configuration_fixed(self) -> None:
+        self.fx.onec_config_fixed += 1
 
     @workflow.query
     def state(self) -> DealView:

@@ -48,6 +48,9 @@ with workflow.unsafe.imports_passed_through():
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
+# A 1C step refused as wrong for the base waits for the fix and is retried (docs/ONEC.md).
+ONEC_CONFIG_RETRY = "onec-config-retry"
+ONEC_CONFIGURATION_PROBLEM = "1C.ConfigurationProblem"
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -62,11 +65,17 @@ class Transition:
     cause: str = ""
 
 
+def is_configuration_problem(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == ONEC_CONFIGURATION_PROBLEM
+
+
 class DealEffects:
     def __init__(self, rules: DealRules, state: DealState, on_change: Callable[[], None]) -> None:
         self.rules = rules
         self.s = state
         self._on_change = on_change  # the deal's details changed (the board follows)
+        self.onec_config_fixed = 0  # `onec_configuration_fixed` signals seen (not carried over)
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -372,15 +381,35 @@ class DealEffects:
                 step=purpose,
             )
 
-        try:
-            result = await run_with_outage_watch(
-                activity_fn, arg, notify=tell, after=timedelta(minutes=minutes)
-            )
-        except ActivityError as err:
-            await self.report_failure(purpose, err)
-            return None
-        self.s.done.append(purpose)
-        return result
+        told = False
+        while True:
+            try:
+                result = await run_with_outage_watch(
+                    activity_fn, arg, notify=tell, after=timedelta(minutes=minutes)
+                )
+            except ActivityError as err:
+                if not (is_configuration_problem(err) and workflow.patched(ONEC_CONFIG_RETRY)):
+                    await self.report_failure(purpose, err)
+                    return None
+                if not told:
+                    await self.report_failure(purpose, err)
+                    told = True
+                if not await self._wait_for_onec_fix(purpose):
+                    return None
+                continue
+            if told:
+                self.record(self.s.stage, f"{purpose} done after the 1C configuration was fixed")
+            self.s.done.append(purpose)
+            return result
+
+    async def _wait_for_onec_fix(self, purpose: str) -> bool:
+        """A configuration problem: wait for `onec_configuration_fixed` (sent by `salesflow
+        doctor --fix-applied`) or the retry interval, whichever comes first, then retry.
+        False when a person moved or lost the deal meanwhile (the step is not done)."""
+        seen = self.onec_config_fixed
+        retry_at = workflow.now() + timedelta(minutes=self.rules.onec_config_retry_minutes)
+        await self.wait(lambda: self.onec_config_fixed > seen, until=retry_at)
+        return not self.interrupted()
 
     async def report_failure(self, purpose: str, err: ActivityError) -> None:
         """Record a step that failed for good and tell the РОП; a cancelled step (the deal
