@@ -32,6 +32,7 @@ from emulators.bitrix24 import (  # noqa: F401  (importing registers the methods
     event_methods,
     items,
     people,
+    products,
     tasks,
     timeline,
 )

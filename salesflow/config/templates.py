@@ -125,6 +125,12 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "stage_SHIPPED": "Отгружен/Доставлен",
     "stage_WON": "Сделка успешна",
     "stage_LOSE": "Сделка провалена",
+    # R-KP-2: deal product rows with no 1C nomenclature (any direction).
+    "onec_rows_unmatched": (
+        "Товары сделки без номенклатуры 1С: {rows}. Укажите во внешнем коде товара каталога"
+        " (XML_ID) ссылку 1С (Ref_Key), артикул или код номенклатуры; `salesflow doctor`"
+        " покажет все такие товары."
+    ),
     # Timeline comments on the deal.
     "timeline_stage_moved": "Стадия сделки: {stage_name}. Причина: {cause}.",
 }

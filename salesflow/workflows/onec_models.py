@@ -55,7 +55,8 @@ class KpLine(Carried):
 
 class LoadKpResult(Carried):
     """`loaded`: the deal's product rows are the КП's lines (False: non-Russian direction,
-    rows left alone, a timeline comment says so). `changed`: this call wrote to Bitrix24."""
+    the rows' prices left alone, their nomenclature taken from 1C, a timeline comment says
+    so). `changed`: this call wrote to Bitrix24."""
 
     loaded: bool
     changed: bool
@@ -64,6 +65,9 @@ class LoadKpResult(Carried):
     amount: float = 0.0
     lines: list[KpLine] = Field(default_factory=list)
     comment: str | None = None
+    # R-KP-2, non-Russian direction: the rows' 1C nomenclature (`lines`: article, name, unit
+    # from 1C; no prices) and the rows 1C has no nomenclature for.
+    unmatched: list[str] = Field(default_factory=list)
 
 
 # ---- the logist's task mirrored into 1C (R-X6, R-AC-3) -----------------------------------

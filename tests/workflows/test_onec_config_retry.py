@@ -21,8 +21,7 @@ from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
 
 PROBLEM = (
-    "1С не принимает запрос: в базе нет «КодОКЕИ» (Catalog_УпаковкиЕдиницыИзмерения;"
-    " профиль ut11)."
+    "1С не принимает запрос: в базе нет «КодОКЕИ» (Catalog_УпаковкиЕдиницыИзмерения; профиль ut11)."
 )
 
 
@@ -40,9 +39,7 @@ class MisconfiguredPortal(FakePortal):
         async def load_kp_into_deal(req: LoadKpRequest) -> LoadKpResult:
             if not portal.fixed:
                 portal.refusals += 1
-                raise ApplicationError(
-                    PROBLEM, type="1C.ConfigurationProblem", non_retryable=True
-                )
+                raise ApplicationError(PROBLEM, type="1C.ConfigurationProblem", non_retryable=True)
             portal.kp_loads.append(req)
             return LoadKpResult(loaded=True, changed=True, kp_number="КП-000123")
 
