@@ -379,7 +379,7 @@ class OneCActivities:
             )
             products = await self._catalogue_products(current)
         with onec_errors(self.names, self.profile):
-            items = await self._items_for(current, products)
+            items = await self.items_for(current, products)
             units = await self._by_refs(
                 self.names.units,
                 (item.get(self.names.nomenclature_unit) for item in items.values() if item),
@@ -429,10 +429,11 @@ class OneCActivities:
             found[product_id] = await self.bitrix24.call("crm.product.get", {"id": product_id})
         return found
 
-    async def _items_for(
+    async def items_for(
         self, rows: Sequence[Mapping[str, Any]], products: Mapping[int, Mapping[str, Any]]
     ) -> dict[int, dict[str, Any]]:
-        """The 1C item of each row (by row index) that has one."""
+        """The 1C item of each row (by row index) that has one; `products` are the rows'
+        catalogue products by ID (also used by `salesflow doctor`)."""
         n = self.names
         select = ",".join(
             [

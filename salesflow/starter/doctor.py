@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from salesflow.activities.onec import OneCActivities
 from salesflow.config.settings import Settings
 from salesflow.config.temporal_client import connect
 from salesflow.integrations.bitrix24 import Bitrix24Client, Bitrix24Error
@@ -481,6 +482,57 @@ async def onec_checks(settings: Settings, onec: OneCClient) -> list[Check]:
     return checks + _profile_checks(settings, shapes)
 
 
+# ------------------------------------------------------------------ nomenclature (R-KP-2)
+NOMENCLATURE = "1C nomenclature"
+DEALS_CHECKED = 200  # open deals whose product rows are checked (newest first)
+SHOWN = 10
+
+
+async def nomenclature_checks(
+    settings: Settings, b24: Bitrix24Client, onec: OneCClient
+) -> list[Check]:
+    """R-KP-2: every catalogue product and every product row of the open deals of the sales
+    pipeline has its 1C nomenclature (Ref_Key, article or code in XML_ID, as the activities
+    match them); what has none is named."""
+    matcher = OneCActivities(onec, b24, settings)
+    try:
+        catalogue = await b24.list_all("crm.product.list", {"select": ["ID", "NAME", "XML_ID"]})
+        products = {int(p["ID"]): p for p in catalogue}
+        deals = await b24.call(
+            "crm.deal.list",
+            {
+                "filter": {"CATEGORY_ID": settings.portal.category_id, "CLOSED": "N"},
+                "select": ["ID", "TITLE"],
+                "order": {"ID": "DESC"},
+            },
+        )
+        rows: list[tuple[str, dict[str, Any]]] = [
+            (f"товар {pid} «{p.get('NAME')}»", {"PRODUCT_ID": pid, "PRODUCT_NAME": p.get("NAME")})
+            for pid, p in products.items()
+        ]
+        for deal in list(deals or [])[:DEALS_CHECKED]:
+            for row in await b24.call("crm.deal.productrows.get", {"id": deal["ID"]}) or []:
+                if int(row.get("PRODUCT_ID") or 0) not in products:  # catalogue ones: above
+                    rows.append((f"сделка {deal['ID']}: «{row.get('PRODUCT_NAME')}»", row))
+        found = await matcher.items_for([row for _, row in rows], products)
+    except (Bitrix24Error, OneCError) as error:
+        return [_fail(NOMENCLATURE, _describe(error), "check access to crm.product.* and 1C")]
+    missing = [label for index, (label, _) in enumerate(rows) if index not in found]
+    if not missing:
+        return [_ok(NOMENCLATURE, f"{len(rows)} catalogue products and deal rows match 1C")]
+    shown = "; ".join(missing[:SHOWN]) + (
+        f"; … {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
+    )
+    return [
+        _fail(
+            NOMENCLATURE,
+            f"{len(missing)} of {len(rows)} without 1C nomenclature: {shown}",
+            "put the 1C Ref_Key, article (Артикул) or code of the item into the product's"
+            " XML_ID (external code), or add the item in 1C",
+        )
+    ]
+
+
 # ------------------------------------------------------------------ the application's token
 APP_TOKEN = "Application token"
 
@@ -561,25 +613,28 @@ async def run_checks(
     checks: list[Check] = []
     try:
         checks += await bitrix24_checks(settings, b24)
+        if settings.bitrix24.app_access_token or settings.bitrix24.app_refresh_configured():
+            checks.append(await app_token_check(settings))
+        if not settings.onec.odata_url:
+            return [*checks, Check("1C OData", SKIP, "onec.odata_url is empty: 1C not configured")]
+        one_c = onec or OneCClient(
+            settings.onec.odata_url,
+            settings.onec.user,
+            settings.onec.password,
+            timezone=settings.onec.timezone,
+            timeout=15.0,
+        )
+        try:
+            onec_found = await onec_checks(settings, one_c)
+            checks += onec_found
+            if all(c.ok for c in onec_found):
+                checks += await nomenclature_checks(settings, b24, one_c)
+        finally:
+            if onec is None:
+                await one_c.aclose()
     finally:
         if bitrix24 is None:
             await b24.aclose()
-    if settings.bitrix24.app_access_token or settings.bitrix24.app_refresh_configured():
-        checks.append(await app_token_check(settings))
-    if not settings.onec.odata_url:
-        return [*checks, Check("1C OData", SKIP, "onec.odata_url is empty: 1C not configured")]
-    one_c = onec or OneCClient(
-        settings.onec.odata_url,
-        settings.onec.user,
-        settings.onec.password,
-        timezone=settings.onec.timezone,
-        timeout=15.0,
-    )
-    try:
-        checks += await onec_checks(settings, one_c)
-    finally:
-        if onec is None:
-            await one_c.aclose()
     return checks
 
 
