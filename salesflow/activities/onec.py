@@ -343,6 +343,9 @@ class OneCActivities:
         n = self.names
         rows = [product_row(line, bool(kp.get(n.kp_prices_include_vat, True))) for line in lines]
         with remote_errors():
+            catalogue = await self._catalogue_by_ref(line.nomenclature_ref for line in lines)
+            for row in rows:
+                row["PRODUCT_ID"] = catalogue.get(row["XML_ID"], 0)
             current = await self.bitrix24.call("crm.deal.productrows.get", {"id": req.deal_id})
             changed = not rows_equal(list(current or []), rows)
             if changed:
@@ -419,6 +422,21 @@ class OneCActivities:
                 await self.bitrix24.call("crm.deal.productrows.set", {"id": deal_id, "rows": rows})
                 changed = True
         return NomenclatureMatch(changed=changed, lines=lines, unmatched=unmatched)
+
+    async def _catalogue_by_ref(self, refs: Iterable[str]) -> dict[str, int]:
+        """Catalogue products that carry these 1C references in XML_ID → their IDs (a row
+        then names its product; crm.product.list, DOCS
+        api-reference/crm/outdated/products/crm-product-list.md)."""
+        wanted = sorted(set(refs))
+        if not wanted:
+            return {}
+        found = await self.bitrix24.list_all(
+            "crm.product.list", {"filter": {"XML_ID": wanted}, "select": ["ID", "XML_ID"]}
+        )
+        by_ref: dict[str, int] = {}
+        for product in sorted(found, key=lambda p: int(p["ID"])):
+            by_ref.setdefault(_text(product.get("XML_ID")), int(product["ID"]))
+        return by_ref
 
     async def _catalogue_products(
         self, rows: Sequence[Mapping[str, Any]]

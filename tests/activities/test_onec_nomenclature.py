@@ -80,3 +80,20 @@ async def test_r_kp_2_no_rows_no_match_nothing_written() -> None:
         rows = await s.bitrix24.call("crm.deal.productrows.get", {"id": deal_id})
     assert not result.loaded and result.unmatched == [] and result.lines == []
     assert rows == []
+
+
+async def test_r_kp_2_kp_rows_name_the_catalogue_products_that_carry_the_1c_reference() -> None:
+    async with running_systems() as s:
+        pump = await s.bitrix24.call(
+            "crm.product.add", {"fields": {"NAME": "Насос", "XML_ID": ref("ЦН-100")}}
+        )
+        deal_id = await s.new_deal(UF_CRM_KP=KP_NUMBER, UF_CRM_DIRECTION="Россия")
+        result = await s.activities.load_kp_into_deal(LoadKpRequest(key="k", deal_id=deal_id))
+        rows = await s.bitrix24.call("crm.deal.productrows.get", {"id": deal_id})
+    assert result.loaded
+    assert [(r["PRODUCT_ID"], r["XML_ID"]) for r in rows] == [
+        (pump, ref("ЦН-100")),
+        (0, ref("ШУ-15")),
+        (0, ref("ПНР-Ч")),
+    ]
+    assert rows[0]["PRODUCT_NAME"] == "Насос центробежный ЦН-100"  # the КП's name, from 1C
