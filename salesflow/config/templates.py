@@ -125,6 +125,11 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "stage_SHIPPED": "Отгружен/Доставлен",
     "stage_WON": "Сделка успешна",
     "stage_LOSE": "Сделка провалена",
+    # The logist's 1C task refused as a configuration problem (told once to the РОП).
+    "notify_onec_task_config_problem": (
+        "salesflow: сделка №{deal_id}: задача логиста не создана в 1С: {problem} Задача будет"
+        " создана, как только конфигурация будет исправлена (`salesflow doctor --fix-applied`)."
+    ),
     # R-KP-2: deal product rows with no 1C nomenclature (any direction).
     "onec_rows_unmatched": (
         "Товары сделки без номенклатуры 1С: {rows}. Укажите во внешнем коде товара каталога"

@@ -50,6 +50,7 @@ from salesflow.relay.app_token import refusal_hint
 from salesflow.store import app_tokens
 from salesflow.store.db import make_engine
 from salesflow.workflows.names import SIGNAL_ONEC_CONFIG_FIXED, WORKFLOW_TYPE
+from salesflow.workflows.onec_models import LOGIST_TASK_MIRROR
 
 REQUIRED_SCOPES = ("crm", "task", "im", "user")
 # Deal fields by their settings name: the field types the product can work with.
@@ -657,13 +658,17 @@ def exit_code(checks: Iterable[Check]) -> int:
 
 
 # ------------------------------------------------------------------ --fix-applied
-RUNNING_DEALS = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
+# Deals and the logist's 1C task mirrors: both may wait on a 1C configuration problem.
+RUNNING_DEALS = (
+    f"(WorkflowType = '{WORKFLOW_TYPE}' OR WorkflowType = '{LOGIST_TASK_MIRROR}')"
+    " AND ExecutionStatus = 'Running'"
+)
 
 
 async def signal_onec_fixed(client: Client) -> int:
-    """Tell every running deal that the 1C configuration was fixed: a deal whose 1C step
-    waits on a configuration problem retries it now; the others ignore it. Returns how many
-    deals were told."""
+    """Tell every running deal (and logist task mirror) that the 1C configuration was fixed:
+    one whose 1C step waits on a configuration problem retries it now; the others ignore it.
+    Returns how many were told."""
     told = 0
     async for wf in client.list_workflows(RUNNING_DEALS):
         with contextlib.suppress(RPCError):  # a deal that closed meanwhile

@@ -44,13 +44,12 @@ with workflow.unsafe.imports_passed_through():
         ONTASKUPDATE,
         TASK_COMPLETED,
     )
-    from salesflow.workflows.outage import run_with_outage_watch
+    from salesflow.workflows.outage import is_configuration_problem, run_with_outage_watch
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
 # A 1C step refused as wrong for the base waits for the fix and is retried (docs/ONEC.md).
 ONEC_CONFIG_RETRY = "onec-config-retry"
-ONEC_CONFIGURATION_PROBLEM = "1C.ConfigurationProblem"
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -63,11 +62,6 @@ class Transition:
 
     to: Stage
     cause: str = ""
-
-
-def is_configuration_problem(err: ActivityError) -> bool:
-    cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.type == ONEC_CONFIGURATION_PROBLEM
 
 
 class DealEffects:

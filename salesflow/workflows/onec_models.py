@@ -130,6 +130,7 @@ class MirrorProgress(Carried):
     delay: timedelta | None = None
     polls: int = 0
     reflect_error: str | None = None  # Bitrix24 refused for good: 1C is still followed
+    told: bool = False  # a 1C configuration problem creating the task was told to the РОП
 
 
 class LogistMirrorInput(Carried):
@@ -147,6 +148,12 @@ class LogistMirrorInput(Carried):
     poll: PollSchedule = Field(default_factory=PollSchedule)
     report_signal: str | None = None
     progress: MirrorProgress | None = None
+    # A 1C configuration problem creating the task: who is told (once), with what text
+    # (`{problem}` is replaced by 1C's refusal), and how often creating is retried (or at once
+    # on the `onec_configuration_fixed` signal).
+    rop_id: int | None = None
+    config_problem_text: str = ""
+    config_retry: timedelta = timedelta(hours=1)
 
 
 class LogistMirrorResult(Carried):

@@ -12,10 +12,17 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from salesflow.workflows.children import LOGIST_PROCESS
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import KpFeedback
 from salesflow.workflows.names import SIGNAL_ONEC_CONFIG_FIXED
-from salesflow.workflows.onec_models import LOAD_KP_INTO_DEAL, LoadKpRequest, LoadKpResult
+from salesflow.workflows.onec_models import (
+    CREATE_ONEC_TASK,
+    LOAD_KP_INTO_DEAL,
+    CreateOneCTaskRequest,
+    LoadKpRequest,
+    LoadKpResult,
+)
 from tests.workflows.conftest import calendar_rules, deal_running, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
@@ -124,3 +131,53 @@ async def test_r_kp_2_other_1c_refusals_are_not_retried(skip_env: WorkflowEnviro
         await until(handle, lambda v: v.kp_round == 1)
     assert len(portal.kp_loads) == 1
     assert failure_reports(portal) == ["deal:2603:failure:kp:load_from_1c"]
+
+
+class TaskRefusingPortal(FakePortal):
+    """The portal's doubles, with a 1C that refuses to create the logist's task until `fixed`."""
+
+    fixed: bool = False
+    refusals: int = 0
+
+    def activities(self) -> list:
+        others = [a for a in super().activities() if a.__name__ != "create_onec_task"]
+        portal = self
+
+        @activity.defn(name=CREATE_ONEC_TASK)
+        async def create_onec_task(req: CreateOneCTaskRequest) -> str:
+            if not portal.fixed:
+                portal.refusals += 1
+                raise ApplicationError(
+                    "1С не принимает запрос: в базе нет «ИдентификаторБитрикс24»",
+                    type="1C.ConfigurationProblem",
+                    non_retryable=True,
+                )
+            portal.onec_tasks.setdefault(req.key, {"ref": f"ref-{req.key}", "done": False})
+            return portal.onec_tasks[req.key]["ref"]
+
+        return [*others, create_onec_task]
+
+
+async def test_r_ac_3_logist_task_config_problem_told_once_created_after_fix(
+    skip_env: WorkflowEnvironment,
+) -> None:
+    portal = TaskRefusingPortal(new_deal(2604))
+    rules = calendar_rules()
+    async with deal_running(skip_env, portal, rules) as handle:
+        await drive_to(handle, portal, "ACCEPTED")
+        view = await until(handle, lambda v: any(p.kind == LOGIST_PROCESS for p in v.processes))
+        mirror = next(p.workflow_id for p in view.processes if p.kind == LOGIST_PROCESS)
+        await until(
+            handle, lambda v: any(":configuration_problem" in n.key for n in portal.notifications)
+        )
+        await skip_env.sleep(timedelta(minutes=rules.onec_config_retry_minutes + 5))
+        await until(handle, lambda v: portal.refusals >= 2)  # retried on the interval
+        portal.fixed = True
+        await skip_env.client.get_workflow_handle(mirror).signal(SIGNAL_ONEC_CONFIG_FIXED)
+        await until(handle, lambda v: bool(portal.onec_tasks))
+        view = await handle.query(DealWorkflow.state)
+    told = [n for n in portal.notifications if ":configuration_problem" in n.key]
+    assert len(told) == 1 and told[0].user_ids == [rules.people.rop]
+    assert "ИдентификаторБитрикс24" in told[0].message and "№2604" in told[0].message
+    assert list(portal.onec_tasks) == ["deal:2604:ac:ship_goods:1c"]
+    assert next(p for p in view.processes if p.kind == LOGIST_PROCESS).state == "running"
