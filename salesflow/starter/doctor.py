@@ -485,7 +485,7 @@ async def onec_checks(settings: Settings, onec: OneCClient) -> list[Check]:
 
 # ------------------------------------------------------------------ nomenclature (R-KP-2)
 NOMENCLATURE = "1C nomenclature"
-DEALS_CHECKED = 200  # open deals whose product rows are checked (newest first)
+DEALS_CHECKED = 50  # open deals whose product rows are checked: the newest, one list page
 SHOWN = 10
 
 
