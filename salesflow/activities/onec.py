@@ -5,7 +5,11 @@ Exactly once (DESIGN.md), marker by marker:
   are read first and the write is skipped when they already equal the КП's lines, so a
   repeat changes nothing (not even row IDs). Each row's XML_ID is the nomenclature's 1C
   Ref_Key, as in the standard 1C ↔ Bitrix24 exchange.
-- Non-Russian direction: the deal's timeline comment is looked up by its exact text.
+- Non-Russian direction: the КП is not loaded, but the nomenclature still comes from 1C
+  (R-KP-2): each deal row is matched to a 1C item (Ref_Key, article or code in the row's or
+  catalogue product's XML_ID), takes its name and unit from 1C, and the product gets the
+  Ref_Key; rows and products are written only when they differ. The deal's timeline comments
+  (why no КП; rows 1C lacks) are looked up by their exact text.
 - The logist's task (R-X6, R-AC-3): created with a Ref_Key derived from the key and read
   back by it before creating — standard attributes only, no extension needed; two racing
   attempts cannot make two tasks (1C answers "key exists", code 15). The key is also

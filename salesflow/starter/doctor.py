@@ -12,7 +12,11 @@ configured): the root answers with the credentials; $metadata is read and every 
 attribute, tabular-part column and composite link the configuration profile (`onec.profile`,
 `[onec.names]`) uses is there — an object absent from $metadata is not published
 (УстановитьСоставСтандартногоИнтерфейсаOData) — and whether the optional extension is
-installed; each missing name is shown with the override or publication that fixes it.
+installed; each missing name is shown with the override or publication that fixes it. Then
+(R-KP-2) every catalogue product and the open deals' product rows are matched to 1C
+nomenclature as the КП load matches them, and those without one are named.
+`--fix-applied`: once the 1C checks pass, running deals (and logist task mirrors) waiting on a
+1C configuration problem are signalled to retry (`onec_configuration_fixed`).
 
 `main()` prints a table (check, status, detail, fix) and returns the exit code: 0 only when
 every check passed.
