@@ -388,7 +388,7 @@ class DealEffects:
                 if not told:
                     await self.report_failure(purpose, err)
                     told = True
-                if not await self._wait_for_onec_fix(purpose):
+                if not await self._wait_for_onec_fix():
                     return None
                 continue
             if told:
@@ -396,7 +396,7 @@ class DealEffects:
             self.s.done.append(purpose)
             return result
 
-    async def _wait_for_onec_fix(self, purpose: str) -> bool:
+    async def _wait_for_onec_fix(self) -> bool:
         """A configuration problem: wait for `onec_configuration_fixed` (sent by `salesflow
         doctor --fix-applied`) or the retry interval, whichever comes first, then retry.
         False when a person moved or lost the deal meanwhile (the step is not done)."""
