@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
@@ -50,6 +51,7 @@ PERSON_MOVE = "moved by a person in Bitrix24"
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
 # A 1C step refused as wrong for the base waits for the fix and is retried (docs/ONEC.md).
 ONEC_CONFIG_RETRY = "onec-config-retry"
+ONEC_CONFIG_WAIT = "notify_onec_config_wait"  # said to the РОП after the refusal
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -386,7 +388,11 @@ class DealEffects:
                     await self.report_failure(purpose, err)
                     return None
                 if not told:
-                    await self.report_failure(purpose, err)
+                    then = R.render(
+                        self._template(ONEC_CONFIG_WAIT),
+                        minutes=self.rules.onec_config_retry_minutes,
+                    )
+                    await self.report_failure(purpose, err, then=then)
                     told = True
                 if not await self._wait_for_onec_fix():
                     return None
@@ -405,7 +411,11 @@ class DealEffects:
         await self.wait(lambda: self.onec_config_fixed > seen, until=retry_at)
         return not self.interrupted()
 
-    async def report_failure(self, purpose: str, err: ActivityError) -> None:
+    def _template(self, name: str) -> str:
+        """A template by name; rules carried from before it existed fall back to the default."""
+        return self.rules.templates.get(name) or DEFAULT_TEMPLATES.get(name, "")
+
+    async def report_failure(self, purpose: str, err: ActivityError, then: str = "") -> None:
         """Record a step that failed for good and tell the РОП; a cancelled step (the deal
         closed under it) is passed on as a cancellation instead."""
         if is_cancelled_exception(err) and workflow.patched(CANCEL_IS_NOT_FAILURE):
@@ -421,7 +431,10 @@ class DealEffects:
             NotifyRequest(
                 key=self.key(f"failure:{purpose}"),
                 user_ids=[self.rules.people.rop],
-                message=f"salesflow: сделка №{self.s.deal_id}: шаг «{purpose}» не выполнен: {text}",
+                message=(
+                    f"salesflow: сделка №{self.s.deal_id}: шаг «{purpose}» не выполнен: {text}"
+                    + (f" {then}" if then else "")
+                ),
             ),
         )
 

@@ -12,6 +12,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from salesflow.config.templates import DEFAULT_TEMPLATES
 from salesflow.workflows.children import LOGIST_PROCESS
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import KpFeedback
@@ -83,6 +84,7 @@ async def test_r_kp_2_config_problem_told_once_retried_on_fix_signal(
     assert failure_reports(portal) == ["deal:2601:failure:kp:load_from_1c"]
     told = next(n for n in portal.notifications if ":failure:" in n.key)
     assert "КодОКЕИ" in told.message and told.user_ids == [calendar_rules().people.rop]
+    assert DEFAULT_TEMPLATES["notify_onec_config_wait"].format(minutes=60) in told.message
     causes = [h.cause for h in view.history]
     assert sum("kp:load_from_1c failed" in c for c in causes) == 1
     assert any("after the 1C configuration was fixed" in c for c in causes)
