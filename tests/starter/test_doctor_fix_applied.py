@@ -8,7 +8,7 @@ import asyncio
 
 from temporalio.testing import WorkflowEnvironment
 
-from salesflow.starter.doctor import signal_onec_fixed
+from salesflow.starter.doctor import FAIL, OK, Check, _onec_all_right, signal_onec_fixed
 from tests.workflows.conftest import deal_running, new_deal
 from tests.workflows.pipeline import drive_to, until
 from tests.workflows.test_onec_config_retry import MisconfiguredPortal, failure_reports
@@ -31,3 +31,9 @@ async def test_r_kp_2_fix_applied_wakes_the_waiting_deal(dev_env: WorkflowEnviro
     assert [r.key for r in portal.kp_loads] == ["deal:2701:kp:load_from_1c"]
     assert failure_reports(portal) == ["deal:2701:failure:kp:load_from_1c"]
     assert view.stage == "KP"
+
+
+def test_fix_applied_waits_for_the_1c_checks_not_for_the_nomenclature() -> None:
+    nomenclature = Check("1C nomenclature", FAIL, "1 of 3 without 1C nomenclature")
+    assert _onec_all_right([Check("1C OData", OK, ""), nomenclature, Check("Bitrix24", FAIL, "")])
+    assert not _onec_all_right([Check("1C Catalog_СтавкиНДС", FAIL, "not published")])
