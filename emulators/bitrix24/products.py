@@ -106,6 +106,9 @@ def product_fields(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
             "type": {"int": "integer", "float": "double"}.get(_kind(name), "string"),
             "isRequired": name == "NAME",
             "isReadOnly": name not in _WRITABLE,
+            "isImmutable": False,
+            "isMultiple": False,
+            "isDynamic": False,
             "title": name,
         }
         for name in PRODUCT_FIELDS
