@@ -229,6 +229,9 @@ class OneCSettings(_Section):
         ),
     )
     outage_notify_after_minutes: int = Field(30, ge=1)
+    # A step refused as a configuration problem is retried this often until the fix (or at once
+    # on `salesflow doctor --fix-applied`).
+    config_retry_minutes: int = Field(60, ge=1)
     russia_marker: str = Field(
         "Россия",
         min_length=1,
