@@ -143,7 +143,7 @@ class Deal:
             last = await self.view() or last
             if last is not None and check(last):
                 return last
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
         stage = last.stage if last else "no answer"
         raise AssertionError(f"{self}: not within {seconds:.0f} s: {what} (last: {stage})")
 
