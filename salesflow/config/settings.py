@@ -328,6 +328,7 @@ class PortalUsers(_Section):
     production: int = 8
     lawyer: int = 9
     metrologist: int = 10
+    director: int = 0  # the reminder ladder's last rung (R-X4); 0: none
 
     @field_validator("managers")
     @classmethod
@@ -379,6 +380,16 @@ class DeadlineSettings(_Section):
     working_time: bool = True
 
 
+class ReminderSettings(_Section):
+    """R-X4 reminders after a missed deadline (see `ReminderRules`)."""
+
+    interval_minutes: dict[str, int] = {}
+    working_hours_only: bool = True
+    daily_cap: int = Field(4, ge=0)
+    ladder: tuple[Literal["manager", "rop", "director"], ...] = ("manager", "rop", "director")
+    ladder_step: int = Field(2, ge=1)
+
+
 class RulesSettings(_Section):
     timezone: str = "Europe/Moscow"
     work_start: time = time(9, 0)
@@ -388,6 +399,7 @@ class RulesSettings(_Section):
     closing_document_task: DeadlineSettings = DeadlineSettings(minutes=24 * 60, working_time=False)
     kp_agreement_business_days: int = Field(2, ge=1)
     reminder_interval_minutes: int = Field(30, ge=1)
+    reminders: ReminderSettings = ReminderSettings()
     payment_round_business_days: int = Field(3, ge=1)
     payment_reminder_days_before: int = Field(2, ge=0)
     payment_overdue_reminder_hours: int = Field(24, ge=1)

@@ -14,6 +14,7 @@ from salesflow.workflows.models import (
     DeadlineRule,
     DealRules,
     PeopleRules,
+    ReminderRules,
 )
 
 CALENDAR_YEARS_AHEAD = 2
@@ -65,6 +66,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
                 "lawyer": users.lawyer,
                 "metrologist": users.metrologist,
             },
+            director=users.director,
         ),
         timezone=rules.timezone,
         work_start=rules.work_start.strftime("%H:%M"),
@@ -76,6 +78,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         },
         kp_agreement_business_days=rules.kp_agreement_business_days,
         reminder_interval_minutes=rules.reminder_interval_minutes,
+        reminders=ReminderRules(**rules.reminders.model_dump()),
         payment_round_business_days=rules.payment_round_business_days,
         payment_reminder_days_before=rules.payment_reminder_days_before,
         payment_overdue_reminder_hours=rules.payment_overdue_reminder_hours,

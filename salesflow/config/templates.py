@@ -59,6 +59,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "notify_deadline_missed": (
         "Просрочено: «{what}» по сделке «{deal_title}» (№{deal_id}), срок был {deadline}."
     ),
+    "notify_deadline_reminder": (
+        "Напоминание: «{what}» по сделке «{deal_title}» (№{deal_id}) всё ещё не выполнено,"
+        " срок был {deadline}."
+    ),
     "notify_deadline_missed_rop": (
         "Эскалация: «{what}» по сделке «{deal_title}» (№{deal_id}) просрочено"
         " (ответственный: {manager})."

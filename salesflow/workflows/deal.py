@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -83,6 +83,7 @@ SERVICES = ("engineers", "purchasing", "logistics", "production", "lawyer", "met
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
 UPDATES_ANSWER_AFTER_MOVE = "updates-answer-after-move"
+NEW_REMINDER_POLICY = "new-lead-reminder-policy"  # R-X4: working hours, daily cap, ladder
 MOVE_WAIT = timedelta(seconds=10)  # how long an update waits for the deal to take its step
 
 
@@ -149,30 +150,24 @@ class DealWorkflow:
         due = R.deadline_after(fx.entered_at(), rule, self.rules)
         fx.set_deadline("take_into_work", due)
         acted = lambda: intents.accept is not None or intents.reject is not None  # noqa: E731
-        while not await fx.wait(acted, until=due):
-            fx.mark_overdue("take_into_work")
-            round_no = fx.bump("new:reminder")
-            if round_no == 1:
-                await fx.notify(
-                    "new:overdue",
-                    [people.rop],
-                    "notify_take_overdue_rop",
-                    deadline=_human(rule.minutes),
+        if workflow.patched(NEW_REMINDER_POLICY):
+            if not await fx.wait(acted, until=due):
+                await self._take_overdue(due)
+                await fx.remind(
+                    acted, "new:reminder", "take_into_work", people.managers, "notify_take_reminder"
                 )
-                await fx.notify(
-                    "new:overdue:managers",
-                    people.managers,
-                    "notify_deadline_missed",
-                    what="Взять заявку в работу",
-                    deadline=fx.local(due),
-                )
-            else:
-                await fx.notify(
-                    f"new:reminder:{round_no}",
-                    [*people.managers, people.rop],
-                    "notify_take_reminder",
-                )
-            due = workflow.now() + timedelta(minutes=self.rules.reminder_interval_minutes)
+        else:
+            while not await fx.wait(acted, until=due):
+                round_no = fx.bump("new:reminder")
+                if round_no == 1:
+                    await self._take_overdue(due)
+                else:
+                    await fx.notify(
+                        f"new:reminder:{round_no}",
+                        [*people.managers, people.rop],
+                        "notify_take_reminder",
+                    )
+                due = workflow.now() + timedelta(minutes=self.rules.reminder_interval_minutes)
         fx.clear_deadline("take_into_work")
         if intents.reject is not None:
             self.s.reject_reason = intents.reject.reason
@@ -362,6 +357,24 @@ class DealWorkflow:
         )
 
     # ---- stage helpers ---------------------------------------------------------------------
+
+    async def _take_overdue(self, due: datetime) -> None:
+        """R-NEW-4: nobody took the lead in time: the РОП and the managers are told, once."""
+        fx, people = self.fx, self.rules.people
+        fx.mark_overdue("take_into_work")
+        await fx.notify(
+            "new:overdue",
+            [people.rop],
+            "notify_take_overdue_rop",
+            deadline=_human(self.rules.deadlines["take_into_work"].minutes),
+        )
+        await fx.notify(
+            "new:overdue:managers",
+            people.managers,
+            "notify_deadline_missed",
+            what="Взять заявку в работу",
+            deadline=fx.local(due),
+        )
 
     async def _load_kp(self) -> None:
         """R-KP-2: КП lines from 1C into the deal when the direction contains «Россия»."""

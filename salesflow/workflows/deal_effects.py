@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
+REMIND_AFTER_MISSED = "reminders-after-missed-deadline"  # R-X4: reminders after the escalation
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -92,15 +93,79 @@ class DealEffects:
                 await self._reconcile_pending()
 
     async def wait_or_remind(
-        self, done: Callable[[], bool], until: datetime, name: str, what: str
+        self,
+        done: Callable[[], bool],
+        until: datetime,
+        name: str,
+        what: str,
+        kind: str | None = None,
     ) -> bool:
         """Wait for `done`; when `until` passes, tell the responsible and the РОП once (R-X4),
-        then keep waiting. False only when interrupted before `done`."""
+        then remind by the reminder policy of deadline `kind` (default: `name`) until `done`.
+        False only when interrupted before `done`."""
         if not await self.wait(done, until=until):
             await self.deadline_missed(name, what, until)
-            await self.wait(done)
+            if workflow.patched(REMIND_AFTER_MISSED):
+                await self.remind(
+                    done,
+                    f"{name}:reminder",
+                    kind or name,
+                    [self.responsible()],
+                    "notify_deadline_reminder",
+                    what=what,
+                    deadline=self.local(until),
+                )
+            else:
+                await self.wait(done)
         self.clear_deadline(name)
         return done()
+
+    async def remind(
+        self,
+        done: Callable[[], bool],
+        purpose: str,
+        kind: str,
+        first: list[int],
+        template: str,
+        waiter: Callable[[Callable[[], bool], datetime], Awaitable[bool]] | None = None,
+        **values: Any,
+    ) -> None:
+        """R-X4 reminders until `done` (or a loss or a move): each `<purpose>:<n>` once, at the
+        interval of deadline `kind`, in working hours, within the daily cap, up the ladder
+        starting with `first` (the manager rung). `waiter(done, until)` is True when `done`
+        came first (default: `wait`, which follows the deal's events)."""
+        wait = waiter or self.wait
+        while True:
+            day_key, count_key = f"{purpose}:day", f"{purpose}:today"
+            last = workflow.now()
+            sent = self.s.counters.get(count_key, 0)
+            if self.s.counters.get(day_key) != self.today().toordinal():
+                sent = 0
+            at = R.next_reminder(last, self.reminder_minutes(kind), self.rules, sent)
+            if await wait(done, at):
+                return
+            number = self.bump(f"{purpose}:count")
+            today = self.today().toordinal()
+            if self.s.counters.get(day_key) != today:
+                self.s.counters[day_key], self.s.counters[count_key] = today, 0
+            self.bump(count_key)
+            await self.notify(f"{purpose}:{number}", self.ladder(number, first), template, **values)
+
+    def reminder_minutes(self, kind: str) -> int:
+        minutes = self.rules.reminders.interval_minutes.get(kind)
+        if minutes is None and kind == "payment":
+            return self.rules.payment_overdue_reminder_hours * 60
+        return minutes or self.rules.reminder_interval_minutes
+
+    def ladder(self, number: int, first: list[int]) -> list[int]:
+        """Who gets reminder `number`: every rung reached so far (`ladder_step` reminders each)."""
+        policy, people = self.rules.reminders, self.rules.people
+        if not policy.ladder:
+            return first
+        reached = policy.ladder[: (number - 1) // max(policy.ladder_step, 1) + 1]
+        rungs = {"manager": first, "rop": [people.rop], "director": [people.director]}
+        users = [u for rung in reached for u in rungs[rung] if u]
+        return list(dict.fromkeys(users)) or first
 
     def interrupted(self) -> bool:
         return self.s.intents.lose is not None or self.s.intents.moved_to is not None

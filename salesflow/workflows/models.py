@@ -60,6 +60,24 @@ class PeopleRules(Carried):
     managers: list[int]
     logist: int
     services: dict[str, int]
+    director: int = 0  # the last rung of the reminder ladder (R-X4); 0: none
+
+
+ReminderRung = Literal["manager", "rop", "director"]
+LADDER: tuple[ReminderRung, ...] = ("manager", "rop", "director")
+
+
+class ReminderRules(Carried):
+    """R-X4 reminders after a deadline has passed: at an interval per deadline kind, only in
+    working hours of business days (R-X9) unless switched off, at most `daily_cap` a day per
+    deadline (0: no cap), to a ladder: `ladder_step` reminders per rung, then the next rung
+    joins (manager → РОП → director)."""
+
+    interval_minutes: dict[str, int] = Field(default_factory=dict)
+    working_hours_only: bool = True
+    daily_cap: int = 4
+    ladder: list[ReminderRung] = Field(default_factory=lambda: list(LADDER))
+    ladder_step: int = 2
 
 
 class ApprovalRules(Carried):
@@ -85,6 +103,7 @@ class DealRules(Carried):
     deadlines: dict[str, DeadlineRule]
     kp_agreement_business_days: int
     reminder_interval_minutes: int
+    reminders: ReminderRules = Field(default_factory=lambda: ReminderRules())
     payment_round_business_days: int = 3
     payment_reminder_days_before: int = 2
     payment_overdue_reminder_hours: int = 24

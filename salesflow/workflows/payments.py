@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.onec_models import FindPaymentsRequest
 
 SCHEDULE_STAGES = (Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP)
+WORKING_HOURS = "payment-notices-in-working-hours"  # R-X4/R-X9
+REMINDER_POLICY = "payment-reminder-policy"  # overdue tranches reminded as other deadlines
 PAYMENT_STAGES = (Stage.INVOICE, Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP, Stage.SHIPPED)
 
 
@@ -118,6 +120,16 @@ class Payments:
             remind_day = tranche.due - timedelta(days=self.rules.payment_reminder_days_before)
             remind_at = fx.end_of_working_day(remind_day) - timedelta(hours=8)
             due_at = fx.end_of_working_day(tranche.due)
+            working = workflow.patched(WORKING_HOURS) and self.rules.reminders.working_hours_only
+            if working:
+                # R-X4/R-X9: the reminder on the last business day before, the overdue notice
+                # at the next working moment after the due day ends
+                calendar = R.Calendar(self.rules.calendar)
+                day = calendar.previous_business_day(remind_day)
+                remind_at = R.working_moment(
+                    fx.end_of_working_day(day) - timedelta(hours=8), self.rules
+                )
+                due_at = R.working_moment(due_at, self.rules)
             if not await self._until(paid, remind_at):
                 tranche.state = "reminded"
                 await self._notice(
@@ -135,6 +147,8 @@ class Payments:
                     "notify_payment_overdue_rop",
                     tranche,
                 )
+                if workflow.patched(REMINDER_POLICY):
+                    await self._remind_overdue(paid, tranche)
                 every = timedelta(hours=self.rules.payment_overdue_reminder_hours)
                 while not await self._until(paid, workflow.now() + every):
                     k = fx.bump(f"ps:{n}:overdue_reminders")
@@ -149,6 +163,18 @@ class Payments:
                 tranche.paid_on = self._covered_on(tranche)
             fx.sync_overdue()
             await self.publish_schedule()
+
+    async def _remind_overdue(self, paid: Callable[[], bool], t: TrancheState) -> None:
+        """R-PS-1 / R-X4: the overdue tranche reminded by the reminder policy until paid."""
+        await self.fx.remind(
+            paid,
+            f"ps:{t.number}:overdue",
+            "payment",
+            [self.fx.responsible()],
+            "notify_payment_overdue",
+            waiter=self._until,
+            **self._values(t),
+        )
 
     async def _until(self, done: Callable[[], bool], moment: datetime) -> bool:
         """True when `done` holds before `moment` (a timer that a payment can end early)."""
@@ -185,15 +211,15 @@ class Payments:
         return None
 
     async def _notice(self, purpose: str, users: list[int], template: str, t: TrancheState) -> None:
-        await self.fx.notify(
-            purpose,
-            users,
-            template,
-            number=str(t.number),
-            amount=f"{t.amount:,.2f}".replace(",", " "),
-            due=t.due.strftime("%d.%m.%Y"),
-            manager=str(self.s.manager_id or "—"),
-        )
+        await self.fx.notify(purpose, users, template, **self._values(t))
+
+    def _values(self, t: TrancheState) -> dict[str, str]:
+        return {
+            "number": str(t.number),
+            "amount": f"{t.amount:,.2f}".replace(",", " "),
+            "due": t.due.strftime("%d.%m.%Y"),
+            "manager": str(self.s.manager_id or "—"),
+        }
 
     # ---- 1C ------------------------------------------------------------------------------
 

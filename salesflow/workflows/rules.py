@@ -38,6 +38,11 @@ class Calendar:
             day += timedelta(days=1)
         return day
 
+    def previous_business_day(self, day: date) -> date:
+        while not self.is_business_day(day):
+            day -= timedelta(days=1)
+        return day
+
 
 def _clock(value: str) -> time:
     hours, minutes = value.split(":")
@@ -84,6 +89,36 @@ def deadline_after(start: datetime, rule: DeadlineRule, rules: DealRules) -> dat
         rules.work_start,
         rules.work_end,
     )
+
+
+def working_moment(moment: datetime, rules: DealRules) -> datetime:
+    """`moment` if it falls in business hours of a business day, else the next opening (UTC)."""
+    return add_working_time(
+        moment, 0, Calendar(rules.calendar), rules.timezone, rules.work_start, rules.work_end
+    )
+
+
+def next_reminder(
+    after: datetime, minutes: int, rules: DealRules, sent_that_day: int = 0
+) -> datetime:
+    """R-X4: when the next reminder goes, `minutes` after the previous one (`after`): snapped
+    into working hours of business days unless the policy says otherwise, and moved to the
+    next day's first moment once the day has its daily cap (`sent_that_day` on `after`'s day)."""
+    policy = rules.reminders
+    at = after + timedelta(minutes=minutes)
+    if policy.working_hours_only:
+        at = working_moment(at, rules)
+    cap = policy.daily_cap
+    if (
+        cap
+        and sent_that_day >= cap
+        and local_day(at, rules.timezone) == local_day(after, rules.timezone)
+    ):
+        next_day = local_day(after, rules.timezone) + timedelta(days=1)
+        at = local_moment(next_day, time(0, 0), rules.timezone)
+        if policy.working_hours_only:
+            at = working_moment(at, rules)
+    return at
 
 
 def kp_agreement_date(now: datetime, rules: DealRules) -> date:
