@@ -397,6 +397,9 @@ class RulesSettings(_Section):
     take_into_work: DeadlineSettings = DeadlineSettings(minutes=60)
     kp_feedback_task: DeadlineSettings = DeadlineSettings(minutes=60)
     closing_document_task: DeadlineSettings = DeadlineSettings(minutes=24 * 60, working_time=False)
+    # R-X4 SLAs; whole days in working time count business days, ending with the working day
+    service_task: DeadlineSettings = DeadlineSettings(minutes=2 * 24 * 60)  # R-X6
+    process: DeadlineSettings = DeadlineSettings(minutes=5 * 24 * 60)  # R-X7
     kp_agreement_business_days: int = Field(2, ge=1)
     reminder_interval_minutes: int = Field(30, ge=1)
     reminders: ReminderSettings = ReminderSettings()

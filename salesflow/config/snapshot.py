@@ -75,6 +75,8 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
             "take_into_work": DeadlineRule(**rules.take_into_work.model_dump()),
             "kp_feedback_task": DeadlineRule(**rules.kp_feedback_task.model_dump()),
             "closing_document_task": DeadlineRule(**rules.closing_document_task.model_dump()),
+            "service_task": DeadlineRule(**rules.service_task.model_dump()),
+            "process": DeadlineRule(**rules.process.model_dump()),
         },
         kp_agreement_business_days=rules.kp_agreement_business_days,
         reminder_interval_minutes=rules.reminder_interval_minutes,

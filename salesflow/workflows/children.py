@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from salesflow.workflows import rules as R
     from salesflow.workflows.approval import InternalApproval
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.logist_mirror import LogistTaskMirror
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalInput,
         ApprovalItemRequest,
         ApprovalResult,
+        Deadline,
         ProcessInput,
         ProcessState,
         Stage,
@@ -49,6 +51,7 @@ class Children:
         self.fx = fx
         self.s = fx.s
         self.rules = fx.rules
+        self.watching = False  # the deal's WATCHED_DEADLINES patch (set by the workflow)
 
     # ---- the internal approval (R-KP-6, R-KP-7, R-CT-1) ----------------------------------
 
@@ -109,6 +112,7 @@ class Children:
         n = fx.bump(f"process:{cmd.kind}")
         child_id = f"deal-{self.s.deal_id}-process-{cmd.kind}-{n}"
         name = fx.text(f"process_{cmd.kind}")
+        due = R.sla_due(workflow.now(), "process", self.rules) if self.watching else None
         task = TaskRequest(
             key=fx.key(f"process:{cmd.kind}:{n}"),
             deal_id=self.s.deal_id,
@@ -116,6 +120,7 @@ class Children:
             description=fx.text("task_description"),
             responsible_id=self.rules.people.services[PROCESS_SERVICE[cmd.kind]],
             created_by=fx.responsible(),
+            deadline=due,
         )
         self.s.processes.append(ProcessState(kind=cmd.kind, workflow_id=child_id))
         await workflow.start_child_workflow(
@@ -129,6 +134,17 @@ class Children:
             id=child_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
+        if due is not None:  # R-X7 / R-X4: the process's SLA, watched
+            fx.watch(
+                Deadline(
+                    name=f"process_{child_id}",
+                    due=due,
+                    what=name,
+                    kind="process",
+                    workflow_id=child_id,
+                    responsible_id=task.responsible_id,
+                )
+            )
         return name
 
     # ---- the logist's task mirrored into 1C (R-X6, R-AC-3) -------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalDecision,
         ApprovalResult,
         Bitrix24Event,
+        Deadline,
         DealInput,
         DealState,
         DealView,
@@ -84,6 +85,9 @@ DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "У
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
 UPDATES_ANSWER_AFTER_MOVE = "updates-answer-after-move"
 NEW_REMINDER_POLICY = "new-lead-reminder-policy"  # R-X4: working hours, daily cap, ladder
+WATCHED_DEADLINES = "watched-deadlines"  # R-X4: КП date through КП, service tasks, processes
+TASK_DEADLINES = "stage-task-deadlines"  # R-X4: «Отправить КП», «Получить оплату» carry DEADLINE
+CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
 MOVE_WAIT = timedelta(seconds=10)  # how long an update waits for the deal to take its step
 
 
@@ -98,6 +102,7 @@ class DealWorkflow:
         self.payments = Payments(self.fx)
         self.children = Children(self.fx)
         self._draining = False  # continue-as-new is due: handlers return once intent recorded
+        self._watching = False  # WATCHED_DEADLINES, decided when the run starts
 
     # ---- the pipeline, in stage order -----------------------------------------------------
 
@@ -127,6 +132,10 @@ class DealWorkflow:
             Stage.SHIPPED: self.stage_shipped,
         }
         self.payments.start()
+        self._watching = workflow.patched(WATCHED_DEADLINES)
+        self.children.watching = self._watching
+        if self._watching:
+            fx.rewatch()
         while self.s.stage not in FINAL_STAGES:
             await self._continue_as_new_when_suggested()
             transition = await stages[self.s.stage]()
@@ -195,7 +204,21 @@ class DealWorkflow:
     async def stage_kp(self) -> Transition:
         """KP: tasks (R-KP-1, R-KP-3), КП from 1C (R-KP-2), the feedback loop (R-KP-4)."""
         fx, intents = self.fx, self.s.intents
-        await fx.task("kp:send_kp", "task_send_kp")
+        if self._watching and workflow.patched(TASK_DEADLINES):
+            kp_due = self._kp_due()
+            if kp_due is not None:
+                fx.watch(
+                    Deadline(
+                        name="kp_agreement",
+                        due=kp_due,
+                        what="Согласовать КП с клиентом",
+                        kind="kp_agreement",
+                        stage=Stage.KP,
+                    )
+                )
+            await fx.task("kp:send_kp", "task_send_kp", deadline=kp_due)
+        else:
+            await fx.task("kp:send_kp", "task_send_kp")
         await self._load_kp()
         await fx.client_message("kp:client_message", "client_kp_sent")
         if self.s.approved is False:
@@ -211,7 +234,7 @@ class DealWorkflow:
             fx.set_deadline(f"kp_feedback_{n}", due)
             what = f"Обратная связь по КП (раунд {n})"
             if not await fx.wait_or_remind(
-                lambda: intents.feedback is not None, due, f"kp_feedback_{n}", what
+                lambda: intents.feedback is not None, due, f"kp_feedback_{n}", what, "kp_feedback"
             ):
                 return fx.take_move()
             feedback, intents.feedback = intents.feedback, None
@@ -267,8 +290,11 @@ class DealWorkflow:
                 self.s.invoice_round += 1
                 self.s.counters["inv:open"] = 1
             n = self.s.invoice_round
-            await fx.task(f"inv:get_payment:{n}", "task_get_payment")
             due = self.payments.invoice_due()
+            if workflow.patched(TASK_DEADLINES):
+                await fx.task(f"inv:get_payment:{n}", "task_get_payment", deadline=due)
+            else:
+                await fx.task(f"inv:get_payment:{n}", "task_get_payment")
             fx.set_deadline(f"payment_{n}", due)
             if not await fx.wait(paid, until=due):
                 await fx.deadline_missed(f"payment_{n}", f"Оплата счёта (раунд {n})", due)
@@ -312,7 +338,8 @@ class DealWorkflow:
         fx = self.fx
         await fx.client_message("sh:client_message", "client_shipped")
         rule = self.rules.deadlines["closing_document_task"]
-        due = R.deadline_after(fx.entered_at(), rule, self.rules)
+        whole_days = workflow.patched(CLOSING_BUSINESS_DAYS)
+        due = R.deadline_after(fx.entered_at(), rule, self.rules, whole_days=whole_days)
         await fx.task("sh:act", "task_send_act", deadline=due)
         await fx.task("sh:upd", "task_send_upd", deadline=due)
         fx.set_deadline("closing_documents", due)
@@ -357,6 +384,14 @@ class DealWorkflow:
         )
 
     # ---- stage helpers ---------------------------------------------------------------------
+
+    def _kp_due(self) -> datetime | None:
+        """The end of the working day of «Дата согласования КП» on the deal (R-IW-3), if set."""
+        try:
+            day = date.fromisoformat(self.fx.field("kp_date")[:10])
+        except ValueError:
+            return None
+        return self.fx.end_of_working_day(day)
 
     async def _take_overdue(self, due: datetime) -> None:
         """R-NEW-4: nobody took the lead in time: the РОП and the managers are told, once."""
@@ -571,6 +606,8 @@ class DealWorkflow:
             purpose = f"request:{service}:{ref}"
             if service == "logistics":
                 await self.children.logist_task(purpose, "task_request_logistics")
+            elif self._watching:
+                await self._service_task(purpose, service)
             else:
                 await self.fx.task(
                     purpose,
@@ -578,6 +615,26 @@ class DealWorkflow:
                     responsible=self.rules.people.services[service],
                 )
         return self.fx.view()
+
+    async def _service_task(self, purpose: str, service: str) -> None:
+        """R-X6 / R-X4: a service's task with the configured SLA as its DEADLINE, watched."""
+        fx = self.fx
+        responsible = self.rules.people.services[service]
+        due = R.sla_due(workflow.now(), "service_task", self.rules)
+        task_id = await fx.task(
+            purpose, f"task_request_{service}", responsible=responsible, deadline=due
+        )
+        if task_id:
+            fx.watch(
+                Deadline(
+                    name=f"task_{task_id}",
+                    due=due,
+                    what=fx.text(f"task_request_{service}"),
+                    kind="service_task",
+                    task_id=task_id,
+                    responsible_id=responsible,
+                )
+            )
 
     @request_tasks.validator
     def _validate_request(self, cmd: RequestTasks) -> None:

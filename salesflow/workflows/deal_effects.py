@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.models import (
+        FINAL_STAGES,
         STAGE_ORDER,
         ClientMessageRequest,
         Deadline,
@@ -68,6 +69,7 @@ class DealEffects:
         self.rules = rules
         self.s = state
         self._on_change = on_change  # the deal's details changed (the board follows)
+        self._watchers: dict[str, asyncio.Task[None]] = {}
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -307,7 +309,8 @@ class DealEffects:
     def enter(self, stage: Stage, cause: str, now: datetime) -> None:
         self.s.stage = stage
         self.s.stage_entered_at = now
-        self.s.deadlines = []
+        # a task's or a process's deadline outlives the stage (R-X6, R-X7)
+        self.s.deadlines = [d for d in self.s.deadlines if d.task_id or d.workflow_id]
         self.record(stage, cause)
         workflow.upsert_search_attributes(
             [
@@ -328,6 +331,64 @@ class DealEffects:
         self.clear_deadline(name)
         self.s.deadlines.append(Deadline(name=name, due=due))
         self.details()
+
+    def watch(self, deadline: Deadline) -> None:
+        """R-X4: a deadline watched beside the stage's own waiting (see `Deadline`): when it
+        passes first, the responsible and the РОП are told once, then reminders follow."""
+        self.s.deadlines = [d for d in self.s.deadlines if d.name != deadline.name]
+        self.s.deadlines.append(deadline)
+        self.details()
+        self._watchers[deadline.name] = asyncio.create_task(self._watch(deadline))
+
+    def rewatch(self) -> None:
+        """After continue-as-new: watch again the deadlines of tasks and processes."""
+        for deadline in list(self.s.deadlines):
+            if (deadline.task_id or deadline.workflow_id) and deadline.name not in self._watchers:
+                self._watchers[deadline.name] = asyncio.create_task(self._watch(deadline))
+
+    def _watched_done(self, d: Deadline) -> bool:
+        s = self.s
+        if s.stage in FINAL_STAGES:
+            return True
+        if d.task_id is not None:
+            return not any(t.task_id == d.task_id for t in s.open_tasks)
+        if d.workflow_id is not None:
+            return not any(
+                p.workflow_id == d.workflow_id and p.state == "running" for p in s.processes
+            )
+        return s.stage != d.stage
+
+    async def _watch(self, d: Deadline) -> None:
+        done = lambda: self._watched_done(d)  # noqa: E731
+        if not await self.timer(done, d.due):
+            responsible = d.responsible_id or self.responsible()
+            await self.deadline_missed(d.name, d.what, d.due, responsible=responsible)
+            await self.remind(
+                done,
+                f"{d.name}:reminder",
+                d.kind or d.name,
+                [responsible],
+                "notify_deadline_reminder",
+                waiter=self.timer,
+                what=d.what,
+                deadline=self.local(d.due),
+            )
+        self._watchers.pop(d.name, None)
+        if any(x.name == d.name and x.due == d.due for x in self.s.deadlines):
+            self.clear_deadline(d.name)
+
+    async def timer(self, done: Callable[[], bool], moment: datetime) -> bool:
+        """True when `done` holds before `moment`; a plain timer (events are the stage's)."""
+        if done():
+            return True
+        timeout = moment - workflow.now()
+        if timeout <= timedelta(0):
+            return False
+        try:
+            await workflow.wait_condition(done, timeout=timeout, timeout_summary="deadline")
+        except TimeoutError:
+            return done()
+        return True
 
     def clear_deadline(self, name: str) -> None:
         self.s.deadlines = [d for d in self.s.deadlines if d.name != name]
@@ -350,12 +411,14 @@ class DealEffects:
                 deadline.overdue = True
         self.sync_overdue()
 
-    async def deadline_missed(self, name: str, what: str, due: datetime) -> None:
+    async def deadline_missed(
+        self, name: str, what: str, due: datetime, responsible: int | None = None
+    ) -> None:
         """R-X4: the responsible is told and the РОП gets the escalation, once each."""
         self.mark_overdue(name)
         await self.notify(
             f"{name}:overdue",
-            [self.responsible()],
+            [responsible or self.responsible()],
             "notify_deadline_missed",
             what=what,
             deadline=self.local(due),

@@ -147,9 +147,18 @@ class OpenTask(Carried):
 
 
 class Deadline(Carried):
+    """A running deadline. Those watched beside the stage (R-X4) say what they watch: the
+    stage they end with, or the task / child workflow whose completion ends them."""
+
     name: str
     due: datetime
     overdue: bool = False
+    what: str = ""
+    kind: str = ""
+    stage: str = ""
+    task_id: int | None = None
+    workflow_id: str | None = None
+    responsible_id: int | None = None
 
 
 class DealSnapshot(Carried):

@@ -78,9 +78,21 @@ def add_working_time(
         local = day_close
 
 
-def deadline_after(start: datetime, rule: DeadlineRule, rules: DealRules) -> datetime:
+DAY_MINUTES = 24 * 60
+
+
+def deadline_after(
+    start: datetime, rule: DeadlineRule, rules: DealRules, whole_days: bool = False
+) -> datetime:
+    """`start` plus the rule's length, in working or calendar time (R-X9). With `whole_days`,
+    a working-time length of whole days (a multiple of 1440 minutes) counts business days and
+    ends with the working day: «1 день» from a Friday is Monday at the close."""
     if not rule.working_time:
         return start + timedelta(minutes=rule.minutes)
+    if whole_days and rule.minutes % DAY_MINUTES == 0:
+        day = local_day(start, rules.timezone)
+        due = Calendar(rules.calendar).add_business_days(day, rule.minutes // DAY_MINUTES)
+        return local_moment(due, _clock(rules.work_end), rules.timezone)
     return add_working_time(
         start,
         rule.minutes,
@@ -119,6 +131,19 @@ def next_reminder(
         if policy.working_hours_only:
             at = working_moment(at, rules)
     return at
+
+
+# R-X4: the SLA of the service tasks (R-X6) and the processes (R-X7) when the rules snapshot
+# has none (a snapshot from before they were configurable)
+SLA_DEFAULTS = {
+    "service_task": DeadlineRule(minutes=2 * DAY_MINUTES),
+    "process": DeadlineRule(minutes=5 * DAY_MINUTES),
+}
+
+
+def sla_due(now: datetime, kind: str, rules: DealRules) -> datetime:
+    rule = rules.deadlines.get(kind) or SLA_DEFAULTS[kind]
+    return deadline_after(now, rule, rules, whole_days=True)
 
 
 def kp_agreement_date(now: datetime, rules: DealRules) -> date:
