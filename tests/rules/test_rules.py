@@ -9,9 +9,11 @@ import pytest
 
 from salesflow.config.settings import Settings
 from salesflow.config.snapshot import build_rules, russian_calendar
+from salesflow.workflows.models import DeadlineRule
 from salesflow.workflows.rules import (
     Calendar,
     add_working_time,
+    deadline_after,
     document_set,
     kp_agreement_date,
     missing_fields,
@@ -177,3 +179,13 @@ def test_r_x4_next_reminder_calendar_time_when_working_hours_are_off() -> None:
     assert next_reminder(saturday_night, 30, rules) == saturday_night.replace(minute=30)
     capped = next_reminder(_msk(date(2026, 12, 5), 12), 30, rules, sent_that_day=4)
     assert capped == _msk(date(2026, 12, 6), 0)
+
+
+def test_r_x9_r_sh_1_one_day_in_working_time_is_the_next_business_day() -> None:
+    friday = _msk(date(2026, 12, 4), 15)
+    one_day = DeadlineRule(minutes=1440, working_time=True)
+    assert deadline_after(friday, one_day, RULES, whole_days=True) == _msk(date(2026, 12, 7), 18)
+    calendar_day = DeadlineRule(minutes=1440, working_time=False)
+    assert deadline_after(friday, calendar_day, RULES, whole_days=True) == _msk(
+        date(2026, 12, 5), 15
+    )
