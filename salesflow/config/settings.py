@@ -406,6 +406,8 @@ class RulesSettings(_Section):
     payment_round_business_days: int = Field(3, ge=1)
     payment_reminder_days_before: int = Field(2, ge=0)
     payment_overdue_reminder_hours: int = Field(24, ge=1)
+    payment_match_days: int = Field(3, ge=0)  # R-PS-1: a person's payment and 1C's are one
+    payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = Field(3600, ge=1)
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)

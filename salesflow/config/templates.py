@@ -79,6 +79,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "Просрочен платёж {number} по графику ({amount} ₽, срок {due}) по сделке"
         " «{deal_title}» (№{deal_id})."
     ),
+    "notify_payment_overpaid": (
+        "Переплата по сделке «{deal_title}» (№{deal_id}): получено {received} ₽ при сумме"
+        " {owed} ₽, излишек {excess} ₽."
+    ),
     "notify_payment_overdue_rop": (
         "Эскалация: просрочен платёж {number} по графику ({amount} ₽, срок {due}) по сделке"
         " «{deal_title}» (№{deal_id}), ответственный: {manager}."

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalDecision,
         ApprovalResult,
         Bitrix24Event,
+        ClosePayments,
         Deadline,
         DealInput,
         DealState,
@@ -87,6 +88,8 @@ UPDATES_ANSWER_AFTER_MOVE = "updates-answer-after-move"
 NEW_REMINDER_POLICY = "new-lead-reminder-policy"  # R-X4: working hours, daily cap, ladder
 WATCHED_DEADLINES = "watched-deadlines"  # R-X4: КП date through КП, service tasks, processes
 TASK_DEADLINES = "stage-task-deadlines"  # R-X4: «Отправить КП», «Получить оплату» carry DEADLINE
+POSTPAYMENT = "postpayment-skips-the-pay-loop"  # R-CT-2
+PAYMENTS_AFTER_WON = "payments-after-won"  # R-PS-1: tranches chased after WON
 CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
 MOVE_WAIT = timedelta(seconds=10)  # how long an update waits for the deal to take its step
 
@@ -284,6 +287,8 @@ class DealWorkflow:
         """INVOICE: the pay loop (R-INV-1, R-INV-2) closed by 1C or a person (R-INV-3)."""
         fx = self.fx
         await fx.client_message("inv:client_message", "client_invoice_issued")
+        if workflow.patched(POSTPAYMENT) and self._postpaid():
+            return await self._invoice_postpaid()
         paid = lambda: bool(self.s.payments)  # noqa: E731  (payments exist from INVOICE on)
         while not paid():
             if not self.s.counters.get("inv:open"):
@@ -354,7 +359,12 @@ class DealWorkflow:
     async def stage_won(self) -> None:
         """WON: the feedback form to the client (R-WON-1), the «Инженеры» deal (R-WON-2)."""
         fx = self.fx
-        self.payments.stop()
+        after_won = self.rules.payment_control_after_won and workflow.patched(PAYMENTS_AFTER_WON)
+        self.payments.after_won = after_won
+        if after_won:
+            self.payments.start()  # the 1C poll goes on (or again, after continue-as-new)
+        else:
+            self.payments.stop()
         await fx.client_message("won:feedback_form", "client_won_feedback")
         await fx.once(
             "won:engineers_deal",
@@ -367,6 +377,25 @@ class DealWorkflow:
             ),
         )
         await self.children.end()
+        if after_won:
+            await self._payments_after_won()
+            self.payments.stop()
+
+    async def _payments_after_won(self) -> None:
+        """R-PS-1: the deal is won, its open tranches are still chased until paid or closed
+        by the РОП (`close_payments`); the closing itself waited for nothing."""
+        unsettled = lambda: bool(  # noqa: E731
+            self.payments.open_tranches() and self.s.payments_closed is None
+        )
+        if unsettled() and "won:payments_open" not in self.s.done:
+            numbers = ", ".join(str(t.number) for t in self.payments.open_tranches())
+            self.fx.record(Stage.WON, f"payment control goes on: tranches {numbers} open")
+            self.s.done.append("won:payments_open")
+        while unsettled():
+            await workflow.wait_condition(
+                lambda: not unsettled() or workflow.info().is_continue_as_new_suggested()
+            )
+            await self._continue_as_new_when_suggested()
 
     async def stage_lose(self) -> None:
         """LOSE (R-LOSE-1): reason and comment on the deal; timers and children end."""
@@ -384,6 +413,27 @@ class DealWorkflow:
         )
 
     # ---- stage helpers ---------------------------------------------------------------------
+
+    def _postpaid(self) -> bool:
+        """R-CT-2: «Оплата» is «Постоплата» on the deal."""
+        postpayment = self.rules.enums.get("payment_terms", {}).get("postpayment")
+        return postpayment is not None and self.fx.field("payment_terms") == str(postpayment)
+
+    async def _invoice_postpaid(self) -> Transition:
+        """R-CT-2 «Постоплата»: on to LAUNCH once the invoice (and the contract, by document
+        set) are signed; the money is controlled by the payment schedule (R-PS)."""
+        fx = self.fx
+        fields = ["signed_invoice"]
+        if self.s.document_set == "contract_and_invoice":
+            fields.append("signed_contract")
+        signed = lambda: all(fx.field(f).strip() for f in fields)  # noqa: E731
+        if "inv:postpaid" not in self.s.done:
+            fx.record(Stage.INVOICE, "postpayment: waiting for the signatures, not the money")
+            self.s.done.append("inv:postpaid")
+        await fx.wait(signed)
+        if not signed():
+            return fx.take_move()
+        return await fx.advance(Stage.LAUNCH, "invoice signed (postpayment)")
 
     def _kp_due(self) -> datetime | None:
         """The end of the working day of «Дата согласования КП» on the deal (R-IW-3), if set."""
@@ -564,19 +614,34 @@ class DealWorkflow:
     async def record_payment(self, cmd: RecordPayment) -> DealView:
         info = workflow.current_update_info()
         self.payments.add(cmd.amount, cmd.paid_on, cmd.source, info.id if info else "")
+        await self.payments.tell_overpaid()
         if self.s.payment_schedule:
             await self.payments.publish_schedule()
         return self.fx.view()
 
     @record_payment.validator
     def _validate_payment(self, cmd: RecordPayment) -> None:
-        self.fx.require_stage("record_payment", *PAYMENT_STAGES)
+        if not (self.s.stage == Stage.WON and self.payments.after_won):
+            self.fx.require_stage("record_payment", *PAYMENT_STAGES)
         today = self.fx.today()
         if cmd.paid_on > today + timedelta(days=1):
             raise ValueError(f"paid_on {cmd.paid_on} is in the future")
         started = self.s.history[0].at.date() if self.s.history else today
         if cmd.paid_on < started - timedelta(days=366):
             raise ValueError(f"paid_on {cmd.paid_on} is long before the deal started ({started})")
+
+    @workflow.update
+    async def close_payments(self, cmd: ClosePayments) -> DealView:
+        """R-PS-1: the РОП ends the payment control of a won deal with tranches still open."""
+        self.s.payments_closed = cmd.comment
+        self.fx.record(self.s.stage, f"payment control closed by the РОП: {cmd.comment}")
+        return self.fx.view()
+
+    @close_payments.validator
+    def _validate_close_payments(self, cmd: ClosePayments) -> None:
+        self.fx.require_stage("close_payments", Stage.WON)
+        if not self.payments.after_won or not self.payments.open_tranches():
+            raise ValueError("no payment control is running for this deal")
 
     @workflow.update
     async def set_payment_schedule(self, cmd: PaymentSchedule) -> DealView:

@@ -107,6 +107,8 @@ class DealRules(Carried):
     payment_round_business_days: int = 3
     payment_reminder_days_before: int = 2
     payment_overdue_reminder_hours: int = 24
+    payment_match_days: int = 3  # a person's payment and 1C's within this many days are one
+    payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = 3600
     onec_task_poll_seconds: int = 60
     contract_threshold: float
@@ -215,6 +217,12 @@ class StartProcess(Carried):
     kind: Literal["import_order", "production", "purchasing"]
 
 
+class ClosePayments(Carried):
+    """The РОП ends the payment control of a won deal with tranches still open (R-PS-1)."""
+
+    comment: str = Field(min_length=1)
+
+
 class DocumentsSigned(Carried):
     kind: Literal["act", "upd", "invoice", "contract"]
 
@@ -242,9 +250,14 @@ class ProcessState(Carried):
 
 
 class PaymentRecord(Carried):
+    """A payment in the deal's ledger (R-PS-1). `document`: the 1C payment document it is
+    (or was matched to); `matched`: a person's record and 1C's are this one payment."""
+
     amount: float
     paid_on: date
     source: str
+    document: str = ""
+    matched: bool = False
 
 
 class PeopleIntents(Carried):
@@ -283,6 +296,7 @@ class DealState(Carried):
     stage_entered_at: datetime | None = None
     counters: dict[str, int] = Field(default_factory=dict)
     intents: PeopleIntents = Field(default_factory=lambda: PeopleIntents())
+    payments_closed: str | None = None  # the РОП closed the payment control after WON (why)
 
 
 class DealInput(Carried):

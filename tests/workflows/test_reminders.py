@@ -118,15 +118,20 @@ async def test_r_ps_1_r_x4_r_x9_tranche_due_on_saturday_told_in_working_hours(
         )
         await handle.execute_update(DealWorkflow.set_payment_schedule, plan)
         await until(handle, lambda v: v.payment_schedule[1].state == "reminded")
-        await pass_days(skip_env, 4)  # Sat, Sun, Mon, Tue
+        await pass_days(skip_env, 5)  # Sat, Sun, Mon, Tue, Wed
         view = await until(handle, lambda v: v.payment_schedule[1].state == "overdue")
-    told = {k: v for k, v in portal.notified_at.items() if ":ps:2:" in k}
-    assert all(in_working_hours(moment, rules) for moment in told.values()), told
     monday = start.date() + timedelta(days=3)
-    overdue = portal.notified_at["deal:7002:ps:2:overdue"].astimezone(MSK)
-    assert (overdue.date(), overdue.time().replace(microsecond=0)) == (monday, time(9, 0))
-    reminders = sorted(
-        k for k in told if k.startswith("deal:7002:ps:2:overdue:") and "rop" not in k
-    )
-    assert reminders == ["deal:7002:ps:2:overdue:1"]  # Tue 09:00; one a day
+    # due on a day off: due on the next business day at its close (ГК РФ ст. 193)
+    for key in ("deal:7002:ps:2:overdue", "deal:7002:ps:2:overdue:rop"):
+        overdue = portal.notified_at[key].astimezone(MSK)
+        assert (overdue.date(), overdue.time().replace(microsecond=0)) == (monday, time(18, 0))
+    reminded = portal.notified_at["deal:7002:ps:2:reminder"]
+    repeats = {
+        k: v
+        for k, v in portal.notified_at.items()
+        if k.startswith("deal:7002:ps:2:overdue:") and not k.endswith("rop")
+    }
+    assert in_working_hours(reminded, rules)
+    assert all(in_working_hours(moment, rules) for moment in repeats.values()), repeats
+    assert list(repeats) == ["deal:7002:ps:2:overdue:1"]  # Wed 09:00: Tue 18:00 is after hours
     assert view.payment_schedule[0].state == "paid"
