@@ -44,6 +44,7 @@ PROCESS_SERVICE = {
     "purchasing": "purchasing",
 }
 WON_KEEPS_LOGIST_MIRRORS = "won-keeps-logist-mirrors"
+CANCELLED_CHILDREN = "cancelled-children-say-so"  # `state` tells a cancelled child as such
 
 
 class Children:
@@ -189,7 +190,8 @@ class Children:
 
     def finish(self, workflow_id: str, state: Literal["done", "failed"]) -> None:
         for process in self.s.processes:
-            if process.workflow_id == workflow_id:
+            # a child cancelled by the close may still report back: it stays cancelled
+            if process.workflow_id == workflow_id and process.state != "cancelled":
                 process.state = state
 
     async def end(self) -> None:
@@ -197,6 +199,7 @@ class Children:
         on WON, the logist's 1C task mirrors: the goods' task lives on in 1C and its progress
         still belongs in Bitrix24 (R-AC-3), so they run until 1C says executed."""
         keep_mirrors = self.s.stage == Stage.WON and workflow.patched(WON_KEEPS_LOGIST_MIRRORS)
+        cancelled_state = workflow.patched(CANCELLED_CHILDREN)
         for process in self.s.processes:
             if keep_mirrors and process.kind == LOGIST_PROCESS:
                 continue
@@ -204,4 +207,7 @@ class Children:
                 handle = workflow.get_external_workflow_handle(process.workflow_id)
                 with contextlib.suppress(Exception):  # it may have finished already
                     await handle.cancel()
-                process.state = "failed" if self.s.stage == Stage.LOSE else "done"
+                if cancelled_state:
+                    process.state = "cancelled"  # as Temporal shows it
+                else:
+                    process.state = "failed" if self.s.stage == Stage.LOSE else "done"

@@ -88,6 +88,7 @@ UPDATES_ANSWER_AFTER_MOVE = "updates-answer-after-move"
 NEW_REMINDER_POLICY = "new-lead-reminder-policy"  # R-X4: working hours, daily cap, ladder
 WATCHED_DEADLINES = "watched-deadlines"  # R-X4: КП date through КП, service tasks, processes
 TASK_DEADLINES = "stage-task-deadlines"  # R-X4: «Отправить КП», «Получить оплату» carry DEADLINE
+COMPLETE_ROUND_TASKS = "complete-round-tasks"  # a КП round's tasks completed in Bitrix24
 POSTPAYMENT = "postpayment-skips-the-pay-loop"  # R-CT-2
 PAYMENTS_AFTER_WON = "payments-after-won"  # R-PS-1: tranches chased after WON
 CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
@@ -242,7 +243,7 @@ class DealWorkflow:
                 return fx.take_move()
             feedback, intents.feedback = intents.feedback, None
             assert feedback is not None
-            self._close_tasks(f"kp:feedback:{n}", f"kp:objection:{n - 1}")
+            await self._close_tasks(f"kp:feedback:{n}", f"kp:objection:{n - 1}")
             status = self.rules.enums["kp_status"]["agreed" if feedback.agreed else "not_agreed"]
             await fx.set_fields_once(f"kp:status:{n}", {self.rules.fields["kp_status"]: status})
             fx.record(
@@ -474,9 +475,12 @@ class DealWorkflow:
                 Stage.KP, result.comment or f"КП {result.kp_number}: {len(result.lines)} lines"
             )
 
-    def _close_tasks(self, *purposes: str) -> None:
-        """A round's tasks are done once its answer is in: they leave the open tasks."""
+    async def _close_tasks(self, *purposes: str) -> None:
+        """A round's tasks are done once its answer is in: completed in Bitrix24 (patched) and
+        gone from the open tasks."""
         keys = {self.fx.key(p) for p in purposes}
+        if workflow.patched(COMPLETE_ROUND_TASKS):
+            await self.fx.complete_tasks(sorted(keys))
         self.s.open_tasks = [t for t in self.s.open_tasks if t.key not in keys]
 
     async def _send_documents_to_accountant(self) -> None:

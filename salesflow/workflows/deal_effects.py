@@ -49,6 +49,18 @@ with workflow.unsafe.imports_passed_through():
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
+COMPLETE_LEFT_TASKS = "complete-left-stage-tasks"  # issue 14: a left stage's tasks completed
+# the purposes of each stage's automatic tasks (service tasks and processes belong to no stage)
+STAGE_TASKS: dict[Stage, str] = {
+    Stage.IN_WORK: "iw:",
+    Stage.KP: "kp:",
+    Stage.CONTRACT: "ct:",
+    Stage.INVOICE: "inv:",
+    Stage.LAUNCH: "la:",
+    Stage.ACCEPTED: "ac:",
+    Stage.TO_SHIP: "ts:",
+    Stage.SHIPPED: "sh:",
+}
 REMIND_AFTER_MISSED = "reminders-after-missed-deadline"  # R-X4: reminders after the escalation
 
 A = TypeVar("A")
@@ -304,7 +316,24 @@ class DealEffects:
         in_bitrix = self.s.deal is not None and self.s.deal.stage_id == self.rules.stages[stage]
         if not in_bitrix:
             await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
+        left = self.s.stage
         self.enter(stage, cause, now=workflow.now())
+        if workflow.patched(COMPLETE_LEFT_TASKS):
+            prefix = STAGE_TASKS.get(left)
+            await self.complete_tasks(
+                [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))]
+            )
+
+    async def complete_tasks(self, keys: list[str]) -> None:
+        """The automatic tasks `keys` are done with (their stage left, their round answered):
+        completed in Bitrix24, once each; the logist's task mirrored into 1C is 1C's to end."""
+        for task in [t for t in self.s.open_tasks if t.key in keys]:
+            purpose = task.key.removeprefix(self.key(""))
+            if f"mirror:{purpose}" in self.s.done:
+                continue
+            await self.once(f"complete:{purpose}", act.complete_task, task.task_id)
+            if f"complete:{purpose}" in self.s.done:
+                self.s.open_tasks = [t for t in self.s.open_tasks if t.key != task.key]
 
     def enter(self, stage: Stage, cause: str, now: datetime) -> None:
         self.s.stage = stage

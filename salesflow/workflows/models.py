@@ -246,7 +246,7 @@ class TrancheState(Carried):
 class ProcessState(Carried):
     kind: str
     workflow_id: str
-    state: Literal["running", "done", "failed"] = "running"
+    state: Literal["running", "done", "failed", "cancelled"] = "running"
 
 
 class PaymentRecord(Carried):

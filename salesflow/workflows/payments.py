@@ -325,7 +325,9 @@ class Payments:
         return self.s.stage in PAYMENT_STAGES or (self.after_won and self.s.stage == Stage.WON)
 
     def open_tranches(self) -> list[TrancheState]:
-        return [t for t in self.s.payment_schedule if not self._tranche_paid(t)]
+        """The tranches not yet covered (reads only: validators call it)."""
+        received = self.received() + 0.005
+        return [t for t in self.s.payment_schedule if received < self._owed_by(t)]
 
     def _all_paid(self) -> bool:
         if self.s.stage == Stage.INVOICE or not self.s.payment_schedule:

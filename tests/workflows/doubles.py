@@ -133,6 +133,10 @@ class FakePortal:
         async def read_task_status(task_id: int) -> str:
             return "5" if task_id in portal.completed_tasks else "2"
 
+        @activity.defn(name="complete_task")
+        async def complete_task(task_id: int) -> None:
+            portal.completed_tasks.add(task_id)
+
         @activity.defn(name="create_linked_deal")
         async def create_linked_deal(req: LinkedDealRequest) -> int:
             portal.linked_deals.setdefault(req.key, req)
@@ -189,6 +193,7 @@ class FakePortal:
             read_approval_item_stage,
             set_approval_item_stage,
             read_task_status,
+            complete_task,
             create_linked_deal,
             send_email,
             load_kp_into_deal,

@@ -1,0 +1,32 @@
+"""Issue 14 item 5 on the time-skipping server: the automatic tasks of a stage are completed in
+Bitrix24 when the deal leaves it; the logist's task mirrored into 1C is left to 1C."""
+
+from __future__ import annotations
+
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.models import DocumentsSigned, KpFeedback
+from tests.workflows.conftest import new_deal
+from tests.workflows.doubles import FakePortal
+from tests.workflows.pipeline import drive_to, until
+
+
+async def test_r_x1_tasks_of_a_left_stage_are_completed_in_bitrix24(run_deal) -> None:
+    portal = FakePortal(new_deal(7401))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "KP")
+        await until(handle, lambda v: v.kp_round == 1)
+        await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=False))
+        await until(handle, lambda v: v.kp_round == 2)
+        # the answered round's feedback task is completed while the deal stays at КП
+        feedback_1 = portal.task_ids["deal:7401:kp:feedback:1"]
+        assert feedback_1 in portal.completed_tasks
+        assert portal.task_ids["deal:7401:kp:send_kp"] not in portal.completed_tasks
+        await drive_to(handle, portal, "SHIPPED")
+        for kind in ("act", "upd"):
+            await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind=kind))
+        result = await handle.result()
+    assert result.stage == "WON"
+    logist = portal.task_ids["deal:7401:ac:ship_goods"]
+    open_in_bitrix = {k for k, i in portal.task_ids.items() if i not in portal.completed_tasks}
+    assert open_in_bitrix == {"deal:7401:ac:ship_goods"}
+    assert [t.task_id for t in result.open_tasks] == [logist]
