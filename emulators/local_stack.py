@@ -27,6 +27,7 @@ from temporalio.client import Client
 
 from emulators.asgi_server import BackgroundServer
 from emulators.bitrix24.app import create_app as bitrix24_app
+from emulators.bitrix24.placement_rig import install_deal_tab
 from emulators.bitrix24.seed import (
     LOCAL_APP_ACCESS_TOKEN,
     LOCAL_APP_CLIENT_ID,
@@ -37,11 +38,12 @@ from emulators.onec.app import create_app as onec_app
 from emulators.onec.seed import INVOICE_NUMBER, seed_demo_invoice
 from emulators.smtp_sink import smtp_sink
 from salesflow.config.log import configure_logging
-from salesflow.config.settings import Settings
+from salesflow.config.settings import LOCAL_STACK_APPLICATION_TOKEN, Settings
 from salesflow.config.temporal_client import connect
+from salesflow.deal_card.app import TAB_PATH
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.relay.app import create_app as relay_app
-from salesflow.store.db import make_engine
+from salesflow.store.db import database_engine
 from salesflow.worker import running_worker
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
 
@@ -177,6 +179,10 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
     data = settings.model_dump()
     data["temporal"]["address"] = f"127.0.0.1:{ports.temporal}"
     data["bitrix24"]["webhook_url"] = f"http://127.0.0.1:{ports.bitrix24}/rest/1/{DEV_SECRET}/"
+    # the one place the public token is allowed: the emulator's events, on loopback
+    data["bitrix24"]["application_token"] = (
+        data["bitrix24"]["application_token"] or LOCAL_STACK_APPLICATION_TOKEN
+    )
     data["bitrix24"].update(  # the emulator's local app; its OAuth server refreshes the token
         app_access_token=LOCAL_APP_ACCESS_TOKEN,
         app_client_id=LOCAL_APP_CLIENT_ID,
@@ -218,10 +224,12 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
         seed_demo_invoice(onec.state.base)
         await _serve(stack, onec, ports.onec)
         stack.enter_context(smtp_sink(ports.smtp, folder=data_dir / "mail"))
-        engine = make_engine(settings.database.url)
+        engine = database_engine(settings.database)
         stack.push_async_callback(engine.dispose)
         await _serve(stack, relay_app(settings, engine=engine, temporal_client=client), ports.relay)
         await stack.enter_async_context(running_worker(client, settings))
+        b24 = settings.bitrix24  # the deal card's tab, bound as the local application does
+        await install_deal_tab(b24.app_rest_base(), b24.app_access_token, f"{relay_url}{TAB_PATH}")
         _print_urls(settings, ports, relay_url)
         if demo:
             deal_id = await create_demo_deal(settings.bitrix24.webhook_url)
@@ -254,6 +262,8 @@ def _print_urls(settings: Settings, ports: DevPorts, relay_url: str) -> None:
     console.print(f"Temporal gRPC:     {settings.temporal.address}")
     console.print(f"relay:             {relay_url}/bitrix24/events  (health: {relay_url}/healthz)")
     console.print(f"Bitrix24 webhook:  {settings.bitrix24.webhook_url}")
+    card = settings.bitrix24.app_rest_base().removesuffix("/rest/")
+    console.print(f"deal card (tab):   {card}/_emulator/deal-card/<deal id>?user_id=3")
     console.print(f"1C OData:          {settings.onec.odata_url}  (user odata / odata)")
     console.print(f"SMTP (accountant): 127.0.0.1:{ports.smtp}, mails saved as .eml under mail/")
 

@@ -1,19 +1,22 @@
 """The worker: DealWorkflow, its child workflows and activities on the `sales-pipeline` queue.
 
-`salesflow worker` (or `python -m salesflow.worker`) runs it until interrupted.
+`salesflow worker` (or `python -m salesflow.worker`) runs it until interrupted. It needs Temporal
+and the database at start (and migrates the schema); either missing is one line naming the
+setting, and exit status 2.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from salesflow.activities.bitrix24 import Bitrix24Activities
 from salesflow.activities.board import BoardActivities
@@ -24,14 +27,23 @@ from salesflow.config.settings import Settings, load_settings
 from salesflow.config.temporal_client import connect
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.onec.client import OneCClient
-from salesflow.store.db import init_db, make_engine
+from salesflow.store.db import database_engine, init_db
 from salesflow.workflows.approval import InternalApproval
+from salesflow.workflows.attempt_timeouts import AttemptTimeouts
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.logist_mirror import LogistTaskMirror
 from salesflow.workflows.process import DealProcess
 from salesflow.workflows.sandbox import workflow_runner
 
 WORKFLOWS: list[type] = [DealWorkflow, InternalApproval, DealProcess, LogistTaskMirror]
+
+# What an exception raised by workflow code does, in production and in the tests alike: only
+# Temporal's failures (ApplicationError, an activity's or child's failure) fail the workflow or
+# the update; anything else — a bug, a state this worker cannot read during a rolling deploy, a
+# non-determinism — fails the workflow task, which is retried until a worker that can handle it
+# takes over, so a deal is never failed by a deploy. The workflows refuse people's input in
+# update validators and with ApplicationError, never by another exception.
+WORKFLOW_FAILURE_EXCEPTION_TYPES: Sequence[type[BaseException]] = ()
 
 
 def build_activities(
@@ -49,6 +61,11 @@ def build_activities(
     return activities
 
 
+def worker_interceptors(settings: Settings) -> list[Interceptor]:
+    bound = settings.temporal.activity_attempt_seconds
+    return [AttemptTimeouts(timedelta(seconds=bound))] if bound else []
+
+
 def onec_client(settings: Settings) -> OneCClient:
     """The worker's one 1C client (one 1C session); it connects on first use."""
     conf = settings.onec
@@ -61,10 +78,10 @@ async def running_worker(
 ) -> AsyncIterator[Worker]:
     """A started worker with its own Bitrix24 and 1C clients and database engine (the mail
     outbox); all stopped and closed on exit."""
+    engine = database_engine(settings.database)
     b24 = settings.bitrix24
     bitrix24 = Bitrix24Client(b24.webhook_url, rate_per_second=b24.rate_per_second, burst=b24.burst)
     onec = onec_client(settings)
-    engine = make_engine(settings.database.url)
     try:
         await init_db(engine)
         worker = Worker(
@@ -72,7 +89,9 @@ async def running_worker(
             task_queue=task_queue or settings.temporal.task_queue,
             workflows=WORKFLOWS,
             activities=build_activities(settings, bitrix24, onec, engine),
+            workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
             workflow_runner=workflow_runner(),
+            interceptors=worker_interceptors(settings),
         )
         async with worker:
             yield worker
@@ -95,5 +114,18 @@ async def main(settings: Settings | None = None) -> None:
         await asyncio.Event().wait()
 
 
+def run() -> None:
+    """`python -m salesflow.worker`: a configuration or start-up failure is one line, exit 2."""
+    import sys
+
+    from salesflow.config.settings import ConfigError, StartupError
+
+    try:
+        asyncio.run(main())
+    except (ConfigError, StartupError) as err:
+        print(err, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    run()

@@ -66,6 +66,15 @@ class TokenState(BaseModel):
     revoke_refresh: bool = False
 
 
+class UserTokenSpec(BaseModel):
+    """Issue a user's token for the app (as opening a widget does), or with `expired` let every
+    token of that user expire now."""
+
+    user_id: int
+    client_id: str | None = None
+    expired: bool = False
+
+
 def admin_routes(
     app: FastAPI,
     portal: Portal,
@@ -165,6 +174,20 @@ def admin_routes(
             "expired": spec.expired,
             "expires_at": {a.client_id: a.expires_at for a in apps},
             "ttl": portal.token_ttl,
+        }
+
+    @app.post("/_emulator/user-token")
+    async def user_token(spec: UserTokenSpec) -> dict[str, Any]:
+        if spec.expired:
+            mine = [t for t in portal.user_tokens.values() if t.user_id == spec.user_id]
+            for token in mine:
+                token.expires_at = portal.now() - 1
+            return {"expired": len(mine)}
+        issued = portal.issue_user_token(spec.user_id, spec.client_id)
+        return {
+            "access_token": issued.access_token,
+            "refresh_token": issued.refresh_token,
+            "expires_at": issued.expires_at,
         }
 
     @app.post("/_emulator/features")

@@ -32,12 +32,14 @@ from emulators.bitrix24 import (  # noqa: F401  (importing registers the methods
     event_methods,
     items,
     people,
+    placements,
     tasks,
     timeline,
 )
 from emulators.bitrix24.admin import admin_routes
 from emulators.bitrix24.auth import Caller, oauth_caller, take_token, webhook_caller
 from emulators.bitrix24.batch import run_counted, timing
+from emulators.bitrix24.card_page import card_page_routes
 from emulators.bitrix24.events import EventDispatcher, Origin
 from emulators.bitrix24.limits import BUCKET_PLANS, DEFAULT_OPERATING_LIMIT
 from emulators.bitrix24.oauth import oauth_routes
@@ -300,6 +302,7 @@ def create_app(
     app.state.events = events
     admin_routes(app, portal, events, populate)
     oauth_routes(app, portal)
+    card_page_routes(app, portal)
 
     @app.api_route("/rest/{user_id}/{secret}/{method_path:path}", methods=["GET", "POST"])
     async def webhook(request: Request, user_id: str, secret: str, method_path: str) -> Response:

@@ -53,7 +53,18 @@ def oauth_caller(portal: Portal, token: str | None) -> Caller:
         raise RestError("NO_AUTH_FOUND", "Wrong authorization data", 401)
     app = portal.app_by_token(token)
     if app is None:
-        raise RestError("invalid_token", "Unable to get application by token", 401)
+        return _user_caller(portal, token)
     if app.expires_at is not None and app.expires_at <= portal.now():
         raise RestError("expired_token", "The access token provided has expired", 401)
     return Caller(app.user_id, app.scopes, app.client_id)
+
+
+def _user_caller(portal: Portal, token: str) -> Caller:
+    """A user's token issued to a widget (`AUTH_ID`): that user, the application's scopes."""
+    user_token = portal.user_token(token)
+    app = portal.apps.get(user_token.client_id) if user_token is not None else None
+    if user_token is None or app is None:
+        raise RestError("invalid_token", "Unable to get application by token", 401)
+    if user_token.expires_at is not None and user_token.expires_at <= portal.now():
+        raise RestError("expired_token", "The access token provided has expired", 401)
+    return Caller(user_token.user_id, app.scopes, app.client_id)

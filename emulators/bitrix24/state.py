@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -87,6 +88,47 @@ class LocalApp:
     scopes: frozenset[str] = frozenset(DEFAULT_WEBHOOK_SCOPES)
     expires_at: float | None = None
     refresh_expires_at: float | None = None
+
+
+@dataclass
+class UserToken:
+    """A user's OAuth token for a local application: the portal issues one when the user opens
+    one of the application's widgets and posts it as `AUTH_ID` (`REFRESH_ID` with it); calls
+    with it act as that user with the application's scopes.
+    (b24restdocs `api-reference/widgets/_includes/widget_data.md`)"""
+
+    access_token: str
+    refresh_token: str
+    client_id: str
+    user_id: int
+    expires_at: float | None = None
+
+
+@dataclass
+class Placement:
+    """A widget handler registered by `placement.bind` (`api-reference/widgets/
+    placement-get.md`)."""
+
+    client_id: str
+    placement: str
+    handler: str
+    title: str = ""
+    description: str = ""
+    group_name: str = ""
+    lang_all: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    user_id: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "placement": self.placement,
+            "userId": self.user_id,
+            "handler": self.handler,
+            "options": self.options or [],  # PHP renders an empty array as []
+            "title": self.title,
+            "description": self.description,
+            "langAll": self.lang_all or [],
+        }
 
 
 @dataclass
@@ -188,6 +230,8 @@ class Portal:
             for app in seed.get("apps", [])
         }
         self.bindings = []
+        self.user_tokens: dict[str, UserToken] = {}
+        self.placements: list[Placement] = []
         self.offline.reset()
         self.departments = {int(d["ID"]): dict(d) for d in seed.get("departments", [])}
         self.users = {int(u["ID"]): dict(u) for u in seed.get("users", [])}
@@ -399,6 +443,24 @@ class Portal:
     def app_by_token(self, token: str) -> LocalApp | None:
         return next((app for app in self.apps.values() if app.access_token == token), None)
 
+    def issue_user_token(self, user_id: int, client_id: str | None = None) -> UserToken:
+        """A fresh token of `user_id` for the app (default: the first installed), as the portal
+        issues one each time the user opens a widget; it lives `token_ttl` like the app's."""
+        app = self.apps[client_id] if client_id else next(iter(self.apps.values()))
+        expiry = self.access_expiry()
+        token = UserToken(
+            access_token=secrets.token_hex(32),
+            refresh_token=secrets.token_hex(32),
+            client_id=app.client_id,
+            user_id=user_id,
+            expires_at=None if expiry is None else float(int(expiry)),
+        )
+        self.user_tokens[token.access_token] = token
+        return token
+
+    def user_token(self, token: str) -> UserToken | None:
+        return self.user_tokens.get(token)
+
     def next_binding_id(self) -> int:
         return self.next_id("event_binding")
 
@@ -458,5 +520,6 @@ class Portal:
             "rejected": dict(self.rejected),
             "requests": self.requests,
             "bindings": [b.as_dict() for b in self.bindings],
+            "placements": [{"app": p.client_id, **p.as_dict()} for p in self.placements],
             "offline_events": [r.view(full=True) for r in self.offline.rows.values()],
         }

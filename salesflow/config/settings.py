@@ -1,19 +1,42 @@
-"""Settings: one TOML file (see `config/salesflow.sample.toml`) plus environment overrides.
+"""Settings: one TOML file (see `config/salesflow.sample.toml`) plus environment overrides,
+loaded by pydantic-settings.
 
 Resolution order, later wins: built-in defaults (the local dev stack), the TOML file named by
-`SALESFLOW_CONFIG` (or `./salesflow.toml` when present), `SALESFLOW_<SECTION>__<KEY>` variables,
-and the short variables of the contract (`TEMPORAL_ADDRESS`, `DATABASE_URL`, ...).
+`SALESFLOW_CONFIG` (or `./salesflow.toml` when present), the short variables of the contract
+(`TEMPORAL_ADDRESS`, `DATABASE_URL`, ...), `SALESFLOW_<SECTION>__<KEY>` variables. Every variable
+`X` may be given as `X_FILE`, the path of a file holding the value (secrets out of `ps`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from salesflow.integrations.onec.profiles import OneCNames, names_for
 
@@ -22,19 +45,66 @@ class ConfigError(Exception):
     """The configuration is missing a key or holds a bad value; the message names the key."""
 
 
+class StartupError(Exception):
+    """A dependency named by a setting cannot be used at start; the message (one line) names the
+    setting and the fix."""
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+# A value the pipeline cannot work without (a stage ID, a field code, an address).
+Required = Annotated[str, AfterValidator(_not_blank)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
 class TemporalSettings(_Section):
     address: str = "localhost:7233"
-    namespace: str = "default"
-    task_queue: str = "sales-pipeline"
+    namespace: Required = "default"
+    task_queue: Required = "sales-pipeline"
+    activity_attempt_seconds: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Bounds every activity attempt's start-to-close timeout (the workflows' own: 60 s"
+            " Bitrix24, 90 s 1C) — how long an attempt of a killed worker waits before Temporal"
+            " retries it; keep it above the clients' timeouts. None: the workflows' own"
+        ),
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        found = _HOST_PORT.match(value.strip())
+        if found is None or not 0 < int(found.group(2)) < 65536:
+            raise ValueError("must be host:port of the Temporal frontend, e.g. localhost:7233")
+        return value.strip()
+
+
+# The application token of the local stack's Bitrix24 emulator: it is in the repository, so only
+# `salesflow dev` may use it (see `event_token_problem`).
+LOCAL_STACK_APPLICATION_TOKEN = "dev-app-token"
+PUBLIC_APPLICATION_TOKENS = frozenset({LOCAL_STACK_APPLICATION_TOKEN, "change-me"})
 
 
 class Bitrix24Settings(_Section):
     webhook_url: str = "http://127.0.0.1:8081/rest/1/devsecret/"
-    application_token: str = "dev-app-token"
+    application_token: str = Field(
+        "",
+        description=(
+            "The outgoing webhook's application token; events with another one are refused."
+            " Required by the relay; `salesflow dev` uses the emulator's public dev-app-token"
+        ),
+    )
     rate_per_second: float = Field(2.0, gt=0)
     burst: int = Field(50, ge=1)
 
@@ -48,8 +118,8 @@ class Bitrix24Settings(_Section):
     @field_validator("application_token")
     @classmethod
     def _token_present(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
+        if value and not value.strip():
+            raise ValueError("must not be blank (leave it out to set it elsewhere)")
         return value
 
     app_access_token: str = Field(
@@ -132,10 +202,13 @@ class Bitrix24Settings(_Section):
 
 
 class OneCSettings(_Section):
-    odata_url: str = "http://127.0.0.1:8082/trade/odata/standard.odata/"
+    odata_url: str = Field(
+        "http://127.0.0.1:8082/trade/odata/standard.odata/",
+        description="The OData root of the 1C publication; empty: 1C not configured",
+    )
     user: str = "odata"
     password: str = "odata"
-    timezone: str = "Europe/Moscow"
+    timezone: Required = "Europe/Moscow"
     outage_notify_after_minutes: int = Field(30, ge=1)
     russia_marker: str = Field(
         "Россия",
@@ -213,6 +286,28 @@ class OneCSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///.salesflow/salesflow.db"
+    password: str = Field(
+        "",
+        description=(
+            "PostgreSQL: the password, when it is not in url (e.g. from DATABASE_PASSWORD_FILE)"
+        ),
+    )
+    connect_timeout_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="PostgreSQL: giving up on a connection (and on a free pooled one) after this",
+    )
+    statement_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "PostgreSQL: statement_timeout; a server that stops answering is given up one"
+            " second later"
+        ),
+    )
+    sqlite_busy_timeout_seconds: float = Field(
+        10.0, gt=0, description="SQLite: how long a writer waits for the write lock"
+    )
 
     @field_validator("url")
     @classmethod
@@ -223,19 +318,33 @@ class DatabaseSettings(_Section):
             raise ValueError("use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db")
         return value
 
+    @model_validator(mode="after")
+    def _password_into_url(self) -> DatabaseSettings:
+        if not self.password:
+            return self
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url)
+        if url.get_backend_name() != "postgresql":
+            raise ValueError("database.password applies to PostgreSQL only")
+        if url.password is None:
+            with_password = url.set(password=self.password).render_as_string(hide_password=False)
+            object.__setattr__(self, "url", with_password)  # frozen; set once, while validating
+        return self
+
 
 class SmtpSettings(_Section):
-    host: str = "127.0.0.1"
+    host: Required = "127.0.0.1"
     port: int = Field(8025, ge=1, le=65535)
-    sender: str = "salesflow@example.ru"
-    accountant: str = "buh@example.ru"
+    sender: Required = "salesflow@example.ru"
+    accountant: Required = "buh@example.ru"
     user: str = ""
     password: str = ""
     starttls: bool = False
 
 
 class RelaySettings(_Section):
-    host: str = "127.0.0.1"
+    host: Required = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     offline_interval_seconds: float = Field(
         30.0,
@@ -276,47 +385,90 @@ class RelaySettings(_Section):
             " changes committed late, equal timestamps); re-seen modifications are duplicates"
         ),
     )
+    # What one client may cost the relay (README «Security»: what the relay guarantees).
+    max_body_bytes: int = Field(
+        65_536, ge=1024, description="A larger POST body gets 413 as soon as it passes this"
+    )
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, description="A request body not complete this long after its head: 408"
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "A connection without a complete request head this long after it opened (or after"
+            " its last response) is closed"
+        ),
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="Request line plus headers, at most (larger: 400, closed)"
+    )
+    max_connections: int = Field(
+        200, ge=1, description="Connections plus requests in progress; beyond them: 503"
+    )
+    keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection closes")
+    refusal_delay_seconds: float = Field(
+        0.25,
+        ge=0,
+        description=(
+            "A request refused before its caller is known (401, 413, 408, 415, a form over"
+            " the limits) is answered after this: a flood gets at most connections/delay"
+            " answers a second"
+        ),
+    )
+    database_timeout_seconds: float = Field(
+        5.0, gt=0, description="An event not recorded within this gets 503 (a hanging database)"
+    )
+    health_cache_seconds: float = Field(
+        5.0, ge=0, description="/healthz reuses its probes' results for this long"
+    )
+    health_timeout_seconds: float = Field(
+        2.0, gt=0, description="Each /healthz probe (database, Temporal, portal) is down past this"
+    )
+    api_docs: bool = Field(
+        False, description="Serve /docs, /redoc and /openapi.json on the relay's port"
+    )
 
 
 class PortalStages(_Section):
     """Bitrix24 STATUS_ID of each pipeline stage (PIPELINE.md codes → portal IDs)."""
 
-    NEW: str = "C1:NEW"
-    IN_WORK: str = "C1:PREPARATION"
-    KP: str = "C1:UC_KP"
-    CONTRACT: str = "C1:UC_CONTRACT"
-    INVOICE: str = "C1:UC_INVOICE"
-    LAUNCH: str = "C1:UC_LAUNCH"
-    ACCEPTED: str = "C1:UC_ACCEPTED"
-    TO_SHIP: str = "C1:UC_TO_SHIP"
-    SHIPPED: str = "C1:UC_SHIPPED"
-    WON: str = "C1:WON"
-    LOSE: str = "C1:LOSE"
+    NEW: Required = "C1:NEW"
+    IN_WORK: Required = "C1:PREPARATION"
+    KP: Required = "C1:UC_KP"
+    CONTRACT: Required = "C1:UC_CONTRACT"
+    INVOICE: Required = "C1:UC_INVOICE"
+    LAUNCH: Required = "C1:UC_LAUNCH"
+    ACCEPTED: Required = "C1:UC_ACCEPTED"
+    TO_SHIP: Required = "C1:UC_TO_SHIP"
+    SHIPPED: Required = "C1:UC_SHIPPED"
+    WON: Required = "C1:WON"
+    LOSE: Required = "C1:LOSE"
 
 
 class PortalFields(_Section):
     """Deal field codes (user fields or standard fields) the pipeline reads and writes."""
 
-    priority: str = "UF_CRM_PRIORITY"
-    kp: str = "UF_CRM_KP"
-    client: str = "CONTACT_ID"
-    kp_date: str = "UF_CRM_KP_DATE"
-    delivery_term: str = "UF_CRM_DELIVERY_TERM"
-    direction: str = "UF_CRM_DIRECTION"
-    kp_status: str = "UF_CRM_KP_STATUS"
-    invoice: str = "UF_CRM_INVOICE"
-    contract: str = "UF_CRM_CONTRACT"
-    payment_terms: str = "UF_CRM_PAYMENT_TERMS"
-    signed_invoice: str = "UF_CRM_SIGNED_INVOICE"
-    signed_contract: str = "UF_CRM_SIGNED_CONTRACT"
-    payment_date: str = "UF_CRM_PAYMENT_DATE"
-    act: str = "UF_CRM_ACT"
-    upd: str = "UF_CRM_UPD"
-    loss_reason: str = "UF_CRM_LOSS_REASON"
-    loss_comment: str = "UF_CRM_LOSS_COMMENT"
-    reject_reason: str = "UF_CRM_REJECT_REASON"
-    payment_schedule: str = "UF_CRM_PAYMENT_SCHEDULE"
-    inn: str = "UF_CRM_INN"
+    priority: Required = "UF_CRM_PRIORITY"
+    kp: Required = "UF_CRM_KP"
+    client: Required = "CONTACT_ID"
+    kp_date: Required = "UF_CRM_KP_DATE"
+    delivery_term: Required = "UF_CRM_DELIVERY_TERM"
+    direction: Required = "UF_CRM_DIRECTION"
+    kp_status: Required = "UF_CRM_KP_STATUS"
+    invoice: Required = "UF_CRM_INVOICE"
+    contract: Required = "UF_CRM_CONTRACT"
+    payment_terms: Required = "UF_CRM_PAYMENT_TERMS"
+    signed_invoice: Required = "UF_CRM_SIGNED_INVOICE"
+    signed_contract: Required = "UF_CRM_SIGNED_CONTRACT"
+    payment_date: Required = "UF_CRM_PAYMENT_DATE"
+    act: Required = "UF_CRM_ACT"
+    upd: Required = "UF_CRM_UPD"
+    loss_reason: Required = "UF_CRM_LOSS_REASON"
+    loss_comment: Required = "UF_CRM_LOSS_COMMENT"
+    reject_reason: Required = "UF_CRM_REJECT_REASON"
+    payment_schedule: Required = "UF_CRM_PAYMENT_SCHEDULE"
+    inn: Required = "UF_CRM_INN"
 
 
 class PortalUsers(_Section):
@@ -343,9 +495,9 @@ class ApprovalSettings(_Section):
 
     entity_type_id: int = 1032
     category_id: int = 3
-    stage_new: str = "DT1032_3:NEW"
-    stage_approved: str = "DT1032_3:SUCCESS"
-    stage_rejected: str = "DT1032_3:FAIL"
+    stage_new: Required = "DT1032_3:NEW"
+    stage_approved: Required = "DT1032_3:SUCCESS"
+    stage_rejected: Required = "DT1032_3:FAIL"
     poll_minutes: int = Field(10, ge=1)
 
 
@@ -391,7 +543,7 @@ class ReminderSettings(_Section):
 
 
 class RulesSettings(_Section):
-    timezone: str = "Europe/Moscow"
+    timezone: Required = "Europe/Moscow"
     work_start: time = time(9, 0)
     work_end: time = time(18, 0)
     take_into_work: DeadlineSettings = DeadlineSettings(minutes=60)
@@ -443,7 +595,68 @@ class ObservabilitySettings(_Section):
         return value.upper()
 
 
-class Settings(_Section):
+DealCardRole = Literal["manager", "responsible", "rop", "accountant", "logist", "anyone"]
+
+
+def default_deal_card_permissions() -> dict[str, tuple[DealCardRole, ...]]:
+    deal: tuple[DealCardRole, ...] = ("responsible", "rop")
+    return {
+        "accept_lead": ("manager",),
+        "reject_lead": ("manager", "rop"),
+        "kp_feedback": deal,
+        "set_payment_schedule": deal,
+        "record_payment": ("accountant",),
+        "request_tasks": deal,
+        "start_process": deal,
+        "documents_signed": deal,
+        "lose_deal": deal,
+    }
+
+
+class DealCardSettings(_Section):
+    """The deal card's tab in Bitrix24 (`salesflow/deal_card/`), served on the relay's port."""
+
+    enabled: bool = Field(True, description="serve the tab under /bitrix24/deal-card")
+    member_id: str = Field(
+        "5e1f0c2b9a7d4e6f8a0b1c2d3e4f5a6b",
+        description="The portal's member_id: a tab opened from any other portal gets 403",
+    )
+    accountants: tuple[int, ...] = Field((11,), description="Bitrix24 user IDs of accountants")
+    permissions: dict[str, tuple[DealCardRole, ...]] = Field(
+        default_factory=default_deal_card_permissions,
+        description=(
+            "action → roles that may take it: manager (portal.users.managers), responsible"
+            " (the deal's manager), rop, accountant, logist, anyone; an action not listed"
+            " keeps its default"
+        ),
+    )
+    update_timeout_seconds: float = Field(20.0, gt=0)
+    stage_names_ttl_seconds: float = Field(300.0, ge=0)
+    templates: dict[str, str] = Field(
+        default_factory=dict, description="the tab's texts by name (salesflow/deal_card/texts.py)"
+    )
+
+    @field_validator("member_id")
+    @classmethod
+    def _member_present(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+class Settings(BaseSettings):
+    """The whole configuration. `Settings()` gives the defaults only; `load_settings` reads the
+    file and the environment."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix="SALESFLOW_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        case_sensitive=False,
+    )
+
     temporal: TemporalSettings = TemporalSettings()
     bitrix24: Bitrix24Settings = Bitrix24Settings()
     onec: OneCSettings = OneCSettings()
@@ -453,7 +666,27 @@ class Settings(_Section):
     portal: PortalSettings = PortalSettings()
     rules: RulesSettings = RulesSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    deal_card: DealCardSettings = DealCardSettings()
     templates: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        load = _LOADING.get()
+        if load is None:  # Settings(...) outside load_settings: the defaults and the arguments
+            return (init_settings,)
+        return (
+            init_settings,
+            _Environment(settings_cls, load.environ),
+            _ContractNames(settings_cls, load.environ),
+            TomlConfigSettingsSource(settings_cls, toml_file=load.file),
+        )
 
 
 # Contract-level variable names → dotted settings keys.
@@ -461,11 +694,13 @@ SHORT_ENV: dict[str, str] = {
     "TEMPORAL_ADDRESS": "temporal.address",
     "TEMPORAL_NAMESPACE": "temporal.namespace",
     "DATABASE_URL": "database.url",
+    "DATABASE_PASSWORD": "database.password",
     "BITRIX24_WEBHOOK_URL": "bitrix24.webhook_url",
     "BITRIX24_APPLICATION_TOKEN": "bitrix24.application_token",
     "BITRIX24_APP_CLIENT_ID": "bitrix24.app_client_id",
     "BITRIX24_APP_CLIENT_SECRET": "bitrix24.app_client_secret",
     "BITRIX24_APP_REFRESH_TOKEN": "bitrix24.app_refresh_token",
+    "BITRIX24_MEMBER_ID": "deal_card.member_id",
     "ONEC_ODATA_URL": "onec.odata_url",
     "ONEC_USER": "onec.user",
     "ONEC_PASSWORD": "onec.password",
@@ -474,50 +709,105 @@ SHORT_ENV: dict[str, str] = {
     "ACCOUNTANT_EMAIL": "smtp.accountant",
 }
 ENV_PREFIX = "SALESFLOW_"
+FILE_SUFFIX = "_FILE"
 DEFAULT_FILE = "salesflow.toml"
 
 
-def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = target
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{dotted}: {part} is not a section")
-    node[leaf] = value
+@dataclass(frozen=True)
+class _Load:
+    environ: Mapping[str, str]
+    file: Path | None
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for name, dotted in SHORT_ENV.items():
-        if environ.get(name):
-            _set_dotted(data, dotted, environ[name])
-    for name, value in environ.items():
-        if name.startswith(ENV_PREFIX) and "__" in name:
-            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-            _set_dotted(data, dotted, value)
-    return data
+_LOADING: ContextVar[_Load | None] = ContextVar("salesflow_settings_loading", default=None)
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
+class _Environment(EnvSettingsSource):
+    """`SALESFLOW_<SECTION>__<KEY>` from the given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty)
+
+
+class _ContractNames(PydanticBaseSettingsSource):
+    """The contract's short variable names (SHORT_ENV), aliases of nested keys."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole table at once
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, dotted in SHORT_ENV.items():
+            if self._environ.get(name):
+                *parents, leaf = dotted.split(".")
+                node = data
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[leaf] = self._environ[name]
+        return data
+
+
+def _read_secret_files(environ: Mapping[str, str]) -> dict[str, str]:
+    """`X_FILE=<path>` → `X=<the file's content, stripped>`, for the contract's names and the
+    `SALESFLOW_…__…` ones; `X` and `X_FILE` both set is an error, as is an unreadable file."""
+    out = dict(environ)
+    for name, path in environ.items():
+        if not name.endswith(FILE_SUFFIX) or not path:
+            continue
+        target = name[: -len(FILE_SUFFIX)]
+        if target not in SHORT_ENV and not (target.startswith(ENV_PREFIX) and "__" in target):
+            continue
+        del out[name]
+        if environ.get(target):
+            raise ConfigError(f"{target} and {name} are both set: keep one")
+        try:
+            out[target] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read {path} ({exc.strerror or exc})") from None
     return out
 
 
-def _describe(error: ValidationError) -> str:
+def _origins(environ: Mapping[str, str]) -> dict[str, str]:
+    """Dotted key → the variable that set it, for the error messages."""
+    found = {SHORT_ENV[n]: n for n in SHORT_ENV if environ.get(n)}
+    for name, value in environ.items():
+        if value and name.upper().startswith(ENV_PREFIX) and "__" in name:
+            found[name[len(ENV_PREFIX) :].lower().replace("__", ".")] = name
+    return found
+
+
+def _unknown_sections(environ: Mapping[str, str]) -> list[str]:
+    sections = set(Settings.model_fields)
+    return sorted(
+        name
+        for name, value in environ.items()
+        if value
+        and name.upper().startswith(ENV_PREFIX)
+        and "__" in name
+        and name[len(ENV_PREFIX) :].split("__", 1)[0].lower() not in sections
+    )
+
+
+def describe(error: ValidationError, origins: Mapping[str, str] | None = None) -> str:
+    """Each bad key and what is wrong with it — never the value (it may be a secret)."""
+    origins = origins or {}
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(root)"
-        lines.append(f"{key}: {item['msg']}")
+        origin = origins.get(key) or origins.get(key.lower())
+        lines.append(f"{key}{f' (from {origin})' if origin else ''}: {item['msg']}")
     return "bad configuration — " + "; ".join(lines)
 
 
-def config_path(environ: dict[str, str] | None = None) -> Path | None:
+def config_path(environ: Mapping[str, str] | None = None) -> Path | None:
     environ = dict(os.environ if environ is None else environ)
     named = environ.get("SALESFLOW_CONFIG")
     if named:
@@ -530,24 +820,25 @@ def config_path(environ: dict[str, str] | None = None) -> Path | None:
 
 
 def load_settings(
-    path: Path | str | None = None, environ: dict[str, str] | None = None
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Read the file and the environment; raise ConfigError naming each bad key."""
-    environ = dict(os.environ if environ is None else environ)
+    environ = _read_secret_files(os.environ if environ is None else environ)
     file = Path(path) if path is not None else config_path(environ)
-    data: dict[str, Any] = {}
-    if file is not None:
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {file}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML ({exc})") from exc
-    data = _merge(data, _env_overrides(environ))
+    if file is not None and not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    unknown = _unknown_sections(environ)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: no such settings section")
+    token = _LOADING.set(_Load(environ, file))
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe(exc, _origins(environ))) from None
+    finally:
+        _LOADING.reset(token)
     _check_templates(settings)
     return settings
 
@@ -558,3 +849,29 @@ def _check_templates(settings: Settings) -> None:
     unknown = sorted(set(settings.templates) - set(DEFAULT_TEMPLATES))
     if unknown:
         raise ConfigError(f"templates.{unknown[0]}: unknown template name")
+
+
+def event_token_problem(settings: Settings) -> str | None:
+    """Why the relay must not accept events with the configured application token, if so: it is
+    empty, or public (in the repository). Only the local stack (`salesflow dev`) uses one."""
+    token = settings.bitrix24.application_token
+    name = "bitrix24.application_token (BITRIX24_APPLICATION_TOKEN)"
+    fix = (
+        "set the application token of the portal's outgoing webhook"
+        " (BITRIX24_APPLICATION_TOKEN_FILE keeps it out of the process list)"
+    )
+    if not token:
+        return f"{name} is not set: {fix}"
+    if token in PUBLIC_APPLICATION_TOKENS:
+        return (
+            f"{name} is the public token {token!r} from the repository, accepted only by the"
+            f" local stack (salesflow dev): {fix}"
+        )
+    return None
+
+
+def require_event_token(settings: Settings) -> None:
+    """Raise ConfigError naming the setting when `event_token_problem` finds one."""
+    problem = event_token_problem(settings)
+    if problem:
+        raise ConfigError(problem)

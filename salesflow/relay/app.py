@@ -5,38 +5,105 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from salesflow.config.settings import Settings
+from salesflow.deal_card.app import deal_card_router
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.relay.forwarder import Bitrix24Caller, Forwarder, ForwarderOptions
+from salesflow.relay.group_commit import Overloaded
+from salesflow.relay.health import OK, CachedProbe
 from salesflow.relay.intake import (
+    EVENT_KEY,
     FORM_CONTENT_TYPE,
+    TOKEN_KEY,
     BadEvent,
+    InboundEvent,
     Unauthorized,
-    check_token,
+    check_token_raw,
+    count_params,
     decode_form,
     parse_event,
+    scan_fields,
 )
+from salesflow.relay.limits import BodyGuard
 from salesflow.relay.metrics import RelayMetrics
 from salesflow.relay.offline import OfflineDrainer
 from salesflow.relay.periodic import Periodic
 from salesflow.relay.recorder import Recorder
 from salesflow.relay.scan import DealScanner
-from salesflow.store import inbox
+from salesflow.store import inbox, signal_marks
 from salesflow.store.db import init_db, ping
-from salesflow.workflows.names import UPDATE_EVENTS
+from salesflow.workflows.names import DEAL_EVENTS, TASK_EVENTS, UPDATE_EVENTS
 
 log = logging.getLogger("salesflow.relay")
 
-MAX_BODY_BYTES = 1_000_000
 EVENTS_PATH = "/bitrix24/events"
+INLINE_PARSE_BYTES = 2048  # larger forms are decoded in a thread (over ~1 ms of work)
+REFUSAL_LOG_SECONDS = 10.0  # refused POSTs are logged once per this, with the count between
+
+
+SAME_SECOND = "same-second change"
+KNOWN_EVENTS = DEAL_EVENTS | TASK_EVENTS
+
+
+def _detail(description: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"detail": {"type": "string"}}}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Recorded durably (`status` recorded, or duplicate of row `id`)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string", "enum": ["recorded", "duplicate"]},
+                        "id": {"type": "integer"},
+                    },
+                }
+            }
+        },
+    },
+    400: _detail("Not a usable event: the detail names the field (or the form's limit)"),
+    401: _detail("Wrong or missing auth[application_token]; nothing recorded"),
+    408: _detail("The body did not arrive within relay.body_timeout_seconds"),
+    413: _detail("The body is over relay.max_body_bytes (refused while it streams in)"),
+    415: _detail("Not application/x-www-form-urlencoded"),
+    503: _detail("The inbox (database) did not record the event in time; send it again"),
+}
+EVENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            FORM_CONTENT_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "description": "A Bitrix24 outbound event, PHP-bracket keys",
+                    "properties": {
+                        "event": {"type": "string", "maxLength": 64},
+                        "data[FIELDS][ID]": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                        "ts": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                        "auth[application_token]": {"type": "string"},
+                    },
+                    "required": ["event", "ts", "auth[application_token]"],
+                }
+            }
+        },
+    }
+}
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -98,85 +165,167 @@ def create_app(
                 for loop in loops:
                     loop.cancel()
                 await asyncio.gather(*loops, return_exceptions=True)
+                for probe in _app.state.health_probes.values():
+                    await probe.close()
                 await recorder.close()
                 await forwarder.close()
                 if bitrix24_client is None:
                     forwarder.bitrix24_client = None
                 drainer.client = offline_client
 
-    app = FastAPI(title="salesflow relay", lifespan=lifespan)
+    docs = relay.api_docs
+    app = FastAPI(
+        title="salesflow relay",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=relay.max_body_bytes,
+        timeout=relay.body_timeout_seconds,
+        refusal_delay=relay.refusal_delay_seconds,
+    )
+    if settings.deal_card.enabled:  # the deal card's tab shares the public port (issue 12)
+        app.include_router(deal_card_router(settings, temporal_client))
     app.state.forwarder = forwarder
     app.state.engine = engine
     app.state.offline = offline  # Periodic | None: `await app.state.offline.run_once()`
     app.state.scan = scan
     app.state.drainer = drainer
     app.state.scanner = scanner
-    metrics = RelayMetrics()
+    metrics = RelayMetrics(KNOWN_EVENTS)
     app.state.metrics = metrics
     forwarder.observer = metrics.settled_row
+    refusals = _RefusalLog()
+    nudging: set[int] = set()  # rows whose repeat is being looked at (in the background)
 
-    @app.post(EVENTS_PATH)
+    @app.post(EVENTS_PATH, responses=EVENT_RESPONSES, openapi_extra=EVENT_BODY)
     async def bitrix24_event(request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", FORM_CONTENT_TYPE)
         if not content_type.lower().startswith(FORM_CONTENT_TYPE):
+            await asyncio.sleep(relay.refusal_delay_seconds)
             return _error(415, f"expected {FORM_CONTENT_TYPE}")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+        body = await request.body()  # BodyGuard has bounded its size and time
+        # Nothing but a count and one pass over the pairs before the caller is known.
+        fields: dict[str, bytes] = {}
         try:
-            form = decode_form(body)
-            check_token(form, token)
-            event = parse_event(form)
-        except Unauthorized as exc:
-            log.warning("refused event from %s: %s", _peer(request), exc)
-            metrics.received_event(str(form.get("event", "")), "rejected")
-            return _error(401, "wrong or missing auth[application_token]")
+            count_params(body)
+            fields = scan_fields(body)
+            check_token_raw(fields.get(TOKEN_KEY), token)
         except BadEvent as exc:
             metrics.received_event("", "bad")
+            await asyncio.sleep(relay.refusal_delay_seconds)
             return _error(400, str(exc))
+        except Unauthorized as exc:
+            metrics.received_event(_event_name(fields), "rejected")
+            refusals.note(_peer(request), str(exc))
+            await asyncio.sleep(relay.refusal_delay_seconds)
+            return _error(401, "wrong or missing auth[application_token]")
         try:
-            recorded = await recorder.record(
-                inbox.NewEvent(event.event, event.entity_id, event.ts, event.payload)
-            )
+            if len(body) > INLINE_PARSE_BYTES:
+                form = await asyncio.to_thread(decode_form, body)
+            else:
+                form = decode_form(body)
+            event = parse_event(form)
+        except BadEvent as exc:
+            metrics.received_event(_event_name(fields), "bad")
+            return _error(400, str(exc))
+        timeout = relay.database_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):  # the write itself goes on (group commit)
+                recorded = await recorder.record(
+                    inbox.NewEvent(event.event, event.entity_id, event.ts, event.payload)
+                )
+        except (TimeoutError, Overloaded) as exc:
+            why = str(exc) or f"the inbox did not answer within {timeout:g} s"
+            log.warning("%s: %s %s not recorded", why, event.event, event.entity_id)
+            metrics.received_event(event.event, "unavailable")
+            return _error(503, f"{why}; send it again")
         except Exception:
             log.exception("could not record %s %s", event.event, event.entity_id)
             metrics.received_event(event.event, "unavailable")
             return _error(503, "the inbox is unavailable; the event was not recorded")
         row_id, is_new = recorded.id, recorded.is_new
         metrics.received_event(event.event, "recorded" if is_new else "duplicate")
-        if not is_new and event.event in UPDATE_EVENTS:
-            await _nudge_again(row_id)
+        if not is_new and event.event in UPDATE_EVENTS and row_id not in nudging:
+            nudging.add(row_id)
+            forwarder.spawn(_nudge_again(row_id, event), lambda: nudging.discard(row_id))
         return JSONResponse({"status": "recorded" if is_new else "duplicate", "id": row_id})
 
-    async def _nudge_again(row_id: int) -> None:
+    async def _nudge_again(row_id: int, event: InboundEvent) -> None:
         """Bitrix24 stamps events by the second and sends only IDs, so a second change within
-        the same second looks exactly like a re-delivery. It is recorded once, but the deal's
-        workflow is signalled again: it re-reads the deal, which costs one read at most."""
+        the same second looks exactly like a re-delivery. A repeat is recorded once; the
+        deal's workflow is signalled again only when the last signal's read of the object came
+        before the end of the event's second (it may have missed that change), and then once,
+        after that second: repeats meanwhile find the row pending."""
         row = await inbox.get(engine, row_id)
-        if row is not None and row.status == inbox.InboxStatus.FORWARDED.value:
-            await inbox.mark(engine, row_id, inbox.InboxStatus.PENDING, "same-second change")
-            forwarder.kick(row_id)
+        if row is None or row.status != inbox.InboxStatus.FORWARDED.value:
+            return
+        kind = signal_marks.TASK if event.event in TASK_EVENTS else signal_marks.DEAL
+        mark = forwarder.latest_mark(kind, event.entity_id)
+        if mark is None:
+            mark = await signal_marks.get(engine, kind, event.entity_id)
+        if mark is not None and mark.read_at >= event.ts + 1:
+            return  # read after the event's second ended: it saw the change
+        wait = max(0.0, event.ts + 1 - time.time())
+        await inbox.retry_later(engine, row_id, SAME_SECOND, timedelta(seconds=wait))
+        asyncio.get_running_loop().call_later(wait + 0.05, forwarder.kick, row_id)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    probe_timeout, probe_cache = relay.health_timeout_seconds, relay.health_cache_seconds
+
+    async def database_state() -> dict[str, Any]:
+        await ping(engine)
+        await _writable(engine)  # a locked SQLite file or a stuck PostgreSQL still reads
+        return {"inbox": await inbox.counts(engine), "cursor": await scanner.cursor()}
+
+    async def temporal_state() -> None:
+        timeout = timedelta(seconds=relay.health_timeout_seconds)
+        service = forwarder.temporal_client.workflow_service
+        await service.get_system_info(GetSystemInfoRequest(), timeout=timeout)
+
+    async def portal_state() -> None:
+        client = forwarder.bitrix24_client
+        if client is None:
+            raise RuntimeError("no Bitrix24 client configured")
+        await client.call("server.time")
+
+    probes = {
+        "database": CachedProbe(database_state, timeout=probe_timeout, cache_seconds=probe_cache),
+        "temporal": CachedProbe(temporal_state, timeout=probe_timeout, cache_seconds=probe_cache),
+        "portal": CachedProbe(
+            portal_state,
+            timeout=probe_timeout,
+            cache_seconds=probe_cache,
+            describe=_exception_class,
+        ),
+    }
+    app.state.health_probes = probes
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        body: dict[str, Any] = {"status": "ok", "database": "ok"}
-        status_code = 200
-        cursor = None
-        try:
-            await ping(engine)
-            body["inbox"] = await inbox.counts(engine)
-            cursor = await scanner.cursor()
-        except Exception as exc:
-            body.update(status="degraded", database=f"error: {type(exc).__name__}: {exc}")
-            status_code = 503
+        """Cheap for anyone to call: the probes' results are cached and shared."""
+        names = list(probes)
+        results = await asyncio.gather(*(probes[name].result() for name in names))
+        body: dict[str, Any] = {"status": "ok"}
+        for name, (_, error) in zip(names, results, strict=True):
+            body[name] = OK if error is None else f"error: {error}"
+            if error is not None:
+                body["status"] = "degraded"
+        database, database_error = results[0]
+        status_code = 503 if database_error is not None else 200
+        if database is not None:
+            body["inbox"] = database["inbox"]
         body["forwarder"] = {"last_error": forwarder.last_error}
         body["offline_queue"] = _loop_health(
             offline, mode=drainer.mode, rows_recorded=drainer.recorded_total
         )
+        cursor = database["cursor"] if database is not None else None
         body["scan"] = _loop_health(scan, rows_recorded=scanner.recorded_total, cursor=cursor)
         return JSONResponse(body, status_code=status_code)
 
@@ -210,3 +359,40 @@ def _loop_health(job: Periodic | None, **extra: Any) -> dict[str, Any]:
 
 def _peer(request: Request) -> str:
     return request.client.host if request.client else "?"
+
+
+async def _writable(engine: AsyncEngine) -> None:
+    """Raise (or hang, for the caller's timeout) unless the inbox takes a write: an UPDATE of
+    no row, rolled back, which still needs SQLite's write lock."""
+    async with engine.connect() as conn:
+        await conn.execute(_NO_WRITE)
+        await conn.rollback()
+
+
+_NO_WRITE = text("UPDATE inbox_event SET status = status WHERE id = -1")
+
+
+def _event_name(fields: dict[str, bytes]) -> str:
+    return fields.get(EVENT_KEY, b"").decode("utf-8", errors="replace")
+
+
+def _exception_class(exc: BaseException) -> str:
+    """The portal's errors may carry the webhook URL (its secret): only the class is shown."""
+    return type(exc).__name__
+
+
+class _RefusalLog:
+    """Refused POSTs logged once per REFUSAL_LOG_SECONDS (a flood does not fill the disk)."""
+
+    def __init__(self) -> None:
+        self._since = 0
+        self._last = float("-inf")
+
+    def note(self, peer: str, why: str) -> None:
+        now = time.monotonic()
+        if now - self._last < REFUSAL_LOG_SECONDS:
+            self._since += 1
+            return
+        more = f" ({self._since} more refused since the last line)" if self._since else ""
+        log.warning("refused event from %s: %s%s", peer, why, more)
+        self._last, self._since = now, 0

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -119,6 +120,15 @@ class Forwarder:
         self._serial = EntitySerializer()
         self._unwritten: dict[tuple[str, int], signal_marks.Mark] = {}
 
+    def _deal_link(self, deal_id: int) -> str:
+        """The deal in Bitrix24 (the portal's origin only: the webhook path holds a secret)."""
+        parts = urlsplit(self.settings.bitrix24.webhook_url)
+        return f"[Сделка в Битрикс24]({parts.scheme}://{parts.netloc}/crm/deal/details/{deal_id}/)"
+
+    def latest_mark(self, kind: str, entity_id: int) -> signal_marks.Mark | None:
+        """The mark of a signal sent and not yet written to `signal_mark` (else None)."""
+        return self._unwritten.get((kind, entity_id))
+
     # ---- delivery of one row ---------------------------------------------------------------
 
     async def deliver(self, row: InboxEvent) -> Outcome:
@@ -149,7 +159,7 @@ class Forwarder:
                 f"deal {row.entity_id} was signalled after its change at"
                 f" {deal.get('DATE_MODIFY')} already (inbox row {covered.row_id})",
             )
-        if not await self._signal_deal(row):
+        if not await self._signal_deal(row, deal):
             return Outcome(InboxStatus.IGNORED, "deal workflow closed")
         return Outcome(InboxStatus.FORWARDED, mark=_mark(row, signal_marks.DEAL, modified, read_at))
 
@@ -167,8 +177,11 @@ class Forwarder:
             return mark
         return None
 
-    async def _signal_deal(self, row: InboxEvent) -> bool:
-        """Signal-with-start the deal's workflow; False when that workflow has closed."""
+    async def _signal_deal(self, row: InboxEvent, deal: dict[str, Any]) -> bool:
+        """Signal-with-start the deal's workflow; False when that workflow has closed.
+
+        A start carries the Web UI's static summary and details (the deal as first read);
+        Temporal keeps them only when this call starts the workflow."""
         try:
             await self.temporal_client.start_workflow(
                 WORKFLOW_TYPE,
@@ -179,6 +192,8 @@ class Forwarder:
                 start_signal_args=[_signal(row)],
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=_deal_attributes(row.entity_id),
+                static_summary=deal_summary(row.entity_id, deal),
+                static_details=self._deal_link(row.entity_id),
                 rpc_timeout=self.options.rpc_timeout,
             )
         except WorkflowAlreadyStartedError:
@@ -425,6 +440,19 @@ class Forwarder:
         self._kicked.add(task)
         task.add_done_callback(self._kicked.discard)
 
+    def spawn(self, work: Awaitable[None], done: Callable[[], None]) -> None:
+        """Run `work` in the background until `close` (its failure is logged); then `done()`."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.warning("relay background work failed: %s", _describe(exc))
+            finally:
+                done()
+
+        self._spawn(run())
+
     async def close(self) -> None:
         """Cancel background forwards; their rows go back to pending for the next start."""
         tasks = [*self._kicked, *self._workers]
@@ -515,3 +543,22 @@ def _temporal_error(exc: RPCError) -> Exception:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if isinstance(exc, Transient | Permanent) else f"{type(exc).__name__}: {text}"
+
+
+SUMMARY_BYTES = 200  # Temporal's limit for a static summary
+
+
+def deal_summary(deal_id: int, deal: dict[str, Any]) -> str:
+    """«title» · amount currency · «Продажа» №id — within the summary's 200 bytes."""
+    try:
+        value = float(deal.get("OPPORTUNITY") or 0)
+    except (TypeError, ValueError):
+        value = 0.0
+    amount = f"{value:,.0f}".replace(",", "\u00a0")
+    tail = f" · {amount} {deal.get('CURRENCY_ID') or 'RUB'} · «Продажа» №{deal_id}"
+    title = str(deal.get("TITLE") or "")
+    room = SUMMARY_BYTES - len(tail.encode()) - len("«»…".encode())
+    while len(title.encode()) > room:
+        title = title[:-1]
+    shortened = "…" if title != str(deal.get("TITLE") or "") else ""
+    return f"«{title}{shortened}»{tail}"

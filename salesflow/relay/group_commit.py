@@ -3,7 +3,9 @@
 No timer: an idle relay writes each item at once; under load, items queue while the previous
 transaction commits and the next takes them all, so the number of transactions adapts to the
 load. Each caller gets its own result only after its item's transaction has committed. When a
-whole batch fails, its items are written one by one, so one bad item fails only itself.
+whole batch fails, its items are written one by one, so one bad item fails only itself. An item
+whose caller stopped waiting (a timeout) is still written; past `max_waiting` queued items (a
+hanging database) new ones are refused at once.
 """
 
 from __future__ import annotations
@@ -16,17 +18,27 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class Overloaded(Exception):
+    """More items wait than `max_waiting` (the database is hanging): refused at once."""
+
+
 class GroupCommit(Generic[T, R]):
     def __init__(
-        self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]], max_batch: int = 200
+        self,
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        max_batch: int = 200,
+        max_waiting: int = 10_000,
     ) -> None:
         self._write = write  # one transaction for the items; one result per item, in order
         self.max_batch = max_batch
+        self.max_waiting = max_waiting
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
         """The item's result once its transaction has committed."""
+        if len(self._queue) >= self.max_waiting:
+            raise Overloaded(f"{len(self._queue)} writes waiting for the database")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._writer is None or self._writer.done():

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from salesflow.integrations.bitrix24 import php_form
 
@@ -13,6 +15,16 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 TASK_EVENT_PREFIX = "ONTASK"
 # Where each kind of event carries the ID of its object (bitrix24.md §7, §9).
 ID_SECTIONS = ("FIELDS", "FIELDS_AFTER", "FIELDS_BEFORE")
+TOKEN_KEY = "auth[application_token]"
+EVENT_KEY = "event"
+# The form of an event: a portal sends about ten parameters, two levels deep, short keys.
+MAX_FORM_PARAMS = 200
+MAX_KEY_DEPTH = 8
+MAX_KEY_LENGTH = 200
+MAX_EVENT_NAME = 64  # Bitrix24 event names are upper-case words (ONCRMDEALUPDATE: 15)
+INT64_MAX = 2**63 - 1
+_EVENT_NAME = re.compile(r"[A-Z0-9_]+")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit and int() take ١٢٣ too
 
 
 class Unauthorized(Exception):
@@ -31,11 +43,53 @@ class InboundEvent:
     payload: dict[str, Any]  # the decoded form without `auth` (tokens are never stored)
 
 
+def count_params(body: bytes) -> None:
+    """BadEvent when the body has more parameters than any event (counted, not split)."""
+    if body.count(b"&") >= MAX_FORM_PARAMS:
+        raise BadEvent(f"more than {MAX_FORM_PARAMS} form parameters")
+
+
+def scan_fields(
+    body: bytes, keys: frozenset[str] = frozenset({TOKEN_KEY, EVENT_KEY})
+) -> dict[str, bytes]:
+    """The raw (percent-decoded) values of `keys` in a urlencoded body, without decoding the form.
+
+    One pass over the pairs; a key longer than any encoding of the wanted ones is skipped
+    unread; the last duplicate wins, as in parse_str. Cheap enough to run before the caller
+    is known.
+    """
+    longest = 3 * max(len(key) for key in keys)
+    found: dict[str, bytes] = {}
+    for piece in body.split(b"&"):
+        raw_key, _, raw_value = piece.partition(b"=")
+        if not raw_key or len(raw_key) > longest:
+            continue
+        key = unquote_plus(raw_key.decode("latin-1"), encoding="utf-8", errors="replace")
+        if key in keys:
+            found[key] = unquote_to_bytes(raw_value.replace(b"+", b" "))
+    return found
+
+
+def check_token_raw(given: bytes | None, expected: str) -> None:
+    """Constant-time comparison of the scanned `auth[application_token]` with the token."""
+    if not given:
+        raise Unauthorized("missing auth[application_token]")
+    if not hmac.compare_digest(given, expected.encode("utf-8")):
+        raise Unauthorized("wrong auth[application_token]")
+
+
 def decode_form(body: bytes) -> dict[str, Any]:
-    """A urlencoded body with PHP-bracket keys as nested dicts (`data[FIELDS][ID]`)."""
+    """A urlencoded body with PHP-bracket keys as nested dicts (`data[FIELDS][ID]`), within
+    the limits of an event's form (parameters, key depth, key length)."""
+    count_params(body)
     try:
         body.decode("utf-8")
-        return php_form.decode(body)
+        return php_form.decode(
+            body,
+            max_params=MAX_FORM_PARAMS,
+            max_depth=MAX_KEY_DEPTH,
+            max_key_length=MAX_KEY_LENGTH,
+        )
     except ValueError as exc:  # UnicodeDecodeError included
         raise BadEvent(f"body is not a UTF-8 urlencoded form: {exc}") from exc
 
@@ -66,13 +120,30 @@ def _entity_id(data: Any) -> str | None:
 
 
 def _positive_int(raw: str, name: str, problems: list[str]) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
+    """ASCII digits within int64 (`ts` may be 0); else a problem naming the field."""
+    text = raw.strip(" \t")
+    value = int(text) if _DIGITS.fullmatch(text) and len(text) <= 19 else -1
+    if value > INT64_MAX:
         value = -1
     if value < 0 or (value == 0 and name != "ts"):
-        problems.append(f"{name} must be a positive integer, got {raw!r}")
+        problems.append(
+            f"{name} must be a positive integer of ASCII digits up to {INT64_MAX},"
+            f" got {_shown(raw)}"
+        )
     return value
+
+
+def _shown(raw: str) -> str:
+    return repr(raw) if len(raw) <= 40 else repr(raw[:40]) + f"… ({len(raw)} characters)"
+
+
+def event_name_problem(event: str) -> str | None:
+    """Why `event` (stripped, upper-cased) is not a Bitrix24 event name, or None."""
+    if len(event) > MAX_EVENT_NAME:
+        return f"event must be at most {MAX_EVENT_NAME} characters, got {len(event)}"
+    if not _EVENT_NAME.fullmatch(event):
+        return f"event must be letters A-Z, digits and _, got {_shown(event)}"
+    return None
 
 
 def parse_event(form: Mapping[str, Any]) -> InboundEvent:
@@ -89,6 +160,9 @@ def parse_event(form: Mapping[str, Any]) -> InboundEvent:
     if missing or raw_id is None or raw_ts is None:
         raise BadEvent("missing " + ", ".join(missing))
     problems: list[str] = []
+    bad_name = event_name_problem(event)
+    if bad_name is not None:
+        raise BadEvent(bad_name)
     entity_id = _positive_int(raw_id, _id_key(event), problems)
     ts = _positive_int(raw_ts, "ts", problems)
     if problems:

@@ -6,12 +6,23 @@ import asyncio
 import os
 import sys
 import traceback
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
-from salesflow.config.settings import ConfigError, Settings, load_settings
+from salesflow.config.settings import (
+    LOCAL_STACK_APPLICATION_TOKEN,
+    ConfigError,
+    Settings,
+    StartupError,
+    describe,
+    load_settings,
+    require_event_token,
+)
 from salesflow.starter import deal_commands, report_commands
 
 app = typer.Typer(help="salesflow: the «Продажа» pipeline on Temporal.", no_args_is_help=True)
@@ -19,7 +30,21 @@ emulate = typer.Typer(help="Emulators of Bitrix24 and 1C for the local stack and
 app.add_typer(emulate, name="emulate")
 app.add_typer(deal_commands.app, name="deal")
 app.add_typer(report_commands.app, name="report")
-console = Console(soft_wrap=True)  # whole lines when output goes to a file
+console = Console(soft_wrap=True)
+
+
+class OneCProfile(StrEnum):
+    """The choices of `--profile` (salesflow.integrations.onec.profiles.PROFILES_NAMES)."""
+
+    ut11 = "ut11"
+    erp2 = "erp2"
+    bp3 = "bp3"  # whole lines when output goes to a file
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line (no traceback, no markup read into the message) and the exit code."""
+    console.print(message, style="red", markup=False, highlight=False)
+    raise typer.Exit(code)
 
 
 def settings_or_exit(**overrides: str | None) -> Settings:
@@ -27,18 +52,15 @@ def settings_or_exit(**overrides: str | None) -> Settings:
     try:
         settings = load_settings()
         data = settings.model_dump()
-        for dotted, value in overrides.items():
-            if value is None:
-                continue
+        given = {dotted: value for dotted, value in overrides.items() if value is not None}
+        for dotted, value in given.items():
             section, key = dotted.split("__")
             data[section][key] = value
-        return Settings.model_validate(data) if overrides else settings
+        return Settings.model_validate(data) if given else settings
     except ConfigError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
-    except ValueError as err:
-        console.print(f"[red]bad option: {err}[/red]")
-        raise typer.Exit(2) from None
+        fail(str(err))
+    except ValidationError as err:
+        fail(describe(err))
 
 
 def checkout_rig() -> None:
@@ -62,29 +84,59 @@ def worker() -> None:
     """Run a worker for DealWorkflow and its activities."""
     from salesflow.worker import main
 
-    asyncio.run(main(settings_or_exit()))
+    settings = settings_or_exit()
+    try:
+        asyncio.run(main(settings))
+    except StartupError as err:
+        fail(str(err))
 
 
 @app.command()
 def relay(
-    host: str = typer.Option(None, help="default: relay.host"),
-    port: int = typer.Option(None, help="default: relay.port (8000)"),
-    application_token: str = typer.Option(None, envvar="BITRIX24_APPLICATION_TOKEN"),
-    database_url: str = typer.Option(None, envvar="DATABASE_URL"),
+    host: Annotated[str | None, typer.Option(help="default: relay.host")] = None,
+    port: Annotated[int | None, typer.Option(help="default: relay.port (8000)")] = None,
+    application_token: Annotated[
+        str | None,
+        typer.Option(
+            help="the outgoing webhook's token (default: bitrix24.application_token); on the"
+            " command line it shows in `ps`: prefer BITRIX24_APPLICATION_TOKEN(_FILE) or"
+            " --application-token-file",
+        ),
+    ] = None,
+    application_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="a file holding the application token (as BITRIX24_APPLICATION_TOKEN_FILE)",
+        ),
+    ] = None,
+    database_url: Annotated[str | None, typer.Option(envvar="DATABASE_URL")] = None,
 ) -> None:
     """Run the Bitrix24 webhook relay (POST /bitrix24/events, GET /healthz)."""
     from salesflow.relay.server import run
 
+    if application_token_file is not None:
+        if application_token is not None:
+            fail("give --application-token or --application-token-file, not both")
+        application_token = application_token_file.read_text(encoding="utf-8").strip()
     settings = settings_or_exit(
         bitrix24__application_token=application_token, database__url=database_url
     )
-    run(settings, host, port)
+    try:
+        require_event_token(settings)
+        run(settings, host, port)
+    except (ConfigError, StartupError) as err:
+        fail(str(err))
 
 
 @app.command()
 def dev(
-    data_dir: Path = typer.Option(Path(".salesflow"), help="where the stack keeps its databases"),
-    demo: bool = typer.Option(True, help="create a demo deal in the Bitrix24 emulator"),
+    data_dir: Annotated[Path, typer.Option(help="where the stack keeps its databases")] = Path(
+        ".salesflow"
+    ),
+    demo: Annotated[bool, typer.Option(help="create a demo deal in the Bitrix24 emulator")] = True,
 ) -> None:
     """The whole local stack in the foreground: Temporal + Web UI, emulators, relay, worker."""
     checkout_rig()
@@ -95,14 +147,22 @@ def dev(
 
 @emulate.command("bitrix24")
 def emulate_bitrix24(
-    host: str = "127.0.0.1",
-    port: int = 8081,
-    secret: str = "devsecret",
-    handler_url: str = typer.Option(None, help="where outbound events are POSTed"),
-    application_token: str = "dev-app-token",
-    seed: Path = typer.Option(None, help="a seed JSON file merged over the built-in seed"),
-    rate_per_second: float = typer.Option(2.0, help="leaky-bucket drain; 0 turns it off"),
-    burst: int = 50,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8081,
+    secret: Annotated[str, typer.Option(help="the webhook secret of user 1")] = "devsecret",
+    handler_url: Annotated[
+        str | None, typer.Option(help="where outbound events are POSTed")
+    ] = None,
+    application_token: Annotated[
+        str, typer.Option(help="the token the outbound events carry")
+    ] = LOCAL_STACK_APPLICATION_TOKEN,
+    seed: Annotated[
+        Path | None, typer.Option(help="a seed JSON file merged over the built-in seed")
+    ] = None,
+    rate_per_second: Annotated[
+        float, typer.Option(help="leaky-bucket drain; 0 turns it off")
+    ] = 2.0,
+    burst: Annotated[int, typer.Option()] = 50,
 ) -> None:
     """Serve the Bitrix24 REST emulator at /rest/<user>/<secret>/<method>."""
     checkout_rig()
@@ -123,20 +183,24 @@ def emulate_bitrix24(
 
 @emulate.command("onec")
 def emulate_onec(
-    host: str = "127.0.0.1",
-    port: int = 8082,
-    base: str = "trade",
-    user: str = "odata",
-    password: str = "odata",
-    profile: str = typer.Option("ut11", help="standard configuration: ut11, erp2 or bp3"),
-    extension: bool = typer.Option(False, help="the optional salesflow extension installed"),
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8082,
+    base: Annotated[str, typer.Option(help="the 1C base name in the URL")] = "trade",
+    user: Annotated[str, typer.Option()] = "odata",
+    password: Annotated[str, typer.Option()] = "odata",
+    profile: Annotated[
+        OneCProfile, typer.Option(help="the standard configuration the base is")
+    ] = OneCProfile.ut11,
+    extension: Annotated[
+        bool, typer.Option(help="the optional salesflow extension installed")
+    ] = False,
 ) -> None:
     """Serve the 1C OData emulator at /<base>/odata/standard.odata/."""
     checkout_rig()
     from emulators.onec.app import run
 
     console.print(f"1C OData ({profile}): http://{host}:{port}/{base}/odata/standard.odata/")
-    run(host, port, base, user, password, profile=profile, extension=extension)
+    run(host, port, base, user, password, profile=profile.value, extension=extension)
 
 
 @app.command()
@@ -149,8 +213,12 @@ def doctor() -> None:
 
 @app.command("config-check")
 def config_check() -> None:
-    """Validate the configuration file and environment; name each bad key."""
+    """Validate the configuration file and environment; name each bad key (exit 2 if any)."""
     settings = settings_or_exit()
+    try:
+        require_event_token(settings)
+    except ConfigError as err:
+        fail(f"bad configuration — {err}")
     console.print(f"configuration is valid (Temporal {settings.temporal.address})")
 
 

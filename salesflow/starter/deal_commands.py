@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,10 +27,11 @@ from temporalio.workflow import UpdateMethodMultiParam
 from salesflow.config.settings import ConfigError, Settings, load_settings
 from salesflow.config.temporal_client import connect
 from salesflow.store import board
-from salesflow.store.db import init_db, make_engine
+from salesflow.store.db import database_engine, init_db
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import (
     AcceptLead,
+    Actor,
     ApprovalDecision,
     DealView,
     DocumentsSigned,
@@ -48,8 +50,39 @@ app = typer.Typer(
     help="Commands and queries for one deal's workflow (deal-<id>).", no_args_is_help=True
 )
 console = Console(soft_wrap=True)  # whole lines when output goes to a file
+OPERATOR: dict[str, Actor] = {}  # who runs these commands, set by `operator()`
 COMMAND_TIMEOUT = 30.0
 M = TypeVar("M", bound=BaseModel)
+
+
+@app.callback()
+def operator(
+    as_user: int = typer.Option(
+        0,
+        "--as",
+        envvar="SALESFLOW_OPERATOR",
+        help="the Bitrix24 user ID you act for (recorded on each update; default: your OS user)",
+    ),
+) -> None:
+    """Every update records who sent it (R-X10): the integrator's commands name the operator."""
+    OPERATOR["actor"] = operator_actor(as_user)
+
+
+def operator_actor(as_user: int = 0) -> Actor:
+    """The CLI's actor: the Bitrix24 user given with --as, or the OS user (user_id 0)."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return Actor(user_id=as_user, name=f"{login} (CLI)", source="cli")
+
+
+def with_operator(payload: M) -> M:
+    """The payload with the operator as its actor, unless it names one already."""
+    if "actor" in type(payload).model_fields and getattr(payload, "actor", None) is None:
+        actor = OPERATOR.get("actor") or operator_actor()
+        return payload.model_copy(update={"actor": actor})
+    return payload
 
 
 def _fail(message: str) -> None:
@@ -152,6 +185,8 @@ def _update(
     payload: M,
     target: str | None = None,
 ) -> None:
+    payload = with_operator(payload)
+
     async def action(client: Client) -> Outcome:
         handle = client.get_workflow_handle(deal_workflow_id(deal_id))
         return await send_update(handle, update, payload)
@@ -422,7 +457,7 @@ async def read_board(read: Callable[[Any], Awaitable[Any]]) -> Any:
         settings = load_settings()
     except ConfigError as err:
         _fail(str(err))
-    engine = make_engine(settings.database.url)
+    engine = database_engine(settings.database)
     try:
         await init_db(engine)
         return await read(engine)

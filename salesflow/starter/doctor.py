@@ -43,7 +43,7 @@ from salesflow.integrations.onec.profiles import (
 )
 from salesflow.relay.app_token import refusal_hint
 from salesflow.store import app_tokens
-from salesflow.store.db import make_engine
+from salesflow.store.db import database_engine
 
 REQUIRED_SCOPES = ("crm", "task", "im", "user")
 # Deal fields by their settings name: the field types the product can work with.
@@ -493,7 +493,7 @@ async def _stored_tokens(settings: Settings) -> app_tokens.StoredTokens | None:
     b24 = settings.bitrix24
     if not b24.app_refresh_configured() or not _database_exists(settings.database.url):
         return None
-    engine = make_engine(settings.database.url)
+    engine = database_engine(settings.database)
     try:
         return await app_tokens.get(engine, b24.app_client_id)
     except Exception:  # no table yet, or no database: the configured pair is what counts

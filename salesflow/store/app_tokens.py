@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, Text, select
+from sqlalchemy import Float, Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from salesflow.store.db import dialect_insert
+from salesflow.store.db import UtcDateTime, dialect_insert
 
 
 class AppToken(SQLModel, table=True):
@@ -25,7 +25,7 @@ class AppToken(SQLModel, table=True):
     access_token: str = Field(sa_type=Text)
     refresh_token: str = Field(sa_type=Text)
     expires_at: float | None = Field(default=None, sa_type=Float)  # unix time
-    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=UtcDateTime())
     last_error: str | None = Field(default=None, sa_type=Text)
 
 
@@ -49,15 +49,12 @@ async def get(engine: AsyncEngine, client_id: str) -> StoredTokens | None:
         row = (await conn.execute(select(_table).where(_c.client_id == client_id))).first()
     if row is None:
         return None
-    updated = row.updated_at
-    if updated.tzinfo is None:  # SQLite keeps no zone
-        updated = updated.replace(tzinfo=UTC)
     return StoredTokens(
         row.client_id,
         row.access_token,
         row.refresh_token,
         row.expires_at,
-        updated,
+        row.updated_at,
         row.last_error,
     )
 

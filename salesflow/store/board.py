@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Text, select
+from sqlalchemy import BigInteger, Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col
 
-from salesflow.store.db import session
+from salesflow.store.db import UtcDateTime, as_utc, session
 
 
 class DealBoardRow(SQLModel, table=True):
@@ -24,9 +24,9 @@ class DealBoardRow(SQLModel, table=True):
     amount: float = 0.0
     document_set: str | None = Field(default=None, max_length=32)
     deadlines: str = Field(default="[]", sa_type=Text)
-    next_due: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    next_due: datetime | None = Field(default=None, sa_type=UtcDateTime())
     overdue: bool = Field(default=False, index=True)
-    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=UtcDateTime())
 
 
 class DeadlineRow(SQLModel, table=True):
@@ -39,19 +39,9 @@ class DeadlineRow(SQLModel, table=True):
     name: str = Field(max_length=64)
     stage: str = Field(max_length=16)
     manager_id: int | None = None
-    due: datetime = Field(sa_type=DateTime(timezone=True))
+    due: datetime = Field(sa_type=UtcDateTime())
     missed: bool = False
-    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-@overload
-def _aware(value: datetime) -> datetime: ...
-@overload
-def _aware(value: None) -> None: ...
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    closed_at: datetime | None = Field(default=None, sa_type=UtcDateTime())
 
 
 async def save_deal(
@@ -81,8 +71,8 @@ async def save_deal(
                 col(DeadlineRow.closed_at).is_(None),
             )
         )
-        open_rows = {(r.name, _aware(r.due)): r for r in found.scalars()}
-        wanted = {(name, _aware(due)): missed for name, due, missed in deadlines}
+        open_rows = {(r.name, r.due): r for r in found.scalars()}
+        wanted = {(name, as_utc(due)): missed for name, due, missed in deadlines}
         for key, existing in open_rows.items():
             if key in wanted:
                 existing.missed = existing.missed or wanted[key]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Text, delete, select
+from sqlalchemy import Text, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from salesflow.store.db import dialect_insert
+from salesflow.store.db import UtcDateTime, dialect_insert
 
 
 class SyncCursor(SQLModel, table=True):
@@ -17,7 +17,7 @@ class SyncCursor(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=100)
     value: str = Field(sa_type=Text)
-    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=UtcDateTime())
 
 
 # sqlmodel does not declare `__table__` on table models (a stub gap); it is there at runtime.

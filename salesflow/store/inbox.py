@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Text, bindparam, case, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, Text, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, SQLModel
+
+from salesflow.store.db import UtcDateTime, dialect_insert
 
 REASON_MAX_CHARS = 2000
 DEFAULT_LEASE = timedelta(seconds=30)
@@ -40,14 +41,14 @@ class InboxEvent(SQLModel, table=True):
     event: str = Field(max_length=100)
     entity_id: int = Field(sa_type=BigInteger)
     ts: int = Field(sa_type=BigInteger)
-    received_at: datetime = Field(sa_type=DateTime(timezone=True))
+    received_at: datetime = Field(sa_type=UtcDateTime())
     payload: str = Field(sa_type=Text)
     status: str = Field(default=InboxStatus.PENDING.value, max_length=16, index=True)
     reason: str | None = Field(default=None, sa_type=Text)
     attempts: int = 0
-    next_attempt_at: datetime = Field(sa_type=DateTime(timezone=True))
-    claimed_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    forwarded_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    next_attempt_at: datetime = Field(sa_type=UtcDateTime())
+    claimed_until: datetime | None = Field(default=None, sa_type=UtcDateTime())
+    forwarded_at: datetime | None = Field(default=None, sa_type=UtcDateTime())
 
     def payload_data(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.payload)
@@ -83,27 +84,8 @@ def change_key(kind: str, entity_id: int, modified: int) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _insert(engine: AsyncEngine) -> Any:
-    name = engine.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(_table)
-    if name == "sqlite":
-        return sqlite.insert(_table)
-    raise ValueError(f"inbox: unsupported database dialect {name}")
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite gives timestamps back without a zone; they were written in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _row(mapping: Mapping[Any, Any]) -> InboxEvent:
-    data = dict(mapping)
-    for key in ("received_at", "next_attempt_at", "claimed_until", "forwarded_at"):
-        data[key] = _aware(data[key])
-    return InboxEvent(**data)
+    return InboxEvent(**dict(mapping))
 
 
 @dataclass(frozen=True)
@@ -207,7 +189,7 @@ def _record_statement(engine: AsyncEngine) -> Any:
     name = engine.dialect.name
     if name not in _RECORD_STATEMENTS:
         _RECORD_STATEMENTS[name] = (
-            _insert(engine)
+            dialect_insert(engine, _table)
             .on_conflict_do_nothing(index_elements=["dedup_key"])
             .returning(_c.id, _c.dedup_key)
         )
@@ -295,7 +277,7 @@ _SETTLE = (
         reason=bindparam("new_reason"),
         claimed_until=None,
         forwarded_at=func.coalesce(
-            bindparam("new_forwarded_at", type_=DateTime(timezone=True)), _c.forwarded_at
+            bindparam("new_forwarded_at", type_=UtcDateTime()), _c.forwarded_at
         ),
     )
 )

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Text, select
+from sqlalchemy import Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from salesflow.store.db import dialect_insert, session
+from salesflow.store.db import UtcDateTime, dialect_insert, session
 
 
 class SentMail(SQLModel, table=True):
@@ -18,7 +18,7 @@ class SentMail(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=200)
     recipients: str = Field(sa_type=Text)
     subject: str = Field(sa_type=Text)
-    sent_at: datetime = Field(sa_type=DateTime(timezone=True))
+    sent_at: datetime = Field(sa_type=UtcDateTime())
 
 
 class MailAttempt(SQLModel, table=True):
@@ -26,7 +26,7 @@ class MailAttempt(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=200)
     attempts: int = 0
-    last_at: datetime = Field(sa_type=DateTime(timezone=True))
+    last_at: datetime = Field(sa_type=UtcDateTime())
 
 
 # sqlmodel does not declare `__table__` on table models (a stub gap); it is there at runtime.

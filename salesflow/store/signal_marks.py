@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Float, select
+from sqlalchemy import BigInteger, Float, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from salesflow.store.db import dialect_insert
+from salesflow.store.db import UtcDateTime, dialect_insert
 
 DEAL = "deal"
 TASK = "task"
@@ -34,7 +34,7 @@ class SignalMark(SQLModel, table=True):
     modified: int = Field(sa_type=BigInteger)  # the object's DATE_MODIFY seen, epoch seconds
     read_at: float = Field(sa_type=Float)  # the portal's time of that read, epoch seconds
     row_id: int | None = Field(default=None, sa_type=BigInteger)  # the inbox row signalled
-    signalled_at: datetime = Field(sa_type=DateTime(timezone=True))
+    signalled_at: datetime = Field(sa_type=UtcDateTime())
 
 
 @dataclass(frozen=True)

@@ -179,20 +179,32 @@ class DealSnapshot(Carried):
 # ---- updates of the later stages (CONTRACT.md) -------------------------------------------
 
 
+class Actor(Carried):
+    """Who sent a person's command (R-X10): the Bitrix24 user, from the deal card or the CLI.
+    Optional on every update (None: not known, as in histories recorded before it)."""
+
+    user_id: int
+    name: str = ""
+    source: Literal["bitrix24", "cli"] = "bitrix24"
+
+
 class KpFeedback(Carried):
     agreed: bool
     comment: str | None = None
+    actor: Actor | None = None
 
 
 class ApprovalDecision(Carried):
     approved: bool
     comment: str | None = None
+    actor: Actor | None = None
 
 
 class RecordPayment(Carried):
     amount: float = Field(gt=0, le=1e12)
     paid_on: date
     source: Literal["1c", "manual"] = "manual"
+    actor: Actor | None = None
 
 
 class Tranche(Carried):
@@ -202,6 +214,7 @@ class Tranche(Carried):
 
 class PaymentSchedule(Carried):
     tranches: list[Tranche]
+    actor: Actor | None = None
 
 
 class RequestTasks(Carried):
@@ -211,10 +224,12 @@ class RequestTasks(Carried):
     production: bool = False
     lawyer: bool = False
     metrologist: bool = False
+    actor: Actor | None = None
 
 
 class StartProcess(Carried):
     kind: Literal["import_order", "production", "purchasing"]
+    actor: Actor | None = None
 
 
 class ClosePayments(Carried):
@@ -225,12 +240,14 @@ class ClosePayments(Carried):
 
 class DocumentsSigned(Carried):
     kind: Literal["act", "upd", "invoice", "contract"]
+    actor: Actor | None = None
 
 
 class MoveStage(Carried):
     """A person moves the deal (as dragging it in Bitrix24 would); same rules as R-X3."""
 
     to: Stage
+    actor: Actor | None = None
 
 
 class TrancheState(Carried):
@@ -307,10 +324,12 @@ class DealInput(Carried):
 
 class AcceptLead(Carried):
     manager_id: int
+    actor: Actor | None = None
 
 
 class RejectLead(Carried):
     reason: str
+    actor: Actor | None = None
 
     @field_validator("reason")
     @classmethod
@@ -323,6 +342,7 @@ class RejectLead(Carried):
 class LoseDeal(Carried):
     reason: Literal["NO_MONEY", "COMPETITOR", "NOT_TARGET", "NO_DECISION", "TOO_LONG", "OTHER"]
     comment: str | None = None
+    actor: Actor | None = None
 
 
 class DealView(Carried):

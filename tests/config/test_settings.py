@@ -8,7 +8,13 @@ import pytest
 import tomli_w
 from pydantic import BaseModel
 
-from salesflow.config.settings import ConfigError, Settings, load_settings
+from salesflow.config.settings import (
+    ConfigError,
+    Settings,
+    event_token_problem,
+    load_settings,
+    require_event_token,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "salesflow" / "config" / "salesflow.sample.toml"
 
@@ -90,3 +96,151 @@ def test_every_key_with_a_wrong_value_is_named(tmp_path: Path, dotted: str) -> N
     with pytest.raises(ConfigError) as err:
         load_settings(path, environ={})
     assert dotted in str(err.value)
+
+
+# --- the pydantic-settings loader (issue 10 item 7) and the configuration findings of issue 11
+
+
+def test_settings_without_the_loader_are_the_defaults_whatever_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "elsewhere:7233")
+    monkeypatch.setenv("SALESFLOW_RULES__REMINDER_INTERVAL_MINUTES", "15")
+    assert Settings() == load_settings(None, environ={})
+    assert load_settings(SAMPLE).temporal.address == "elsewhere:7233"  # os.environ by default
+
+
+def test_prefixed_variables_nest_and_win_over_the_short_names(tmp_path: Path) -> None:
+    settings = load_settings(
+        SAMPLE,
+        environ={
+            "TEMPORAL_ADDRESS": "short:7233",
+            "SALESFLOW_TEMPORAL__ADDRESS": "prefixed:7233",
+            "SALESFLOW_PORTAL__STAGES__NEW": "C7:NEW",  # upper-case keys, case-insensitively
+            "SALESFLOW_PORTAL__USERS__MANAGERS": "[5, 6]",
+            "SALESFLOW_RULES__TAKE_INTO_WORK__MINUTES": "30",
+            "SMTP_PORT": "",  # empty variables are not set
+        },
+    )
+    assert settings.temporal.address == "prefixed:7233"
+    assert settings.portal.stages.NEW == "C7:NEW"
+    assert settings.portal.users.managers == (5, 6)
+    assert settings.rules.take_into_work.minutes == 30
+    assert settings.smtp.port == 8025
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"SMTP_PORT": "many"}, "smtp.port (from SMTP_PORT)"),
+        ({"SALESFLOW_RULES__REMINDER_INTERVAL_MINUTES": "0"}, "SALESFLOW_RULES__REMINDER"),
+        ({"SALESFLOW_PORTAL__NO_SUCH_KEY": "1"}, "portal.no_such_key"),
+        ({"SALESFLOW_NOSECTION__KEY": "1"}, "SALESFLOW_NOSECTION__KEY"),
+        ({"TEMPORAL_ADDRESS": "http://temporal:7233"}, "temporal.address (from TEMPORAL_ADDRESS)"),
+    ],
+)
+def test_a_bad_environment_variable_is_named(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(SAMPLE, environ=environ)
+    assert named in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "address", ["temporal", "temporal:", "temporal:0", "temporal:99999", "http://t:7233", " "]
+)
+def test_r_11_malformed_temporal_address_is_named(address: str) -> None:
+    with pytest.raises(ConfigError, match=r"temporal\.address.*host:port"):
+        load_settings(SAMPLE, environ={"SALESFLOW_TEMPORAL__ADDRESS": address})
+
+
+@pytest.mark.parametrize("address", ["localhost:7233", "[::1]:7233", "ns.acct.tmprl.cloud:7233"])
+def test_temporal_addresses_of_every_shape_load(address: str) -> None:
+    assert load_settings(SAMPLE, environ={"TEMPORAL_ADDRESS": address}).temporal.address == address
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ('[portal.stages]\nNEW = ""\n', "portal.stages.NEW"),
+        ('[portal.stages]\nWON = "  "\n', "portal.stages.WON"),
+        ('[portal.fields]\nkp = ""\n', "portal.fields.kp"),
+        ('[portal.approval]\nstage_new = ""\n', "portal.approval.stage_new"),
+        ('[temporal]\ntask_queue = ""\n', "temporal.task_queue"),
+        ('[smtp]\naccountant = ""\n', "smtp.accountant"),
+        ('[rules]\ntimezone = ""\n', "rules.timezone"),
+    ],
+)
+def test_r_11_empty_required_value_is_named(tmp_path: Path, toml: str, named: str) -> None:
+    path = tmp_path / "salesflow.toml"
+    path.write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert f"{named}: Value error, must not be empty" in str(err.value)
+
+
+def test_r_11_secrets_come_from_files(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n", encoding="utf-8")
+    webhook = tmp_path / "webhook"
+    webhook.write_text("https://portal.example.ru/rest/1/hook-secret/", encoding="utf-8")
+    password = tmp_path / "pg"
+    password.write_text("pg-pass\n", encoding="utf-8")
+    smtp = tmp_path / "smtp"
+    smtp.write_text("mail-pass", encoding="utf-8")
+    settings = load_settings(
+        SAMPLE,
+        environ={
+            "BITRIX24_APPLICATION_TOKEN_FILE": str(token),
+            "BITRIX24_WEBHOOK_URL_FILE": str(webhook),
+            "DATABASE_URL": "postgresql://salesflow@db/salesflow",
+            "DATABASE_PASSWORD_FILE": str(password),
+            "SALESFLOW_SMTP__PASSWORD_FILE": str(smtp),
+        },
+    )
+    assert settings.bitrix24.application_token == "s3cret-token"
+    assert settings.bitrix24.webhook_url == "https://portal.example.ru/rest/1/hook-secret/"
+    assert settings.database.url == "postgresql+asyncpg://salesflow:pg-pass@db/salesflow"
+    assert settings.smtp.password == "mail-pass"
+
+
+def test_r_11_secret_file_unreadable_or_doubled_is_named(tmp_path: Path) -> None:
+    missing = str(tmp_path / "absent")
+    with pytest.raises(ConfigError, match="BITRIX24_APPLICATION_TOKEN_FILE: cannot read"):
+        load_settings(SAMPLE, environ={"BITRIX24_APPLICATION_TOKEN_FILE": missing})
+    (tmp_path / "t").write_text("x", encoding="utf-8")
+    both = {
+        "BITRIX24_APPLICATION_TOKEN": "a",
+        "BITRIX24_APPLICATION_TOKEN_FILE": str(tmp_path / "t"),
+    }
+    with pytest.raises(ConfigError, match=r"BITRIX24_APPLICATION_TOKEN and .*_FILE are both set"):
+        load_settings(SAMPLE, environ=both)
+
+
+def test_database_password_applies_to_postgresql_only() -> None:
+    with pytest.raises(ConfigError, match=r"database: .*PostgreSQL only"):
+        load_settings(SAMPLE, environ={"DATABASE_PASSWORD": "x"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({}, "is not set"),
+        ({"BITRIX24_APPLICATION_TOKEN": ""}, "is not set"),  # an empty one: no fallback
+        ({"BITRIX24_APPLICATION_TOKEN": "dev-app-token"}, "public token"),
+        ({"BITRIX24_APPLICATION_TOKEN": "change-me"}, "public token"),
+    ],
+)
+def test_r_11_no_public_application_token_outside_the_local_stack(
+    environ: dict[str, str], problem: str
+) -> None:
+    settings = load_settings(SAMPLE, environ=environ)
+    assert settings.bitrix24.application_token in ("", "dev-app-token", "change-me")
+    with pytest.raises(ConfigError) as err:
+        require_event_token(settings)
+    assert "bitrix24.application_token (BITRIX24_APPLICATION_TOKEN)" in str(err.value)
+    assert problem in str(err.value)
+
+
+def test_a_portal_token_is_accepted() -> None:
+    settings = load_settings(SAMPLE, environ={"BITRIX24_APPLICATION_TOKEN": "k3j4h5g6"})
+    assert event_token_problem(settings) is None

@@ -17,6 +17,16 @@ TINY = {
     "bench.open_deals": ["--deals", "10", "--queries", "3", "--timeout", "30"],
     "bench.open_deals:doubles": ["--deals", "10", "--activities", "doubles", "--queries", "3"],
     "bench.history_events": ["--rounds", "2", "--suggest-after", "120"],
+    "bench.relay_flood": [
+        "--events",
+        "5",
+        "--interval",
+        "1",
+        "--connections",
+        "2",
+        "--half-open",
+        "2",
+    ],
 }
 
 

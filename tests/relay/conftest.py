@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
@@ -32,6 +33,7 @@ from emulators.bitrix24.state import Portal
 from salesflow.config.settings import Bitrix24Settings, RelaySettings, Settings
 from salesflow.relay.app import EVENTS_PATH, create_app
 from salesflow.relay.forwarder import ForwarderOptions
+from salesflow.relay.server import uvicorn_config
 from salesflow.store import inbox
 from salesflow.store.inbox import InboxEvent
 from salesflow.workflows.names import SIGNAL_BITRIX24_EVENT, deal_workflow_id
@@ -113,7 +115,12 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> 
 def relay_settings(webhook_url: str, **relay: Any) -> Settings:
     """The relay of these tests; the offline drain and the deal scan run only when `relay`
     asks for them (`offline_interval_seconds`, `scan_interval_seconds`)."""
-    quiet = {"offline_interval_seconds": 0, "scan_interval_seconds": 0}
+    quiet = {
+        "offline_interval_seconds": 0,
+        "scan_interval_seconds": 0,
+        "health_cache_seconds": 0,
+        "refusal_delay_seconds": 0,
+    }
     return Settings(
         bitrix24=Bitrix24Settings(
             webhook_url=webhook_url, application_token=TOKEN, rate_per_second=200, burst=400
@@ -129,6 +136,25 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield Emulator(server, app.state.portal)
 
 
+class RelayServer(BackgroundServer):
+    """The relay's app served as `salesflow relay` serves it (`relay.server.uvicorn_config`)."""
+
+    def __init__(self, app: Any, relay: RelaySettings, port: int = 0) -> None:
+        super().__init__(app, port=port)
+        config = uvicorn_config(app, relay, log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+
+
+@contextlib.asynccontextmanager
+async def serve_relay(app: Any, relay: RelaySettings, port: int = 0) -> AsyncIterator[RelayServer]:
+    server = RelayServer(app, relay, port)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 @contextlib.asynccontextmanager
 async def running_relay(
     settings: Settings, engine: AsyncEngine, temporal_client: Client, port: int = 0
@@ -136,7 +162,10 @@ async def running_relay(
     app = create_app(
         settings, engine=engine, temporal_client=temporal_client, forwarder_options=FAST
     )
-    async with serve(app, port=port) as server, httpx.AsyncClient(base_url=server.url) as http:
+    async with (
+        serve_relay(app, settings.relay, port=port) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
         yield Relay(server, app, engine, http)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from salesflow.integrations.bitrix24.client import Bitrix24Client
-from salesflow.relay.forwarder import Forwarder, ForwarderOptions
+from salesflow.relay.forwarder import Forwarder, ForwarderOptions, deal_summary
 from salesflow.relay.observations import OFFLINE, SCAN, SOURCE
 from salesflow.store import inbox
 from salesflow.store.inbox import InboxStatus
@@ -86,3 +86,11 @@ async def test_two_safety_net_rows_of_one_change_forwarded_at_once_signal_once(
         await forwarder.close()
     assert sorted(statuses) == [InboxStatus.FORWARDED, InboxStatus.IGNORED]
     assert len(await deal_signals(dev_env.client, deal_id)) == 1
+
+
+def test_the_static_summary_keeps_within_200_bytes() -> None:
+    long = {"TITLE": "Оборудование " * 40, "OPPORTUNITY": "1234567.5", "CURRENCY_ID": "USD"}
+    summary = deal_summary(7, long)
+    assert len(summary.encode()) <= 200
+    assert summary.endswith("…» · 1\u00a0234\u00a0568 USD · «Продажа» №7")
+    assert deal_summary(8, {}) == "«» · 0 RUB · «Продажа» №8"

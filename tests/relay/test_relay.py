@@ -61,7 +61,8 @@ async def test_a_portal_event_starts_the_deal_workflow_with_its_signal(
         emulator.portal.handler_url = relay.server.url + "/bitrix24/events"
         emulator.portal.bump_id("deal", deal_id - 1)
         async with emulator_client(emulator) as b24:
-            assert await b24.call("crm.deal.add", {"fields": {"CATEGORY_ID": 1}}) == deal_id
+            fields = {"CATEGORY_ID": 1, "TITLE": "Поставка насосов", "OPPORTUNITY": 640000}
+            assert await b24.call("crm.deal.add", {"fields": fields}) == deal_id
 
         await until(lambda: _has_rows(relay, 1))
         (row,) = await inbox.recent(engine)
@@ -75,6 +76,11 @@ async def test_a_portal_event_starts_the_deal_workflow_with_its_signal(
         assert description.workflow_type == "DealWorkflow"
         assert description.task_queue == "sales-pipeline"
         assert description.typed_search_attributes[DEAL_ID] == deal_id
+        # The Web UI's list and page (#10): the deal as first read, a link without the secret.
+        summary = await description.static_summary()
+        assert summary == f"«Поставка насосов» · 640\u00a0000 RUB · «Продажа» №{deal_id}"
+        details = await description.static_details() or ""
+        assert f"/crm/deal/details/{deal_id}/" in details and "/rest/" not in details
         signals = await deal_signals(dev_env.client, deal_id)
         assert signals == [{"event": "ONCRMDEALADD", "entity_id": deal_id, "ts": row.ts}]
 
@@ -279,6 +285,8 @@ async def test_healthz_reports_the_database_and_the_inbox(relay: Relay) -> None:
     assert answer.json() == {
         "status": "ok",
         "database": "ok",
+        "temporal": "ok",
+        "portal": "ok",
         "inbox": {"pending": 0, "forwarded": 0, "ignored": 0, "failed": 0},
         "forwarder": {"last_error": None},
         "offline_queue": {"enabled": False},

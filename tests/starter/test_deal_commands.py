@@ -8,6 +8,7 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from salesflow.starter import deal_commands
 from salesflow.starter.deal_commands import (
     Outcome,
     finished_deal,
@@ -16,7 +17,7 @@ from salesflow.starter.deal_commands import (
     update_reply,
 )
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import DealView, KpFeedback
+from salesflow.workflows.models import AcceptLead, Actor, DealView, KpFeedback
 
 
 def _view(stage: str) -> DealView:
@@ -102,3 +103,15 @@ def test_deadlines_print_in_the_portal_zone() -> None:
     moment = datetime(2026, 12, 2, 6, 30, tzinfo=UTC)
     assert format_when(moment, "Europe/Moscow") == "02.12.2026 09:30 Europe/Moscow"
     assert format_when(None, "Europe/Moscow") == ""
+
+
+def test_r_x10_every_cli_update_names_the_operator(monkeypatch) -> None:
+    """No anonymous action: `--as <user id>` (or SALESFLOW_OPERATOR), else the OS user."""
+    monkeypatch.setattr("getpass.getuser", lambda: "integrator")
+    deal_commands.operator(as_user=0)
+    sent = deal_commands.with_operator(KpFeedback(agreed=True))
+    assert sent.actor == Actor(user_id=0, name="integrator (CLI)", source="cli")
+    deal_commands.operator(as_user=5)
+    assert deal_commands.with_operator(AcceptLead(manager_id=5)).actor.user_id == 5
+    own = Actor(user_id=9, name="Иванов", source="bitrix24")
+    assert deal_commands.with_operator(KpFeedback(agreed=True, actor=own)).actor == own

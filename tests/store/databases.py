@@ -21,17 +21,18 @@ PG_URL = os.environ.get(
 
 
 @contextlib.asynccontextmanager
-async def sqlite_database(folder: Path) -> AsyncIterator[AsyncEngine]:
+async def sqlite_database(folder: Path, migrate: bool = True) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(f"sqlite+aiosqlite:///{folder}/nested/inbox.db")
     try:
-        await init_db(engine)
+        if migrate:
+            await init_db(engine)
         yield engine
     finally:
         await engine.dispose()
 
 
 @contextlib.asynccontextmanager
-async def postgresql_database() -> AsyncIterator[AsyncEngine]:
+async def postgresql_database(migrate: bool = True) -> AsyncIterator[AsyncEngine]:
     """An engine whose search_path is a schema made for it and dropped afterwards."""
     schema = f"salesflow_test_{uuid.uuid4().hex[:12]}"
     admin = make_engine(PG_URL)
@@ -45,7 +46,8 @@ async def postgresql_database() -> AsyncIterator[AsyncEngine]:
         pytest.skip(f"PostgreSQL at {PG_URL} is not reachable: {exc}")
     engine = make_engine(PG_URL, connect_args={"server_settings": {"search_path": schema}})
     try:
-        await init_db(engine)
+        if migrate:
+            await init_db(engine)
         yield engine
     finally:
         await engine.dispose()
@@ -55,8 +57,8 @@ async def postgresql_database() -> AsyncIterator[AsyncEngine]:
 
 
 @contextlib.asynccontextmanager
-async def database(kind: str, folder: Path) -> AsyncIterator[AsyncEngine]:
-    """`sqlite` or `postgresql`, with the tables created."""
-    chosen = sqlite_database(folder) if kind == "sqlite" else postgresql_database()
+async def database(kind: str, folder: Path, migrate: bool = True) -> AsyncIterator[AsyncEngine]:
+    """`sqlite` or `postgresql`, with the schema migrated to the newest revision (or empty)."""
+    chosen = sqlite_database(folder, migrate) if kind == "sqlite" else postgresql_database(migrate)
     async with chosen as engine:
         yield engine

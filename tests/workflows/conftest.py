@@ -11,7 +11,7 @@ from temporalio.worker import Worker
 
 from salesflow.config.settings import Settings
 from salesflow.config.snapshot import build_rules
-from salesflow.worker import WORKFLOWS
+from salesflow.worker import WORKFLOW_FAILURE_EXCEPTION_TYPES, WORKFLOWS
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import DealInput, DealRules, DealSnapshot
 from salesflow.workflows.sandbox import workflow_runner
@@ -68,7 +68,7 @@ async def deal_running(
         task_queue=queue,
         workflows=WORKFLOWS,
         activities=portal.activities(),
-        workflow_failure_exception_types=[Exception],
+        workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
         workflow_runner=workflow_runner(),
     ):
         handle = await env.client.start_workflow(

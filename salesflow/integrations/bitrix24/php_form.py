@@ -21,6 +21,7 @@ from qs_codec import EncodeOptions, Format, ListFormat
 
 MAX_PARAMS = 5000
 MAX_DEPTH = 20
+MAX_KEY_LENGTH = 1000  # characters of a decoded key (PHP has no such limit; no real key nears it)
 MAX_LIST_INDEX = 5000
 
 _ENCODE_OPTIONS = EncodeOptions(list_format=ListFormat.INDICES, format=Format.RFC1738)
@@ -67,10 +68,10 @@ def to_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _segments(name: str) -> list[str] | None:
+def _segments(name: str, max_depth: int = MAX_DEPTH) -> list[str] | None:
     """`a[b][]` → ["a", "b", ""], as parse_str reads a key (None: PHP drops the pair).
 
-    Linear in the key's length; stops (ValueError) once the key is deeper than MAX_DEPTH.
+    Linear in the key's length; stops (ValueError) once the key is deeper than `max_depth`.
     """
     bracket = name.find("[")
     if bracket <= 0:
@@ -82,8 +83,8 @@ def _segments(name: str) -> list[str] | None:
         if close < 0:  # an unclosed bracket: PHP makes it part of the last name
             segments[-1] += "_" + name[pos + 1 :]
             break
-        if len(segments) > MAX_DEPTH:
-            raise ValueError(f"keys nested deeper than {MAX_DEPTH} levels")
+        if len(segments) > max_depth:
+            raise ValueError(f"keys nested deeper than {max_depth} levels")
         segments.append(name[pos + 1 : close])
         pos = close + 1
     return segments
@@ -125,12 +126,19 @@ def _php_arrays(value: Any) -> Any:
     return converted
 
 
-def decode(text: str | bytes) -> dict[str, Any]:
+def decode(
+    text: str | bytes,
+    *,
+    max_params: int = MAX_PARAMS,
+    max_depth: int = MAX_DEPTH,
+    max_key_length: int = MAX_KEY_LENGTH,
+) -> dict[str, Any]:
     """Decode a query string or urlencoded body as PHP's parse_str does.
 
     Values stay strings; the last duplicate wins; `a[]` appends; keys keep their order.
-    More than MAX_PARAMS parameters or keys nested deeper than MAX_DEPTH raise ValueError
-    (the only exception this raises).
+    More than `max_params` parameters, a key nested deeper than `max_depth` or longer than
+    `max_key_length` characters raise ValueError (the only exception this raises). The work is
+    linear in the input's length.
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
@@ -140,16 +148,21 @@ def decode(text: str | bytes) -> dict[str, Any]:
     if not text:
         return {}
     pieces = [piece for piece in text.split("&") if piece]
-    if len(pieces) > MAX_PARAMS:
-        raise ValueError(f"more than {MAX_PARAMS} parameters")
+    if len(pieces) > max_params:
+        raise ValueError(f"more than {max_params} parameters")
     decoded: dict[str, Any] = {}
     next_index: dict[int, tuple[dict[str, Any], int]] = {}
     for piece in pieces:
         raw_name, _, raw_value = piece.partition("=")
-        segments = _segments(unquote_plus(raw_name, errors="replace"))
+        if len(raw_name) > 3 * max_key_length:  # longer than any %XX-encoding of a legal key
+            raise ValueError(f"a key longer than {max_key_length} characters")
+        name = unquote_plus(raw_name, errors="replace")
+        if len(name) > max_key_length:
+            raise ValueError(f"a key longer than {max_key_length} characters")
+        segments = _segments(name, max_depth)
         if segments is None:
             continue
-        if len(segments) - 1 > MAX_DEPTH:
-            raise ValueError(f"keys nested deeper than {MAX_DEPTH} levels")
+        if len(segments) - 1 > max_depth:
+            raise ValueError(f"keys nested deeper than {max_depth} levels")
         _insert(decoded, segments, unquote_plus(raw_value, errors="replace"), next_index)
     return {k: _php_arrays(v) for k, v in decoded.items()}

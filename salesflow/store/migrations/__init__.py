@@ -1,0 +1,1 @@
+"""Alembic migrations of the salesflow database (applied by `salesflow.store.db.init_db`)."""

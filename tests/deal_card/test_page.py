@@ -1,0 +1,257 @@
+"""R-X10: the tab offers exactly the actions valid at each stage, the state in Russian, and
+the form's input or the workflow's refusals in Russian (pure: no servers)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from salesflow.config.settings import Settings
+from salesflow.deal_card.actions import BadInput, build, offered, refusal
+from salesflow.deal_card.page import PageContext, render
+from salesflow.deal_card.policy import Policy
+from salesflow.deal_card.texts import Texts
+from salesflow.workflows.models import (
+    Actor,
+    Deadline,
+    DealView,
+    HistoryEntry,
+    OpenTask,
+    ProcessState,
+    TrancheState,
+)
+from tests.deal_card.conftest import Forms
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+TEXTS = Texts()
+ROP = Actor(user_id=2, name="Ольга Смирнова")
+ACCOUNTANT = Actor(user_id=11, name="Татьяна Козлова")
+EVERYTHING_BUT_LEAD = {"request_tasks", "start_process", "lose_deal"}
+
+
+def view(stage: str, **changes: object) -> DealView:
+    base = DealView(
+        deal_id=7,
+        stage=stage,
+        manager_id=3,
+        amount=640000.0,
+        document_set="invoice_contract",
+        open_tasks=[],
+        deadlines=[],
+        payment_schedule=[],
+        history=[HistoryEntry(at=NOW, stage="NEW", cause="deal created")],
+    )
+    return base.model_copy(update=changes)
+
+
+@pytest.mark.parametrize(
+    ("stage", "changes", "expected"),
+    [
+        ("NEW", {}, {"accept_lead", "reject_lead"}),
+        ("IN_WORK", {}, set()),
+        ("KP", {}, set()),  # the КП is not loaded yet: no feedback awaited
+        ("KP", {"kp_round": 1}, {"kp_feedback"}),
+        ("CONTRACT", {}, {"documents_signed"}),
+        ("INVOICE", {}, {"documents_signed", "record_payment"}),
+        ("LAUNCH", {}, {"set_payment_schedule", "record_payment"}),
+        (
+            "ACCEPTED",
+            {
+                "payment_schedule": [
+                    TrancheState(number=1, percent=100, due=date(2026, 12, 20), amount=640000.0)
+                ]
+            },
+            {"record_payment"},
+        ),
+        ("TO_SHIP", {}, {"set_payment_schedule", "record_payment"}),
+        ("SHIPPED", {}, {"documents_signed", "record_payment"}),
+    ],
+)
+def test_r_x10_actions_valid_per_stage(stage: str, changes: dict, expected: set[str]) -> None:
+    v = view(stage, **changes)
+    assert set(offered(v)) == expected | EVERYTHING_BUT_LEAD
+    # By default the РОП may take all but accepting a lead and recording a payment (the
+    # accountant's); the page has exactly those forms, and the accountant only the payment.
+    page = render(_context(v, ROP))
+    assert set(Forms(page).forms) == (expected | EVERYTHING_BUT_LEAD) - {
+        "accept_lead",
+        "record_payment",
+    }
+    accountant = Forms(render(_context(v, ACCOUNTANT))).forms
+    assert set(accountant) == expected & {"record_payment"}
+
+
+@pytest.mark.parametrize("stage", ["WON", "LOSE"])
+def test_r_x10_closed_deal_offers_nothing(stage: str) -> None:
+    v = view(stage)
+    assert offered(v) == []
+    assert Forms(render(_context(v, ROP))).forms == {}
+
+
+def test_r_x10_signed_buttons_follow_the_stage() -> None:
+    contract = render(_context(view("CONTRACT"), ROP))
+    shipped = render(_context(view("SHIPPED"), ROP))
+    assert "Счет подписан" in contract and "Договор подписан" in contract
+    assert "Акт подписан" not in contract
+    assert "Акт подписан" in shipped and "УПД подписан" in shipped
+
+
+def test_r_x10_state_shown_in_russian_with_overdue_marked() -> None:
+    v = view(
+        "ACCEPTED",
+        open_tasks=[
+            OpenTask(
+                key="a",
+                task_id=11,
+                title="Проконтролировать выполнение работ",
+                responsible_id=3,
+                deadline=NOW - timedelta(hours=1),
+            ),
+            OpenTask(
+                key="b",
+                task_id=12,
+                title="Проконтролировать упаковку",
+                responsible_id=3,
+                deadline=NOW + timedelta(hours=5),
+            ),
+        ],
+        payment_schedule=[
+            TrancheState(
+                number=1,
+                percent=50,
+                due=date(2026, 11, 20),
+                amount=320000.0,
+                paid=320000.0,
+                state="paid",
+            ),
+            TrancheState(
+                number=2, percent=50, due=date(2026, 11, 30), amount=320000.0, state="overdue"
+            ),
+        ],
+        processes=[ProcessState(kind="1c_logist_task", workflow_id="x", state="running")],
+    )
+    page = render(_context(v, ROP))
+    task_rows = page.split('data-task-id="11"')[1].split("</tr>")[0]
+    assert "просрочено" in task_rows
+    assert "просрочено" not in page.split('data-task-id="12"')[1].split("</tr>")[0]
+    assert 'data-state="paid"' in page and "оплачен" in page
+    assert "Платёж 2: 50% — 320\u00a0000.00 ₽ до 30.11.2026" in page
+    assert "просрочен<" in page
+    assert 'data-logist-state="running">Задание логисту в 1С: в работе' in page
+    assert "выполнение работ" in page  # what the deal waits for at ACCEPTED
+    deadlines = render(
+        _context(
+            view(
+                "KP",
+                deadlines=[
+                    Deadline(name="kp_feedback_2", due=NOW, overdue=True),
+                    Deadline(name="take_into_work", due=NOW),
+                    Deadline(name="something_new", due=NOW),
+                ],
+            ),
+            ROP,
+        )
+    )
+    assert "Обратная связь по КП, раунд 2" in deadlines
+    assert "Взять заявку в работу" in deadlines and "something_new" in deadlines
+
+
+def test_r_x10_configured_texts_replace_the_defaults() -> None:
+    texts = Texts({"action_accept": "Взять в работу"})
+    manager = Actor(user_id=3, name="Иван Петров")
+    page = render(_context(view("NEW", manager_id=None), manager, texts))
+    assert "Взять в работу" in page and "Принять заявку" not in page
+
+
+def test_r_x10_form_input_is_checked_in_russian() -> None:
+    actor = Actor(user_id=3, name="Иван Петров")
+    today = date(2026, 12, 2)
+    cases = [
+        ("reject_lead", {"reason": " "}, "укажите причину отказа"),
+        ("lose_deal", {"reason": "OTHER"}, "для причины «Другое» нужен комментарий"),
+        ("lose_deal", {"reason": "BORED"}, "неизвестный вариант «BORED»"),
+        ("set_payment_schedule", {}, "заполните хотя бы один платёж"),
+        ("set_payment_schedule", {"percent_1": "50"}, "платёж 1: укажите и процент, и дату"),
+        ("set_payment_schedule", {"percent_1": "пятьдесят", "due_1": "2026-12-10"}, "не число"),
+        ("record_payment", {"amount": "0"}, "сумма должна быть больше нуля"),
+        ("record_payment", {"amount": "100", "paid_on": "вчера"}, "не дата"),
+        ("request_tasks", {"engineers": "no"}, "выберите «Да» хотя бы для одного"),
+        ("kp_feedback", {"comment": "?"}, "неизвестный вариант «»"),
+    ]
+    for action, form, message in cases:
+        with pytest.raises(BadInput, match=message):
+            build(action, form, actor, TEXTS, today)
+
+
+def test_r_x10_forms_become_the_workflows_updates_with_the_actor() -> None:
+    actor = Actor(user_id=3, name="Иван Петров")
+    today = date(2026, 12, 2)
+    accept = build("accept_lead", {}, actor, TEXTS, today)
+    assert accept.update == "accept_lead"
+    assert accept.payload.model_dump() == {"manager_id": 3, "actor": actor.model_dump()}
+    schedule = build(
+        "set_payment_schedule",
+        {"percent_1": "50", "due_1": "2026-12-10", "percent_2": "50,0", "due_2": "2026-12-20"},
+        actor,
+        TEXTS,
+        today,
+    )
+    assert schedule.payload.model_dump(mode="json")["tranches"] == [
+        {"percent": 50.0, "due": "2026-12-10"},
+        {"percent": 50.0, "due": "2026-12-20"},
+    ]
+    payment = build("record_payment", {"amount": "320 000"}, actor, TEXTS, today)
+    assert payment.payload.model_dump()["paid_on"] == today
+    tasks = build("request_tasks", {"lawyer": "yes", "logistics": "yes"}, actor, TEXTS, today)
+    assert {k for k, v in tasks.payload.model_dump().items() if v is True} == {
+        "lawyer",
+        "logistics",
+    }
+    kp = build("kp_feedback", {"agreed": "no", "comment": "дорого"}, actor, TEXTS, today)
+    assert kp.payload.model_dump()["agreed"] is False
+
+
+@pytest.mark.parametrize(
+    ("message", "russian"),
+    [
+        (
+            "the lead has already been taken or rejected",
+            "заявка уже принята в работу или отклонена",
+        ),
+        ("manager_id 2 is not a sales manager (configured: [3, 4])", "не в списке менеджеров"),
+        ("kp_feedback is allowed at KP; the deal is at CONTRACT", "на стадии «CONTRACT»"),
+        ("percents sum to 90, not 100", "сумма процентов 90, а не 100"),
+        (
+            "tranche 1: due 2020-01-01 is before the deal's start 2026-12-01",
+            "платёж 1: дата 2020-01-01 раньше начала сделки 2026-12-01",
+        ),
+        ("the payment schedule is already set", "график платежей уже задан"),
+        ("paid_on 2030-01-01 is in the future", "дата оплаты в будущем"),
+        ("the deal is closed (WON)", "сделка уже закрыта"),
+        ("required fields are empty: UF_CRM_KP", "не заполнены обязательные поля: UF_CRM_KP"),
+        ("something new", "процесс сделки отклонил действие (something new)"),
+    ],
+)
+def test_r_x10_workflow_refusals_in_russian(message: str, russian: str) -> None:
+    assert russian in refusal(message, TEXTS)
+
+
+def test_r_x10_refusal_names_the_stage_as_bitrix24_does() -> None:
+    message = "kp_feedback is allowed at KP; the deal is at CONTRACT"
+    assert "на стадии «Договор»" in refusal(message, TEXTS, {"CONTRACT": "Договор"})
+
+
+def _context(v: DealView, actor: Actor, texts: Texts = TEXTS) -> PageContext:
+    return PageContext(
+        texts=texts,
+        deal_id=v.deal_id,
+        actor=actor,
+        timezone="Europe/Moscow",
+        now=NOW,
+        action_url="/bitrix24/deal-card/action",
+        auth_id="token",
+        signature="sig",
+        policy=Policy.from_settings(Settings()),
+        view=v,
+    )
