@@ -107,6 +107,7 @@ class Bitrix24Activities:
             self.send_client_message,
             self.add_timeline_comment,
             self.read_task_status,
+            self.complete_task,
             self.create_approval_item,
             self.read_approval_item_stage,
             self.set_approval_item_stage,

@@ -3,9 +3,12 @@ Bitrix24 when the deal leaves it; the logist's task mirrored into 1C is left to 
 
 from __future__ import annotations
 
+import pytest
+from temporalio.client import WorkflowFailureError
+
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import DocumentsSigned, KpFeedback
-from tests.workflows.conftest import new_deal
+from salesflow.workflows.models import DocumentsSigned, KpFeedback, LoseDeal
+from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
 
@@ -30,3 +33,23 @@ async def test_r_x1_tasks_of_a_left_stage_are_completed_in_bitrix24(run_deal) ->
     open_in_bitrix = {k for k, i in portal.task_ids.items() if i not in portal.completed_tasks}
     assert open_in_bitrix == {"deal:7401:ac:ship_goods"}
     assert [t.task_id for t in result.open_tasks] == [logist]
+
+
+async def test_r_x8_r_kp_6_lost_during_approval_closes_the_approval_item(
+    run_deal, skip_env
+) -> None:
+    portal = FakePortal(new_deal(7402))
+    rules = calendar_rules()
+    async with run_deal(portal, rules) as handle:
+        await drive_to(handle, portal, "CONTRACT")
+        view = await until(handle, lambda v: any(p.kind == "approval" for p in v.processes))
+        await until(handle, lambda _: bool(portal.approval_items))
+        await handle.execute_update(DealWorkflow.lose_deal, LoseDeal(reason="COMPETITOR"))
+        result = await handle.result()
+        approval = next(p for p in view.processes if p.kind == "approval")
+        with pytest.raises(WorkflowFailureError):  # cancelled, after closing its item
+            await skip_env.client.get_workflow_handle(approval.workflow_id).result()
+    assert result.stage == "LOSE"
+    (item,) = portal.approval_items.values()
+    assert item["stage"] == rules.approval.stage_rejected
+    assert [p.state for p in result.processes] == ["cancelled"]
