@@ -89,6 +89,7 @@ NEW_REMINDER_POLICY = "new-lead-reminder-policy"  # R-X4: working hours, daily c
 WATCHED_DEADLINES = "watched-deadlines"  # R-X4: КП date through КП, service tasks, processes
 TASK_DEADLINES = "stage-task-deadlines"  # R-X4: «Отправить КП», «Получить оплату» carry DEADLINE
 COMPLETE_ROUND_TASKS = "complete-round-tasks"  # a КП round's tasks completed in Bitrix24
+KP_MESSAGE_WHEN_SENT = "kp-message-when-sent"  # «КП отправлено» after the КП task is done
 POSTPAYMENT = "postpayment-skips-the-pay-loop"  # R-CT-2
 PAYMENTS_AFTER_WON = "payments-after-won"  # R-PS-1: tranches chased after WON
 CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
@@ -224,7 +225,11 @@ class DealWorkflow:
         else:
             await fx.task("kp:send_kp", "task_send_kp")
         await self._load_kp()
-        await fx.client_message("kp:client_message", "client_kp_sent")
+        kp_message_when_sent = workflow.patched(KP_MESSAGE_WHEN_SENT)
+        if kp_message_when_sent:
+            fx.on_task_completed[fx.key("kp:send_kp")] = self._kp_sent
+        else:
+            await fx.client_message("kp:client_message", "client_kp_sent")
         if self.s.approved is False:
             round_no = self.s.counters.get("approval", 0)
             await fx.task(f"kp:approval_rework:{round_no}", "task_kp_objection")
@@ -243,6 +248,8 @@ class DealWorkflow:
                 return fx.take_move()
             feedback, intents.feedback = intents.feedback, None
             assert feedback is not None
+            if kp_message_when_sent:
+                await self._kp_sent()  # an answer means the client has the КП
             await self._close_tasks(f"kp:feedback:{n}", f"kp:objection:{n - 1}")
             status = self.rules.enums["kp_status"]["agreed" if feedback.agreed else "not_agreed"]
             await fx.set_fields_once(f"kp:status:{n}", {self.rules.fields["kp_status"]: status})
@@ -414,6 +421,10 @@ class DealWorkflow:
         )
 
     # ---- stage helpers ---------------------------------------------------------------------
+
+    async def _kp_sent(self) -> None:
+        """R-X5: «КП отправлено» once «Отправить КП клиенту» is done (or the client answers)."""
+        await self.fx.client_message("kp:client_message", "client_kp_sent")
 
     def _postpaid(self) -> bool:
         """R-CT-2: «Оплата» is «Постоплата» on the deal."""

@@ -82,6 +82,8 @@ class DealEffects:
         self.s = state
         self._on_change = on_change  # the deal's details changed (the board follows)
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        # what the stage does when a person completes one of its tasks (by task key)
+        self.on_task_completed: dict[str, Callable[[], Awaitable[None]]] = {}
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -227,8 +229,13 @@ class DealEffects:
             return
         status = await call(act.read_task_status, task_id)
         if status == TASK_COMPLETED:
+            keys = [t.key for t in self.s.open_tasks if t.task_id == task_id]
             self.s.open_tasks = [t for t in self.s.open_tasks if t.task_id != task_id]
             self.record(self.s.stage, f"task {task_id} completed in Bitrix24")
+            for key in keys:
+                follow_up = self.on_task_completed.pop(key, None)
+                if follow_up is not None:
+                    await follow_up()
 
     def stage_of(self, status_id: str) -> Stage | None:
         """The pipeline stage of a Bitrix24 STAGE_ID (None: not one of the pipeline's)."""

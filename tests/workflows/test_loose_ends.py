@@ -7,7 +7,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import DocumentsSigned, KpFeedback, LoseDeal
+from salesflow.workflows.models import Bitrix24Event, DocumentsSigned, KpFeedback, LoseDeal
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
@@ -53,3 +53,20 @@ async def test_r_x8_r_kp_6_lost_during_approval_closes_the_approval_item(
     (item,) = portal.approval_items.values()
     assert item["stage"] == rules.approval.stage_rejected
     assert [p.state for p in result.processes] == ["cancelled"]
+
+
+async def test_r_x5_kp_sent_message_goes_when_the_kp_task_is_done(run_deal) -> None:
+    portal = FakePortal(new_deal(7403))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "KP")
+        await until(handle, lambda v: v.kp_round == 1)
+        assert "deal:7403:kp:client_message" not in portal.client_messages
+        task_id = portal.task_ids["deal:7403:kp:send_kp"]
+        portal.completed_tasks.add(task_id)
+        await handle.signal(
+            DealWorkflow.bitrix24_event, Bitrix24Event(event="ONTASKUPDATE", entity_id=task_id)
+        )
+        await until(handle, lambda _: "deal:7403:kp:client_message" in portal.client_messages)
+        await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=True))
+        await until(handle, lambda v: v.stage == "CONTRACT")
+    assert len([k for k in portal.client_messages if k.endswith("kp:client_message")]) == 1
