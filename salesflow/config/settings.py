@@ -552,6 +552,7 @@ class RulesSettings(_Section):
     # R-X4 SLAs; whole days in working time count business days, ending with the working day
     service_task: DeadlineSettings = DeadlineSettings(minutes=2 * 24 * 60)  # R-X6
     process: DeadlineSettings = DeadlineSettings(minutes=5 * 24 * 60)  # R-X7
+    approval: DeadlineSettings = DeadlineSettings(minutes=24 * 60)  # R-KP-6 «Согласование»
     kp_agreement_business_days: int = Field(2, ge=1)
     reminder_interval_minutes: int = Field(30, ge=1)
     reminders: ReminderSettings = ReminderSettings()

@@ -77,6 +77,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
             "closing_document_task": DeadlineRule(**rules.closing_document_task.model_dump()),
             "service_task": DeadlineRule(**rules.service_task.model_dump()),
             "process": DeadlineRule(**rules.process.model_dump()),
+            "approval": DeadlineRule(**rules.approval.model_dump()),
         },
         kp_agreement_business_days=rules.kp_agreement_business_days,
         reminder_interval_minutes=rules.reminder_interval_minutes,

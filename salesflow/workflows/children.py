@@ -44,6 +44,7 @@ PROCESS_SERVICE = {
     "purchasing": "purchasing",
 }
 WON_KEEPS_LOGIST_MIRRORS = "won-keeps-logist-mirrors"
+LOGIST_DONE_CLOSES_TASK = "logist-done-closes-task"  # 1C executed: the open task is done
 CANCELLED_CHILDREN = "cancelled-children-say-so"  # `state` tells a cancelled child as such
 
 
@@ -86,6 +87,17 @@ class Children:
             )
             self.s.done.append(f"approval_started:{round_no}")
             self.s.processes.append(ProcessState(kind=APPROVAL, workflow_id=child_id))
+            if self.watching:  # R-X4: the approval item's SLA, the РОП's to keep
+                fx.watch(
+                    Deadline(
+                        name=f"approval_{round_no}",
+                        due=R.sla_due(workflow.now(), "approval", self.rules),
+                        what=fx.text("approval_item_title", document_set=self.s.document_set or ""),
+                        kind="approval",
+                        workflow_id=child_id,
+                        responsible_id=self.rules.people.rop,
+                    )
+                )
         done = lambda: intents.approval is not None and intents.approval.key == key  # noqa: E731
         await fx.wait(done)
         if not done():
@@ -154,7 +166,21 @@ class Children:
         """The logist's task, creator the manager, mirrored into 1C."""
         fx = self.fx
         logist = self.rules.people.logist
-        task_id = await fx.task(purpose, template, responsible=logist, created_by=fx.responsible())
+        due = R.sla_due(workflow.now(), "service_task", self.rules) if self.watching else None
+        task_id = await fx.task(
+            purpose, template, responsible=logist, created_by=fx.responsible(), deadline=due
+        )
+        if task_id and due is not None and f"mirror:{purpose}" not in self.s.done:
+            fx.watch(  # R-X4: the logist's task, done when 1C (or a person) completes it
+                Deadline(
+                    name=f"task_{task_id}",
+                    due=due,
+                    what=fx.text(template),
+                    kind="service_task",
+                    task_id=task_id,
+                    responsible_id=logist,
+                )
+            )
         if not task_id or f"mirror:{purpose}" in self.s.done:
             return
         child_id = self._mirror_id(purpose)
@@ -182,6 +208,10 @@ class Children:
             self.fx.record(self.s.stage, f"1C logist task failed: {result.error}")
             return
         self.fx.record(self.s.stage, f"1C logist task {result.ref} executed={result.executed}")
+        if result.executed and workflow.patched(LOGIST_DONE_CLOSES_TASK):
+            # the mirror completed the Bitrix24 task too
+            key = self.fx.key(purpose)
+            self.s.open_tasks = [t for t in self.s.open_tasks if t.key != key]
 
     def _mirror_id(self, purpose: str) -> str:
         return f"deal-{self.s.deal_id}-1c-{purpose.replace(':', '-')}"

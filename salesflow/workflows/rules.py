@@ -138,6 +138,7 @@ def next_reminder(
 SLA_DEFAULTS = {
     "service_task": DeadlineRule(minutes=2 * DAY_MINUTES),
     "process": DeadlineRule(minutes=5 * DAY_MINUTES),
+    "approval": DeadlineRule(minutes=DAY_MINUTES),
 }
 
 

@@ -71,3 +71,32 @@ async def test_r_x4_r_x6_r_x7_service_task_and_process_sla_escalated_then_cleare
         await until(handle, lambda v: any(d.overdue and d.workflow_id for d in v.deadlines))
     told = [n for n in portal.notifications if ":process_" in n.key and ":overdue" in n.key]
     assert sorted(n.user_ids for n in told) == [[ROP], [PURCHASER]]
+
+
+async def test_r_x4_r_kp_6_approval_item_sla_escalated_to_the_rop(run_deal, skip_env) -> None:
+    portal = FakePortal(new_deal(7103))
+    rules = calendar_rules(approval={"minutes": 240, "working_time": False})
+    async with run_deal(portal, rules) as handle:
+        await drive_to(handle, portal, "CONTRACT")
+        await until(handle, lambda v: any(d.kind == "approval" for d in v.deadlines))
+        await skip_env.sleep(timedelta(hours=4, minutes=1))
+        await until(handle, lambda v: any(d.overdue and d.kind == "approval" for d in v.deadlines))
+    told = [n for n in portal.notifications if ":approval_1:overdue" in n.key]
+    assert sorted(n.user_ids for n in told) == [[ROP], [ROP]]  # the РОП is its responsible
+
+
+async def test_r_x4_r_x6_logist_task_sla_until_1c_executes_it(run_deal, skip_env) -> None:
+    portal = FakePortal(new_deal(7104))
+    async with run_deal(portal, calendar_rules()) as handle:
+        await drive_to(handle, portal, "IN_WORK")
+        await handle.execute_update(DealWorkflow.request_tasks, RequestTasks(logistics=True))
+        task = _task(portal, "логист")
+        assert task.deadline is not None
+        view = await until(handle, lambda v: any(d.task_id for d in v.deadlines))
+        assert [d.responsible_id for d in view.deadlines if d.task_id] == [5]
+        await until(handle, lambda _: bool(portal.onec_tasks))
+        for onec_task in portal.onec_tasks.values():
+            onec_task["done"] = True
+        await skip_env.sleep(timedelta(minutes=2))
+        view = await until(handle, lambda v: not any(d.task_id for d in v.deadlines))
+    assert not [n for n in portal.notifications if ":overdue" in n.key]
