@@ -80,7 +80,12 @@ async def running_worker(
     outbox); all stopped and closed on exit."""
     engine = database_engine(settings.database)
     b24 = settings.bitrix24
-    bitrix24 = Bitrix24Client(b24.webhook_url, rate_per_second=b24.rate_per_second, burst=b24.burst)
+    bitrix24 = Bitrix24Client(
+        b24.webhook_url,
+        rate_per_second=b24.rate_per_second,
+        burst=b24.burst,
+        timeout=b24.timeout_seconds,
+    )
     onec = onec_client(settings)
     try:
         await init_db(engine)

@@ -33,6 +33,7 @@ from emulators.bitrix24 import (  # noqa: F401  (importing registers the methods
     items,
     people,
     placements,
+    products,
     tasks,
     timeline,
 )

@@ -491,7 +491,9 @@ def _row(portal: Portal, deal_id: int, index: int, raw: dict[str, Any]) -> dict[
         exclusive = round(price / (1 + to_float(tax_rate) / 100), 2)
     netto = to_float(raw.get("PRICE_NETTO"), exclusive + discount_sum)
     product_id = to_int(raw.get("PRODUCT_ID"), 0) or 0
-    name = raw.get("PRODUCT_NAME") or f"[{row_id}]"
+    # research/bitrix24.md: PRODUCT_NAME is taken from the catalogue product, else `[rowId]`.
+    product = portal.products.get(product_id) if product_id else None
+    name = raw.get("PRODUCT_NAME") or (product["NAME"] if product else None) or f"[{row_id}]"
     return {
         "ID": row_id,
         "OWNER_ID": deal_id,

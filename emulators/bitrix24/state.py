@@ -282,6 +282,7 @@ class Portal:
         self.deals: dict[int, dict[str, Any]] = {}
         self.deal_contacts: dict[int, list[int]] = {}
         self.product_rows: dict[int, list[dict[str, Any]]] = {}
+        self.products: dict[int, dict[str, Any]] = {}  # crm.product.* (products.py)
         self.tasks: dict[int, dict[str, Any]] = {}
         self.task_comments: dict[int, list[dict[str, Any]]] = {}
         self.items: dict[int, dict[int, dict[str, Any]]] = {etid: {} for etid in self.smart_types}

@@ -1,11 +1,15 @@
 """Activities that act in Bitrix24: one side effect each, each idempotent by its key.
 
 Markers: tasks carry the key in XML_ID (looked up among the deal's tasks), client e-mails in
-the activity's ORIGIN_ID, notifications in TAG (the messenger replaces a same-tag one).
+the activity's ORIGIN_ID, «Согласование» items their xmlId, linked deals their ORIGIN_ID,
+timeline comments their text; notifications their TAG (the messenger replaces a same-tag one,
+so a late-landing notification and its retry show as one). A create whose answer was lost is
+repeated only after `bitrix24.settle_seconds` without finding its marker (`once.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -13,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from salesflow.activities.errors import refuse, remote_errors
+from salesflow.activities.once import Settle, found, once
 from salesflow.config.settings import Settings
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.bitrix24.errors import Bitrix24Error
@@ -90,6 +95,29 @@ class UserNames:
         return self._known[user_id][0]
 
 
+async def timeline_comment_once(
+    client: Bitrix24Client, settle: Settle, deal_id: int, text: str
+) -> bool:
+    """A comment on the deal's timeline, found again by its exact text; True when written now."""
+
+    async def present() -> bool | None:
+        existing = await client.list_all(
+            "crm.timeline.comment.list", {"filter": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal"}}
+        )
+        return False if any(c.get("COMMENT") == text for c in existing) else None
+
+    async def write() -> bool:
+        await client.call(
+            "crm.timeline.comment.add",
+            {"fields": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal", "COMMENT": text}},
+        )
+        return True
+
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    with remote_errors():
+        return await once(settle, f"deal:{deal_id}:comment:{digest}", present, write)
+
+
 class Bitrix24Activities:
     """Holds the worker's one Bitrix24 client (one throttle per portal)."""
 
@@ -97,6 +125,7 @@ class Bitrix24Activities:
         self.client = client
         self.settings = settings
         self._names = UserNames(client)
+        self.settle = Settle(settings.bitrix24.settle_seconds)
 
     def all(self) -> list[Any]:
         return [
@@ -151,7 +180,8 @@ class Bitrix24Activities:
     @activity.defn(name="create_task")
     async def create_task(self, req: TaskRequest) -> int:
         binding = f"D_{req.deal_id}"
-        with remote_errors():
+
+        async def lookup() -> int | None:
             existing = await self.client.list_all(
                 "tasks.task.list",
                 {"filter": {"UF_CRM_TASK": binding}, "select": ["ID", "XML_ID"]},
@@ -159,6 +189,9 @@ class Bitrix24Activities:
             for task in existing:
                 if task.get("xmlId") == req.key:
                     return int(task["id"])
+            return None
+
+        async def create() -> int:
             fields: dict[str, Any] = {
                 "TITLE": req.title,
                 "DESCRIPTION": req.description,
@@ -170,40 +203,49 @@ class Bitrix24Activities:
             if req.deadline is not None:
                 fields["DEADLINE"] = _bitrix_time(req.deadline)
             created = await self.client.call("tasks.task.add", {"fields": fields})
-        return int(created["task"]["id"])
+            return int(created["task"]["id"])
+
+        with remote_errors():
+            return await once(self.settle, req.key, lookup, create)
 
     @activity.defn(name="send_client_message")
     async def send_client_message(self, req: ClientMessageRequest) -> None:
         """R-IW-1/R-X5: an e-mail to the deal's client, logged on the deal (crm.activity)."""
-        with remote_errors():
-            sent = await self.client.call(
-                "crm.activity.list",
-                {
-                    "filter": {
-                        "OWNER_TYPE_ID": DEAL_OWNER_TYPE,
-                        "OWNER_ID": req.deal_id,
-                        "ORIGIN_ID": req.key,
+
+        async def sent() -> bool | None:
+            return found(
+                await self.client.call(
+                    "crm.activity.list",
+                    {
+                        "filter": {
+                            "OWNER_TYPE_ID": DEAL_OWNER_TYPE,
+                            "OWNER_ID": req.deal_id,
+                            "ORIGIN_ID": req.key,
+                        },
+                        "select": ["ID"],
                     },
-                    "select": ["ID"],
-                },
+                )
             )
-            if sent:
-                return
-            looked_up = await self.client.batch(
-                {
-                    "deal": ("crm.deal.get", {"id": req.deal_id}),
-                    **({"manager": ("user.get", {"ID": req.manager_id})} if req.manager_id else {}),
-                }
-            )
-            if looked_up.errors:
-                raise next(iter(looked_up.errors.values()))
+
+        with remote_errors():
+            await once(self.settle, req.key, sent, lambda: self._send_client_message(req))
+
+    async def _send_client_message(self, req: ClientMessageRequest) -> bool:
+        """The e-mail itself; its Bitrix24Errors reach `once` (an UnknownOutcome) unconverted."""
+        looked_up = await self.client.batch(
+            {
+                "deal": ("crm.deal.get", {"id": req.deal_id}),
+                **({"manager": ("user.get", {"ID": req.manager_id})} if req.manager_id else {}),
+            }
+        )
+        if looked_up.errors:
+            raise next(iter(looked_up.errors.values()))
         deal = looked_up.result["deal"]
         manager = (looked_up.result.get("manager") or [{}])[0]
         contact_id = int(deal.get(self.settings.portal.fields.client) or 0)
         if not contact_id:
             raise refuse(f"deal {req.deal_id} has no client contact", "ClientMissing")
-        with remote_errors():
-            contact = await self.client.call("crm.contact.get", {"id": contact_id})
+        contact = await self.client.call("crm.contact.get", {"id": contact_id})
         emails = [e.get("VALUE") for e in contact.get("EMAIL") or [] if e.get("VALUE")]
         if not emails:
             raise refuse(f"client contact {contact_id} has no e-mail", "ClientEmailMissing")
@@ -215,48 +257,38 @@ class Bitrix24Activities:
             manager_email=manager.get("EMAIL") or "",
         )
         sender = f"{full_name(manager)} <{manager['EMAIL']}>" if manager.get("EMAIL") else ""
-        with remote_errors():
-            await self.client.call(
-                "crm.activity.add",
-                {
-                    "fields": {
-                        "OWNER_TYPE_ID": DEAL_OWNER_TYPE,
-                        "OWNER_ID": req.deal_id,
-                        "TYPE_ID": 4,
-                        "DIRECTION": 2,
-                        "COMPLETED": "Y",
-                        "SUBJECT": req.subject,
-                        "DESCRIPTION": text,
-                        "DESCRIPTION_TYPE": 1,
-                        "RESPONSIBLE_ID": req.manager_id or self.settings.portal.users.rop,
-                        "COMMUNICATIONS": [
-                            {
-                                "VALUE": emails[0],
-                                "ENTITY_ID": contact_id,
-                                "ENTITY_TYPE_ID": CONTACT_OWNER_TYPE,
-                            }
-                        ],
-                        "ORIGINATOR_ID": ORIGINATOR,
-                        "ORIGIN_ID": req.key,
-                        "SETTINGS": {"MESSAGE_FROM": sender} if sender else {},
-                    }
-                },
-            )
+        await self.client.call(
+            "crm.activity.add",
+            {
+                "fields": {
+                    "OWNER_TYPE_ID": DEAL_OWNER_TYPE,
+                    "OWNER_ID": req.deal_id,
+                    "TYPE_ID": 4,
+                    "DIRECTION": 2,
+                    "COMPLETED": "Y",
+                    "SUBJECT": req.subject,
+                    "DESCRIPTION": text,
+                    "DESCRIPTION_TYPE": 1,
+                    "RESPONSIBLE_ID": req.manager_id or self.settings.portal.users.rop,
+                    "COMMUNICATIONS": [
+                        {
+                            "VALUE": emails[0],
+                            "ENTITY_ID": contact_id,
+                            "ENTITY_TYPE_ID": CONTACT_OWNER_TYPE,
+                        }
+                    ],
+                    "ORIGINATOR_ID": ORIGINATOR,
+                    "ORIGIN_ID": req.key,
+                    "SETTINGS": {"MESSAGE_FROM": sender} if sender else {},
+                }
+            },
+        )
+        return True
 
     @activity.defn(name="add_timeline_comment")
     async def add_timeline_comment(self, req: TimelineCommentRequest) -> None:
         """A comment on the deal's timeline; the same text twice is written once."""
-        with remote_errors():
-            existing = await self.client.list_all(
-                "crm.timeline.comment.list",
-                {"filter": {"ENTITY_ID": req.deal_id, "ENTITY_TYPE": "deal"}},
-            )
-            if any(c.get("COMMENT") == req.text for c in existing):
-                return
-            await self.client.call(
-                "crm.timeline.comment.add",
-                {"fields": {"ENTITY_ID": req.deal_id, "ENTITY_TYPE": "deal", "COMMENT": req.text}},
-            )
+        await timeline_comment_once(self.client, self.settle, req.deal_id, req.text)
 
     @activity.defn(name="read_task_status")
     async def read_task_status(self, task_id: int) -> str:
@@ -285,7 +317,8 @@ class Bitrix24Activities:
     @activity.defn(name="create_approval_item")
     async def create_approval_item(self, req: ApprovalItemRequest) -> int:
         """R-KP-6: the «Согласование» item linked to the deal (`parentId2`), marker xmlId."""
-        with remote_errors():
+
+        async def lookup() -> int | None:
             existing = await self.client.call(
                 "crm.item.list",
                 {
@@ -297,6 +330,9 @@ class Bitrix24Activities:
             for item in existing.get("items", []):
                 if item.get("xmlId") == req.key:
                     return int(item["id"])
+            return None
+
+        async def create() -> int:
             created = await self.client.call(
                 "crm.item.add",
                 {
@@ -311,7 +347,10 @@ class Bitrix24Activities:
                     },
                 },
             )
-        return int(created["item"]["id"])
+            return int(created["item"]["id"])
+
+        with remote_errors():
+            return await once(self.settle, req.key, lookup, create)
 
     @activity.defn(name="read_approval_item_stage")
     async def read_approval_item_stage(self, req: ApprovalItemStage) -> str:
@@ -336,12 +375,14 @@ class Bitrix24Activities:
     @activity.defn(name="create_linked_deal")
     async def create_linked_deal(self, req: LinkedDealRequest) -> int:
         """R-WON-2: the deal in the «Инженеры» pipeline, found again by its ORIGIN_ID."""
-        with remote_errors():
+
+        async def lookup() -> int | None:
             existing = await self.client.call(
                 "crm.deal.list", {"filter": {"ORIGIN_ID": req.key}, "select": ["ID"]}
             )
-            if existing:
-                return int(existing[0]["ID"])
+            return int(existing[0]["ID"]) if existing else None
+
+        async def create() -> int:
             source = await self.client.call("crm.deal.get", {"id": req.source_deal_id})
             fields = {
                 "TITLE": req.title,
@@ -358,4 +399,7 @@ class Bitrix24Activities:
             created = await self.client.call(
                 "crm.deal.add", {"fields": {k: v for k, v in fields.items() if v is not None}}
             )
-        return int(created)
+            return int(created)
+
+        with remote_errors():
+            return await once(self.settle, req.key, lookup, create)

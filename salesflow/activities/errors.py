@@ -13,15 +13,16 @@ from salesflow.integrations.bitrix24.errors import Bitrix24Error
 
 
 @contextmanager
-def remote_errors(system: str = "Bitrix24") -> Iterator[None]:
+def remote_errors() -> Iterator[None]:
+    """A Bitrix24Error as an ApplicationError typed `Bitrix24.<code>`."""
     try:
         yield
     except Bitrix24Error as err:
         retry_after = getattr(err, "retry_after", None)
         delay = timedelta(seconds=retry_after) if retry_after and err.retryable else None
         raise ApplicationError(
-            f"{system} {err.code or 'error'}: {err.description}",
-            type=f"{system}.{err.code or 'error'}",
+            f"Bitrix24 {err.code or 'error'}: {err.description}",
+            type=f"Bitrix24.{err.code or 'error'}",
             non_retryable=not err.retryable,
             next_retry_delay=delay,
         ) from err

@@ -5,7 +5,10 @@ sends nothing. SMTP itself cannot be exactly-once: a worker that dies after the 
 message and before its 250 was recorded resends it on retry. Such a resend is counted in the
 outbox (`mail_attempt`) and carries the same Message-ID (derived from the key) plus an
 `X-Salesflow-Attempt` header, so mail systems that collapse duplicates by Message-ID show one
-e-mail, and the integrator can see which ones went twice.
+e-mail, and the integrator can see which ones went twice. The same holds for a 250 that comes
+later than `smtp.timeout_seconds` (the server took the message, its answer was lost): the retry
+resends with the same Message-ID — SMTP has nothing to look the key up in, so the settle window
+of the Bitrix24 and 1C creates (`once.py`) cannot help here.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from salesflow.activities.errors import refuse
+from salesflow.config import redact
 from salesflow.config.settings import SmtpSettings
 from salesflow.store.outbox import count_attempt, mark_sent, was_sent
 from salesflow.workflows.models import EmailRequest
@@ -36,6 +40,7 @@ def build_message(req: EmailRequest, sender: str) -> EmailMessage:
 
 class MailActivities:
     def __init__(self, smtp: SmtpSettings, engine: AsyncEngine) -> None:
+        redact.register(smtp.password)
         self.smtp = smtp
         self.engine = engine
 
@@ -69,7 +74,9 @@ class MailActivities:
         await mark_sent(self.engine, req.key, req.to, req.subject)
 
     def _deliver(self, message: EmailMessage, ready: Callable[[], None]) -> None:
-        with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=30) as client:
+        with smtplib.SMTP(
+            self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_seconds
+        ) as client:
             if self.smtp.starttls:
                 client.starttls()
             if self.smtp.user:

@@ -5,7 +5,13 @@ Exactly once (DESIGN.md), marker by marker:
   are read first and the write is skipped when they already equal the КП's lines, so a
   repeat changes nothing (not even row IDs). Each row's XML_ID is the nomenclature's 1C
   Ref_Key, as in the standard 1C ↔ Bitrix24 exchange.
-- Non-Russian direction: the deal's timeline comment is looked up by its exact text.
+- Non-Russian direction: the КП is not loaded, but the nomenclature still comes from 1C
+  (R-KP-2): each deal row is matched to a 1C item (Ref_Key, article or code in the row's or
+  catalogue product's XML_ID), takes its name and unit from 1C, and the product gets the
+  Ref_Key; rows and products are written only when they differ. The deal's timeline comments
+  (why no КП; rows 1C lacks) are looked up by their exact text.
+- A create whose answer was lost (in 1C or Bitrix24) is repeated only after its marker was
+  not found for the settle window (`once.py`; `onec.settle_seconds`, `bitrix24.settle_seconds`).
 - The logist's task (R-X6, R-AC-3): created with a Ref_Key derived from the key and read
   back by it before creating — standard attributes only, no extension needed; two racing
   attempts cannot make two tasks (1C answers "key exists", code 15). The key is also
@@ -30,6 +36,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -38,9 +45,12 @@ from urllib.parse import unquote, urlsplit
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from salesflow.activities.bitrix24 import timeline_comment_once
 from salesflow.activities.errors import refuse, remote_errors
+from salesflow.activities.once import Settle, once
 from salesflow.config.matching import is_russian_direction, kp_number_candidates
 from salesflow.config.settings import Settings
+from salesflow.config.templates import merged
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.onec import (
     F,
@@ -250,9 +260,39 @@ def vat_rate(value: Any, rates: Mapping[str, float | None]) -> float | None:
     return VAT_RATES.get(_text(value))
 
 
+# Row fields carried over when the rows are rewritten (research/bitrix24.md, product rows).
+ROW_FIELDS = (
+    "PRODUCT_ID",
+    "PRODUCT_NAME",
+    "PRICE",
+    "QUANTITY",
+    "DISCOUNT_TYPE_ID",
+    "DISCOUNT_RATE",
+    "DISCOUNT_SUM",
+    "TAX_RATE",
+    "TAX_INCLUDED",
+    "MEASURE_CODE",
+    "MEASURE_NAME",
+    "SORT",
+    "XML_ID",
+)
+
+
+@dataclass(frozen=True)
+class NomenclatureMatch:
+    changed: bool
+    lines: list[KpLine]
+    unmatched: list[str]
+
+
 def task_comments(result_text: Any) -> list[str]:
     """РезультатВыполнения holds the logist's notes, one per line, newest last."""
     return [line.strip() for line in _text(result_text).splitlines() if line.strip()]
+
+
+async def _absent() -> None:
+    """For `once` after a lookup already made in this attempt (the key was not found)."""
+    return None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -271,6 +311,8 @@ class OneCActivities:
         self.settings = settings
         self.names = settings.onec.one_c_names()
         self.profile = settings.onec.profile
+        self.settle = Settle(settings.onec.settle_seconds)
+        self.settle_bitrix24 = Settle(settings.bitrix24.settle_seconds)
 
     def all(self) -> list[Any]:
         return [
@@ -292,8 +334,29 @@ class OneCActivities:
             text = KP_SKIPPED_TEXT.format(
                 kp=kp_number or "—", direction=direction or "не указано", marker=marker
             )
-            changed = await self._timeline_comment_once(req.deal_id, text)
-            return LoadKpResult(loaded=False, changed=changed, kp_number=kp_number, comment=text)
+            # The nomenclature always comes from 1C (R-KP-2), whatever the direction.
+            nomenclature = await self.match_deal_nomenclature(req.deal_id)
+            changed = await timeline_comment_once(
+                self.bitrix24, self.settle_bitrix24, req.deal_id, text
+            )
+            if nomenclature.unmatched:
+                listed = ", ".join(f"«{name}»" for name in nomenclature.unmatched)
+                notice = self._template("onec_rows_unmatched").format(rows=listed)
+                changed = (
+                    await timeline_comment_once(
+                        self.bitrix24, self.settle_bitrix24, req.deal_id, notice
+                    )
+                    or changed
+                )
+                text = f"{text} {notice}"
+            return LoadKpResult(
+                loaded=False,
+                changed=changed or nomenclature.changed,
+                kp_number=kp_number,
+                comment=text,
+                lines=nomenclature.lines,
+                unmatched=nomenclature.unmatched,
+            )
         if not kp_number:
             raise refuse(f"deal {req.deal_id}: the КП number field is empty", "KpNumberMissing")
         with onec_errors(self.names, self.profile):
@@ -302,12 +365,24 @@ class OneCActivities:
         n = self.names
         rows = [product_row(line, bool(kp.get(n.kp_prices_include_vat, True))) for line in lines]
         with remote_errors():
+            catalogue = await self._catalogue_by_ref(line.nomenclature_ref for line in lines)
+        for row in rows:
+            row["PRODUCT_ID"] = catalogue.get(row["XML_ID"], 0)
+        written = False
+
+        async def in_place() -> bool | None:
             current = await self.bitrix24.call("crm.deal.productrows.get", {"id": req.deal_id})
-            changed = not rows_equal(list(current or []), rows)
-            if changed:
-                await self.bitrix24.call(
-                    "crm.deal.productrows.set", {"id": req.deal_id, "rows": rows}
-                )
+            return True if rows_equal(list(current or []), rows) else None
+
+        async def write() -> bool:
+            nonlocal written
+            await self.bitrix24.call("crm.deal.productrows.set", {"id": req.deal_id, "rows": rows})
+            written = True
+            return True
+
+        with remote_errors():
+            await once(self.settle_bitrix24, f"{req.key}:rows", in_place, write)
+        changed = written
         total = money(kp.get(n.kp_amount)) or money(sum(line.amount for line in lines))
         return LoadKpResult(
             loaded=True,
@@ -316,6 +391,149 @@ class OneCActivities:
             kp_ref=str(kp["Ref_Key"]),
             amount=total,
             lines=lines,
+        )
+
+    def _template(self, name: str) -> str:
+        return merged(self.settings.templates)[name]
+
+    # ---- R-KP-2: the nomenclature always from 1C --------------------------------------------
+
+    async def match_deal_nomenclature(self, deal_id: int) -> NomenclatureMatch:
+        """Match each deal product row to 1C nomenclature and take the nomenclature from 1C.
+
+        A row's 1C item: the Ref_Key in the row's or its catalogue product's XML_ID (the
+        standard 1C exchange's external code), else that XML_ID as the item's article
+        (`nomenclature_article`) or code. A matched row gets its name and unit from 1C and
+        the Ref_Key as XML_ID; its catalogue product gets the Ref_Key as XML_ID
+        (`crm.product.update`, DOCS api-reference/crm/outdated/products/). Prices and
+        quantities stay. Written only when something differs (a repeat changes nothing)."""
+        with remote_errors():
+            current = list(
+                await self.bitrix24.call("crm.deal.productrows.get", {"id": deal_id}) or []
+            )
+            products = await self._catalogue_products(current)
+        with onec_errors(self.names, self.profile):
+            items = await self.items_for(current, products)
+            units = await self._by_refs(
+                self.names.units,
+                (item.get(self.names.nomenclature_unit) for item in items.values() if item),
+                f"Ref_Key,Description,{self.names.unit_code}",
+            )
+        rows: list[dict[str, Any]] = []
+        lines: list[KpLine] = []
+        unmatched: list[str] = []
+        product_refs: dict[int, str] = {}
+        for index, row in enumerate(current):
+            item = items.get(index)
+            wanted = {name: row.get(name) for name in ROW_FIELDS if name in row}
+            if item is None:
+                unmatched.append(_text(row.get("PRODUCT_NAME")) or f"строка {index + 1}")
+                rows.append(wanted)
+                continue
+            line = self._nomenclature_line(index, item, units)
+            lines.append(line)
+            wanted.update(PRODUCT_NAME=line.name, MEASURE_NAME=line.unit or row.get("MEASURE_NAME"))
+            wanted["XML_ID"] = line.nomenclature_ref
+            if line.unit_code is not None:
+                wanted["MEASURE_CODE"] = line.unit_code
+            rows.append(wanted)
+            product_id = int(row.get("PRODUCT_ID") or 0)
+            if product_id and _text(products.get(product_id, {}).get("XML_ID")) != str(
+                item["Ref_Key"]
+            ):
+                product_refs[product_id] = str(item["Ref_Key"])
+        changed = False
+        with remote_errors():
+            for product_id, ref in sorted(product_refs.items()):
+                await self.bitrix24.call(
+                    "crm.product.update", {"id": product_id, "fields": {"XML_ID": ref}}
+                )
+                changed = True
+            if not rows_equal(current, rows):
+                await self.bitrix24.call("crm.deal.productrows.set", {"id": deal_id, "rows": rows})
+                changed = True
+        return NomenclatureMatch(changed=changed, lines=lines, unmatched=unmatched)
+
+    async def _catalogue_by_ref(self, refs: Iterable[str]) -> dict[str, int]:
+        """Catalogue products that carry these 1C references in XML_ID → their IDs (a row
+        then names its product; crm.product.list, DOCS
+        api-reference/crm/outdated/products/crm-product-list.md)."""
+        wanted = sorted(set(refs))
+        if not wanted:
+            return {}
+        found = await self.bitrix24.list_all(
+            "crm.product.list", {"filter": {"XML_ID": wanted}, "select": ["ID", "XML_ID"]}
+        )
+        by_ref: dict[str, int] = {}
+        for product in sorted(found, key=lambda p: int(p["ID"])):
+            by_ref.setdefault(_text(product.get("XML_ID")), int(product["ID"]))
+        return by_ref
+
+    async def _catalogue_products(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> dict[int, dict[str, Any]]:
+        ids = sorted({int(r.get("PRODUCT_ID") or 0) for r in rows} - {0})
+        found: dict[int, dict[str, Any]] = {}
+        for product_id in ids:
+            found[product_id] = await self.bitrix24.call("crm.product.get", {"id": product_id})
+        return found
+
+    async def items_for(
+        self, rows: Sequence[Mapping[str, Any]], products: Mapping[int, Mapping[str, Any]]
+    ) -> dict[int, dict[str, Any]]:
+        """The 1C item of each row (by row index) that has one; `products` are the rows'
+        catalogue products by ID (also used by `salesflow doctor`)."""
+        n = self.names
+        select = ",".join(
+            [
+                "Ref_Key",
+                "Code",
+                "Description",
+                n.nomenclature_full_name,
+                n.nomenclature_article,
+                n.nomenclature_unit,
+            ]
+        )
+        refs: dict[int, str] = {}
+        codes: dict[int, str] = {}
+        for index, row in enumerate(rows):
+            product = products.get(int(row.get("PRODUCT_ID") or 0), {})
+            for candidate in (_text(row.get("XML_ID")), _text(product.get("XML_ID"))):
+                if is_guid(candidate):
+                    refs.setdefault(index, normalize_guid(candidate))
+                elif candidate and index not in codes:
+                    codes[index] = candidate
+        by_ref = await self._by_refs(n.nomenclature, refs.values(), select)
+        items = {i: by_ref[ref] for i, ref in refs.items() if ref in by_ref}
+        for index, code in codes.items():
+            if index in items:
+                continue
+            for attribute in (n.nomenclature_article, "Code"):
+                found = await self.onec.find_one(
+                    n.nomenclature,
+                    (F(attribute) == code) & F("DeletionMark").is_false(),
+                    select=select,
+                )
+                if found is not None:
+                    items[index] = found
+                    break
+        return items
+
+    def _nomenclature_line(
+        self, index: int, item: Mapping[str, Any], units: Mapping[str, Mapping[str, Any]]
+    ) -> KpLine:
+        n = self.names
+        unit = units.get(item.get(n.nomenclature_unit) or "", {})
+        return KpLine(
+            line=index + 1,
+            nomenclature_ref=str(item["Ref_Key"]),
+            name=_text(item.get(n.nomenclature_full_name)) or _text(item.get("Description")),
+            article=_text(item.get(n.nomenclature_article)),
+            unit=_text(unit.get("Description")),
+            unit_code=_int_or_none(unit.get(n.unit_code)),
+            quantity=0.0,
+            price=0.0,
+            amount=0.0,
         )
 
     async def _deal_kp_and_direction(self, req: LoadKpRequest) -> tuple[str, str]:
@@ -415,20 +633,6 @@ class OneCActivities:
         found = await self.onec.list_by_keys(entity_set, refs, select=select)
         return {obj["Ref_Key"]: obj for obj in found}
 
-    async def _timeline_comment_once(self, deal_id: int, text: str) -> bool:
-        with remote_errors():
-            existing = await self.bitrix24.list_all(
-                "crm.timeline.comment.list",
-                {"filter": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal"}},
-            )
-            if any(c.get("COMMENT") == text for c in existing):
-                return False
-            await self.bitrix24.call(
-                "crm.timeline.comment.add",
-                {"fields": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal", "COMMENT": text}},
-            )
-        return True
-
     # ---- R-X6 / R-AC-3: the logist's task in 1C ---------------------------------------------
 
     @activity.defn(name=CREATE_ONEC_TASK)
@@ -461,8 +665,10 @@ class OneCActivities:
                 body[n.ext_task_link] = link
             if req.deadline is not None:
                 body[n.task_deadline] = req.deadline
-            try:
-                created = await self.onec.create(n.task, body)
+            try:  # `once`: not while an earlier attempt's create may still land (looked up above)
+                created = await once(
+                    self.settle, req.key, _absent, lambda: self.onec.create(n.task, body)
+                )
             except OneCBadRequest as err:
                 if err.code == "15":  # a racing attempt created it a moment ago
                     return ref
@@ -502,14 +708,19 @@ class OneCActivities:
             if req.new_comments:
                 existing = await self.bitrix24.call("task.commentitem.getlist", {"TASKID": task_id})
                 posted = {str(c.get("POST_MESSAGE") or "") for c in existing or []}
-                for line in req.new_comments:
+                for index, line in enumerate(req.new_comments):
                     message = TASK_COMMENT_TEXT.format(line=line)
                     if message in posted:
                         continue
-                    await self.bitrix24.call(
-                        "task.commentitem.add",
-                        {"TASKID": task_id, "FIELDS": {"POST_MESSAGE": message}},
-                    )
+
+                    async def add(text: str = message) -> bool:
+                        await self.bitrix24.call(
+                            "task.commentitem.add",
+                            {"TASKID": task_id, "FIELDS": {"POST_MESSAGE": text}},
+                        )
+                        return True
+
+                    await once(self.settle_bitrix24, f"{req.key}:comment:{index}", _absent, add)
                     posted.add(message)
                     result.comments_added += 1
             closed = status in (TASK_AWAITING_CONTROL, TASK_COMPLETED)

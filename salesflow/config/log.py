@@ -10,7 +10,9 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
+
+from salesflow.config.redact import RedactingFilter, install
 
 _DEAL = re.compile(r"^deal-(\d+)")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -43,7 +45,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in entry and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
+        if record.exc_text:  # the traceback as the redacting filter left it
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
@@ -68,11 +72,17 @@ class OneLineRetries(logging.Filter):
 
 
 def configure_logging(
-    level: str = "INFO", structured: bool = True, one_line_retries: bool = False
+    level: str = "INFO",
+    structured: bool = True,
+    one_line_retries: bool = False,
+    stream: TextIO | None = None,
 ) -> None:
-    handler = logging.StreamHandler()
+    """The root handler of every entry point (worker, relay, `salesflow dev`): JSON lines (or
+    plain), secrets masked on every record whichever logger made it (`config.redact`)."""
+    handler = logging.StreamHandler(stream)
     if one_line_retries:
         handler.addFilter(OneLineRetries())
+    handler.addFilter(RedactingFilter())  # last: it sees the text the other filters made
     handler.setFormatter(
         JsonFormatter()
         if structured
@@ -81,3 +91,4 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    install()

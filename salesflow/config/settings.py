@@ -107,6 +107,17 @@ class Bitrix24Settings(_Section):
     )
     rate_per_second: float = Field(2.0, gt=0)
     burst: int = Field(50, ge=1)
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="The worker's Bitrix24 client gives up on an answer after this"
+    )
+    settle_seconds: float = Field(
+        90.0,
+        gt=0,
+        description=(
+            "A create whose answer was lost is repeated only after its key was not found for"
+            " this long (more than the portal's 60 s cut-off and the client's timeout)"
+        ),
+    )
 
     @field_validator("webhook_url")
     @classmethod
@@ -209,7 +220,18 @@ class OneCSettings(_Section):
     user: str = "odata"
     password: str = "odata"
     timezone: Required = "Europe/Moscow"
+    settle_seconds: float = Field(
+        90.0,
+        gt=0,
+        description=(
+            "A 1C create whose answer was lost is repeated only after its key was not found"
+            " for this long (more than the client's 30 s timeout and a cold 1C's answer)"
+        ),
+    )
     outage_notify_after_minutes: int = Field(30, ge=1)
+    # A step refused as a configuration problem is retried this often until the fix (or at once
+    # on `salesflow doctor --fix-applied`).
+    config_retry_minutes: int = Field(60, ge=1)
     russia_marker: str = Field(
         "Россия",
         min_length=1,
@@ -341,6 +363,7 @@ class SmtpSettings(_Section):
     user: str = ""
     password: str = ""
     starttls: bool = False
+    timeout_seconds: float = Field(30.0, gt=0, description="The SMTP client gives up after this")
 
 
 class RelaySettings(_Section):

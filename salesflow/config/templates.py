@@ -133,6 +133,22 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "stage_SHIPPED": "Отгружен/Доставлен",
     "stage_WON": "Сделка успешна",
     "stage_LOSE": "Сделка провалена",
+    # A 1C step refused as a configuration problem: said after 1C's refusal (told once).
+    "notify_onec_config_wait": (
+        "Сделка ждёт на этом шаге и повторит его, когда конфигурация 1С будет исправлена"
+        " (каждые {minutes} мин. или сразу после `salesflow doctor --fix-applied`)."
+    ),
+    # The logist's 1C task refused as a configuration problem (told once to the РОП).
+    "notify_onec_task_config_problem": (
+        "salesflow: сделка №{deal_id}: задача логиста не создана в 1С: {problem} Задача будет"
+        " создана, как только конфигурация будет исправлена (`salesflow doctor --fix-applied`)."
+    ),
+    # R-KP-2: deal product rows with no 1C nomenclature (any direction).
+    "onec_rows_unmatched": (
+        "Товары сделки без номенклатуры 1С: {rows}. Укажите во внешнем коде товара каталога"
+        " (XML_ID) ссылку 1С (Ref_Key), артикул или код номенклатуры; `salesflow doctor`"
+        " покажет все такие товары."
+    ),
     # Timeline comments on the deal.
     "timeline_stage_moved": "Стадия сделки: {stage_name}. Причина: {cause}.",
 }

@@ -27,6 +27,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from salesflow.config.redact import redact
 from salesflow.config.settings import Settings
 from salesflow.config.snapshot import build_rules
 from salesflow.relay import bitrix24_time
@@ -541,8 +542,10 @@ def _temporal_error(exc: RPCError) -> Exception:
 
 
 def _describe(exc: BaseException) -> str:
+    """The reason kept in `inbox_event.reason`, logged and shown by /healthz: redacted."""
     text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, Transient | Permanent) else f"{type(exc).__name__}: {text}"
+    text = text if isinstance(exc, Transient | Permanent) else f"{type(exc).__name__}: {text}"
+    return redact(text)
 
 
 SUMMARY_BYTES = 200  # Temporal's limit for a static summary

@@ -204,11 +204,17 @@ def emulate_onec(
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    fix_applied: bool = typer.Option(
+        False,
+        "--fix-applied",
+        help="the 1C configuration was fixed: once 1C checks pass, waiting deals retry their step",
+    ),
+) -> None:
     """Check the configuration against the live Bitrix24 portal and 1C (exit 0: all right)."""
     from salesflow.starter.doctor import main
 
-    raise typer.Exit(main(settings_or_exit(), console))
+    raise typer.Exit(main(settings_or_exit(), console, fix_applied=fix_applied))
 
 
 @app.command("config-check")

@@ -8,7 +8,8 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -42,6 +43,7 @@ from salesflow.workflows.models import (
     RecordPayment,
     RejectLead,
     RequestTasks,
+    Stage,
     StartProcess,
 )
 from salesflow.workflows.names import deal_workflow_id
@@ -53,6 +55,36 @@ console = Console(soft_wrap=True)  # whole lines when output goes to a file
 OPERATOR: dict[str, Actor] = {}  # who runs these commands, set by `operator()`
 COMMAND_TIMEOUT = 30.0
 M = TypeVar("M", bound=BaseModel)
+DealId = Annotated[int, typer.Argument(help="the Bitrix24 deal ID")]
+
+
+# The CLI's choices: the update models' Literals (tests/starter/test_deal_commands.py holds
+# them equal).
+class LoseReason(StrEnum):
+    NO_MONEY = "NO_MONEY"
+    COMPETITOR = "COMPETITOR"
+    NOT_TARGET = "NOT_TARGET"
+    NO_DECISION = "NO_DECISION"
+    TOO_LONG = "TOO_LONG"
+    OTHER = "OTHER"
+
+
+class PaymentSource(StrEnum):
+    MANUAL = "manual"
+    ONEC = "1c"
+
+
+class ProcessKind(StrEnum):
+    IMPORT_ORDER = "import_order"
+    PRODUCTION = "production"
+    PURCHASING = "purchasing"
+
+
+class DocumentKind(StrEnum):
+    ACT = "act"
+    UPD = "upd"
+    INVOICE = "invoice"
+    CONTRACT = "contract"
 
 
 @app.callback()
@@ -222,38 +254,40 @@ def _model(factory: Callable[[], M]) -> M:
 
 
 @app.command()
-def accept(deal_id: int, manager: int = typer.Option(..., help="Bitrix24 user ID")) -> None:
+def accept(deal_id: DealId, manager: Annotated[int, typer.Option(help="Bitrix24 user ID")]) -> None:
     """Take the lead into work (R-NEW-2/3): the manager becomes responsible."""
     _update(deal_id, DealWorkflow.accept_lead, _model(lambda: AcceptLead(manager_id=manager)))
 
 
 @app.command()
-def reject(deal_id: int, reason: str = typer.Option(..., help="why the lead is rejected")) -> None:
+def reject(
+    deal_id: DealId, reason: Annotated[str, typer.Option(help="why the lead is rejected")]
+) -> None:
     """Reject the lead with a reason (R-NEW-2)."""
     _update(deal_id, DealWorkflow.reject_lead, _model(lambda: RejectLead(reason=reason)))
 
 
 @app.command()
 def lose(
-    deal_id: int,
-    reason: str = typer.Option(
-        ..., help="NO_MONEY|COMPETITOR|NOT_TARGET|NO_DECISION|TOO_LONG|OTHER"
-    ),
-    comment: str = typer.Option("", help="required for OTHER"),
+    deal_id: DealId,
+    reason: Annotated[LoseReason, typer.Option(help="why the deal is lost")],
+    comment: Annotated[str, typer.Option(help="required for OTHER")] = "",
 ) -> None:
     """Lose the deal at any stage (R-LOSE-1, R-X8)."""
     _update(
         deal_id,
         DealWorkflow.lose_deal,
-        _model(lambda: LoseDeal.model_validate({"reason": reason, "comment": comment or None})),
+        _model(
+            lambda: LoseDeal.model_validate({"reason": reason.value, "comment": comment or None})
+        ),
     )
 
 
 @app.command("kp-feedback")
 def kp_feedback(
-    deal_id: int,
-    agreed: bool = typer.Option(..., "--agreed/--not-agreed", help="the client's answer"),
-    comment: str = typer.Option("", help="what the client said"),
+    deal_id: DealId,
+    agreed: Annotated[bool, typer.Option("--agreed/--not-agreed", help="the client's answer")],
+    comment: Annotated[str, typer.Option(help="what the client said")] = "",
 ) -> None:
     """The client's answer on the КП (R-KP-4): not agreed starts another round."""
     _update(
@@ -265,9 +299,9 @@ def kp_feedback(
 
 @app.command()
 def approval(
-    deal_id: int,
-    approved: bool = typer.Option(..., "--approve/--reject", help="the internal decision"),
-    comment: str = typer.Option("", help="required for a rejection"),
+    deal_id: DealId,
+    approved: Annotated[bool, typer.Option("--approve/--reject", help="the internal decision")],
+    comment: Annotated[str, typer.Option(help="required for a rejection")] = "",
 ) -> None:
     """The internal approval of the invoice/contract (R-KP-6/7), as «Согласование» would."""
     _update(
@@ -279,10 +313,12 @@ def approval(
 
 @app.command()
 def pay(
-    deal_id: int,
-    amount: float = typer.Option(..., help="roubles"),
-    paid_on: str = typer.Option(..., "--date", help="YYYY-MM-DD"),
-    source: str = typer.Option("manual", help="manual|1c"),
+    deal_id: DealId,
+    amount: Annotated[float, typer.Option(help="roubles")],
+    paid_on: Annotated[str, typer.Option("--date", help="YYYY-MM-DD")],
+    source: Annotated[PaymentSource, typer.Option(help="who saw the money")] = (
+        PaymentSource.MANUAL
+    ),
 ) -> None:
     """Record a payment (R-INV-3, R-PS-1)."""
     _update(
@@ -290,7 +326,7 @@ def pay(
         DealWorkflow.record_payment,
         _model(
             lambda: RecordPayment.model_validate(
-                {"amount": amount, "paid_on": paid_on, "source": source}
+                {"amount": amount, "paid_on": paid_on, "source": source.value}
             )
         ),
     )
@@ -298,8 +334,8 @@ def pay(
 
 @app.command()
 def schedule(
-    deal_id: int,
-    tranches: list[str] = typer.Argument(..., help="PERCENT:YYYY-MM-DD, e.g. 50:2026-12-10"),
+    deal_id: DealId,
+    tranches: Annotated[list[str], typer.Argument(help="PERCENT:YYYY-MM-DD, e.g. 50:2026-12-10")],
 ) -> None:
     """Set the payment schedule (R-LA-1): percents summing to 100 with due dates."""
     parsed = []
@@ -317,7 +353,7 @@ def schedule(
 
 @app.command("request-tasks")
 def request_tasks(
-    deal_id: int,
+    deal_id: DealId,
     engineers: bool = False,
     purchasing: bool = False,
     logistics: bool = False,
@@ -344,39 +380,44 @@ def request_tasks(
 
 @app.command()
 def process(
-    deal_id: int, kind: str = typer.Argument(..., help="import_order|production|purchasing")
+    deal_id: DealId, kind: Annotated[ProcessKind, typer.Argument(help="the sub-process")]
 ) -> None:
     """Start a tracked sub-process (R-X7)."""
     _update(
         deal_id,
         DealWorkflow.start_process,
-        _model(lambda: StartProcess.model_validate({"kind": kind})),
+        _model(lambda: StartProcess.model_validate({"kind": kind.value})),
     )
 
 
 @app.command()
-def signed(deal_id: int, kind: str = typer.Argument(..., help="act|upd|invoice|contract")) -> None:
+def signed(
+    deal_id: DealId, kind: Annotated[DocumentKind, typer.Argument(help="the signed document")]
+) -> None:
     """A document was signed by the client (R-SH-3, R-INV-F)."""
     _update(
         deal_id,
         DealWorkflow.documents_signed,
-        _model(lambda: DocumentsSigned.model_validate({"kind": kind})),
+        _model(lambda: DocumentsSigned.model_validate({"kind": kind.value})),
     )
 
 
 @app.command()
-def move(deal_id: int, to: str = typer.Argument(..., help="stage code, e.g. KP")) -> None:
+def move(
+    deal_id: DealId,
+    to: Annotated[Stage, typer.Argument(help="stage code", case_sensitive=False)],
+) -> None:
     """Move the deal as a person would in Bitrix24; required fields are checked (R-X3)."""
     _update(
         deal_id,
         DealWorkflow.move_stage,
-        _model(lambda: MoveStage.model_validate({"to": to.upper()})),
-        target=to.upper(),
+        _model(lambda: MoveStage.model_validate({"to": to.value})),
+        target=to.value,
     )
 
 
 @app.command()
-def status(deal_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+def status(deal_id: DealId, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The deal's process state (the `state` query)."""
 
     async def action(client: Client) -> Outcome:

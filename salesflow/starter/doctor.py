@@ -12,7 +12,11 @@ configured): the root answers with the credentials; $metadata is read and every 
 attribute, tabular-part column and composite link the configuration profile (`onec.profile`,
 `[onec.names]`) uses is there — an object absent from $metadata is not published
 (УстановитьСоставСтандартногоИнтерфейсаOData) — and whether the optional extension is
-installed; each missing name is shown with the override or publication that fixes it.
+installed; each missing name is shown with the override or publication that fixes it. Then
+(R-KP-2) every catalogue product and the open deals' product rows are matched to 1C
+nomenclature as the КП load matches them, and those without one are named.
+`--fix-applied`: once the 1C checks pass, running deals (and logist task mirrors) waiting on a
+1C configuration problem are signalled to retry (`onec_configuration_fixed`).
 
 `main()` prints a table (check, status, detail, fix) and returns the exit code: 0 only when
 every check passed.
@@ -21,6 +25,7 @@ every check passed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +35,12 @@ from xml.etree import ElementTree
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from salesflow.activities.onec import OneCActivities
 from salesflow.config.settings import Settings
+from salesflow.config.temporal_client import connect
 from salesflow.integrations.bitrix24 import Bitrix24Client, Bitrix24Error
 from salesflow.integrations.bitrix24.oauth import REFRESH_ON, TokenRefreshError
 from salesflow.integrations.onec import OneCClient, OneCError
@@ -44,6 +53,8 @@ from salesflow.integrations.onec.profiles import (
 from salesflow.relay.app_token import refusal_hint
 from salesflow.store import app_tokens
 from salesflow.store.db import database_engine
+from salesflow.workflows.names import SIGNAL_ONEC_CONFIG_FIXED, WORKFLOW_TYPE
+from salesflow.workflows.onec_models import LOGIST_TASK_MIRROR
 
 REQUIRED_SCOPES = ("crm", "task", "im", "user")
 # Deal fields by their settings name: the field types the product can work with.
@@ -476,6 +487,57 @@ async def onec_checks(settings: Settings, onec: OneCClient) -> list[Check]:
     return checks + _profile_checks(settings, shapes)
 
 
+# ------------------------------------------------------------------ nomenclature (R-KP-2)
+NOMENCLATURE = "1C nomenclature"
+DEALS_CHECKED = 50  # open deals whose product rows are checked: the newest, one list page
+SHOWN = 10
+
+
+async def nomenclature_checks(
+    settings: Settings, b24: Bitrix24Client, onec: OneCClient
+) -> list[Check]:
+    """R-KP-2: every catalogue product and every product row of the open deals of the sales
+    pipeline has its 1C nomenclature (Ref_Key, article or code in XML_ID, as the activities
+    match them); what has none is named."""
+    matcher = OneCActivities(onec, b24, settings)
+    try:
+        catalogue = await b24.list_all("crm.product.list", {"select": ["ID", "NAME", "XML_ID"]})
+        products = {int(p["ID"]): p for p in catalogue}
+        deals = await b24.call(
+            "crm.deal.list",
+            {
+                "filter": {"CATEGORY_ID": settings.portal.category_id, "CLOSED": "N"},
+                "select": ["ID", "TITLE"],
+                "order": {"ID": "DESC"},
+            },
+        )
+        rows: list[tuple[str, dict[str, Any]]] = [
+            (f"товар {pid} «{p.get('NAME')}»", {"PRODUCT_ID": pid, "PRODUCT_NAME": p.get("NAME")})
+            for pid, p in products.items()
+        ]
+        for deal in list(deals or [])[:DEALS_CHECKED]:
+            for row in await b24.call("crm.deal.productrows.get", {"id": deal["ID"]}) or []:
+                if int(row.get("PRODUCT_ID") or 0) not in products:  # catalogue ones: above
+                    rows.append((f"сделка {deal['ID']}: «{row.get('PRODUCT_NAME')}»", row))
+        found = await matcher.items_for([row for _, row in rows], products)
+    except (Bitrix24Error, OneCError) as error:
+        return [_fail(NOMENCLATURE, _describe(error), "check access to crm.product.* and 1C")]
+    missing = [label for index, (label, _) in enumerate(rows) if index not in found]
+    if not missing:
+        return [_ok(NOMENCLATURE, f"{len(rows)} catalogue products and deal rows match 1C")]
+    shown = "; ".join(missing[:SHOWN]) + (
+        f"; … {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
+    )
+    return [
+        _fail(
+            NOMENCLATURE,
+            f"{len(missing)} of {len(rows)} without 1C nomenclature: {shown}",
+            "put the 1C Ref_Key, article (Артикул) or code of the item into the product's"
+            " XML_ID (external code), or add the item in 1C",
+        )
+    ]
+
+
 # ------------------------------------------------------------------ the application's token
 APP_TOKEN = "Application token"
 
@@ -556,25 +618,28 @@ async def run_checks(
     checks: list[Check] = []
     try:
         checks += await bitrix24_checks(settings, b24)
+        if settings.bitrix24.app_access_token or settings.bitrix24.app_refresh_configured():
+            checks.append(await app_token_check(settings))
+        if not settings.onec.odata_url:
+            return [*checks, Check("1C OData", SKIP, "onec.odata_url is empty: 1C not configured")]
+        one_c = onec or OneCClient(
+            settings.onec.odata_url,
+            settings.onec.user,
+            settings.onec.password,
+            timezone=settings.onec.timezone,
+            timeout=15.0,
+        )
+        try:
+            onec_found = await onec_checks(settings, one_c)
+            checks += onec_found
+            if all(c.ok for c in onec_found):
+                checks += await nomenclature_checks(settings, b24, one_c)
+        finally:
+            if onec is None:
+                await one_c.aclose()
     finally:
         if bitrix24 is None:
             await b24.aclose()
-    if settings.bitrix24.app_access_token or settings.bitrix24.app_refresh_configured():
-        checks.append(await app_token_check(settings))
-    if not settings.onec.odata_url:
-        return [*checks, Check("1C OData", SKIP, "onec.odata_url is empty: 1C not configured")]
-    one_c = onec or OneCClient(
-        settings.onec.odata_url,
-        settings.onec.user,
-        settings.onec.password,
-        timezone=settings.onec.timezone,
-        timeout=15.0,
-    )
-    try:
-        checks += await onec_checks(settings, one_c)
-    finally:
-        if onec is None:
-            await one_c.aclose()
     return checks
 
 
@@ -596,8 +661,38 @@ def exit_code(checks: Iterable[Check]) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
-def main(settings: Settings, console: Console | None = None) -> int:
-    """Run the checks, print the table, return the exit code (0 only when all is right)."""
+# ------------------------------------------------------------------ --fix-applied
+# Deals and the logist's 1C task mirrors: both may wait on a 1C configuration problem.
+RUNNING_DEALS = (
+    f"(WorkflowType = '{WORKFLOW_TYPE}' OR WorkflowType = '{LOGIST_TASK_MIRROR}')"
+    " AND ExecutionStatus = 'Running'"
+)
+
+
+async def signal_onec_fixed(client: Client) -> int:
+    """Tell every running deal (and logist task mirror) that the 1C configuration was fixed:
+    one whose 1C step waits on a configuration problem retries it now; the others ignore it.
+    Returns how many were told."""
+    told = 0
+    async for wf in client.list_workflows(RUNNING_DEALS):
+        with contextlib.suppress(RPCError):  # a deal that closed meanwhile
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).signal(
+                SIGNAL_ONEC_CONFIG_FIXED
+            )
+            told += 1
+    return told
+
+
+def _onec_all_right(checks: Iterable[Check]) -> bool:
+    """The base accepts what the profile asks (rows without nomenclature are no such problem)."""
+    return all(c.ok for c in checks if c.name.startswith("1C") and c.name != NOMENCLATURE)
+
+
+def main(settings: Settings, console: Console | None = None, fix_applied: bool = False) -> int:
+    """Run the checks, print the table, return the exit code (0 only when all is right).
+
+    `fix_applied`: once the 1C checks pass, running deals waiting on a 1C configuration
+    problem are told to retry their step (signal `onec_configuration_fixed`)."""
     console = console or Console()
     checks = asyncio.run(run_checks(settings))
     render(checks, console)
@@ -606,4 +701,14 @@ def main(settings: Settings, console: Console | None = None) -> int:
         console.print(f"[red]{len(failed)} check(s) failed[/red]")
     else:
         console.print("[green]configuration matches Bitrix24 and 1C[/green]")
+    if fix_applied:
+        if not _onec_all_right(checks):
+            console.print("[red]1C checks still fail: deals are not told to retry[/red]")
+            return 1
+        told = asyncio.run(_tell_deals(settings))
+        console.print(f"1C configuration fixed: {told} running deal(s) told to retry")
     return exit_code(checks)
+
+
+async def _tell_deals(settings: Settings) -> int:
+    return await signal_onec_fixed(await connect(settings))

@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import rules as R
     from salesflow.workflows.approval import InternalApproval
     from salesflow.workflows.deal_effects import DealEffects
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.process import DealProcess
 
 LOGIST_PROCESS = "1c_logist_task"
+TASK_CONFIG_PROBLEM = "notify_onec_task_config_problem"
 APPROVAL = "approval"
 PROCESS_SERVICE = {
     "import_order": "purchasing",
@@ -194,12 +196,23 @@ class Children:
                 responsible_id=logist,
                 poll=PollSchedule(first=timedelta(seconds=self.rules.onec_task_poll_seconds)),
                 report_signal=SIGNAL_LOGIST_TASK_DONE,
+                rop_id=self.rules.people.rop,
+                config_problem_text=self._task_config_problem_text(),
+                config_retry=timedelta(minutes=self.rules.onec_config_retry_minutes),
             ),
             id=child_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
         self.s.done.append(f"mirror:{purpose}")
         self.s.processes.append(ProcessState(kind=LOGIST_PROCESS, workflow_id=child_id))
+
+    def _task_config_problem_text(self) -> str:
+        """The РОП's text for a 1C configuration problem creating the task (`{problem}` left
+        for the mirror); rules carried from before the template existed fall back to it."""
+        template = self.rules.templates.get(TASK_CONFIG_PROBLEM) or DEFAULT_TEMPLATES.get(
+            TASK_CONFIG_PROBLEM, ""
+        )
+        return R.render(template, deal_id=self.s.deal_id)
 
     def logist_task_done(self, result: LogistMirrorResult) -> None:
         purpose = result.key.removeprefix(self.fx.key("")).removesuffix(":1c")

@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_APPROVAL_DONE,
         SIGNAL_BITRIX24_EVENT,
         SIGNAL_LOGIST_TASK_DONE,
+        SIGNAL_ONEC_CONFIG_FIXED,
         SIGNAL_PROCESS_DONE,
         in_pipeline,
     )
@@ -93,6 +94,7 @@ KP_MESSAGE_WHEN_SENT = "kp-message-when-sent"  # «КП отправлено» a
 POSTPAYMENT = "postpayment-skips-the-pay-loop"  # R-CT-2
 PAYMENTS_AFTER_WON = "payments-after-won"  # R-PS-1: tranches chased after WON
 CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
+KP_RELOAD_PER_ROUND = "kp-load-per-round"  # a re-formed КП is read from 1C again (R-KP-4)
 MOVE_WAIT = timedelta(seconds=10)  # how long an update waits for the deal to take its step
 
 
@@ -248,6 +250,9 @@ class DealWorkflow:
                 return fx.take_move()
             feedback, intents.feedback = intents.feedback, None
             assert feedback is not None
+            if n > 1 and workflow.patched(KP_RELOAD_PER_ROUND):
+                # The client answered a re-formed КП (R-KP-4): its lines are read from 1C again.
+                await self._load_kp(f"kp:load_from_1c:{n}")
             if kp_message_when_sent:
                 await self._kp_sent()  # an answer means the client has the КП
             await self._close_tasks(f"kp:feedback:{n}", f"kp:objection:{n - 1}")
@@ -473,13 +478,14 @@ class DealWorkflow:
             deadline=fx.local(due),
         )
 
-    async def _load_kp(self) -> None:
-        """R-KP-2: КП lines from 1C into the deal when the direction contains «Россия»."""
+    async def _load_kp(self, purpose: str = "kp:load_from_1c") -> None:
+        """R-KP-2: КП lines from 1C into the deal when the direction contains «Россия»; the
+        rows matched to 1C nomenclature otherwise. Once per КП round (`purpose`)."""
         fx = self.fx
         result = await fx.onec_once(
-            "kp:load_from_1c",
+            purpose,
             act.load_kp_into_deal,
-            LoadKpRequest(key=fx.key("kp:load_from_1c"), deal_id=self.s.deal_id),
+            LoadKpRequest(key=fx.key(purpose), deal_id=self.s.deal_id),
         )
         if result is not None:
             fx.record(
@@ -809,6 +815,10 @@ class DealWorkflow:
     @workflow.signal(name=SIGNAL_LOGIST_TASK_DONE)
     def logist_task_done(self, result: LogistMirrorResult) -> None:
         self.children.logist_task_done(result)
+
+    @workflow.signal(name=SIGNAL_ONEC_CONFIG_FIXED)
+    def onec_configuration_fixed(self) -> None:
+        self.fx.onec_config_fixed += 1
 
     @workflow.query
     def state(self) -> DealView:

@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
@@ -45,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ONTASKUPDATE,
         TASK_COMPLETED,
     )
-    from salesflow.workflows.outage import run_with_outage_watch
+    from salesflow.workflows.outage import is_configuration_problem, run_with_outage_watch
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
@@ -62,6 +63,9 @@ STAGE_TASKS: dict[Stage, str] = {
     Stage.SHIPPED: "sh:",
 }
 REMIND_AFTER_MISSED = "reminders-after-missed-deadline"  # R-X4: reminders after the escalation
+# A 1C step refused as wrong for the base waits for the fix and is retried (docs/ONEC.md).
+ONEC_CONFIG_RETRY = "onec-config-retry"
+ONEC_CONFIG_WAIT = "notify_onec_config_wait"  # said to the РОП after the refusal
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -84,6 +88,7 @@ class DealEffects:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         # what the stage does when a person completes one of its tasks (by task key)
         self.on_task_completed: dict[str, Callable[[], Awaitable[None]]] = {}
+        self.onec_config_fixed = 0  # `onec_configuration_fixed` signals seen (not carried over)
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -536,17 +541,45 @@ class DealEffects:
                 step=purpose,
             )
 
-        try:
-            result = await run_with_outage_watch(
-                activity_fn, arg, notify=tell, after=timedelta(minutes=minutes)
-            )
-        except ActivityError as err:
-            await self.report_failure(purpose, err)
-            return None
-        self.s.done.append(purpose)
-        return result
+        told = False
+        while True:
+            try:
+                result = await run_with_outage_watch(
+                    activity_fn, arg, notify=tell, after=timedelta(minutes=minutes)
+                )
+            except ActivityError as err:
+                if not (is_configuration_problem(err) and workflow.patched(ONEC_CONFIG_RETRY)):
+                    await self.report_failure(purpose, err)
+                    return None
+                if not told:
+                    then = R.render(
+                        self._template(ONEC_CONFIG_WAIT),
+                        minutes=self.rules.onec_config_retry_minutes,
+                    )
+                    await self.report_failure(purpose, err, then=then)
+                    told = True
+                if not await self._wait_for_onec_fix():
+                    return None
+                continue
+            if told:
+                self.record(self.s.stage, f"{purpose} done after the 1C configuration was fixed")
+            self.s.done.append(purpose)
+            return result
 
-    async def report_failure(self, purpose: str, err: ActivityError) -> None:
+    async def _wait_for_onec_fix(self) -> bool:
+        """A configuration problem: wait for `onec_configuration_fixed` (sent by `salesflow
+        doctor --fix-applied`) or the retry interval, whichever comes first, then retry.
+        False when a person moved or lost the deal meanwhile (the step is not done)."""
+        seen = self.onec_config_fixed
+        retry_at = workflow.now() + timedelta(minutes=self.rules.onec_config_retry_minutes)
+        await self.wait(lambda: self.onec_config_fixed > seen, until=retry_at)
+        return not self.interrupted()
+
+    def _template(self, name: str) -> str:
+        """A template by name; rules carried from before it existed fall back to the default."""
+        return self.rules.templates.get(name) or DEFAULT_TEMPLATES.get(name, "")
+
+    async def report_failure(self, purpose: str, err: ActivityError, then: str = "") -> None:
         """Record a step that failed for good and tell the РОП; a cancelled step (the deal
         closed under it) is passed on as a cancellation instead."""
         if is_cancelled_exception(err) and workflow.patched(CANCEL_IS_NOT_FAILURE):
@@ -562,7 +595,10 @@ class DealEffects:
             NotifyRequest(
                 key=self.key(f"failure:{purpose}"),
                 user_ids=[self.rules.people.rop],
-                message=f"salesflow: сделка №{self.s.deal_id}: шаг «{purpose}» не выполнен: {text}",
+                message=(
+                    f"salesflow: сделка №{self.s.deal_id}: шаг «{purpose}» не выполнен: {text}"
+                    + (f" {then}" if then else "")
+                ),
             ),
         )
 

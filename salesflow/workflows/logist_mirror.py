@@ -10,17 +10,24 @@ through continue-as-new, and the activity also skips texts the task already has.
 Outages of 1C or Bitrix24 are retried without end (`ONEC_RETRY`); a permanent failure —
 the 1C task cannot be created or is gone — is reported to the parent (`error`) and fails
 the mirror; a Bitrix24 task that is gone only stops the reflecting, 1C is still followed.
+A 1C configuration problem creating the task is told to the РОП once and creating is retried
+every `config_retry`, or at once on `onec_configuration_fixed` (docs/ONEC.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
+MIRROR_CONFIG_RETRY = "mirror-onec-config-retry"
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows.models import NotifyRequest
+    from salesflow.workflows.names import SIGNAL_ONEC_CONFIG_FIXED
     from salesflow.workflows.onec_models import (
         LOGIST_TASK_MIRROR,
         CreateOneCTaskRequest,
@@ -30,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         OneCTaskStatus,
         ReflectProgressRequest,
     )
-    from salesflow.workflows.outage import ONEC_RETRY, ONEC_TIMEOUT
+    from salesflow.workflows.outage import ONEC_RETRY, ONEC_TIMEOUT, is_configuration_problem
 
 BITRIX24_TIMEOUT = timedelta(seconds=60)
 
@@ -41,14 +48,22 @@ class LogistTaskMirror:
     def __init__(self, inp: LogistMirrorInput) -> None:
         self.inp = inp
         self.progress = inp.progress or MirrorProgress()
+        self._fixed = 0  # `onec_configuration_fixed` signals seen
+
+    @workflow.signal(name=SIGNAL_ONEC_CONFIG_FIXED)
+    def onec_configuration_fixed(self) -> None:
+        self._fixed += 1
 
     @workflow.run
     async def run(self, inp: LogistMirrorInput) -> LogistMirrorResult:
         p = self.progress
-        if p.ref is None:
+        while p.ref is None:
             try:
                 p.ref = await self._create()
             except ActivityError as err:  # only non-retryable failures get here
+                if is_configuration_problem(err) and workflow.patched(MIRROR_CONFIG_RETRY):
+                    await self._wait_for_onec_fix(err)
+                    continue
                 await self._report(self._result(executed=False, error=_reason(err)))
                 raise
         run_polls = 0
@@ -83,6 +98,29 @@ class LogistTaskMirror:
     @workflow.query
     def state(self) -> MirrorProgress:
         return self.progress
+
+    async def _wait_for_onec_fix(self, err: ActivityError) -> None:
+        p, inp = self.progress, self.inp
+        if not p.told and inp.rop_id and inp.config_problem_text:
+            await workflow.execute_activity(
+                act.notify_users,
+                NotifyRequest(
+                    key=f"{inp.key}:configuration_problem",
+                    user_ids=[inp.rop_id],
+                    message=inp.config_problem_text.replace("{problem}", _reason(err)),
+                ),
+                start_to_close_timeout=BITRIX24_TIMEOUT,
+                retry_policy=ONEC_RETRY,
+            )
+        p.told = True
+        workflow.set_current_details(f"1C configuration problem: {_reason(err)}")
+        seen = self._fixed
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._fixed > seen,
+                timeout=inp.config_retry,
+                timeout_summary="retry after the 1C configuration fix",
+            )
 
     async def _create(self) -> str:
         inp = self.inp

@@ -114,6 +114,7 @@ class DealRules(Carried):
     contract_threshold: float
     invoice_contract_threshold: float
     onec_outage_notify_minutes: int = 30
+    onec_config_retry_minutes: int = 60  # a 1C step refused as a configuration problem
     accountant_email: str = "buh@example.ru"
     calendar: CalendarSnapshot
     templates: dict[str, str]

@@ -12,6 +12,8 @@ SIGNAL_BITRIX24_EVENT = "bitrix24_event"
 SIGNAL_APPROVAL_DONE = "approval_done"
 SIGNAL_PROCESS_DONE = "process_done"
 SIGNAL_LOGIST_TASK_DONE = "logist_task_done"
+# `salesflow doctor --fix-applied`: the 1C configuration was fixed; waiting 1C steps retry now.
+SIGNAL_ONEC_CONFIG_FIXED = "onec_configuration_fixed"
 
 DEAL_ID = SearchAttributeKey.for_int("DealId")
 DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")

@@ -55,7 +55,8 @@ class KpLine(Carried):
 
 class LoadKpResult(Carried):
     """`loaded`: the deal's product rows are the КП's lines (False: non-Russian direction,
-    rows left alone, a timeline comment says so). `changed`: this call wrote to Bitrix24."""
+    the rows' prices left alone, their nomenclature taken from 1C, a timeline comment says
+    so). `changed`: this call wrote to Bitrix24."""
 
     loaded: bool
     changed: bool
@@ -64,6 +65,9 @@ class LoadKpResult(Carried):
     amount: float = 0.0
     lines: list[KpLine] = Field(default_factory=list)
     comment: str | None = None
+    # R-KP-2, non-Russian direction: the rows' 1C nomenclature (`lines`: article, name, unit
+    # from 1C; no prices) and the rows 1C has no nomenclature for.
+    unmatched: list[str] = Field(default_factory=list)
 
 
 # ---- the logist's task mirrored into 1C (R-X6, R-AC-3) -----------------------------------
@@ -126,6 +130,7 @@ class MirrorProgress(Carried):
     delay: timedelta | None = None
     polls: int = 0
     reflect_error: str | None = None  # Bitrix24 refused for good: 1C is still followed
+    told: bool = False  # a 1C configuration problem creating the task was told to the РОП
 
 
 class LogistMirrorInput(Carried):
@@ -143,6 +148,12 @@ class LogistMirrorInput(Carried):
     poll: PollSchedule = Field(default_factory=PollSchedule)
     report_signal: str | None = None
     progress: MirrorProgress | None = None
+    # A 1C configuration problem creating the task: who is told (once), with what text
+    # (`{problem}` is replaced by 1C's refusal), and how often creating is retried (or at once
+    # on the `onec_configuration_fixed` signal).
+    rop_id: int | None = None
+    config_problem_text: str = ""
+    config_retry: timedelta = timedelta(hours=1)
 
 
 class LogistMirrorResult(Carried):

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 ONEC_TIMEOUT = timedelta(seconds=90)  # a cold 1C answers in 30+ s; the client gives up at 30
 ONEC_RETRY = RetryPolicy(
@@ -28,6 +29,9 @@ ONEC_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=3),
     maximum_attempts=0,  # unlimited: an outage of hours ends in success, not a failure
 )
+
+# A request wrong for this base (activities/onec.py): waits for the fix, never an outage.
+ONEC_CONFIGURATION_PROBLEM = "1C.ConfigurationProblem"
 
 Notify = Callable[[], Awaitable[Any]]
 A = TypeVar("A")
@@ -57,3 +61,8 @@ async def run_with_outage_watch(
         return await handle
     await notify()
     return await handle
+
+
+def is_configuration_problem(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == ONEC_CONFIGURATION_PROBLEM

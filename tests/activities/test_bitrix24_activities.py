@@ -143,3 +143,21 @@ async def test_fetch_deal_names_the_responsible_once_per_worker(portal_and_acts)
     assert first.assigned_by_name == second.assigned_by_name == "Смирнова Ольга Викторовна"
     missing = await _deal(acts, ASSIGNED_BY_ID=9999)
     assert (await env.run(acts.fetch_deal, missing)).assigned_by_name == ""
+
+
+async def test_r_x2_maintenance_503_is_retried_at_once_not_settled(portal_and_acts) -> None:
+    """A 503 page says nothing was run: the retry may create at once (no settle window)."""
+    portal, acts = portal_and_acts
+    deal_id = await _deal(acts)
+    req = TaskRequest(
+        key=f"deal:{deal_id}:iw:check_products",
+        deal_id=deal_id,
+        title="Проверить товарные позиции",
+        responsible_id=3,
+        created_by=2,
+    )
+    portal.inject_fault(1, status=503, method="tasks.task.add")  # the web server's HTML page
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(acts.create_task, req)
+    assert refused.value.type != "UnknownOutcome" and not refused.value.non_retryable
+    assert await ActivityEnvironment().run(acts.create_task, req) > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +108,47 @@ async def test_smtp_down_is_retried_without_counting_an_attempt(tmp_path: Path) 
     attempts = await attempts_of(engine, req.key)
     await engine.dispose()
     assert attempts == 0
+
+
+class LateAnswer(Inbox):
+    """Takes the message, then answers its 250 too late for the client."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+        answer = await super().handle_DATA(server, session, envelope)
+        if len(self.messages) == 1:
+            await asyncio.sleep(self.delay)
+        return answer
+
+
+async def test_r_sh_3_late_250_is_an_unknown_outcome_resent_with_the_same_message_id(
+    tmp_path: Path,
+) -> None:
+    """Issue 11: the server took the e-mail but answered after the client gave up. SMTP has no
+    lookup, so the retry sends it again — as the same message (Message-ID), counted."""
+    inbox = LateAnswer(delay=1.5)
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    try:
+        await init_db(engine)
+        smtp = SmtpSettings(host="127.0.0.1", port=port, timeout_seconds=0.5)
+        acts = MailActivities(smtp, engine)
+        req = EmailRequest(
+            key="deal:45:sh:mail_accountant", to=["buh@example.ru"], subject="s", body="b"
+        )
+        with pytest.raises(OSError):  # the 250 did not come in time
+            await ActivityEnvironment().run(acts.send_email, req)
+        await ActivityEnvironment().run(acts.send_email, req)  # Temporal's retry
+        await ActivityEnvironment().run(acts.send_email, req)  # a replay: the outbox knows
+        attempts = await attempts_of(engine, req.key)
+    finally:
+        await engine.dispose()
+        controller.stop()
+    first, again = inbox.messages
+    assert first["Message-ID"] == again["Message-ID"] == "<deal.45.sh.mail_accountant@salesflow>"
+    assert again["X-Salesflow-Attempt"] == "2" and attempts == 2

@@ -21,11 +21,13 @@ Timeline, in seconds after the 25 deals were created (the scripts wait for none 
   …     the latency and the jitter end with the scripts; the stack settles.
 
 Why the 503s end before the kills: a worker killed mid-activity leaves that attempt to its
-start-to-close timeout (60 s for Bitrix24 activities, 90 s for 1C ones), and the retry after
-a timeout waits `initial_interval × 2^(attempt−1)`: an activity throttled a dozen times
-(each QUERY_LIMIT_EXCEEDED retried after 1 s by `next_retry_delay`) would then wait minutes.
-The settling waits until the last kill is 95 s old, so every orphaned attempt has been retried
-and anything it doubled would show.
+start-to-close timeout — bounded here to `stack.ATTEMPT_SECONDS` (20 s) by
+`temporal.activity_attempt_seconds` instead of the workflows' 60 s (Bitrix24) and 90 s (1C),
+with the clients giving up after 10 s — and the retry after a timeout waits
+`initial_interval × 2^(attempt−1)`: an activity throttled a dozen times (each
+QUERY_LIMIT_EXCEEDED retried after 1 s by `next_retry_delay`) would then wait minutes. The
+settling waits until the last kill is `ORPHAN_SECONDS` (28 s) old, so every orphaned attempt has
+been retried and anything it doubled would show.
 
 The 1C outage is a few seconds of real time (the dev server does not skip time) while the
 notice threshold cannot go below one minute (`onec.outage_notify_after_minutes` ≥ 1, set to 1
@@ -57,7 +59,7 @@ from salesflow.workflows.models import DealView
 from salesflow.workflows.names import deal_workflow_id
 from tests.faults.deals import MANAGERS, PLANS, Deal, Plan
 from tests.faults.records import Records
-from tests.faults.stack import FIRST_DEAL_ID, MUTATING, TOKEN, FaultStack
+from tests.faults.stack import ATTEMPT_SECONDS, FIRST_DEAL_ID, MUTATING, TOKEN, FaultStack
 
 FORGED_TS_BASE = 1_000_000_000  # no genuine event carries a ts this old
 FORGED_DEALS = (8_999_901, 8_999_902)  # deals that exist nowhere
@@ -65,7 +67,8 @@ THROTTLE_SECONDS = 20.0  # Bitrix24 answers 30 % of calls 503 this long
 LATENCY_SECONDS = 120.0  # the latency and the event jitter last until the scripts end, or this
 FORGING_SECONDS = 50.0
 NOTHING_IN_FLIGHT = "(nothing in flight)"
-ORPHAN_SECONDS = 95.0  # the longest activity timeout (1C, 90 s) and its first retry
+# An attempt orphaned by a kill: its bounded timeout, the 1C policy's first retry (5 s), margin.
+ORPHAN_SECONDS = ATTEMPT_SECONDS + 5.0 + 3.0
 
 
 @dataclass

@@ -61,6 +61,11 @@ BIN = Path(sys.executable).parent
 TOKEN = "faults-app-token"
 FIRST_DEAL_ID = 8_000_000  # deals of these tests are 8_000_001 …
 TASK_QUEUE = "faults"
+# Activity attempts are bounded (`temporal.activity_attempt_seconds`) so that an attempt orphaned
+# by a worker kill is retried within seconds, not after the workflows' 60/90 s; the clients give
+# up well before it. The settling waits for that (scenario.ORPHAN_SECONDS).
+ATTEMPT_SECONDS = 20.0
+CLIENT_TIMEOUT_SECONDS = 10.0
 # One incoming webhook per caller (all of them user 1, the integration's admin).
 WORKER_SECRET, RELAY_SECRET, PEOPLE_SECRET = "faultsworker", "faultsrelay", "faultspeople"
 # Calls that change the portal: killing the worker while one is answered loses the answer.
@@ -460,7 +465,11 @@ class FaultStack:
 def _config(folder: Path, ports: dict[str, int], urls: dict[str, str]) -> Path:
     """The operator's TOML file; the contract's variables name the rest per process."""
     data = {
-        "temporal": {"address": f"127.0.0.1:{ports['temporal']}", "task_queue": TASK_QUEUE},
+        "temporal": {
+            "address": f"127.0.0.1:{ports['temporal']}",
+            "task_queue": TASK_QUEUE,
+            "activity_attempt_seconds": ATTEMPT_SECONDS,
+        },
         "bitrix24": {
             "webhook_url": f"{urls['bitrix24']}/rest/1/{WORKER_SECRET}/",
             "application_token": TOKEN,
@@ -468,10 +477,13 @@ def _config(folder: Path, ports: dict[str, int], urls: dict[str, str]) -> Path:
             "burst": 50,
             "app_access_token": LOCAL_APP_ACCESS_TOKEN,
             "app_rest_url": f"{urls['bitrix24']}/rest/",
+            "timeout_seconds": CLIENT_TIMEOUT_SECONDS,
+            "settle_seconds": CLIENT_TIMEOUT_SECONDS + 5,
         },
         "onec": {
             "odata_url": f"{urls['onec']}/trade/odata/standard.odata/",
             "outage_notify_after_minutes": 1,
+            "settle_seconds": CLIENT_TIMEOUT_SECONDS + 5,
         },
         "database": {"url": f"sqlite+aiosqlite:///{folder / 'salesflow.db'}"},
         "smtp": {"host": "127.0.0.1", "port": ports["smtp"]},

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
+from typer.testing import CliRunner
 
 from salesflow.starter import deal_commands
 from salesflow.starter.deal_commands import (
@@ -17,7 +19,16 @@ from salesflow.starter.deal_commands import (
     update_reply,
 )
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import AcceptLead, Actor, DealView, KpFeedback
+from salesflow.workflows.models import (
+    AcceptLead,
+    Actor,
+    DealView,
+    DocumentsSigned,
+    KpFeedback,
+    LoseDeal,
+    RecordPayment,
+    StartProcess,
+)
 
 
 def _view(stage: str) -> DealView:
@@ -115,3 +126,22 @@ def test_r_x10_every_cli_update_names_the_operator(monkeypatch) -> None:
     assert deal_commands.with_operator(AcceptLead(manager_id=5)).actor.user_id == 5
     own = Actor(user_id=9, name="Иванов", source="bitrix24")
     assert deal_commands.with_operator(KpFeedback(agreed=True, actor=own)).actor == own
+
+
+@pytest.mark.parametrize(
+    ("choices", "model", "field"),
+    [
+        (deal_commands.LoseReason, LoseDeal, "reason"),
+        (deal_commands.PaymentSource, RecordPayment, "source"),
+        (deal_commands.ProcessKind, StartProcess, "kind"),
+        (deal_commands.DocumentKind, DocumentsSigned, "kind"),
+    ],
+)
+def test_cli_choices_are_the_update_models_values(choices, model, field) -> None:
+    assert {c.value for c in choices} == set(get_args(model.model_fields[field].annotation))
+
+
+def test_a_choice_outside_the_list_is_refused_by_the_cli_naming_it() -> None:
+    result = CliRunner().invoke(deal_commands.app, ["lose", "7", "--reason", "BORED"])
+    assert result.exit_code == 2
+    assert "BORED" in result.output and "NO_MONEY" in result.output

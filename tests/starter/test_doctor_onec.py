@@ -11,9 +11,11 @@ import pytest
 
 from emulators.asgi_server import serve
 from emulators.onec.app import create_app
+from emulators.onec.seed import seed_guid
 from salesflow.config.settings import Settings
 from salesflow.integrations.onec.client import OneCClient
-from salesflow.starter.doctor import FAIL, OK, Check, onec_checks
+from salesflow.starter.doctor import FAIL, OK, Check, nomenclature_checks, onec_checks
+from tests.activities.systems import running_systems
 
 
 @asynccontextmanager
@@ -85,3 +87,39 @@ async def test_the_extension_installed_used_or_missing() -> None:
     missing = _failed(missing_checks)["1C extension"]
     assert "ИдентификаторБитрикс24" in missing.detail
     assert "install the salesflow extension" in missing.fix
+
+
+async def test_r_kp_2_doctor_names_products_and_deal_rows_without_1c_nomenclature() -> None:
+    async with running_systems() as s:
+        b24 = s.bitrix24
+        await b24.call("crm.product.add", {"fields": {"NAME": "Насос", "XML_ID": "ЦН-100"}})
+        await b24.call(
+            "crm.product.add",
+            {"fields": {"NAME": "Шкаф", "XML_ID": seed_guid("Catalog_Номенклатура", "ШУ-15")}},
+        )
+        await b24.call("crm.product.add", {"fields": {"NAME": "Редуктор Ч-80"}})
+        deal_id = await s.new_deal()
+        await b24.call(
+            "crm.deal.productrows.set",
+            {
+                "id": deal_id,
+                "rows": [
+                    {"PRODUCT_NAME": "ПНР", "XML_ID": "НФ-00000003"},
+                    {"PRODUCT_NAME": "Кран шаровый Ду50"},
+                ],
+            },
+        )
+        (check,) = await nomenclature_checks(s.settings, s.bitrix24, s.onec)
+    assert check.status == FAIL and check.name == "1C nomenclature"
+    assert check.detail.startswith("2 of 5 without 1C nomenclature")
+    assert "«Редуктор Ч-80»" in check.detail and f"сделка {deal_id}: «Кран шаровый Ду50»" in (
+        check.detail
+    )
+    assert "XML_ID" in check.fix
+
+
+async def test_r_kp_2_doctor_nomenclature_all_matched() -> None:
+    async with running_systems(profile="bp3") as s:
+        await s.bitrix24.call("crm.product.add", {"fields": {"NAME": "Насос", "XML_ID": "ЦН-100"}})
+        (check,) = await nomenclature_checks(s.settings, s.bitrix24, s.onec)
+    assert check.status == OK and "1 catalogue products and deal rows match 1C" in check.detail

@@ -516,3 +516,23 @@ async def test_r_x8_r_lose_1_lost_at_contract_ends_children(run_deal, skip_env) 
     assert result.stage == "LOSE"
     assert described.status is not None and described.status.name == "CANCELED"
     assert portal.deal.fields["UF_CRM_LOSS_REASON"] == "42"
+
+
+async def test_r_kp_2_r_kp_4_reformed_kp_read_from_1c_again_each_round(run_deal) -> None:
+    """After «не согласовано» the manager re-forms the КП; the client's answer to it brings the
+    re-formed КП from 1C into the deal, once per round, before the document set is chosen."""
+    portal = FakePortal(new_deal(2091))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "KP")
+        await until(handle, lambda v: v.kp_round == 1)
+        await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=False))
+        await until(handle, lambda v: v.kp_round == 2)
+        await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=False))
+        await until(handle, lambda v: v.kp_round == 3)
+        await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=True))
+        await until(handle, lambda v: v.stage == "CONTRACT")
+    assert [r.key for r in portal.kp_loads] == [
+        "deal:2091:kp:load_from_1c",
+        "deal:2091:kp:load_from_1c:2",
+        "deal:2091:kp:load_from_1c:3",
+    ]

@@ -7,7 +7,10 @@
 - `list_all` walks large lists with the ID cursor, 50 chained pages per request
   (`listing.py`).
 - No retries here: callers (Temporal activities) retry on `Bitrix24Error.retryable`,
-  waiting `Bitrix24Error.retry_after` seconds when the error implies a delay.
+  waiting `Bitrix24Error.retry_after` seconds when the error implies a delay. A request whose
+  answer was lost after it left is an `UnknownOutcome` (the portal may have done it).
+- The webhook secret is registered with `config.redact` and an access token travels as
+  `auth=`, which it masks: no log line or error carries them (httpx logs every URL).
 
 Webhook: `Bitrix24Client("https://portal/rest/1/secret/")`. Local application (OAuth):
 `Bitrix24Client("https://portal/rest/", access_token=token)` — the token goes as `auth=`.
@@ -30,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from salesflow.config import redact
 from salesflow.integrations.bitrix24 import php_form
 from salesflow.integrations.bitrix24.coalescer import (
     BATCH_MAX_COMMANDS,
@@ -44,7 +48,9 @@ from salesflow.integrations.bitrix24.errors import (
     PortalMoved,
     QueryLimitExceeded,
     ServerError,
+    UnknownOutcome,
     error_from_response,
+    unknown_outcome,
 )
 from salesflow.integrations.bitrix24.listing import (
     PAGE_SIZE,
@@ -195,7 +201,25 @@ _REQUEST_FAILURES = {
 def _request_failure(error: Bitrix24Error) -> bool:
     if getattr(error, "command_error", False):
         return False
-    return error.code.upper() in _REQUEST_FAILURES
+    return isinstance(error, UnknownOutcome) or error.code.upper() in _REQUEST_FAILURES
+
+
+# Failures after the request left: the portal may have carried it out.
+_AFTER_SENDING = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+def _answer_lost(error: Bitrix24Error) -> bool:
+    """A 5xx or a non-JSON 200 that does not say the call was refused: 503 says so (the
+    bucket's QUERY_LIMIT_EXCEEDED, the web server's maintenance page — nothing was run)."""
+    if type(error) is not ServerError:
+        return False
+    return error.status == 200 or (error.status >= 500 and error.status != 503)
 
 
 def _retry_after_header(response: httpx.Response) -> float | None:
@@ -226,6 +250,9 @@ class Bitrix24Client:
         parts = urlsplit(webhook_url)
         if not parts.scheme or not parts.netloc:
             raise ValueError(f"not a webhook URL: {webhook_url!r}")
+        # The webhook secret is masked everywhere; a token travels as `auth=`, which the
+        # redaction masks by its place (a per-user token is not registered: no unbounded set).
+        redact.register(redact.webhook_secret(webhook_url))
         self._base = webhook_url.rstrip("/") + "/"
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._rate = rate_per_second
@@ -303,6 +330,9 @@ class Bitrix24Client:
             response = await self._http.post(
                 url, content=body.encode(), headers={"Content-Type": "application/json"}
             )
+        except _AFTER_SENDING as exc:
+            code = "TIMEOUT" if isinstance(exc, httpx.TimeoutException) else "TRANSPORT_ERROR"
+            raise UnknownOutcome(code, f"{method}: {type(exc).__name__}: {exc}", 0) from exc
         except httpx.TimeoutException as exc:
             raise ServerError("TIMEOUT", f"{method}: {type(exc).__name__}", 0) from exc
         except httpx.HTTPError as exc:
@@ -328,6 +358,8 @@ class Bitrix24Client:
             or response.status_code != 200
         ):
             error = error_from_response(response.status_code, response.content)
+            if _answer_lost(error):
+                error = unknown_outcome(error)
             raise self._annotate(error, method, _retry_after_header(response))
         time_info = payload.get("time") if isinstance(payload.get("time"), dict) else None
         self._remember_operating(method, time_info)

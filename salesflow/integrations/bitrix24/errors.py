@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+from salesflow.config.redact import redact
+
 
 class Bitrix24Error(Exception):
     """A Bitrix24 REST error: `code` is the portal's `error` string, `status` the HTTP status.
@@ -13,6 +15,7 @@ class Bitrix24Error(Exception):
     (the bucket's drain time on 503 QUERY_LIMIT_EXCEEDED, the wait until `operating_reset_at`
     on 429 OPERATION_TIME_LIMIT, a `Retry-After` header); None when it implies nothing.
     The client never retries: a caller (a Temporal retry policy) uses it as the next delay.
+    The description is redacted (`config.redact`): no secret travels in an error.
     """
 
     _retryable: ClassVar[bool] = False
@@ -27,6 +30,7 @@ class Bitrix24Error(Exception):
         *,
         retry_after: float | None = None,
     ) -> None:
+        description = redact(description)
         super().__init__(code, description, status)
         self.code = code
         self.description = description
@@ -72,8 +76,23 @@ class ServerError(Bitrix24Error):
     _retryable = True
 
 
+class UnknownOutcome(ServerError):
+    """The request was sent and its answer lost: a read timeout, a connection reset after
+    sending, a 5xx other than 503 (or a 200 that is not JSON): nothing says it was refused. The
+    portal may have carried the call out, or may still be carrying it out (up to 60 s in the
+    cloud). Retryable; a create must find its key in the portal, for longer than the portal
+    can take to finish a call, before it creates again (`activities.once`)."""
+
+
+def unknown_outcome(error: Bitrix24Error) -> UnknownOutcome:
+    return UnknownOutcome(
+        error.code, error.description, error.status, retry_after=error.retry_after
+    )
+
+
 class PortalMoved(Bitrix24Error):
-    """302 to another domain: the portal was renamed; `location` holds the new address.
+    """302 to another domain: the portal was renamed; `location` holds the new address
+    (redacted: a portal's Location repeats the webhook secret).
 
     Not retryable: the webhook URL in the configuration must change.
     """
@@ -86,7 +105,7 @@ class PortalMoved(Bitrix24Error):
         location: str | None = None,
     ) -> None:
         super().__init__(code, description, status)
-        self.location = location
+        self.location = None if location is None else redact(location)
 
 
 class MethodNotFound(Bitrix24Error):

@@ -13,6 +13,9 @@ current refresh token is refused (`invalid_grant`), the configured one is tried 
 operator may have just set a fresh one, or the portal was reset); when that fails too,
 `TokenRefreshError` says so, and the OAuth server is not asked again until the stored pair
 changes (another process refreshed) or the relay restarts with a new configuration.
+
+Every pair and the client secret are registered with `config.redact` as soon as they are
+known, so the refresh's URL (httpx logs it) and its errors carry none of them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from salesflow.config import redact
 from salesflow.integrations.bitrix24.errors import Bitrix24Error, ServerError
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,8 @@ class AppTokens:
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        redact.register(app.client_secret if app else None)
+        redact.register(configured.access_token, configured.refresh_token, rotating=True)
         self.app = app
         self.configured = configured
         self.store = store
@@ -124,6 +130,7 @@ class AppTokens:
             if not self._loaded:
                 stored = await self.store.load(self.key) if self.store else None
                 if stored is not None:
+                    redact.register(stored.access_token, stored.refresh_token, rotating=True)
                     self._pair = stored
                 self._loaded = True
             if self._unsaved:
@@ -175,6 +182,7 @@ class AppTokens:
         stored = await self.store.load(self.key)
         if stored is None:
             return False
+        redact.register(stored.access_token, stored.refresh_token, rotating=True)
         newer = (
             stored.access_token != self._pair.access_token
             if stale_refresh is None
@@ -211,6 +219,7 @@ class AppTokens:
                 str(body.get("error_description") or ""),
                 response.status_code,
             )
+        redact.register(str(body["access_token"]), str(body["refresh_token"]), rotating=True)
         expires = body.get("expires")
         if expires is None and body.get("expires_in") is not None:
             expires = time.time() + float(body["expires_in"])

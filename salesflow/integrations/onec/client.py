@@ -20,10 +20,14 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from salesflow.config import redact
 from salesflow.integrations.onec.errors import (
+    OneCError,
     OneCProtocolError,
+    OneCServerError,
     OneCTimeout,
     OneCUnavailable,
+    OneCUnknownOutcome,
     error_from_response,
 )
 from salesflow.integrations.onec.filters import Expr, F, literal, or_, render_filter
@@ -40,6 +44,22 @@ SESSION_COOKIE = "ibsession"
 # IIS refuses a query string over 2 048 bytes with an HTML 404 (shared/research/onec-real.md);
 # key lookups are split to stay below this.
 MAX_QUERY_BYTES = 2000
+# Failures after a request left: a write may have been carried out.
+_AFTER_SENDING = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+def _lost_write(method: str, error: OneCError | None = None) -> bool:
+    if method == "GET":
+        return False
+    if error is None:
+        return True
+    return type(error) is OneCServerError or error.status in (502, 504)
 
 
 def _names(value: Names) -> str | None:
@@ -74,6 +94,7 @@ class OneCClient:
         self._session: str | None = None
         self._session_supported = True
         self._session_lock = asyncio.Lock()
+        redact.register_basic(user, password)
         # UTF-8 before base64: a cp1251 Cyrillic login is refused (IIS 401.5).
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         self._http = httpx.AsyncClient(
@@ -407,6 +428,12 @@ class OneCClient:
             headers["Cookie"] = f"{SESSION_COOKIE}={self._session}"
         try:
             response = await self._http.request(method, url, content=content, headers=headers)
+        except _AFTER_SENDING as exc:
+            if _lost_write(method):
+                raise OneCUnknownOutcome(f"1C's answer was lost: {exc!r}", url=url) from exc
+            if isinstance(exc, httpx.TimeoutException):
+                raise OneCTimeout(f"1C did not answer in time: {exc!r}", url=url) from exc
+            raise OneCUnavailable(f"1C is unreachable: {exc!r}", url=url) from exc
         except httpx.TimeoutException as exc:
             raise OneCTimeout(f"1C did not answer in time: {exc!r}", url=url) from exc
         except httpx.TransportError as exc:
@@ -424,6 +451,10 @@ class OneCClient:
             error = error_from_response(response.status_code, response.content, url)
             if response.status_code == 401 or "сеанс" in error.message.lower():
                 self._session = None
+            if _lost_write(method, error):
+                raise OneCUnknownOutcome(
+                    error.message, status=error.status, code=error.code, url=url
+                ) from error
             raise error
         self._check_body(response, url)
         return response

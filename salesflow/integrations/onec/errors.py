@@ -12,6 +12,8 @@ import re
 from html import unescape
 from typing import Any
 
+from salesflow.config.redact import redact
+
 # Russian messages of 500/-1 that mean "the base is busy now", not "your data is wrong".
 _TRANSIENT_MARKERS = (
     "лицензи",  # Не обнаружено свободной лицензии!
@@ -38,12 +40,13 @@ class OneCError(Exception):
         retryable: bool | None = None,
         url: str | None = None,
     ) -> None:
+        message = redact(message)  # no secret in an error (`config.redact`)
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.retryable = self.default_retryable if retryable is None else retryable
-        self.url = url
+        self.url = None if url is None else redact(url)
 
     def __str__(self) -> str:
         parts = [f"HTTP {self.status}" if self.status is not None else "no response"]
@@ -71,6 +74,11 @@ class OneCUnavailable(OneCError):
 
 class OneCTimeout(OneCUnavailable):
     """The request did not finish within the client's timeout (1C's cold start can exceed 30 s)."""
+
+
+class OneCUnknownOutcome(OneCUnavailable):
+    """A write whose answer was lost after it was sent (timeout, reset, 500/502/504): 1C may
+    have carried it out. Retryable; a create looks its key up again before repeating."""
 
 
 class OneCServerError(OneCError):

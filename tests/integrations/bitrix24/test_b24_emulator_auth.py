@@ -135,7 +135,7 @@ async def test_faults_html_slow_and_domain_move(emu: Emulator, http: httpx.Async
         )
         with pytest.raises(PortalMoved) as moved:
             await b24.call("crm.deal.list")
-        assert moved.value.location == "https://new.bitrix24.ru/rest/1/devsecret/"
+        assert moved.value.location == "https://new.bitrix24.ru/rest/1/***/"  # redacted
         assert not moved.value.retryable
         emu.portal.inject_fault(1, status=503, body="<html>busy</html>")
         response = await http.post(f"{emu.webhook}crm.deal.list", json={})
