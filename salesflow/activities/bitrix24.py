@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from salesflow.activities.errors import refuse, remote_errors
 from salesflow.activities.once import Settle, found, once
@@ -31,6 +32,7 @@ from salesflow.workflows.models import (
     TaskRequest,
     TimelineCommentRequest,
 )
+from salesflow.workflows.names import TASK_COMPLETED
 from salesflow.workflows.rules import render
 
 ORIGINATOR = "salesflow"
@@ -134,6 +136,7 @@ class Bitrix24Activities:
             self.send_client_message,
             self.add_timeline_comment,
             self.read_task_status,
+            self.complete_task,
             self.create_approval_item,
             self.read_approval_item_stage,
             self.set_approval_item_stage,
@@ -296,6 +299,20 @@ class Bitrix24Activities:
             )
         task = found.get("task") if isinstance(found, dict) else None
         return str(task.get("status")) if task else "5"
+
+    @activity.defn(name="complete_task")
+    async def complete_task(self, task_id: int) -> None:
+        """An automatic task whose stage the deal has left is completed (issue 14); one that is
+        completed already, or deleted, stays as it is (completing it again is refused)."""
+        if await self.read_task_status(task_id) == TASK_COMPLETED:
+            return
+        try:
+            with remote_errors():
+                await self.client.call("tasks.task.complete", {"taskId": task_id})
+        except ApplicationError:
+            if await self.read_task_status(task_id) == TASK_COMPLETED:
+                return  # completed by a person meanwhile
+            raise
 
     @activity.defn(name="create_approval_item")
     async def create_approval_item(self, req: ApprovalItemRequest) -> int:

@@ -503,6 +503,7 @@ class PortalUsers(_Section):
     production: int = 8
     lawyer: int = 9
     metrologist: int = 10
+    director: int = 0  # the reminder ladder's last rung (R-X4); 0: none
 
     @field_validator("managers")
     @classmethod
@@ -554,6 +555,16 @@ class DeadlineSettings(_Section):
     working_time: bool = True
 
 
+class ReminderSettings(_Section):
+    """R-X4 reminders after a missed deadline (see `ReminderRules`)."""
+
+    interval_minutes: dict[str, int] = {}
+    working_hours_only: bool = True
+    daily_cap: int = Field(4, ge=0)
+    ladder: tuple[Literal["manager", "rop", "director"], ...] = ("manager", "rop", "director")
+    ladder_step: int = Field(2, ge=1)
+
+
 class RulesSettings(_Section):
     timezone: Required = "Europe/Moscow"
     work_start: time = time(9, 0)
@@ -561,11 +572,18 @@ class RulesSettings(_Section):
     take_into_work: DeadlineSettings = DeadlineSettings(minutes=60)
     kp_feedback_task: DeadlineSettings = DeadlineSettings(minutes=60)
     closing_document_task: DeadlineSettings = DeadlineSettings(minutes=24 * 60, working_time=False)
+    # R-X4 SLAs; whole days in working time count business days, ending with the working day
+    service_task: DeadlineSettings = DeadlineSettings(minutes=2 * 24 * 60)  # R-X6
+    process: DeadlineSettings = DeadlineSettings(minutes=5 * 24 * 60)  # R-X7
+    approval: DeadlineSettings = DeadlineSettings(minutes=24 * 60)  # R-KP-6 «Согласование»
     kp_agreement_business_days: int = Field(2, ge=1)
     reminder_interval_minutes: int = Field(30, ge=1)
+    reminders: ReminderSettings = ReminderSettings()
     payment_round_business_days: int = Field(3, ge=1)
     payment_reminder_days_before: int = Field(2, ge=0)
     payment_overdue_reminder_hours: int = Field(24, ge=1)
+    payment_match_days: int = Field(3, ge=0)  # R-PS-1: a person's payment and 1C's are one
+    payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = Field(3600, ge=1)
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)

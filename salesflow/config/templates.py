@@ -59,6 +59,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "notify_deadline_missed": (
         "Просрочено: «{what}» по сделке «{deal_title}» (№{deal_id}), срок был {deadline}."
     ),
+    "notify_deadline_reminder": (
+        "Напоминание: «{what}» по сделке «{deal_title}» (№{deal_id}) всё ещё не выполнено,"
+        " срок был {deadline}."
+    ),
     "notify_deadline_missed_rop": (
         "Эскалация: «{what}» по сделке «{deal_title}» (№{deal_id}) просрочено"
         " (ответственный: {manager})."
@@ -74,6 +78,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "notify_payment_overdue": (
         "Просрочен платёж {number} по графику ({amount} ₽, срок {due}) по сделке"
         " «{deal_title}» (№{deal_id})."
+    ),
+    "notify_payment_overpaid": (
+        "Переплата по сделке «{deal_title}» (№{deal_id}): получено {received} ₽ при сумме"
+        " {owed} ₽, излишек {excess} ₽."
     ),
     "notify_payment_overdue_rop": (
         "Эскалация: просрочен платёж {number} по графику ({amount} ₽, срок {due}) по сделке"

@@ -234,7 +234,8 @@ def _people(settings: Settings) -> dict[int, list[str]]:
     roles: dict[int, list[str]] = {}
     for role, value in users.model_dump().items():
         for user_id in value if isinstance(value, list | tuple) else [value]:
-            roles.setdefault(int(user_id), []).append(role)
+            if int(user_id):  # 0: a role not configured (e.g. the director, R-X4)
+                roles.setdefault(int(user_id), []).append(role)
     return roles
 
 

@@ -113,6 +113,11 @@ async def read_task_status(task_id: int) -> str:
     raise _stub()
 
 
+@activity.defn(name="complete_task")
+async def complete_task(task_id: int) -> None:
+    raise _stub()
+
+
 @activity.defn(name="create_approval_item")
 async def create_approval_item(req: ApprovalItemRequest) -> int:
     raise _stub()
@@ -187,6 +192,7 @@ STUBS = (
     send_client_message,
     add_timeline_comment,
     read_task_status,
+    complete_task,
     create_approval_item,
     read_approval_item_stage,
     set_approval_item_stage,

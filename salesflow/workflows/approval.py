@@ -8,6 +8,7 @@ deal's continue-as-new.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -22,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
         ApprovalResult,
     )
     from salesflow.workflows.names import SIGNAL_APPROVAL_DONE
+
+CLOSE_ITEM_WHEN_CANCELLED = "approval-item-closed-when-cancelled"
 
 
 @workflow.defn(name="InternalApproval")
@@ -38,6 +41,26 @@ class InternalApproval:
     @workflow.run
     async def run(self, inp: ApprovalInput) -> ApprovalResult:
         item_id = await call(act.create_approval_item, inp.item)
+        try:
+            result = await self._decided(inp, item_id)
+        except asyncio.CancelledError:
+            # the deal closed under the approval (LOSE): the item is closed, not left open
+            if workflow.patched(CLOSE_ITEM_WHEN_CANCELLED):
+                rules = inp.rules
+                await call(
+                    act.set_approval_item_stage,
+                    ApprovalItemStage(
+                        entity_type_id=rules.entity_type_id,
+                        item_id=item_id,
+                        stage_id=rules.stage_rejected,
+                    ),
+                )
+            raise
+        parent = workflow.get_external_workflow_handle(inp.parent_id)
+        await parent.signal(SIGNAL_APPROVAL_DONE, result)
+        return result
+
+    async def _decided(self, inp: ApprovalInput, item_id: int) -> ApprovalResult:
         rules = inp.rules
         result: ApprovalResult | None = None
         while result is None:
@@ -74,6 +97,4 @@ class InternalApproval:
             result = ApprovalResult(
                 key=inp.key, approved=decision.approved, comment=decision.comment, item_id=item_id
             )
-        parent = workflow.get_external_workflow_handle(inp.parent_id)
-        await parent.signal(SIGNAL_APPROVAL_DONE, result)
         return result

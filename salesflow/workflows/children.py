@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalInput,
         ApprovalItemRequest,
         ApprovalResult,
+        Deadline,
         ProcessInput,
         ProcessState,
         Stage,
@@ -45,6 +46,8 @@ PROCESS_SERVICE = {
     "purchasing": "purchasing",
 }
 WON_KEEPS_LOGIST_MIRRORS = "won-keeps-logist-mirrors"
+LOGIST_DONE_CLOSES_TASK = "logist-done-closes-task"  # 1C executed: the open task is done
+CANCELLED_CHILDREN = "cancelled-children-say-so"  # `state` tells a cancelled child as such
 
 
 class Children:
@@ -52,6 +55,7 @@ class Children:
         self.fx = fx
         self.s = fx.s
         self.rules = fx.rules
+        self.watching = False  # the deal's WATCHED_DEADLINES patch (set by the workflow)
 
     # ---- the internal approval (R-KP-6, R-KP-7, R-CT-1) ----------------------------------
 
@@ -85,6 +89,17 @@ class Children:
             )
             self.s.done.append(f"approval_started:{round_no}")
             self.s.processes.append(ProcessState(kind=APPROVAL, workflow_id=child_id))
+            if self.watching:  # R-X4: the approval item's SLA, the РОП's to keep
+                fx.watch(
+                    Deadline(
+                        name=f"approval_{round_no}",
+                        due=R.sla_due(workflow.now(), "approval", self.rules),
+                        what=fx.text("approval_item_title", document_set=self.s.document_set or ""),
+                        kind="approval",
+                        workflow_id=child_id,
+                        responsible_id=self.rules.people.rop,
+                    )
+                )
         done = lambda: intents.approval is not None and intents.approval.key == key  # noqa: E731
         await fx.wait(done)
         if not done():
@@ -112,6 +127,7 @@ class Children:
         n = fx.bump(f"process:{cmd.kind}")
         child_id = f"deal-{self.s.deal_id}-process-{cmd.kind}-{n}"
         name = fx.text(f"process_{cmd.kind}")
+        due = R.sla_due(workflow.now(), "process", self.rules) if self.watching else None
         task = TaskRequest(
             key=fx.key(f"process:{cmd.kind}:{n}"),
             deal_id=self.s.deal_id,
@@ -119,6 +135,7 @@ class Children:
             description=fx.text("task_description"),
             responsible_id=self.rules.people.services[PROCESS_SERVICE[cmd.kind]],
             created_by=fx.responsible(),
+            deadline=due,
         )
         self.s.processes.append(ProcessState(kind=cmd.kind, workflow_id=child_id))
         await workflow.start_child_workflow(
@@ -132,6 +149,17 @@ class Children:
             id=child_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
+        if due is not None:  # R-X7 / R-X4: the process's SLA, watched
+            fx.watch(
+                Deadline(
+                    name=f"process_{child_id}",
+                    due=due,
+                    what=name,
+                    kind="process",
+                    workflow_id=child_id,
+                    responsible_id=task.responsible_id,
+                )
+            )
         return name
 
     # ---- the logist's task mirrored into 1C (R-X6, R-AC-3) -------------------------------
@@ -140,7 +168,21 @@ class Children:
         """The logist's task, creator the manager, mirrored into 1C."""
         fx = self.fx
         logist = self.rules.people.logist
-        task_id = await fx.task(purpose, template, responsible=logist, created_by=fx.responsible())
+        due = R.sla_due(workflow.now(), "service_task", self.rules) if self.watching else None
+        task_id = await fx.task(
+            purpose, template, responsible=logist, created_by=fx.responsible(), deadline=due
+        )
+        if task_id and due is not None and f"mirror:{purpose}" not in self.s.done:
+            fx.watch(  # R-X4: the logist's task, done when 1C (or a person) completes it
+                Deadline(
+                    name=f"task_{task_id}",
+                    due=due,
+                    what=fx.text(template),
+                    kind="service_task",
+                    task_id=task_id,
+                    responsible_id=logist,
+                )
+            )
         if not task_id or f"mirror:{purpose}" in self.s.done:
             return
         child_id = self._mirror_id(purpose)
@@ -179,6 +221,10 @@ class Children:
             self.fx.record(self.s.stage, f"1C logist task failed: {result.error}")
             return
         self.fx.record(self.s.stage, f"1C logist task {result.ref} executed={result.executed}")
+        if result.executed and workflow.patched(LOGIST_DONE_CLOSES_TASK):
+            # the mirror completed the Bitrix24 task too
+            key = self.fx.key(purpose)
+            self.s.open_tasks = [t for t in self.s.open_tasks if t.key != key]
 
     def _mirror_id(self, purpose: str) -> str:
         return f"deal-{self.s.deal_id}-1c-{purpose.replace(':', '-')}"
@@ -187,7 +233,8 @@ class Children:
 
     def finish(self, workflow_id: str, state: Literal["done", "failed"]) -> None:
         for process in self.s.processes:
-            if process.workflow_id == workflow_id:
+            # a child cancelled by the close may still report back: it stays cancelled
+            if process.workflow_id == workflow_id and process.state != "cancelled":
                 process.state = state
 
     async def end(self) -> None:
@@ -195,6 +242,7 @@ class Children:
         on WON, the logist's 1C task mirrors: the goods' task lives on in 1C and its progress
         still belongs in Bitrix24 (R-AC-3), so they run until 1C says executed."""
         keep_mirrors = self.s.stage == Stage.WON and workflow.patched(WON_KEEPS_LOGIST_MIRRORS)
+        cancelled_state = workflow.patched(CANCELLED_CHILDREN)
         for process in self.s.processes:
             if keep_mirrors and process.kind == LOGIST_PROCESS:
                 continue
@@ -202,4 +250,7 @@ class Children:
                 handle = workflow.get_external_workflow_handle(process.workflow_id)
                 with contextlib.suppress(Exception):  # it may have finished already
                     await handle.cancel()
-                process.state = "failed" if self.s.stage == Stage.LOSE else "done"
+                if cancelled_state:
+                    process.state = "cancelled"  # as Temporal shows it
+                else:
+                    process.state = "failed" if self.s.stage == Stage.LOSE else "done"

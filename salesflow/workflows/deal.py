@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -46,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         ApprovalDecision,
         ApprovalResult,
         Bitrix24Event,
+        ClosePayments,
+        Deadline,
         DealInput,
         DealState,
         DealView,
@@ -84,6 +86,14 @@ SERVICES = ("engineers", "purchasing", "logistics", "production", "lawyer", "met
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
 UPDATES_ANSWER_AFTER_MOVE = "updates-answer-after-move"
+NEW_REMINDER_POLICY = "new-lead-reminder-policy"  # R-X4: working hours, daily cap, ladder
+WATCHED_DEADLINES = "watched-deadlines"  # R-X4: КП date through КП, service tasks, processes
+TASK_DEADLINES = "stage-task-deadlines"  # R-X4: «Отправить КП», «Получить оплату» carry DEADLINE
+COMPLETE_ROUND_TASKS = "complete-round-tasks"  # a КП round's tasks completed in Bitrix24
+KP_MESSAGE_WHEN_SENT = "kp-message-when-sent"  # «КП отправлено» after the КП task is done
+POSTPAYMENT = "postpayment-skips-the-pay-loop"  # R-CT-2
+PAYMENTS_AFTER_WON = "payments-after-won"  # R-PS-1: tranches chased after WON
+CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
 KP_RELOAD_PER_ROUND = "kp-load-per-round"  # a re-formed КП is read from 1C again (R-KP-4)
 MOVE_WAIT = timedelta(seconds=10)  # how long an update waits for the deal to take its step
 
@@ -99,6 +109,7 @@ class DealWorkflow:
         self.payments = Payments(self.fx)
         self.children = Children(self.fx)
         self._draining = False  # continue-as-new is due: handlers return once intent recorded
+        self._watching = False  # WATCHED_DEADLINES, decided when the run starts
 
     # ---- the pipeline, in stage order -----------------------------------------------------
 
@@ -128,6 +139,10 @@ class DealWorkflow:
             Stage.SHIPPED: self.stage_shipped,
         }
         self.payments.start()
+        self._watching = workflow.patched(WATCHED_DEADLINES)
+        self.children.watching = self._watching
+        if self._watching:
+            fx.rewatch()
         while self.s.stage not in FINAL_STAGES:
             await self._continue_as_new_when_suggested()
             transition = await stages[self.s.stage]()
@@ -151,30 +166,24 @@ class DealWorkflow:
         due = R.deadline_after(fx.entered_at(), rule, self.rules)
         fx.set_deadline("take_into_work", due)
         acted = lambda: intents.accept is not None or intents.reject is not None  # noqa: E731
-        while not await fx.wait(acted, until=due):
-            fx.mark_overdue("take_into_work")
-            round_no = fx.bump("new:reminder")
-            if round_no == 1:
-                await fx.notify(
-                    "new:overdue",
-                    [people.rop],
-                    "notify_take_overdue_rop",
-                    deadline=_human(rule.minutes),
+        if workflow.patched(NEW_REMINDER_POLICY):
+            if not await fx.wait(acted, until=due):
+                await self._take_overdue(due)
+                await fx.remind(
+                    acted, "new:reminder", "take_into_work", people.managers, "notify_take_reminder"
                 )
-                await fx.notify(
-                    "new:overdue:managers",
-                    people.managers,
-                    "notify_deadline_missed",
-                    what="Взять заявку в работу",
-                    deadline=fx.local(due),
-                )
-            else:
-                await fx.notify(
-                    f"new:reminder:{round_no}",
-                    [*people.managers, people.rop],
-                    "notify_take_reminder",
-                )
-            due = workflow.now() + timedelta(minutes=self.rules.reminder_interval_minutes)
+        else:
+            while not await fx.wait(acted, until=due):
+                round_no = fx.bump("new:reminder")
+                if round_no == 1:
+                    await self._take_overdue(due)
+                else:
+                    await fx.notify(
+                        f"new:reminder:{round_no}",
+                        [*people.managers, people.rop],
+                        "notify_take_reminder",
+                    )
+                due = workflow.now() + timedelta(minutes=self.rules.reminder_interval_minutes)
         fx.clear_deadline("take_into_work")
         if intents.reject is not None:
             self.s.reject_reason = intents.reject.reason
@@ -202,9 +211,27 @@ class DealWorkflow:
     async def stage_kp(self) -> Transition:
         """KP: tasks (R-KP-1, R-KP-3), КП from 1C (R-KP-2), the feedback loop (R-KP-4)."""
         fx, intents = self.fx, self.s.intents
-        await fx.task("kp:send_kp", "task_send_kp")
+        if self._watching and workflow.patched(TASK_DEADLINES):
+            kp_due = self._kp_due()
+            if kp_due is not None:
+                fx.watch(
+                    Deadline(
+                        name="kp_agreement",
+                        due=kp_due,
+                        what="Согласовать КП с клиентом",
+                        kind="kp_agreement",
+                        stage=Stage.KP,
+                    )
+                )
+            await fx.task("kp:send_kp", "task_send_kp", deadline=kp_due)
+        else:
+            await fx.task("kp:send_kp", "task_send_kp")
         await self._load_kp()
-        await fx.client_message("kp:client_message", "client_kp_sent")
+        kp_message_when_sent = workflow.patched(KP_MESSAGE_WHEN_SENT)
+        if kp_message_when_sent:
+            fx.on_task_completed[fx.key("kp:send_kp")] = self._kp_sent
+        else:
+            await fx.client_message("kp:client_message", "client_kp_sent")
         if self.s.approved is False:
             round_no = self.s.counters.get("approval", 0)
             await fx.task(f"kp:approval_rework:{round_no}", "task_kp_objection")
@@ -218,7 +245,7 @@ class DealWorkflow:
             fx.set_deadline(f"kp_feedback_{n}", due)
             what = f"Обратная связь по КП (раунд {n})"
             if not await fx.wait_or_remind(
-                lambda: intents.feedback is not None, due, f"kp_feedback_{n}", what
+                lambda: intents.feedback is not None, due, f"kp_feedback_{n}", what, "kp_feedback"
             ):
                 return fx.take_move()
             feedback, intents.feedback = intents.feedback, None
@@ -226,7 +253,9 @@ class DealWorkflow:
             if n > 1 and workflow.patched(KP_RELOAD_PER_ROUND):
                 # The client answered a re-formed КП (R-KP-4): its lines are read from 1C again.
                 await self._load_kp(f"kp:load_from_1c:{n}")
-            self._close_tasks(f"kp:feedback:{n}", f"kp:objection:{n - 1}")
+            if kp_message_when_sent:
+                await self._kp_sent()  # an answer means the client has the КП
+            await self._close_tasks(f"kp:feedback:{n}", f"kp:objection:{n - 1}")
             status = self.rules.enums["kp_status"]["agreed" if feedback.agreed else "not_agreed"]
             await fx.set_fields_once(f"kp:status:{n}", {self.rules.fields["kp_status"]: status})
             fx.record(
@@ -271,14 +300,19 @@ class DealWorkflow:
         """INVOICE: the pay loop (R-INV-1, R-INV-2) closed by 1C or a person (R-INV-3)."""
         fx = self.fx
         await fx.client_message("inv:client_message", "client_invoice_issued")
+        if workflow.patched(POSTPAYMENT) and self._postpaid():
+            return await self._invoice_postpaid()
         paid = lambda: bool(self.s.payments)  # noqa: E731  (payments exist from INVOICE on)
         while not paid():
             if not self.s.counters.get("inv:open"):
                 self.s.invoice_round += 1
                 self.s.counters["inv:open"] = 1
             n = self.s.invoice_round
-            await fx.task(f"inv:get_payment:{n}", "task_get_payment")
             due = self.payments.invoice_due()
+            if workflow.patched(TASK_DEADLINES):
+                await fx.task(f"inv:get_payment:{n}", "task_get_payment", deadline=due)
+            else:
+                await fx.task(f"inv:get_payment:{n}", "task_get_payment")
             fx.set_deadline(f"payment_{n}", due)
             if not await fx.wait(paid, until=due):
                 await fx.deadline_missed(f"payment_{n}", f"Оплата счёта (раунд {n})", due)
@@ -322,7 +356,8 @@ class DealWorkflow:
         fx = self.fx
         await fx.client_message("sh:client_message", "client_shipped")
         rule = self.rules.deadlines["closing_document_task"]
-        due = R.deadline_after(fx.entered_at(), rule, self.rules)
+        whole_days = workflow.patched(CLOSING_BUSINESS_DAYS)
+        due = R.deadline_after(fx.entered_at(), rule, self.rules, whole_days=whole_days)
         await fx.task("sh:act", "task_send_act", deadline=due)
         await fx.task("sh:upd", "task_send_upd", deadline=due)
         fx.set_deadline("closing_documents", due)
@@ -337,7 +372,12 @@ class DealWorkflow:
     async def stage_won(self) -> None:
         """WON: the feedback form to the client (R-WON-1), the «Инженеры» deal (R-WON-2)."""
         fx = self.fx
-        self.payments.stop()
+        after_won = self.rules.payment_control_after_won and workflow.patched(PAYMENTS_AFTER_WON)
+        self.payments.after_won = after_won
+        if after_won:
+            self.payments.start()  # the 1C poll goes on (or again, after continue-as-new)
+        else:
+            self.payments.stop()
         await fx.client_message("won:feedback_form", "client_won_feedback")
         await fx.once(
             "won:engineers_deal",
@@ -350,6 +390,25 @@ class DealWorkflow:
             ),
         )
         await self.children.end()
+        if after_won:
+            await self._payments_after_won()
+            self.payments.stop()
+
+    async def _payments_after_won(self) -> None:
+        """R-PS-1: the deal is won, its open tranches are still chased until paid or closed
+        by the РОП (`close_payments`); the closing itself waited for nothing."""
+        unsettled = lambda: bool(  # noqa: E731
+            self.payments.open_tranches() and self.s.payments_closed is None
+        )
+        if unsettled() and "won:payments_open" not in self.s.done:
+            numbers = ", ".join(str(t.number) for t in self.payments.open_tranches())
+            self.fx.record(Stage.WON, f"payment control goes on: tranches {numbers} open")
+            self.s.done.append("won:payments_open")
+        while unsettled():
+            await workflow.wait_condition(
+                lambda: not unsettled() or workflow.info().is_continue_as_new_suggested()
+            )
+            await self._continue_as_new_when_suggested()
 
     async def stage_lose(self) -> None:
         """LOSE (R-LOSE-1): reason and comment on the deal; timers and children end."""
@@ -368,6 +427,57 @@ class DealWorkflow:
 
     # ---- stage helpers ---------------------------------------------------------------------
 
+    async def _kp_sent(self) -> None:
+        """R-X5: «КП отправлено» once «Отправить КП клиенту» is done (or the client answers)."""
+        await self.fx.client_message("kp:client_message", "client_kp_sent")
+
+    def _postpaid(self) -> bool:
+        """R-CT-2: «Оплата» is «Постоплата» on the deal."""
+        postpayment = self.rules.enums.get("payment_terms", {}).get("postpayment")
+        return postpayment is not None and self.fx.field("payment_terms") == str(postpayment)
+
+    async def _invoice_postpaid(self) -> Transition:
+        """R-CT-2 «Постоплата»: on to LAUNCH once the invoice (and the contract, by document
+        set) are signed; the money is controlled by the payment schedule (R-PS)."""
+        fx = self.fx
+        fields = ["signed_invoice"]
+        if self.s.document_set == "contract_and_invoice":
+            fields.append("signed_contract")
+        signed = lambda: all(fx.field(f).strip() for f in fields)  # noqa: E731
+        if "inv:postpaid" not in self.s.done:
+            fx.record(Stage.INVOICE, "postpayment: waiting for the signatures, not the money")
+            self.s.done.append("inv:postpaid")
+        await fx.wait(signed)
+        if not signed():
+            return fx.take_move()
+        return await fx.advance(Stage.LAUNCH, "invoice signed (postpayment)")
+
+    def _kp_due(self) -> datetime | None:
+        """The end of the working day of «Дата согласования КП» on the deal (R-IW-3), if set."""
+        try:
+            day = date.fromisoformat(self.fx.field("kp_date")[:10])
+        except ValueError:
+            return None
+        return self.fx.end_of_working_day(day)
+
+    async def _take_overdue(self, due: datetime) -> None:
+        """R-NEW-4: nobody took the lead in time: the РОП and the managers are told, once."""
+        fx, people = self.fx, self.rules.people
+        fx.mark_overdue("take_into_work")
+        await fx.notify(
+            "new:overdue",
+            [people.rop],
+            "notify_take_overdue_rop",
+            deadline=_human(self.rules.deadlines["take_into_work"].minutes),
+        )
+        await fx.notify(
+            "new:overdue:managers",
+            people.managers,
+            "notify_deadline_missed",
+            what="Взять заявку в работу",
+            deadline=fx.local(due),
+        )
+
     async def _load_kp(self, purpose: str = "kp:load_from_1c") -> None:
         """R-KP-2: КП lines from 1C into the deal when the direction contains «Россия»; the
         rows matched to 1C nomenclature otherwise. Once per КП round (`purpose`)."""
@@ -382,9 +492,12 @@ class DealWorkflow:
                 Stage.KP, result.comment or f"КП {result.kp_number}: {len(result.lines)} lines"
             )
 
-    def _close_tasks(self, *purposes: str) -> None:
-        """A round's tasks are done once its answer is in: they leave the open tasks."""
+    async def _close_tasks(self, *purposes: str) -> None:
+        """A round's tasks are done once its answer is in: completed in Bitrix24 (patched) and
+        gone from the open tasks."""
         keys = {self.fx.key(p) for p in purposes}
+        if workflow.patched(COMPLETE_ROUND_TASKS):
+            await self.fx.complete_tasks(sorted(keys))
         self.s.open_tasks = [t for t in self.s.open_tasks if t.key not in keys]
 
     async def _send_documents_to_accountant(self) -> None:
@@ -522,19 +635,34 @@ class DealWorkflow:
     async def record_payment(self, cmd: RecordPayment) -> DealView:
         info = workflow.current_update_info()
         self.payments.add(cmd.amount, cmd.paid_on, cmd.source, info.id if info else "")
+        await self.payments.tell_overpaid()
         if self.s.payment_schedule:
             await self.payments.publish_schedule()
         return self.fx.view()
 
     @record_payment.validator
     def _validate_payment(self, cmd: RecordPayment) -> None:
-        self.fx.require_stage("record_payment", *PAYMENT_STAGES)
+        if not (self.s.stage == Stage.WON and self.payments.after_won):
+            self.fx.require_stage("record_payment", *PAYMENT_STAGES)
         today = self.fx.today()
         if cmd.paid_on > today + timedelta(days=1):
             raise ValueError(f"paid_on {cmd.paid_on} is in the future")
         started = self.s.history[0].at.date() if self.s.history else today
         if cmd.paid_on < started - timedelta(days=366):
             raise ValueError(f"paid_on {cmd.paid_on} is long before the deal started ({started})")
+
+    @workflow.update
+    async def close_payments(self, cmd: ClosePayments) -> DealView:
+        """R-PS-1: the РОП ends the payment control of a won deal with tranches still open."""
+        self.s.payments_closed = cmd.comment
+        self.fx.record(self.s.stage, f"payment control closed by the РОП: {cmd.comment}")
+        return self.fx.view()
+
+    @close_payments.validator
+    def _validate_close_payments(self, cmd: ClosePayments) -> None:
+        self.fx.require_stage("close_payments", Stage.WON)
+        if not self.payments.after_won or not self.payments.open_tranches():
+            raise ValueError("no payment control is running for this deal")
 
     @workflow.update
     async def set_payment_schedule(self, cmd: PaymentSchedule) -> DealView:
@@ -564,6 +692,8 @@ class DealWorkflow:
             purpose = f"request:{service}:{ref}"
             if service == "logistics":
                 await self.children.logist_task(purpose, "task_request_logistics")
+            elif self._watching:
+                await self._service_task(purpose, service)
             else:
                 await self.fx.task(
                     purpose,
@@ -571,6 +701,26 @@ class DealWorkflow:
                     responsible=self.rules.people.services[service],
                 )
         return self.fx.view()
+
+    async def _service_task(self, purpose: str, service: str) -> None:
+        """R-X6 / R-X4: a service's task with the configured SLA as its DEADLINE, watched."""
+        fx = self.fx
+        responsible = self.rules.people.services[service]
+        due = R.sla_due(workflow.now(), "service_task", self.rules)
+        task_id = await fx.task(
+            purpose, f"task_request_{service}", responsible=responsible, deadline=due
+        )
+        if task_id:
+            fx.watch(
+                Deadline(
+                    name=f"task_{task_id}",
+                    due=due,
+                    what=fx.text(f"task_request_{service}"),
+                    kind="service_task",
+                    task_id=task_id,
+                    responsible_id=responsible,
+                )
+            )
 
     @request_tasks.validator
     def _validate_request(self, cmd: RequestTasks) -> None:

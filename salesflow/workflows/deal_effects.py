@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.models import (
+        FINAL_STAGES,
         STAGE_ORDER,
         ClientMessageRequest,
         Deadline,
@@ -49,6 +50,19 @@ with workflow.unsafe.imports_passed_through():
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
+COMPLETE_LEFT_TASKS = "complete-left-stage-tasks"  # issue 14: a left stage's tasks completed
+# the purposes of each stage's automatic tasks (service tasks and processes belong to no stage)
+STAGE_TASKS: dict[Stage, str] = {
+    Stage.IN_WORK: "iw:",
+    Stage.KP: "kp:",
+    Stage.CONTRACT: "ct:",
+    Stage.INVOICE: "inv:",
+    Stage.LAUNCH: "la:",
+    Stage.ACCEPTED: "ac:",
+    Stage.TO_SHIP: "ts:",
+    Stage.SHIPPED: "sh:",
+}
+REMIND_AFTER_MISSED = "reminders-after-missed-deadline"  # R-X4: reminders after the escalation
 # A 1C step refused as wrong for the base waits for the fix and is retried (docs/ONEC.md).
 ONEC_CONFIG_RETRY = "onec-config-retry"
 ONEC_CONFIG_WAIT = "notify_onec_config_wait"  # said to the РОП after the refusal
@@ -71,6 +85,9 @@ class DealEffects:
         self.rules = rules
         self.s = state
         self._on_change = on_change  # the deal's details changed (the board follows)
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        # what the stage does when a person completes one of its tasks (by task key)
+        self.on_task_completed: dict[str, Callable[[], Awaitable[None]]] = {}
         self.onec_config_fixed = 0  # `onec_configuration_fixed` signals seen (not carried over)
 
     # ---- waiting and reconciliation -------------------------------------------------------
@@ -97,15 +114,79 @@ class DealEffects:
                 await self._reconcile_pending()
 
     async def wait_or_remind(
-        self, done: Callable[[], bool], until: datetime, name: str, what: str
+        self,
+        done: Callable[[], bool],
+        until: datetime,
+        name: str,
+        what: str,
+        kind: str | None = None,
     ) -> bool:
         """Wait for `done`; when `until` passes, tell the responsible and the РОП once (R-X4),
-        then keep waiting. False only when interrupted before `done`."""
+        then remind by the reminder policy of deadline `kind` (default: `name`) until `done`.
+        False only when interrupted before `done`."""
         if not await self.wait(done, until=until):
             await self.deadline_missed(name, what, until)
-            await self.wait(done)
+            if workflow.patched(REMIND_AFTER_MISSED):
+                await self.remind(
+                    done,
+                    f"{name}:reminder",
+                    kind or name,
+                    [self.responsible()],
+                    "notify_deadline_reminder",
+                    what=what,
+                    deadline=self.local(until),
+                )
+            else:
+                await self.wait(done)
         self.clear_deadline(name)
         return done()
+
+    async def remind(
+        self,
+        done: Callable[[], bool],
+        purpose: str,
+        kind: str,
+        first: list[int],
+        template: str,
+        waiter: Callable[[Callable[[], bool], datetime], Awaitable[bool]] | None = None,
+        **values: Any,
+    ) -> None:
+        """R-X4 reminders until `done` (or a loss or a move): each `<purpose>:<n>` once, at the
+        interval of deadline `kind`, in working hours, within the daily cap, up the ladder
+        starting with `first` (the manager rung). `waiter(done, until)` is True when `done`
+        came first (default: `wait`, which follows the deal's events)."""
+        wait = waiter or self.wait
+        while True:
+            day_key, count_key = f"{purpose}:day", f"{purpose}:today"
+            last = workflow.now()
+            sent = self.s.counters.get(count_key, 0)
+            if self.s.counters.get(day_key) != self.today().toordinal():
+                sent = 0
+            at = R.next_reminder(last, self.reminder_minutes(kind), self.rules, sent)
+            if await wait(done, at):
+                return
+            number = self.bump(f"{purpose}:count")
+            today = self.today().toordinal()
+            if self.s.counters.get(day_key) != today:
+                self.s.counters[day_key], self.s.counters[count_key] = today, 0
+            self.bump(count_key)
+            await self.notify(f"{purpose}:{number}", self.ladder(number, first), template, **values)
+
+    def reminder_minutes(self, kind: str) -> int:
+        minutes = self.rules.reminders.interval_minutes.get(kind)
+        if minutes is None and kind == "payment":
+            return self.rules.payment_overdue_reminder_hours * 60
+        return minutes or self.rules.reminder_interval_minutes
+
+    def ladder(self, number: int, first: list[int]) -> list[int]:
+        """Who gets reminder `number`: every rung reached so far (`ladder_step` reminders each)."""
+        policy, people = self.rules.reminders, self.rules.people
+        if not policy.ladder:
+            return first
+        reached = policy.ladder[: (number - 1) // max(policy.ladder_step, 1) + 1]
+        rungs = {"manager": first, "rop": [people.rop], "director": [people.director]}
+        users = [u for rung in reached for u in rungs[rung] if u]
+        return list(dict.fromkeys(users)) or first
 
     def interrupted(self) -> bool:
         return self.s.intents.lose is not None or self.s.intents.moved_to is not None
@@ -153,8 +234,13 @@ class DealEffects:
             return
         status = await call(act.read_task_status, task_id)
         if status == TASK_COMPLETED:
+            keys = [t.key for t in self.s.open_tasks if t.task_id == task_id]
             self.s.open_tasks = [t for t in self.s.open_tasks if t.task_id != task_id]
             self.record(self.s.stage, f"task {task_id} completed in Bitrix24")
+            for key in keys:
+                follow_up = self.on_task_completed.pop(key, None)
+                if follow_up is not None:
+                    await follow_up()
 
     def stage_of(self, status_id: str) -> Stage | None:
         """The pipeline stage of a Bitrix24 STAGE_ID (None: not one of the pipeline's)."""
@@ -242,12 +328,30 @@ class DealEffects:
         in_bitrix = self.s.deal is not None and self.s.deal.stage_id == self.rules.stages[stage]
         if not in_bitrix:
             await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
+        left = self.s.stage
         self.enter(stage, cause, now=workflow.now())
+        if workflow.patched(COMPLETE_LEFT_TASKS):
+            prefix = STAGE_TASKS.get(left)
+            await self.complete_tasks(
+                [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))]
+            )
+
+    async def complete_tasks(self, keys: list[str]) -> None:
+        """The automatic tasks `keys` are done with (their stage left, their round answered):
+        completed in Bitrix24, once each; the logist's task mirrored into 1C is 1C's to end."""
+        for task in [t for t in self.s.open_tasks if t.key in keys]:
+            purpose = task.key.removeprefix(self.key(""))
+            if f"mirror:{purpose}" in self.s.done:
+                continue
+            await self.once(f"complete:{purpose}", act.complete_task, task.task_id)
+            if f"complete:{purpose}" in self.s.done:
+                self.s.open_tasks = [t for t in self.s.open_tasks if t.key != task.key]
 
     def enter(self, stage: Stage, cause: str, now: datetime) -> None:
         self.s.stage = stage
         self.s.stage_entered_at = now
-        self.s.deadlines = []
+        # a task's or a process's deadline outlives the stage (R-X6, R-X7)
+        self.s.deadlines = [d for d in self.s.deadlines if d.task_id or d.workflow_id]
         self.record(stage, cause)
         workflow.upsert_search_attributes(
             [
@@ -268,6 +372,64 @@ class DealEffects:
         self.clear_deadline(name)
         self.s.deadlines.append(Deadline(name=name, due=due))
         self.details()
+
+    def watch(self, deadline: Deadline) -> None:
+        """R-X4: a deadline watched beside the stage's own waiting (see `Deadline`): when it
+        passes first, the responsible and the РОП are told once, then reminders follow."""
+        self.s.deadlines = [d for d in self.s.deadlines if d.name != deadline.name]
+        self.s.deadlines.append(deadline)
+        self.details()
+        self._watchers[deadline.name] = asyncio.create_task(self._watch(deadline))
+
+    def rewatch(self) -> None:
+        """After continue-as-new: watch again the deadlines of tasks and processes."""
+        for deadline in list(self.s.deadlines):
+            if (deadline.task_id or deadline.workflow_id) and deadline.name not in self._watchers:
+                self._watchers[deadline.name] = asyncio.create_task(self._watch(deadline))
+
+    def _watched_done(self, d: Deadline) -> bool:
+        s = self.s
+        if s.stage in FINAL_STAGES:
+            return True
+        if d.task_id is not None:
+            return not any(t.task_id == d.task_id for t in s.open_tasks)
+        if d.workflow_id is not None:
+            return not any(
+                p.workflow_id == d.workflow_id and p.state == "running" for p in s.processes
+            )
+        return s.stage != d.stage
+
+    async def _watch(self, d: Deadline) -> None:
+        done = lambda: self._watched_done(d)  # noqa: E731
+        if not await self.timer(done, d.due):
+            responsible = d.responsible_id or self.responsible()
+            await self.deadline_missed(d.name, d.what, d.due, responsible=responsible)
+            await self.remind(
+                done,
+                f"{d.name}:reminder",
+                d.kind or d.name,
+                [responsible],
+                "notify_deadline_reminder",
+                waiter=self.timer,
+                what=d.what,
+                deadline=self.local(d.due),
+            )
+        self._watchers.pop(d.name, None)
+        if any(x.name == d.name and x.due == d.due for x in self.s.deadlines):
+            self.clear_deadline(d.name)
+
+    async def timer(self, done: Callable[[], bool], moment: datetime) -> bool:
+        """True when `done` holds before `moment`; a plain timer (events are the stage's)."""
+        if done():
+            return True
+        timeout = moment - workflow.now()
+        if timeout <= timedelta(0):
+            return False
+        try:
+            await workflow.wait_condition(done, timeout=timeout, timeout_summary="deadline")
+        except TimeoutError:
+            return done()
+        return True
 
     def clear_deadline(self, name: str) -> None:
         self.s.deadlines = [d for d in self.s.deadlines if d.name != name]
@@ -290,12 +452,14 @@ class DealEffects:
                 deadline.overdue = True
         self.sync_overdue()
 
-    async def deadline_missed(self, name: str, what: str, due: datetime) -> None:
+    async def deadline_missed(
+        self, name: str, what: str, due: datetime, responsible: int | None = None
+    ) -> None:
         """R-X4: the responsible is told and the РОП gets the escalation, once each."""
         self.mark_overdue(name)
         await self.notify(
             f"{name}:overdue",
-            [self.responsible()],
+            [responsible or self.responsible()],
             "notify_deadline_missed",
             what=what,
             deadline=self.local(due),

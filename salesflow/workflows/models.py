@@ -60,6 +60,24 @@ class PeopleRules(Carried):
     managers: list[int]
     logist: int
     services: dict[str, int]
+    director: int = 0  # the last rung of the reminder ladder (R-X4); 0: none
+
+
+ReminderRung = Literal["manager", "rop", "director"]
+LADDER: tuple[ReminderRung, ...] = ("manager", "rop", "director")
+
+
+class ReminderRules(Carried):
+    """R-X4 reminders after a deadline has passed: at an interval per deadline kind, only in
+    working hours of business days (R-X9) unless switched off, at most `daily_cap` a day per
+    deadline (0: no cap), to a ladder: `ladder_step` reminders per rung, then the next rung
+    joins (manager → РОП → director)."""
+
+    interval_minutes: dict[str, int] = Field(default_factory=dict)
+    working_hours_only: bool = True
+    daily_cap: int = 4
+    ladder: list[ReminderRung] = Field(default_factory=lambda: list(LADDER))
+    ladder_step: int = 2
 
 
 class ApprovalRules(Carried):
@@ -85,9 +103,12 @@ class DealRules(Carried):
     deadlines: dict[str, DeadlineRule]
     kp_agreement_business_days: int
     reminder_interval_minutes: int
+    reminders: ReminderRules = Field(default_factory=lambda: ReminderRules())
     payment_round_business_days: int = 3
     payment_reminder_days_before: int = 2
     payment_overdue_reminder_hours: int = 24
+    payment_match_days: int = 3  # a person's payment and 1C's within this many days are one
+    payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = 3600
     onec_task_poll_seconds: int = 60
     contract_threshold: float
@@ -129,9 +150,18 @@ class OpenTask(Carried):
 
 
 class Deadline(Carried):
+    """A running deadline. Those watched beside the stage (R-X4) say what they watch: the
+    stage they end with, or the task / child workflow whose completion ends them."""
+
     name: str
     due: datetime
     overdue: bool = False
+    what: str = ""
+    kind: str = ""
+    stage: str = ""
+    task_id: int | None = None
+    workflow_id: str | None = None
+    responsible_id: int | None = None
 
 
 class DealSnapshot(Carried):
@@ -203,6 +233,12 @@ class StartProcess(Carried):
     actor: Actor | None = None
 
 
+class ClosePayments(Carried):
+    """The РОП ends the payment control of a won deal with tranches still open (R-PS-1)."""
+
+    comment: str = Field(min_length=1)
+
+
 class DocumentsSigned(Carried):
     kind: Literal["act", "upd", "invoice", "contract"]
     actor: Actor | None = None
@@ -228,13 +264,18 @@ class TrancheState(Carried):
 class ProcessState(Carried):
     kind: str
     workflow_id: str
-    state: Literal["running", "done", "failed"] = "running"
+    state: Literal["running", "done", "failed", "cancelled"] = "running"
 
 
 class PaymentRecord(Carried):
+    """A payment in the deal's ledger (R-PS-1). `document`: the 1C payment document it is
+    (or was matched to); `matched`: a person's record and 1C's are this one payment."""
+
     amount: float
     paid_on: date
     source: str
+    document: str = ""
+    matched: bool = False
 
 
 class PeopleIntents(Carried):
@@ -273,6 +314,7 @@ class DealState(Carried):
     stage_entered_at: datetime | None = None
     counters: dict[str, int] = Field(default_factory=dict)
     intents: PeopleIntents = Field(default_factory=lambda: PeopleIntents())
+    payments_closed: str | None = None  # the РОП closed the payment control after WON (why)
 
 
 class DealInput(Carried):

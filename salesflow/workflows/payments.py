@@ -29,6 +29,9 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.onec_models import FindPaymentsRequest
 
 SCHEDULE_STAGES = (Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP)
+WORKING_HOURS = "payment-notices-in-working-hours"  # R-X4/R-X9
+LEDGER = "payment-ledger"  # R-PS-1: one payment from 1C and a person; partial; overpaid
+REMINDER_POLICY = "payment-reminder-policy"  # overdue tranches reminded as other deadlines
 PAYMENT_STAGES = (Stage.INVOICE, Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP, Stage.SHIPPED)
 
 
@@ -39,13 +42,17 @@ class Payments:
         self.rules = fx.rules
         self._control_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
+        self._ledger: bool | None = None  # LEDGER, decided when the run starts
+        self.after_won = False  # R-PS-1: the control goes on after WON (set by the workflow)
 
     # ---- starting and stopping -----------------------------------------------------------
 
     def start(self) -> None:
         """The schedule control once a schedule is set; the 1C poll at the payment stages."""
+        if self._ledger is None:
+            self._ledger = workflow.patched(LEDGER)
         self.start_control()
-        if self._poll_task is None and self.s.stage in PAYMENT_STAGES:
+        if self._poll_task is None and self._polling():
             self._poll_task = asyncio.create_task(self._poll_onec())
 
     def start_control(self) -> None:
@@ -73,8 +80,15 @@ class Payments:
             for i, (p, d, a) in enumerate(plan, 1)
         ]
 
-    def add(self, amount: float, paid_on: Any, source: str, number: str = "") -> bool:
-        """A payment, once per reference (`source:number`); False when already known."""
+    def add(
+        self, amount: float, paid_on: Any, source: str, number: str = "", onec: bool = False
+    ) -> bool:
+        """A payment, once per reference (`source:number`); False when already known. `onec`:
+        a payment document read from 1C (`number` is its number)."""
+        if self._ledger:
+            if onec:
+                return self._from_onec(amount, paid_on, number)
+            return self._from_person(amount, paid_on, source, number)
         reference = f"{source}:{number}" if number else ""
         if reference and any(p.source == reference for p in self.s.payments):
             return False
@@ -84,10 +98,72 @@ class Payments:
         self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
         return True
 
+    # ---- the ledger (R-PS-1): one payment however many ways it is told ----------------
+
+    def _same(self, p: PaymentRecord, amount: float, paid_on: date) -> bool:
+        close = abs((p.paid_on - paid_on).days) <= self.rules.payment_match_days
+        return close and abs(p.amount - amount) < 0.005
+
+    def _from_onec(self, amount: float, paid_on: date, document: str) -> bool:
+        """A 1C payment document: new, already known, or a person's record it confirms (merged:
+        1C's date wins). False when the ledger did not change."""
+        if any(p.document == document for p in self.s.payments):
+            return False
+        for p in self.s.payments:
+            if not p.document and self._same(p, amount, paid_on):
+                p.document, p.matched, p.paid_on = document, True, paid_on
+                self.fx.record(self.s.stage, f"payment {amount:.2f} confirmed by 1C {document}")
+                return True
+        self.s.payments.append(
+            PaymentRecord(
+                amount=amount, paid_on=paid_on, source=f"1c:{document}", document=document
+            )
+        )
+        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} (1C {document})")
+        return True
+
+    def _from_person(self, amount: float, paid_on: date, source: str, ref: str) -> bool:
+        """A payment a person records: once per update; the same money already read from 1C
+        (and not yet matched to a person's record) is that payment, not a second one."""
+        reference = f"{source}:{ref}" if ref else source
+        if ref and any(p.source == reference for p in self.s.payments):
+            return False
+        for p in self.s.payments:
+            if p.document and not p.matched and self._same(p, amount, paid_on):
+                p.matched = True
+                self.fx.record(
+                    self.s.stage, f"payment {amount:.2f} already received from 1C {p.document}"
+                )
+                return False
+        self.s.payments.append(PaymentRecord(amount=amount, paid_on=paid_on, source=reference))
+        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
+        return True
+
+    def received(self) -> float:
+        return sum(p.amount for p in self.s.payments)
+
+    async def tell_overpaid(self) -> None:
+        """R-PS-1: more money than the deal's amount (or schedule) is told to the manager, once
+        per excess."""
+        if not self._ledger:
+            return
+        owed = sum(t.amount for t in self.s.payment_schedule) or self.fx.amount()
+        excess = self.received() - owed
+        if owed and excess > 0.005:
+            await self.fx.notify(
+                f"ps:overpaid:{round(excess * 100)}",
+                [self.fx.responsible()],
+                "notify_payment_overpaid",
+                excess=_money(excess),
+                received=_money(self.received()),
+                owed=_money(owed),
+            )
+
     async def publish_schedule(self) -> None:
         """R-PS-2: the schedule and each tranche's state, written on the deal."""
         text = "; ".join(
             f"{t.number}) {t.percent:g}% {t.amount:.2f} до {t.due:%d.%m.%Y} — {t.state}"
+            + (f" (оплачено {t.paid:.2f})" if self._ledger and 0 < t.paid < t.amount else "")
             for t in self.s.payment_schedule
         )
         await self.fx.update_deal({self.rules.fields["payment_schedule"]: text})
@@ -118,6 +194,15 @@ class Payments:
             remind_day = tranche.due - timedelta(days=self.rules.payment_reminder_days_before)
             remind_at = fx.end_of_working_day(remind_day) - timedelta(hours=8)
             due_at = fx.end_of_working_day(tranche.due)
+            if workflow.patched(WORKING_HOURS) and self.rules.reminders.working_hours_only:
+                # R-X4/R-X9: the reminder on the last business day before, in working hours; a
+                # due date on a day off moves to the next business day (ГК РФ ст. 193)
+                calendar = R.Calendar(self.rules.calendar)
+                day = calendar.previous_business_day(remind_day)
+                remind_at = R.working_moment(
+                    fx.end_of_working_day(day) - timedelta(hours=8), self.rules
+                )
+                due_at = fx.end_of_working_day(calendar.next_business_day(tranche.due))
             if not await self._until(paid, remind_at):
                 tranche.state = "reminded"
                 await self._notice(
@@ -135,6 +220,8 @@ class Payments:
                     "notify_payment_overdue_rop",
                     tranche,
                 )
+                if workflow.patched(REMINDER_POLICY):
+                    await self._remind_overdue(paid, tranche)
                 every = timedelta(hours=self.rules.payment_overdue_reminder_hours)
                 while not await self._until(paid, workflow.now() + every):
                     k = fx.bump(f"ps:{n}:overdue_reminders")
@@ -149,6 +236,18 @@ class Payments:
                 tranche.paid_on = self._covered_on(tranche)
             fx.sync_overdue()
             await self.publish_schedule()
+
+    async def _remind_overdue(self, paid: Callable[[], bool], t: TrancheState) -> None:
+        """R-PS-1 / R-X4: the overdue tranche reminded by the reminder policy until paid."""
+        await self.fx.remind(
+            paid,
+            f"ps:{t.number}:overdue",
+            "payment",
+            [self.fx.responsible()],
+            "notify_payment_overdue",
+            waiter=self._until,
+            **self._values(t),
+        )
 
     async def _until(self, done: Callable[[], bool], moment: datetime) -> bool:
         """True when `done` holds before `moment` (a timer that a payment can end early)."""
@@ -167,11 +266,16 @@ class Payments:
         return sum(t.amount for t in self.s.payment_schedule if t.due <= tranche.due)
 
     def _tranche_paid(self, tranche: TrancheState) -> bool:
-        """Payments cover the schedule in due order: this tranche and all before it."""
+        """Payments cover the schedule in due order: this tranche and all before it. In the
+        ledger a tranche also records a partial payment (the rest stays due)."""
         received = sum(p.amount for p in self.s.payments)
-        covered = received + 0.005 >= self._owed_by(tranche)
+        owed = self._owed_by(tranche)
+        covered = received + 0.005 >= owed
         if covered:
             tranche.paid = tranche.amount
+        elif self._ledger:
+            before = owed - tranche.amount
+            tranche.paid = round(max(0.0, received - before), 2)
         return covered
 
     def _covered_on(self, tranche: TrancheState) -> date | None:
@@ -185,21 +289,22 @@ class Payments:
         return None
 
     async def _notice(self, purpose: str, users: list[int], template: str, t: TrancheState) -> None:
-        await self.fx.notify(
-            purpose,
-            users,
-            template,
-            number=str(t.number),
-            amount=f"{t.amount:,.2f}".replace(",", " "),
-            due=t.due.strftime("%d.%m.%Y"),
-            manager=str(self.s.manager_id or "—"),
-        )
+        await self.fx.notify(purpose, users, template, **self._values(t))
+
+    def _values(self, t: TrancheState) -> dict[str, str]:
+        due = t.amount - t.paid if self._ledger else t.amount  # the rest of a partial payment
+        return {
+            "number": str(t.number),
+            "amount": _money(due),
+            "due": t.due.strftime("%d.%m.%Y"),
+            "manager": str(self.s.manager_id or "—"),
+        }
 
     # ---- 1C ------------------------------------------------------------------------------
 
     async def _poll_onec(self) -> None:
         """R-INV-3 / R-PS-1: incoming payments for the deal's invoice, read from 1C."""
-        while self.s.stage in PAYMENT_STAGES and not self._all_paid():
+        while self._polling() and not self._all_paid():
             invoice = self.fx.field("invoice")
             if invoice:
                 try:
@@ -210,12 +315,25 @@ class Payments:
                     await self.fx.report_failure(f"1c_payments:{invoice}", err)
                     found = []
                 for payment in found:
-                    self.add(payment.amount, payment.paid_on, "1c", payment.number)
+                    self.add(payment.amount, payment.paid_on, "1c", payment.number, onec=True)
+                await self.tell_overpaid()
             await workflow.sleep(
                 timedelta(seconds=self.rules.onec_poll_seconds), summary="poll 1C payments"
             )
+
+    def _polling(self) -> bool:
+        return self.s.stage in PAYMENT_STAGES or (self.after_won and self.s.stage == Stage.WON)
+
+    def open_tranches(self) -> list[TrancheState]:
+        """The tranches not yet covered (reads only: validators call it)."""
+        received = self.received() + 0.005
+        return [t for t in self.s.payment_schedule if received < self._owed_by(t)]
 
     def _all_paid(self) -> bool:
         if self.s.stage == Stage.INVOICE or not self.s.payment_schedule:
             return False
         return all(self._tranche_paid(t) for t in self.s.payment_schedule)
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}".replace(",", " ")

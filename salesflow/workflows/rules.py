@@ -38,6 +38,11 @@ class Calendar:
             day += timedelta(days=1)
         return day
 
+    def previous_business_day(self, day: date) -> date:
+        while not self.is_business_day(day):
+            day -= timedelta(days=1)
+        return day
+
 
 def _clock(value: str) -> time:
     hours, minutes = value.split(":")
@@ -73,9 +78,21 @@ def add_working_time(
         local = day_close
 
 
-def deadline_after(start: datetime, rule: DeadlineRule, rules: DealRules) -> datetime:
+DAY_MINUTES = 24 * 60
+
+
+def deadline_after(
+    start: datetime, rule: DeadlineRule, rules: DealRules, whole_days: bool = False
+) -> datetime:
+    """`start` plus the rule's length, in working or calendar time (R-X9). With `whole_days`,
+    a working-time length of whole days (a multiple of 1440 minutes) counts business days and
+    ends with the working day: «1 день» from a Friday is Monday at the close."""
     if not rule.working_time:
         return start + timedelta(minutes=rule.minutes)
+    if whole_days and rule.minutes % DAY_MINUTES == 0:
+        day = local_day(start, rules.timezone)
+        due = Calendar(rules.calendar).add_business_days(day, rule.minutes // DAY_MINUTES)
+        return local_moment(due, _clock(rules.work_end), rules.timezone)
     return add_working_time(
         start,
         rule.minutes,
@@ -84,6 +101,50 @@ def deadline_after(start: datetime, rule: DeadlineRule, rules: DealRules) -> dat
         rules.work_start,
         rules.work_end,
     )
+
+
+def working_moment(moment: datetime, rules: DealRules) -> datetime:
+    """`moment` if it falls in business hours of a business day, else the next opening (UTC)."""
+    return add_working_time(
+        moment, 0, Calendar(rules.calendar), rules.timezone, rules.work_start, rules.work_end
+    )
+
+
+def next_reminder(
+    after: datetime, minutes: int, rules: DealRules, sent_that_day: int = 0
+) -> datetime:
+    """R-X4: when the next reminder goes, `minutes` after the previous one (`after`): snapped
+    into working hours of business days unless the policy says otherwise, and moved to the
+    next day's first moment once the day has its daily cap (`sent_that_day` on `after`'s day)."""
+    policy = rules.reminders
+    at = after + timedelta(minutes=minutes)
+    if policy.working_hours_only:
+        at = working_moment(at, rules)
+    cap = policy.daily_cap
+    if (
+        cap
+        and sent_that_day >= cap
+        and local_day(at, rules.timezone) == local_day(after, rules.timezone)
+    ):
+        next_day = local_day(after, rules.timezone) + timedelta(days=1)
+        at = local_moment(next_day, time(0, 0), rules.timezone)
+        if policy.working_hours_only:
+            at = working_moment(at, rules)
+    return at
+
+
+# R-X4: the SLA of the service tasks (R-X6) and the processes (R-X7) when the rules snapshot
+# has none (a snapshot from before they were configurable)
+SLA_DEFAULTS = {
+    "service_task": DeadlineRule(minutes=2 * DAY_MINUTES),
+    "process": DeadlineRule(minutes=5 * DAY_MINUTES),
+    "approval": DeadlineRule(minutes=DAY_MINUTES),
+}
+
+
+def sla_due(now: datetime, kind: str, rules: DealRules) -> datetime:
+    rule = rules.deadlines.get(kind) or SLA_DEFAULTS[kind]
+    return deadline_after(now, rule, rules, whole_days=True)
 
 
 def kp_agreement_date(now: datetime, rules: DealRules) -> date:

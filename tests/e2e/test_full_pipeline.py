@@ -33,6 +33,8 @@ FAST_RULES = {
     "kp_feedback_task": {"minutes": 60, "working_time": False},
     "onec_poll_seconds": 1,
     "onec_task_poll_seconds": 1,
+    # notices at calendar times: a tranche due on a day off would wait for the next business day
+    "reminders": {"working_hours_only": False},
 }
 TASK_TITLES = [
     "Проверить товарные позиции",

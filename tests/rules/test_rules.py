@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from salesflow.config.settings import Settings
 from salesflow.config.snapshot import build_rules, russian_calendar
+from salesflow.workflows.models import DeadlineRule
 from salesflow.workflows.rules import (
     Calendar,
     add_working_time,
+    deadline_after,
     document_set,
     kp_agreement_date,
     missing_fields,
+    next_reminder,
 )
 
 RULES = build_rules(Settings(), today=date(2026, 6, 1))
@@ -144,3 +148,44 @@ def test_r_la_1_schedule_amounts_add_up_to_the_deal_amount() -> None:
     )
     assert [amount for _, _, amount in plan] == [320_000.0, 192_000.0, 64_000.0, 64_000.01]
     assert plan_schedule([(100, START)], 1000, START) == [(100, START, 1000.0)]
+
+
+def _msk(day: date, hour: int, minute: int = 0) -> datetime:
+    moment = datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo("Europe/Moscow"))
+    return moment.astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("after", "minutes", "sent", "expected", "why"),
+    [
+        (_msk(date(2026, 12, 1), 10), 30, 0, _msk(date(2026, 12, 1), 10, 30), "Tue in hours"),
+        (_msk(date(2026, 12, 1), 17, 45), 30, 0, _msk(date(2026, 12, 2), 9), "evening → 09:00"),
+        (_msk(date(2026, 12, 4), 17, 45), 30, 0, _msk(date(2026, 12, 7), 9), "Fri → Mon 09:00"),
+        (_msk(date(2026, 12, 1), 11), 30, 4, _msk(date(2026, 12, 2), 9), "cap reached → tomorrow"),
+        (_msk(date(2025, 12, 30), 17, 59), 30, 0, _msk(date(2026, 1, 12), 9), "New Year holidays"),
+    ],
+)
+def test_r_x4_r_x9_next_reminder_in_working_hours_with_daily_cap(
+    after: datetime, minutes: int, sent: int, expected: datetime, why: str
+) -> None:
+    assert next_reminder(after, minutes, RULES, sent) == expected, why
+
+
+def test_r_x4_next_reminder_calendar_time_when_working_hours_are_off() -> None:
+    rules = RULES.model_copy(
+        update={"reminders": RULES.reminders.model_copy(update={"working_hours_only": False})}
+    )
+    saturday_night = _msk(date(2026, 12, 5), 23)
+    assert next_reminder(saturday_night, 30, rules) == saturday_night.replace(minute=30)
+    capped = next_reminder(_msk(date(2026, 12, 5), 12), 30, rules, sent_that_day=4)
+    assert capped == _msk(date(2026, 12, 6), 0)
+
+
+def test_r_x9_r_sh_1_one_day_in_working_time_is_the_next_business_day() -> None:
+    friday = _msk(date(2026, 12, 4), 15)
+    one_day = DeadlineRule(minutes=1440, working_time=True)
+    assert deadline_after(friday, one_day, RULES, whole_days=True) == _msk(date(2026, 12, 7), 18)
+    calendar_day = DeadlineRule(minutes=1440, working_time=False)
+    assert deadline_after(friday, calendar_day, RULES, whole_days=True) == _msk(
+        date(2026, 12, 5), 15
+    )

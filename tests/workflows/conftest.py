@@ -25,6 +25,7 @@ def calendar_rules(**rule_overrides: object) -> DealRules:
             "rules": {
                 "take_into_work": {"minutes": 60, "working_time": False},
                 "kp_feedback_task": {"minutes": 60, "working_time": False},
+                "reminders": {"working_hours_only": False},
                 **rule_overrides,
             }
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from temporalio import activity
 
@@ -43,6 +44,7 @@ class FakePortal:
     tasks: dict[str, TaskRequest] = field(default_factory=dict)
     task_ids: dict[str, int] = field(default_factory=dict)
     notifications: list[NotifyRequest] = field(default_factory=list)
+    notified_at: dict[str, datetime] = field(default_factory=dict)  # key → server time
     client_messages: dict[str, ClientMessageRequest] = field(default_factory=dict)
     updates: list[DealUpdateRequest] = field(default_factory=list)
     comments: dict[str, TimelineCommentRequest] = field(default_factory=dict)
@@ -76,6 +78,7 @@ class FakePortal:
         @activity.defn(name="notify_users")
         async def notify_users(req: NotifyRequest) -> None:
             portal.notifications.append(req)
+            portal.notified_at.setdefault(req.key, activity.info().scheduled_time)
 
         @activity.defn(name="create_task")
         async def create_task(req: TaskRequest) -> int:
@@ -129,6 +132,10 @@ class FakePortal:
         @activity.defn(name="read_task_status")
         async def read_task_status(task_id: int) -> str:
             return "5" if task_id in portal.completed_tasks else "2"
+
+        @activity.defn(name="complete_task")
+        async def complete_task(task_id: int) -> None:
+            portal.completed_tasks.add(task_id)
 
         @activity.defn(name="create_linked_deal")
         async def create_linked_deal(req: LinkedDealRequest) -> int:
@@ -186,6 +193,7 @@ class FakePortal:
             read_approval_item_stage,
             set_approval_item_stage,
             read_task_status,
+            complete_task,
             create_linked_deal,
             send_email,
             load_kp_into_deal,

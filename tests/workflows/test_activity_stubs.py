@@ -67,3 +67,16 @@ def test_every_module_level_stub_is_listed() -> None:
         if inspect.isfunction(member) and _name(member) is not None
     }
     assert defined == {stub.__name__ for stub in activity_stubs.STUBS}
+
+
+@pytest.mark.parametrize("cls", ACTIVITY_CLASSES, ids=[c.__name__ for c in ACTIVITY_CLASSES])
+def test_every_real_activity_is_registered_by_its_class(cls: type) -> None:
+    """The worker registers `cls(...).all()`: an activity left out of it is never run."""
+    instance = object.__new__(cls)  # all() only lists bound methods
+    registered = {_name(fn) for fn in instance.all()}
+    defined = {
+        _name(member)
+        for _, member in inspect.getmembers(cls, inspect.isfunction)
+        if _name(member) is not None
+    }
+    assert registered == defined

@@ -394,6 +394,8 @@ async def test_r_x8_lost_deal_cancels_the_logist_mirror(run_deal, skip_env) -> N
     assert result.stage == "LOSE"
     assert portal.onec_tasks == {}
     assert described.status is not None and described.status.name == "CANCELED"
+    # `state` says what Temporal shows (issue 14 item 5)
+    assert [p.state for p in result.processes if p.workflow_id == mirror] == ["cancelled"]
 
 
 async def test_r_ts_2_shipping_control_task(run_deal) -> None:
