@@ -259,7 +259,6 @@ class Deal:
         await self.edit(STAGE_ID=STAGES["KP"], **KP_FIELDS)
         await self.until(lambda v: v.stage == "KP" and v.kp_round == 1, "КП round 1")
         self.expected.tasks |= {"kp:send_kp", "kp:feedback:1"}
-        self.expected.client_emails.add("kp:client_message")
 
     def _notified(self, user: int, purpose: str) -> bool:
         tag = f"deal:{self.id}:{purpose}"
@@ -270,6 +269,8 @@ class Deal:
 
     async def kp_feedback(self, agreed: bool) -> None:
         view = await self.until(lambda v: v.stage == "KP" and v.kp_round >= 1, "КП feedback due")
+        # «КП отправлено» goes once the КП is sent: its task done or the client's first answer.
+        self.expected.client_emails.add("kp:client_message")
         n = view.kp_round
         await self.update(
             f"kp-feedback-{n}",

@@ -335,15 +335,23 @@ class Conductor:
 
 
 async def settle(stack: FaultStack, deals: list[Deal], conductor: Conductor) -> None:
-    """Wait for the side effects the scripts imply, an empty queue of inbox rows, and the end
-    of every activity attempt orphaned by a kill (its timeout, then its retry)."""
+    """Wait for the side effects the scripts imply, an empty queue of inbox rows, the end of
+    every activity attempt orphaned by a kill (its timeout, then its retry), and a quiet portal."""
     stack.note("settling")
     deadline = time.monotonic() + 120
+    delivered = -1
     while time.monotonic() < deadline:
         missing = missing_effects(stack, deals)
         pending = await _pending_rows(stack)
         orphans = conductor.last_kill + ORPHAN_SECONDS - time.monotonic()
-        if not missing and not pending and orphans <= 0:
+        # The portal quiet too: its events of the last side effects (tasks completed as the
+        # deals leave their stages) delivered, their second copies sent, none new for a second.
+        events = stack.chaos.app.state.events.describe()
+        quiet = (
+            events["pending"] == 0 and not stack.tee.repeats and events["delivered"] == delivered
+        )
+        delivered = events["delivered"]
+        if not missing and not pending and orphans <= 0 and quiet:
             stack.note("settled")
             return
         await asyncio.sleep(1)
