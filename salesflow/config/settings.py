@@ -492,6 +492,13 @@ class PortalFields(_Section):
     reject_reason: Required = "UF_CRM_REJECT_REASON"
     payment_schedule: Required = "UF_CRM_PAYMENT_SCHEDULE"
     inn: Required = "UF_CRM_INN"
+    # R-X6: the six «Требуется поставить задание …» Да/Нет (boolean) fields, one per service
+    need_engineers: Required = "UF_CRM_NEED_ENGINEERS"
+    need_purchasing: Required = "UF_CRM_NEED_PURCHASING"
+    need_logistics: Required = "UF_CRM_NEED_LOGISTICS"
+    need_production: Required = "UF_CRM_NEED_PRODUCTION"
+    need_lawyer: Required = "UF_CRM_NEED_LAWYER"
+    need_metrologist: Required = "UF_CRM_NEED_METROLOGIST"
 
 
 class PortalUsers(_Section):

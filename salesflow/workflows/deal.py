@@ -39,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
     from salesflow.workflows.children import Children
-    from salesflow.workflows.deal_effects import DealEffects, Transition
+    from salesflow.workflows.deal_effects import FIELDS_DRIVE, DealEffects, Transition
+    from salesflow.workflows.field_intents import SERVICES, FieldIntents
     from salesflow.workflows.models import (
         FINAL_STAGES,
         AcceptLead,
@@ -80,7 +81,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
 
-SERVICES = ("engineers", "purchasing", "logistics", "production", "lawyer", "metrologist")
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
 UPDATES_ANSWER_AFTER_MOVE = "updates-answer-after-move"
@@ -98,6 +98,8 @@ class DealWorkflow:
         self.fx = DealEffects(self.rules, self.s, on_change=self.board.mark_dirty)
         self.payments = Payments(self.fx)
         self.children = Children(self.fx)
+        self.fields = FieldIntents(self.fx, self._request_service)
+        self.fx.on_deal_read = self.fields.follow
         self._draining = False  # continue-as-new is due: handlers return once intent recorded
 
     # ---- the pipeline, in stage order -----------------------------------------------------
@@ -212,6 +214,11 @@ class DealWorkflow:
         while True:
             self.s.kp_round += 1
             n = self.s.kp_round
+            if fx.field("kp_status") and workflow.patched(FIELDS_DRIVE):
+                # «Статус КП» holds this round's answer only (field_intents.py)
+                await fx.set_fields_once(
+                    f"kp:status_clear:{n}", {self.rules.fields["kp_status"]: None}
+                )
             rule = self.rules.deadlines["kp_feedback_task"]
             due = R.deadline_after(workflow.now(), rule, self.rules)
             await fx.task(f"kp:feedback:{n}", "task_kp_feedback", deadline=due)
@@ -561,16 +568,16 @@ class DealWorkflow:
         for service in SERVICES:
             if not getattr(cmd, service):
                 continue
-            purpose = f"request:{service}:{ref}"
-            if service == "logistics":
-                await self.children.logist_task(purpose, "task_request_logistics")
-            else:
-                await self.fx.task(
-                    purpose,
-                    f"task_request_{service}",
-                    responsible=self.rules.people.services[service],
-                )
+            await self._request_service(service, f"request:{service}:{ref}")
         return self.fx.view()
+
+    async def _request_service(self, service: str, purpose: str) -> None:
+        if service == "logistics":
+            await self.children.logist_task(purpose, "task_request_logistics")
+        else:
+            await self.fx.task(
+                purpose, f"task_request_{service}", responsible=self.rules.people.services[service]
+            )
 
     @request_tasks.validator
     def _validate_request(self, cmd: RequestTasks) -> None:
@@ -597,6 +604,8 @@ class DealWorkflow:
             if cmd.kind not in self.s.signed:
                 self.s.signed.append(cmd.kind)
         else:
+            if f"signed:{cmd.kind}" not in self.s.done:  # the field it writes is no news
+                self.s.done.append(f"signed:{cmd.kind}")
             field = self.rules.fields[f"signed_{cmd.kind}"]
             await self.fx.update_deal({field: f"Подписан {self.fx.today():%d.%m.%Y}"})
         self.fx.record(self.s.stage, f"{cmd.kind} signed")

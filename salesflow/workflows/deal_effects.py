@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.outage import is_configuration_problem, run_with_outage_watch
 
 PERSON_MOVE = "moved by a person in Bitrix24"
+FIELDS_DRIVE = "bitrix24-fields-drive"  # the deal's fields become intents (field_intents.py)
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
 # A 1C step refused as wrong for the base waits for the fix and is retried (docs/ONEC.md).
 ONEC_CONFIG_RETRY = "onec-config-retry"
@@ -72,6 +73,8 @@ class DealEffects:
         self.s = state
         self._on_change = on_change  # the deal's details changed (the board follows)
         self.onec_config_fixed = 0  # `onec_configuration_fixed` signals seen (not carried over)
+        # after a re-read on a Bitrix24 event: turn the deal's fields into intents
+        self.on_deal_read: Callable[[], Awaitable[None]] | None = None
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -126,6 +129,8 @@ class DealEffects:
         assert deal is not None
         seen = self.stage_of(deal.stage_id)
         intents = self.s.intents
+        if seen != Stage.LOSE and self.on_deal_read is not None and workflow.patched(FIELDS_DRIVE):
+            await self.on_deal_read()
         if seen is None or seen == self.s.stage or intents.moved_to is not None:
             return
         if seen == Stage.LOSE:
