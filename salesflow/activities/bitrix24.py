@@ -28,6 +28,7 @@ from salesflow.workflows.models import (
     DealUpdateRequest,
     LinkedDealRequest,
     NotifyRequest,
+    TaskReassignRequest,
     TaskRequest,
     TimelineCommentRequest,
 )
@@ -134,6 +135,7 @@ class Bitrix24Activities:
             self.send_client_message,
             self.add_timeline_comment,
             self.read_task_status,
+            self.reassign_task,
             self.create_approval_item,
             self.read_approval_item_stage,
             self.set_approval_item_stage,
@@ -296,6 +298,16 @@ class Bitrix24Activities:
             )
         task = found.get("task") if isinstance(found, dict) else None
         return str(task.get("status")) if task else "5"
+
+    @activity.defn(name="reassign_task")
+    async def reassign_task(self, req: TaskReassignRequest) -> None:
+        """The task's responsible (`tasks.task.update` RESPONSIBLE_ID); setting the same
+        responsible again changes nothing, so a retry after a lost answer is harmless."""
+        with remote_errors():
+            await self.client.call(
+                "tasks.task.update",
+                {"taskId": req.task_id, "fields": {"RESPONSIBLE_ID": req.responsible_id}},
+            )
 
     @activity.defn(name="create_approval_item")
     async def create_approval_item(self, req: ApprovalItemRequest) -> int:

@@ -574,6 +574,12 @@ class RulesSettings(_Section):
     payment_reminder_days_before: int = Field(2, ge=0)
     payment_overdue_reminder_hours: int = Field(24, ge=1)
     onec_poll_seconds: int = Field(3600, ge=1)
+    rework_before_next_round: bool = Field(
+        False,
+        description="The seed's «Возврат на задачу»: after a «не согласовано» КП answer (or an"
+        " unpaid invoice round) the next round's task is created only once the objection task"
+        " is completed in Bitrix24 (or the answer/payment comes first); off: both at once",
+    )
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)
     invoice_contract_threshold: float = Field(150_000, gt=0)

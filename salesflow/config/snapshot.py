@@ -80,6 +80,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         payment_reminder_days_before=rules.payment_reminder_days_before,
         payment_overdue_reminder_hours=rules.payment_overdue_reminder_hours,
         onec_poll_seconds=rules.onec_poll_seconds,
+        rework_before_next_round=rules.rework_before_next_round,
         onec_task_poll_seconds=rules.onec_task_poll_seconds,
         contract_threshold=rules.contract_threshold,
         invoice_contract_threshold=rules.invoice_contract_threshold,

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         LinkedDealRequest,
         NotifyRequest,
+        TaskReassignRequest,
         TaskRequest,
         TimelineCommentRequest,
     )
@@ -113,6 +114,11 @@ async def read_task_status(task_id: int) -> str:
     raise _stub()
 
 
+@activity.defn(name="reassign_task")
+async def reassign_task(req: TaskReassignRequest) -> None:
+    raise _stub()
+
+
 @activity.defn(name="create_approval_item")
 async def create_approval_item(req: ApprovalItemRequest) -> int:
     raise _stub()
@@ -187,6 +193,7 @@ STUBS = (
     send_client_message,
     add_timeline_comment,
     read_task_status,
+    reassign_task,
     create_approval_item,
     read_approval_item_stage,
     set_approval_item_stage,

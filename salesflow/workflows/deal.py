@@ -85,6 +85,7 @@ DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "У
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
 UPDATES_ANSWER_AFTER_MOVE = "updates-answer-after-move"
 KP_RELOAD_PER_ROUND = "kp-load-per-round"  # a re-formed КП is read from 1C again (R-KP-4)
+REWORK_BEFORE_NEXT_ROUND = "rework-before-next-round"
 MOVE_WAIT = timedelta(seconds=10)  # how long an update waits for the deal to take its step
 
 
@@ -219,15 +220,18 @@ class DealWorkflow:
                 await fx.set_fields_once(
                     f"kp:status_clear:{n}", {self.rules.fields["kp_status"]: None}
                 )
-            rule = self.rules.deadlines["kp_feedback_task"]
-            due = R.deadline_after(workflow.now(), rule, self.rules)
-            await fx.task(f"kp:feedback:{n}", "task_kp_feedback", deadline=due)
-            fx.set_deadline(f"kp_feedback_{n}", due)
-            what = f"Обратная связь по КП (раунд {n})"
-            if not await fx.wait_or_remind(
-                lambda: intents.feedback is not None, due, f"kp_feedback_{n}", what
-            ):
-                return fx.take_move()
+            answered = lambda: intents.feedback is not None  # noqa: E731
+            if await self._rework_first(f"kp:objection:{n - 1}", answered):
+                if not answered():
+                    return fx.take_move()
+            else:
+                rule = self.rules.deadlines["kp_feedback_task"]
+                due = R.deadline_after(workflow.now(), rule, self.rules)
+                await fx.task(f"kp:feedback:{n}", "task_kp_feedback", deadline=due)
+                fx.set_deadline(f"kp_feedback_{n}", due)
+                what = f"Обратная связь по КП (раунд {n})"
+                if not await fx.wait_or_remind(answered, due, f"kp_feedback_{n}", what):
+                    return fx.take_move()
             feedback, intents.feedback = intents.feedback, None
             assert feedback is not None
             if n > 1 and workflow.patched(KP_RELOAD_PER_ROUND):
@@ -281,6 +285,10 @@ class DealWorkflow:
         paid = lambda: bool(self.s.payments)  # noqa: E731  (payments exist from INVOICE on)
         while not paid():
             if not self.s.counters.get("inv:open"):
+                if await self._rework_first(f"inv:objection:{self.s.invoice_round}", paid):
+                    if paid():
+                        break
+                    return fx.take_move()
                 self.s.invoice_round += 1
                 self.s.counters["inv:open"] = 1
             n = self.s.invoice_round
@@ -388,6 +396,19 @@ class DealWorkflow:
             fx.record(
                 Stage.KP, result.comment or f"КП {result.kp_number}: {len(result.lines)} lines"
             )
+
+    async def _rework_first(self, purpose: str, answered: Callable[[], bool]) -> bool:
+        """The seed's «Возврат на задачу» (rule `rework_before_next_round`): while the objection
+        task of `purpose` is open, the next round waits for it to be completed in Bitrix24.
+        True: the round has no task to create (answered, or interrupted, before that)."""
+        key = self.fx.key(purpose)
+        is_open = lambda: any(t.key == key for t in self.s.open_tasks)  # noqa: E731
+        if not (self.rules.rework_before_next_round and is_open()):
+            return False
+        if not workflow.patched(REWORK_BEFORE_NEXT_ROUND):
+            return False
+        await self.fx.wait(lambda: answered() or not is_open())
+        return answered() or self.fx.interrupted()
 
     def _close_tasks(self, *purposes: str) -> None:
         """A round's tasks are done once its answer is in: they leave the open tasks."""

@@ -6,6 +6,8 @@ Bitrix24 event is turned into people's intents, each taken once.
     six Да/Нет service fields  one task per service (R-X6)                 request:<service>:field
     Подписанный счет/договор,  that document signed (R-INV, R-SH)          signed:<kind>
     Акт, УПД (file: filled)
+    Ответственный              the deal's manager; open automatic tasks    reassign:<task>:<user>
+                               reassigned (tasks.task.update)
 
 Who acted is the deal's last modifier (`MODIFY_BY_ID` of crm.deal.get).
 """
@@ -17,8 +19,18 @@ from collections.abc import Awaitable, Callable
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from salesflow.workflows import activity_stubs as act
     from salesflow.workflows.deal_effects import DealEffects
-    from salesflow.workflows.models import FINAL_STAGES, Actor, KpFeedback, Stage
+    from salesflow.workflows.models import (
+        FINAL_STAGES,
+        Actor,
+        KpFeedback,
+        Stage,
+        TaskReassignRequest,
+    )
+    from salesflow.workflows.names import DEAL_MANAGER
+
+RESPONSIBLE_FOLLOWED = "bitrix24-responsible-followed"
 
 SERVICES = ("engineers", "purchasing", "logistics", "production", "lawyer", "metrologist")
 SIGNED_FIELDS = {
@@ -46,9 +58,36 @@ class FieldIntents:
     async def follow(self) -> None:
         if self.s.deal is None or self.s.stage in FINAL_STAGES:
             return
+        await self._responsible()
         self._kp_status()
         await self._services()
         self._signed()
+
+    async def _responsible(self) -> None:
+        """The responsible changed in Bitrix24: the deal's manager from now on (new tasks and
+        notices go to them), and the open automatic tasks of the old one are reassigned."""
+        s = self.s
+        assert s.deal is not None
+        old, new = s.manager_id, s.deal.assigned_by_id
+        if s.stage == Stage.NEW or old is None or not new or new == old:
+            return
+        if not workflow.patched(RESPONSIBLE_FOLLOWED):
+            return
+        s.manager_id = new
+        workflow.upsert_search_attributes([DEAL_MANAGER.value_set(new)])
+        actor = self.actor()
+        by = f" by user {actor.user_id}" if actor else ""
+        self.fx.record(s.stage, f"responsible changed in Bitrix24{by}: user {old} → user {new}")
+        for task in s.open_tasks:
+            if task.responsible_id != old:
+                continue  # a service's or the logist's task stays theirs
+            await self.fx.once(
+                f"reassign:{task.task_id}:{new}",
+                act.reassign_task,
+                TaskReassignRequest(task_id=task.task_id, responsible_id=new),
+            )
+            task.responsible_id = new
+        self.fx.details()
 
     def actor(self) -> Actor | None:
         assert self.s.deal is not None

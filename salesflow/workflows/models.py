@@ -89,6 +89,7 @@ class DealRules(Carried):
     payment_reminder_days_before: int = 2
     payment_overdue_reminder_hours: int = 24
     onec_poll_seconds: int = 3600
+    rework_before_next_round: bool = False  # next round after the objection task (field_intents)
     onec_task_poll_seconds: int = 60
     contract_threshold: float
     invoice_contract_threshold: float
@@ -341,6 +342,13 @@ class TaskRequest(Carried):
     responsible_id: int
     created_by: int
     deadline: datetime | None = None
+
+
+class TaskReassignRequest(Carried):
+    """A task's new responsible (the deal's responsible changed in Bitrix24)."""
+
+    task_id: int
+    responsible_id: int
 
 
 class DealUpdateRequest(Carried):

@@ -18,6 +18,7 @@ from salesflow.workflows.models import (
     EmailRequest,
     LinkedDealRequest,
     NotifyRequest,
+    TaskReassignRequest,
     TaskRequest,
     TimelineCommentRequest,
 )
@@ -48,6 +49,7 @@ class FakePortal:
     comments: dict[str, TimelineCommentRequest] = field(default_factory=dict)
     approval_items: dict[str, dict] = field(default_factory=dict)
     completed_tasks: set[int] = field(default_factory=set)
+    reassigned: list[TaskReassignRequest] = field(default_factory=list)
     linked_deals: dict[str, LinkedDealRequest] = field(default_factory=dict)
     emails: dict[str, EmailRequest] = field(default_factory=dict)
     kp_loads: list[LoadKpRequest] = field(default_factory=list)
@@ -130,6 +132,13 @@ class FakePortal:
         async def read_task_status(task_id: int) -> str:
             return "5" if task_id in portal.completed_tasks else "2"
 
+        @activity.defn(name="reassign_task")
+        async def reassign_task(req: TaskReassignRequest) -> None:
+            portal.reassigned.append(req)
+            for key, task_id in portal.task_ids.items():
+                if task_id == req.task_id:
+                    portal.tasks[key].responsible_id = req.responsible_id
+
         @activity.defn(name="create_linked_deal")
         async def create_linked_deal(req: LinkedDealRequest) -> int:
             portal.linked_deals.setdefault(req.key, req)
@@ -186,6 +195,7 @@ class FakePortal:
             read_approval_item_stage,
             set_approval_item_stage,
             read_task_status,
+            reassign_task,
             create_linked_deal,
             send_email,
             load_kp_into_deal,
