@@ -43,11 +43,19 @@ def _bitrix_time(value: Any) -> str:
     return value.isoformat(timespec="seconds")
 
 
+def _file_id(value: dict[str, Any]) -> str:
+    """A file field's value as crm.deal.get returns it, `{id, showUrl, downloadUrl}`
+    (github.com/bitrix-tools/b24-rest-docs/issues/94): kept as the file's ID."""
+    return str(value.get("id") or "")
+
+
 def deal_snapshot(raw: dict[str, Any]) -> DealSnapshot:
     fields: dict[str, str | list[str] | None] = {}
     for name, value in raw.items():
         if isinstance(value, list):
-            fields[name] = [str(v) for v in value]
+            fields[name] = [_file_id(v) if isinstance(v, dict) else str(v) for v in value]
+        elif isinstance(value, dict):
+            fields[name] = _file_id(value) or None
         elif value is None or isinstance(value, str | int | float | bool):
             fields[name] = None if value is None else str(value)
     return DealSnapshot(
