@@ -49,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 FIELDS_DRIVE = "bitrix24-fields-drive"  # the deal's fields become intents (field_intents.py)
+SKIPPED_STAGES_CHECKED = "skipped-stages-checked"  # a forward jump meets every skipped stage
+LOSE_NEEDS_REASON = "lose-needs-reason"  # a move to LOSE in Bitrix24 without a reason returns
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
 # A 1C step refused as wrong for the base waits for the fix and is retried (docs/ONEC.md).
 ONEC_CONFIG_RETRY = "onec-config-retry"
@@ -140,6 +142,13 @@ class DealEffects:
             if isinstance(raw, str) and raw.isdigit():
                 reason = reason_ids.get(int(raw), "OTHER")
             comment = deal.fields.get(self.rules.fields["loss_comment"])
+            known = isinstance(raw, str) and raw.isdigit() and int(raw) in reason_ids
+            lacking = [] if known else [R.FIELD_TITLES["loss_reason"]]
+            if known and reason == "OTHER" and not str(comment or "").strip():
+                lacking = [R.FIELD_TITLES["loss_comment"]]
+            if lacking and workflow.patched(LOSE_NEEDS_REASON):
+                await self._refuse_move(seen, lacking, "notify_lose_reason_missing")
+                return
             intents.lose = LoseDeal.model_construct(
                 # The code is a key of the config's enums.loss_reason, not checked against
                 # LoseDeal's codes (model_construct does not validate).
@@ -181,17 +190,48 @@ class DealEffects:
         )
         if self.s.stage == Stage.LAUNCH and not self.s.payment_schedule:
             missing.append("График оплаты")
+        skipped = self._skipped(target)
+        if skipped and workflow.patched(SKIPPED_STAGES_CHECKED):
+            doc_set = self.s.document_set or R.document_set(self.amount(), self.rules)
+            for stage in skipped:
+                items = R.missing_fields(stage, self.s.deal.fields, self.rules, doc_set)
+                if stage == Stage.CONTRACT and doc_set != "invoice" and self.s.approved is not True:
+                    items.append(self._template("missing_internal_approval"))
+                if stage == Stage.LAUNCH and not self.s.payment_schedule:
+                    items.append("График оплаты")
+                missing += [item for item in items if item not in missing]
         return missing
 
-    async def _refuse_move(self, target: str, missing: list[str]) -> None:
+    def _skipped(self, target: str) -> list[Stage]:
+        """The stages a forward move to `target` jumps over (strictly between)."""
+        order = list(STAGE_ORDER)
+        if self.s.stage not in order or target not in order:
+            return []
+        return order[order.index(self.s.stage) + 1 : order.index(Stage(target))]
+
+    def _template(self, name: str, **values: Any) -> str:
+        """A text added after deals started: their rules snapshot may not carry it."""
+        template = self.rules.templates.get(name) or DEFAULT_TEMPLATES[name]
+        deal = self.s.deal
+        return R.render(
+            template, deal_id=self.s.deal_id, deal_title=deal.title if deal else "", **values
+        )
+
+    async def _refuse_move(
+        self, target: str, missing: list[str], template: str = "notify_missing_fields"
+    ) -> None:
         """R-X3: return the deal to its stage and tell the person which fields are empty."""
         round_no = self.bump("refused_move")
         await self.update_deal({"STAGE_ID": self.rules.stages[self.s.stage]})
-        await self.notify(
-            f"refused_move:{round_no}",
-            [self.responsible()],
-            "notify_missing_fields",
-            fields=", ".join(missing),
+        purpose = f"refused_move:{round_no}"
+        await self.once(
+            purpose,
+            act.notify_users,
+            NotifyRequest(
+                key=self.key(purpose),
+                user_ids=[self.responsible()],
+                message=self._template(template, fields=", ".join(missing)),
+            ),
         )
         self.record(self.s.stage, f"move to {target} refused: empty {', '.join(missing)}")
 

@@ -134,7 +134,9 @@ async def test_r_kp_4_r_x6_r_x1_fields_and_tasks_set_in_the_emulator_drive_the_d
 
     # the responsible changed: the manager's open tasks go to the new one
     await change(ASSIGNED_BY_ID=4)
-    view = await until(handle, lambda v: v.manager_id == 4)
+    view = await until(
+        handle, lambda v: v.manager_id == 4 and all(t.responsible_id != 3 for t in v.open_tasks)
+    )
     tasks = await tasks_of(client, deal_id)
     assert [k for k in tasks if k.startswith("request:")] == ["request:lawyer:field"]
     assert tasks["request:lawyer:field"]["responsibleId"] == "9"

@@ -105,7 +105,9 @@ async def test_r_x1_responsible_changed_in_bitrix24_takes_the_deal_and_its_tasks
             DealWorkflow.bitrix24_event,
             Bitrix24Event(event="ONCRMDEALUPDATE", entity_id=portal.deal.id),
         )
-        view = await until(handle, lambda v: v.manager_id == 4)
+        view = await until(
+            handle, lambda v: v.manager_id == 4 and all(t.responsible_id != 3 for t in v.open_tasks)
+        )
         await handle.signal(  # the same change re-read: nothing more
             DealWorkflow.bitrix24_event,
             Bitrix24Event(event="ONCRMDEALUPDATE", entity_id=portal.deal.id),
