@@ -75,3 +75,18 @@ async def test_r_lose_1_lose_in_bitrix24_without_a_reason_is_returned(run_deal) 
     assert "Сделка провалена" in first and "Причина провала" in first
     assert "Комментарий к причине провала" in second
     assert view.history[-1].cause == "lost: OTHER"
+
+
+async def test_r_sh_3_won_in_bitrix24_with_act_and_upd_filled_still_mails_the_accountant(
+    run_deal,
+) -> None:
+    portal = FakePortal(new_deal(4304))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "SHIPPED")
+        await until(handle, lambda v: len(v.open_tasks) >= 2)
+        await moved_in_bitrix24(handle, portal, "C1:WON", UF_CRM_ACT="4711", UF_CRM_UPD="4712")
+        view = await until(handle, lambda v: v.stage == "WON")
+    assert list(portal.emails) == ["deal:4304:sh:mail_accountant"]
+    assert "deal:4304:sh:client_documents" in portal.client_messages
+    assert not refusals(portal)
+    assert view.stage == "WON"
