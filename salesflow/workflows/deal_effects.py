@@ -196,7 +196,7 @@ class DealEffects:
             for stage in skipped:
                 items = R.missing_fields(stage, self.s.deal.fields, self.rules, doc_set)
                 if stage == Stage.CONTRACT and doc_set != "invoice" and self.s.approved is not True:
-                    items.append(self._template("missing_internal_approval"))
+                    items.append(self._rendered("missing_internal_approval"))
                 if stage == Stage.LAUNCH and not self.s.payment_schedule:
                     items.append("График оплаты")
                 missing += [item for item in items if item not in missing]
@@ -209,12 +209,14 @@ class DealEffects:
             return []
         return order[order.index(self.s.stage) + 1 : order.index(Stage(target))]
 
-    def _template(self, name: str, **values: Any) -> str:
-        """A text added after deals started: their rules snapshot may not carry it."""
-        template = self.rules.templates.get(name) or DEFAULT_TEMPLATES[name]
+    def _rendered(self, name: str, **values: Any) -> str:
+        """A text added after deals started (their rules may not carry it), rendered."""
         deal = self.s.deal
         return R.render(
-            template, deal_id=self.s.deal_id, deal_title=deal.title if deal else "", **values
+            self._template(name),
+            deal_id=self.s.deal_id,
+            deal_title=deal.title if deal else "",
+            **values,
         )
 
     async def _refuse_move(
@@ -230,7 +232,7 @@ class DealEffects:
             NotifyRequest(
                 key=self.key(purpose),
                 user_ids=[self.responsible()],
-                message=self._template(template, fields=", ".join(missing)),
+                message=self._rendered(template, fields=", ".join(missing)),
             ),
         )
         self.record(self.s.stage, f"move to {target} refused: empty {', '.join(missing)}")
