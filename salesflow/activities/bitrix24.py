@@ -29,6 +29,7 @@ from salesflow.workflows.models import (
     DealUpdateRequest,
     LinkedDealRequest,
     NotifyRequest,
+    TaskReassignRequest,
     TaskRequest,
     TimelineCommentRequest,
 )
@@ -44,11 +45,19 @@ def _bitrix_time(value: Any) -> str:
     return value.isoformat(timespec="seconds")
 
 
+def _file_id(value: dict[str, Any]) -> str:
+    """A file field's value as crm.deal.get returns it, `{id, showUrl, downloadUrl}`
+    (github.com/bitrix-tools/b24-rest-docs/issues/94): kept as the file's ID."""
+    return str(value.get("id") or "")
+
+
 def deal_snapshot(raw: dict[str, Any]) -> DealSnapshot:
     fields: dict[str, str | list[str] | None] = {}
     for name, value in raw.items():
         if isinstance(value, list):
-            fields[name] = [str(v) for v in value]
+            fields[name] = [_file_id(v) if isinstance(v, dict) else str(v) for v in value]
+        elif isinstance(value, dict):
+            fields[name] = _file_id(value) or None
         elif value is None or isinstance(value, str | int | float | bool):
             fields[name] = None if value is None else str(value)
     return DealSnapshot(
@@ -137,6 +146,7 @@ class Bitrix24Activities:
             self.add_timeline_comment,
             self.read_task_status,
             self.complete_task,
+            self.reassign_task,
             self.create_approval_item,
             self.read_approval_item_stage,
             self.set_approval_item_stage,
@@ -313,6 +323,16 @@ class Bitrix24Activities:
             if await self.read_task_status(task_id) == TASK_COMPLETED:
                 return  # completed by a person meanwhile
             raise
+
+    @activity.defn(name="reassign_task")
+    async def reassign_task(self, req: TaskReassignRequest) -> None:
+        """The task's responsible (`tasks.task.update` RESPONSIBLE_ID); setting the same
+        responsible again changes nothing, so a retry after a lost answer is harmless."""
+        with remote_errors():
+            await self.client.call(
+                "tasks.task.update",
+                {"taskId": req.task_id, "fields": {"RESPONSIBLE_ID": req.responsible_id}},
+            )
 
     @activity.defn(name="create_approval_item")
     async def create_approval_item(self, req: ApprovalItemRequest) -> int:

@@ -492,6 +492,13 @@ class PortalFields(_Section):
     reject_reason: Required = "UF_CRM_REJECT_REASON"
     payment_schedule: Required = "UF_CRM_PAYMENT_SCHEDULE"
     inn: Required = "UF_CRM_INN"
+    # R-X6: the six «Требуется поставить задание …» Да/Нет (boolean) fields, one per service
+    need_engineers: Required = "UF_CRM_NEED_ENGINEERS"
+    need_purchasing: Required = "UF_CRM_NEED_PURCHASING"
+    need_logistics: Required = "UF_CRM_NEED_LOGISTICS"
+    need_production: Required = "UF_CRM_NEED_PRODUCTION"
+    need_lawyer: Required = "UF_CRM_NEED_LAWYER"
+    need_metrologist: Required = "UF_CRM_NEED_METROLOGIST"
 
 
 class PortalUsers(_Section):
@@ -585,6 +592,12 @@ class RulesSettings(_Section):
     payment_match_days: int = Field(3, ge=0)  # R-PS-1: a person's payment and 1C's are one
     payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = Field(3600, ge=1)
+    rework_before_next_round: bool = Field(
+        False,
+        description="The seed's «Возврат на задачу»: after a «не согласовано» КП answer (or an"
+        " unpaid invoice round) the next round's task is created only once the objection task"
+        " is completed in Bitrix24 (or the answer/payment comes first); off: both at once",
+    )
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)
     invoice_contract_threshold: float = Field(150_000, gt=0)

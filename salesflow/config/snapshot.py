@@ -88,6 +88,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         payment_match_days=rules.payment_match_days,
         payment_control_after_won=rules.payment_control_after_won,
         onec_poll_seconds=rules.onec_poll_seconds,
+        rework_before_next_round=rules.rework_before_next_round,
         onec_task_poll_seconds=rules.onec_task_poll_seconds,
         contract_threshold=rules.contract_threshold,
         invoice_contract_threshold=rules.invoice_contract_threshold,

@@ -52,6 +52,11 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "Напоминание: заявка «{deal_title}» (№{deal_id}) всё ещё не взята в работу."
     ),
     "notify_lead_rejected": "Заявка «{deal_title}» (№{deal_id}) отклонена: {reason}.",
+    "notify_lose_reason_missing": (
+        "Сделка «{deal_title}» (№{deal_id}) возвращена на стадию: для перевода в «Сделка"
+        " провалена» укажите: {fields}."
+    ),
+    "missing_internal_approval": "Внутреннее согласование",
     "notify_missing_fields": (
         "Сделка «{deal_title}» (№{deal_id}) не может перейти на следующую стадию:"
         " не заполнены поля: {fields}."

@@ -68,6 +68,17 @@ FIELD_TYPES: dict[str, frozenset[str]] = {
     "client": frozenset({"crm_contact"}),
     "kp_date": _DATE,
     "payment_date": _DATE,
+    **{
+        f"need_{service}": frozenset({"boolean"})
+        for service in (
+            "engineers",
+            "purchasing",
+            "logistics",
+            "production",
+            "lawyer",
+            "metrologist",
+        )
+    },
 }
 TEXT_TYPES = frozenset({"string"})
 

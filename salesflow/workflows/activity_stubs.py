@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         LinkedDealRequest,
         NotifyRequest,
+        TaskReassignRequest,
         TaskRequest,
         TimelineCommentRequest,
     )
@@ -118,6 +119,11 @@ async def complete_task(task_id: int) -> None:
     raise _stub()
 
 
+@activity.defn(name="reassign_task")
+async def reassign_task(req: TaskReassignRequest) -> None:
+    raise _stub()
+
+
 @activity.defn(name="create_approval_item")
 async def create_approval_item(req: ApprovalItemRequest) -> int:
     raise _stub()
@@ -193,6 +199,7 @@ STUBS = (
     add_timeline_comment,
     read_task_status,
     complete_task,
+    reassign_task,
     create_approval_item,
     read_approval_item_stage,
     set_approval_item_stage,

@@ -39,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
     from salesflow.workflows.children import Children
-    from salesflow.workflows.deal_effects import DealEffects, Transition
+    from salesflow.workflows.deal_effects import FIELDS_DRIVE, DealEffects, Transition
+    from salesflow.workflows.field_intents import SERVICES, FieldIntents
     from salesflow.workflows.models import (
         FINAL_STAGES,
         AcceptLead,
@@ -82,7 +83,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
 
-SERVICES = ("engineers", "purchasing", "logistics", "production", "lawyer", "metrologist")
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
 UPDATES_ANSWER_AFTER_MOVE = "updates-answer-after-move"
@@ -95,6 +95,7 @@ POSTPAYMENT = "postpayment-skips-the-pay-loop"  # R-CT-2
 PAYMENTS_AFTER_WON = "payments-after-won"  # R-PS-1: tranches chased after WON
 CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
 KP_RELOAD_PER_ROUND = "kp-load-per-round"  # a re-formed КП is read from 1C again (R-KP-4)
+REWORK_BEFORE_NEXT_ROUND = "rework-before-next-round"
 MOVE_WAIT = timedelta(seconds=10)  # how long an update waits for the deal to take its step
 
 
@@ -108,6 +109,8 @@ class DealWorkflow:
         self.fx = DealEffects(self.rules, self.s, on_change=self.board.mark_dirty)
         self.payments = Payments(self.fx)
         self.children = Children(self.fx)
+        self.fields = FieldIntents(self.fx, self._request_service)
+        self.fx.on_deal_read = self.fields.follow
         self._draining = False  # continue-as-new is due: handlers return once intent recorded
         self._watching = False  # WATCHED_DEADLINES, decided when the run starts
 
@@ -239,15 +242,25 @@ class DealWorkflow:
         while True:
             self.s.kp_round += 1
             n = self.s.kp_round
-            rule = self.rules.deadlines["kp_feedback_task"]
-            due = R.deadline_after(workflow.now(), rule, self.rules)
-            await fx.task(f"kp:feedback:{n}", "task_kp_feedback", deadline=due)
-            fx.set_deadline(f"kp_feedback_{n}", due)
-            what = f"Обратная связь по КП (раунд {n})"
-            if not await fx.wait_or_remind(
-                lambda: intents.feedback is not None, due, f"kp_feedback_{n}", what, "kp_feedback"
-            ):
-                return fx.take_move()
+            if fx.field("kp_status") and workflow.patched(FIELDS_DRIVE):
+                # «Статус КП» holds this round's answer only (field_intents.py)
+                await fx.set_fields_once(
+                    f"kp:status_clear:{n}", {self.rules.fields["kp_status"]: None}
+                )
+            answered = lambda: intents.feedback is not None  # noqa: E731
+            if await self._rework_first(f"kp:objection:{n - 1}", answered):
+                if not answered():
+                    return fx.take_move()
+            else:
+                rule = self.rules.deadlines["kp_feedback_task"]
+                due = R.deadline_after(workflow.now(), rule, self.rules)
+                await fx.task(f"kp:feedback:{n}", "task_kp_feedback", deadline=due)
+                fx.set_deadline(f"kp_feedback_{n}", due)
+                what = f"Обратная связь по КП (раунд {n})"
+                if not await fx.wait_or_remind(
+                    answered, due, f"kp_feedback_{n}", what, "kp_feedback"
+                ):
+                    return fx.take_move()
             feedback, intents.feedback = intents.feedback, None
             assert feedback is not None
             if n > 1 and workflow.patched(KP_RELOAD_PER_ROUND):
@@ -305,6 +318,10 @@ class DealWorkflow:
         paid = lambda: bool(self.s.payments)  # noqa: E731  (payments exist from INVOICE on)
         while not paid():
             if not self.s.counters.get("inv:open"):
+                if await self._rework_first(f"inv:objection:{self.s.invoice_round}", paid):
+                    if paid():
+                        break
+                    return fx.take_move()
                 self.s.invoice_round += 1
                 self.s.counters["inv:open"] = 1
             n = self.s.invoice_round
@@ -491,6 +508,19 @@ class DealWorkflow:
             fx.record(
                 Stage.KP, result.comment or f"КП {result.kp_number}: {len(result.lines)} lines"
             )
+
+    async def _rework_first(self, purpose: str, answered: Callable[[], bool]) -> bool:
+        """The seed's «Возврат на задачу» (rule `rework_before_next_round`): while the objection
+        task of `purpose` is open, the next round waits for it to be completed in Bitrix24.
+        True: the round has no task to create (answered, or interrupted, before that)."""
+        key = self.fx.key(purpose)
+        is_open = lambda: any(t.key == key for t in self.s.open_tasks)  # noqa: E731
+        if not (self.rules.rework_before_next_round and is_open()):
+            return False
+        if not workflow.patched(REWORK_BEFORE_NEXT_ROUND):
+            return False
+        await self.fx.wait(lambda: answered() or not is_open())
+        return answered() or self.fx.interrupted()
 
     async def _close_tasks(self, *purposes: str) -> None:
         """A round's tasks are done once its answer is in: completed in Bitrix24 (patched) and
@@ -689,18 +719,19 @@ class DealWorkflow:
         for service in SERVICES:
             if not getattr(cmd, service):
                 continue
-            purpose = f"request:{service}:{ref}"
-            if service == "logistics":
-                await self.children.logist_task(purpose, "task_request_logistics")
-            elif self._watching:
-                await self._service_task(purpose, service)
-            else:
-                await self.fx.task(
-                    purpose,
-                    f"task_request_{service}",
-                    responsible=self.rules.people.services[service],
-                )
+            await self._request_service(service, f"request:{service}:{ref}")
         return self.fx.view()
+
+    async def _request_service(self, service: str, purpose: str) -> None:
+        """R-X6: the service's task (watched with its SLA), the logistics one mirrored to 1C."""
+        if service == "logistics":
+            await self.children.logist_task(purpose, "task_request_logistics")
+        elif self._watching:
+            await self._service_task(purpose, service)
+        else:
+            await self.fx.task(
+                purpose, f"task_request_{service}", responsible=self.rules.people.services[service]
+            )
 
     async def _service_task(self, purpose: str, service: str) -> None:
         """R-X6 / R-X4: a service's task with the configured SLA as its DEADLINE, watched."""
@@ -747,6 +778,8 @@ class DealWorkflow:
             if cmd.kind not in self.s.signed:
                 self.s.signed.append(cmd.kind)
         else:
+            if f"signed:{cmd.kind}" not in self.s.done:  # the field it writes is no news
+                self.s.done.append(f"signed:{cmd.kind}")
             field = self.rules.fields[f"signed_{cmd.kind}"]
             await self.fx.update_deal({field: f"Подписан {self.fx.today():%d.%m.%Y}"})
         self.fx.record(self.s.stage, f"{cmd.kind} signed")

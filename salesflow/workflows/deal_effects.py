@@ -49,6 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.outage import is_configuration_problem, run_with_outage_watch
 
 PERSON_MOVE = "moved by a person in Bitrix24"
+FIELDS_DRIVE = "bitrix24-fields-drive"  # the deal's fields become intents (field_intents.py)
+SKIPPED_STAGES_CHECKED = "skipped-stages-checked"  # a forward jump meets every skipped stage
+LOSE_NEEDS_REASON = "lose-needs-reason"  # a move to LOSE in Bitrix24 without a reason returns
 CANCEL_IS_NOT_FAILURE = "cancel-not-failure"  # a step stopped by the close is no failure
 COMPLETE_LEFT_TASKS = "complete-left-stage-tasks"  # issue 14: a left stage's tasks completed
 # the purposes of each stage's automatic tasks (service tasks and processes belong to no stage)
@@ -89,6 +92,8 @@ class DealEffects:
         # what the stage does when a person completes one of its tasks (by task key)
         self.on_task_completed: dict[str, Callable[[], Awaitable[None]]] = {}
         self.onec_config_fixed = 0  # `onec_configuration_fixed` signals seen (not carried over)
+        # after a re-read on a Bitrix24 event: turn the deal's fields into intents
+        self.on_deal_read: Callable[[], Awaitable[None]] | None = None
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -207,6 +212,8 @@ class DealEffects:
         assert deal is not None
         seen = self.stage_of(deal.stage_id)
         intents = self.s.intents
+        if seen != Stage.LOSE and self.on_deal_read is not None and workflow.patched(FIELDS_DRIVE):
+            await self.on_deal_read()
         if seen is None or seen == self.s.stage or intents.moved_to is not None:
             return
         if seen == Stage.LOSE:
@@ -216,6 +223,13 @@ class DealEffects:
             if isinstance(raw, str) and raw.isdigit():
                 reason = reason_ids.get(int(raw), "OTHER")
             comment = deal.fields.get(self.rules.fields["loss_comment"])
+            known = isinstance(raw, str) and raw.isdigit() and int(raw) in reason_ids
+            lacking = [] if known else [R.FIELD_TITLES["loss_reason"]]
+            if known and reason == "OTHER" and not str(comment or "").strip():
+                lacking = [R.FIELD_TITLES["loss_comment"]]
+            if lacking and workflow.patched(LOSE_NEEDS_REASON):
+                await self._refuse_move(seen, lacking, "notify_lose_reason_missing")
+                return
             intents.lose = LoseDeal.model_construct(
                 # The code is a key of the config's enums.loss_reason, not checked against
                 # LoseDeal's codes (model_construct does not validate).
@@ -262,17 +276,50 @@ class DealEffects:
         )
         if self.s.stage == Stage.LAUNCH and not self.s.payment_schedule:
             missing.append("График оплаты")
+        skipped = self._skipped(target)
+        if skipped and workflow.patched(SKIPPED_STAGES_CHECKED):
+            doc_set = self.s.document_set or R.document_set(self.amount(), self.rules)
+            for stage in skipped:
+                items = R.missing_fields(stage, self.s.deal.fields, self.rules, doc_set)
+                if stage == Stage.CONTRACT and doc_set != "invoice" and self.s.approved is not True:
+                    items.append(self._rendered("missing_internal_approval"))
+                if stage == Stage.LAUNCH and not self.s.payment_schedule:
+                    items.append("График оплаты")
+                missing += [item for item in items if item not in missing]
         return missing
 
-    async def _refuse_move(self, target: str, missing: list[str]) -> None:
+    def _skipped(self, target: str) -> list[Stage]:
+        """The stages a forward move to `target` jumps over (strictly between)."""
+        order = list(STAGE_ORDER)
+        if self.s.stage not in order or target not in order:
+            return []
+        return order[order.index(self.s.stage) + 1 : order.index(Stage(target))]
+
+    def _rendered(self, name: str, **values: Any) -> str:
+        """A text added after deals started (their rules may not carry it), rendered."""
+        deal = self.s.deal
+        return R.render(
+            self._template(name),
+            deal_id=self.s.deal_id,
+            deal_title=deal.title if deal else "",
+            **values,
+        )
+
+    async def _refuse_move(
+        self, target: str, missing: list[str], template: str = "notify_missing_fields"
+    ) -> None:
         """R-X3: return the deal to its stage and tell the person which fields are empty."""
         round_no = self.bump("refused_move")
         await self.update_deal({"STAGE_ID": self.rules.stages[self.s.stage]})
-        await self.notify(
-            f"refused_move:{round_no}",
-            [self.responsible()],
-            "notify_missing_fields",
-            fields=", ".join(missing),
+        purpose = f"refused_move:{round_no}"
+        await self.once(
+            purpose,
+            act.notify_users,
+            NotifyRequest(
+                key=self.key(purpose),
+                user_ids=[self.responsible()],
+                message=self._rendered(template, fields=", ".join(missing)),
+            ),
         )
         self.record(self.s.stage, f"move to {target} refused: empty {', '.join(missing)}")
 

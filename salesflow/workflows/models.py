@@ -110,6 +110,7 @@ class DealRules(Carried):
     payment_match_days: int = 3  # a person's payment and 1C's within this many days are one
     payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = 3600
+    rework_before_next_round: bool = False  # next round after the objection task (field_intents)
     onec_task_poll_seconds: int = 60
     contract_threshold: float
     invoice_contract_threshold: float
@@ -383,6 +384,13 @@ class TaskRequest(Carried):
     responsible_id: int
     created_by: int
     deadline: datetime | None = None
+
+
+class TaskReassignRequest(Carried):
+    """A task's new responsible (the deal's responsible changed in Bitrix24)."""
+
+    task_id: int
+    responsible_id: int
 
 
 class DealUpdateRequest(Carried):

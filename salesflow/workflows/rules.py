@@ -188,6 +188,8 @@ FIELD_TITLES: dict[str, str] = {
     "payment_date": "Дата оплаты",
     "act": "Акт выполненных работ",
     "upd": "УПД",
+    "loss_reason": "Причина провала",
+    "loss_comment": "Комментарий к причине провала",
 }
 
 

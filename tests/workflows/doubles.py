@@ -19,6 +19,7 @@ from salesflow.workflows.models import (
     EmailRequest,
     LinkedDealRequest,
     NotifyRequest,
+    TaskReassignRequest,
     TaskRequest,
     TimelineCommentRequest,
 )
@@ -50,6 +51,7 @@ class FakePortal:
     comments: dict[str, TimelineCommentRequest] = field(default_factory=dict)
     approval_items: dict[str, dict] = field(default_factory=dict)
     completed_tasks: set[int] = field(default_factory=set)
+    reassigned: list[TaskReassignRequest] = field(default_factory=list)
     linked_deals: dict[str, LinkedDealRequest] = field(default_factory=dict)
     emails: dict[str, EmailRequest] = field(default_factory=dict)
     kp_loads: list[LoadKpRequest] = field(default_factory=list)
@@ -137,6 +139,13 @@ class FakePortal:
         async def complete_task(task_id: int) -> None:
             portal.completed_tasks.add(task_id)
 
+        @activity.defn(name="reassign_task")
+        async def reassign_task(req: TaskReassignRequest) -> None:
+            portal.reassigned.append(req)
+            for key, task_id in portal.task_ids.items():
+                if task_id == req.task_id:
+                    portal.tasks[key].responsible_id = req.responsible_id
+
         @activity.defn(name="create_linked_deal")
         async def create_linked_deal(req: LinkedDealRequest) -> int:
             portal.linked_deals.setdefault(req.key, req)
@@ -194,6 +203,7 @@ class FakePortal:
             set_approval_item_stage,
             read_task_status,
             complete_task,
+            reassign_task,
             create_linked_deal,
             send_email,
             load_kp_into_deal,

@@ -1,0 +1,148 @@
+"""Bitrix24's own deal fields drive the process (issue 12 item 3): a deal re-read after a
+Bitrix24 event is turned into people's intents, each taken once.
+
+    field                      becomes                                     key (state.done)
+    «Статус КП» (list)         the КП answer of the running round (R-KP-4) kp:field_answer:<round>
+    six Да/Нет service fields  one task per service (R-X6)                 request:<service>:field
+    Подписанный счет/договор,  that document signed (R-INV, R-SH)          signed:<kind>
+    Акт, УПД (file: filled)
+    Ответственный              the deal's manager; open automatic tasks    reassign:<task>:<user>
+                               reassigned (tasks.task.update)
+
+Who acted is the deal's last modifier (`MODIFY_BY_ID` of crm.deal.get).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows.deal_effects import DealEffects
+    from salesflow.workflows.models import (
+        FINAL_STAGES,
+        Actor,
+        KpFeedback,
+        Stage,
+        TaskReassignRequest,
+    )
+    from salesflow.workflows.names import DEAL_MANAGER
+
+RESPONSIBLE_FOLLOWED = "bitrix24-responsible-followed"
+
+SERVICES = ("engineers", "purchasing", "logistics", "production", "lawyer", "metrologist")
+SIGNED_FIELDS = {
+    "invoice": "signed_invoice",
+    "contract": "signed_contract",
+    "act": "act",
+    "upd": "upd",
+}
+_YES = {"1", "y", "yes", "true", "да"}
+
+
+class FieldIntents:
+    """Reads the deal's fields after each event-driven re-read; `request_service` creates a
+    service's task (the workflow's, so the logistics task is mirrored into 1C)."""
+
+    def __init__(
+        self,
+        fx: DealEffects,
+        request_service: Callable[[str, str], Awaitable[None]],
+    ) -> None:
+        self.fx = fx
+        self.s = fx.s
+        self._request_service = request_service
+
+    async def follow(self) -> None:
+        if self.s.deal is None or self.s.stage in FINAL_STAGES:
+            return
+        await self._responsible()
+        self._kp_status()
+        await self._services()
+        self._signed()
+
+    async def _responsible(self) -> None:
+        """The responsible changed in Bitrix24: the deal's manager from now on (new tasks and
+        notices go to them), and the open automatic tasks of the old one are reassigned."""
+        s = self.s
+        assert s.deal is not None
+        old, new = s.manager_id, s.deal.assigned_by_id
+        if s.stage == Stage.NEW or old is None or not new or new == old:
+            return
+        if not workflow.patched(RESPONSIBLE_FOLLOWED):
+            return
+        s.manager_id = new
+        workflow.upsert_search_attributes([DEAL_MANAGER.value_set(new)])
+        actor = self.actor()
+        by = f" by user {actor.user_id}" if actor else ""
+        self.fx.record(s.stage, f"responsible changed in Bitrix24{by}: user {old} → user {new}")
+        for task in s.open_tasks:
+            if task.responsible_id != old:
+                continue  # a service's or the logist's task stays theirs
+            await self.fx.once(
+                f"reassign:{task.task_id}:{new}",
+                act.reassign_task,
+                TaskReassignRequest(task_id=task.task_id, responsible_id=new),
+            )
+            task.responsible_id = new
+        self.fx.details()
+
+    def actor(self) -> Actor | None:
+        assert self.s.deal is not None
+        raw = self.s.deal.fields.get("MODIFY_BY_ID")
+        if isinstance(raw, str) and raw.isdigit() and int(raw):
+            return Actor(user_id=int(raw), source="bitrix24")
+        return None
+
+    def _value(self, name: str) -> str:
+        assert self.s.deal is not None
+        code = self.fx.rules.fields.get(name)
+        raw = self.s.deal.fields.get(code) if code else None
+        if isinstance(raw, list):
+            return ",".join(v for v in raw if v)
+        return (raw or "").strip()
+
+    def _kp_status(self) -> None:
+        """«Статус КП» set during a КП round is that round's answer (once per round)."""
+        s, n = self.s, self.s.kp_round
+        if s.stage != Stage.KP or not n or s.intents.feedback is not None:
+            return
+        purpose = f"kp:field_answer:{n}"
+        if purpose in s.done:
+            return
+        meaning = {str(v): k for k, v in self.fx.rules.enums.get("kp_status", {}).items()}.get(
+            self._value("kp_status")
+        )
+        if meaning not in ("agreed", "not_agreed"):
+            return
+        s.done.append(purpose)
+        s.intents.feedback = KpFeedback(agreed=meaning == "agreed", actor=self.actor())
+        self.fx.record(s.stage, f"«Статус КП» set in Bitrix24 (round {n}): {meaning}")
+
+    async def _services(self) -> None:
+        """«Да» in a service field: that service's task, once per deal however often toggled."""
+        for service in SERVICES:
+            purpose = f"request:{service}:field"
+            if purpose in self.s.done or purpose in self.s.counters:
+                continue
+            if self._value(f"need_{service}").casefold() not in _YES:
+                continue
+            # marked before the task is created: a re-read while it is created asks nothing again
+            self.s.counters[purpose] = 1
+            self.fx.record(self.s.stage, f"{service} task asked for in Bitrix24")
+            await self._request_service(service, purpose)
+
+    def _signed(self) -> None:
+        """A signed-document field filled: that document is signed (once per kind)."""
+        for kind, name in SIGNED_FIELDS.items():
+            purpose = f"signed:{kind}"
+            if purpose in self.s.done or not self._value(name):
+                continue
+            self.s.done.append(purpose)
+            if kind in ("act", "upd"):
+                if kind in self.s.signed:
+                    continue  # known already (the workflow wrote the field itself)
+                self.s.signed.append(kind)
+            self.fx.record(self.s.stage, f"{kind} signed (field filled in Bitrix24)")
