@@ -140,7 +140,10 @@ async def test_r_kp_4_r_x6_r_x1_fields_and_tasks_set_in_the_emulator_drive_the_d
     tasks = await tasks_of(client, deal_id)
     assert [k for k in tasks if k.startswith("request:")] == ["request:lawyer:field"]
     assert tasks["request:lawyer:field"]["responsibleId"] == "9"
-    assert tasks["kp:send_kp"]["responsibleId"] == "3"  # completed: stays the old manager's
-    for purpose in ("kp:feedback:2", "kp:objection:1", "iw:check_products"):
+    # Completed tasks stay the old manager's: «Отправить КП» done by a person, IN_WORK's
+    # «Проверить товарные позиции» completed when the deal left IN_WORK (complete-left-stage-tasks).
+    for purpose in ("kp:send_kp", "iw:check_products"):
+        assert tasks[purpose]["responsibleId"] == "3", purpose
+    for purpose in ("kp:feedback:2", "kp:objection:1"):
         assert tasks[purpose]["responsibleId"] == "4", purpose
     assert any("responsible changed in Bitrix24" in h.cause for h in view.history)
