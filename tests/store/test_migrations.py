@@ -26,6 +26,7 @@ from tests.store.databases import database
 
 TABLES = {
     "app_token",
+    "deal_pipeline",
     "deal_board",
     "deal_deadline",
     "inbox_event",
