@@ -151,6 +151,7 @@ def metadata() -> MetaData:
     import salesflow.store.deal_pipelines
     import salesflow.store.inbox
     import salesflow.store.outbox
+    import salesflow.store.portal_bucket
     import salesflow.store.signal_marks  # noqa: F401
 
     return SQLModel.metadata

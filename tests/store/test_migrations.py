@@ -31,6 +31,7 @@ TABLES = {
     "deal_deadline",
     "inbox_event",
     "mail_attempt",
+    "portal_bucket",
     "sent_mail",
     "signal_mark",
     "sync_cursor",
