@@ -7,9 +7,9 @@ level by the time elapsed (the database's clock, so hosts need not agree) and ad
 request when one more fits under the capacity — atomic in SQLite and PostgreSQL alike, one
 short transaction per request (a few per second at a portal's rate).
 
-Booking follows `integrations.bitrix24.throttle`: a request counts from its admission, and when
-its answer is in, the drain it got while in flight is added back (at most 1), as if it had
-arrived at the portal only then; a process that dies mid-request leaves nothing stuck. If the
+Booking follows `integrations.bitrix24.throttle`: a request in flight counts fully (a lease
+row, not draining), and once its answer is in it counts as arriving then and drains from
+then on; the lease of a process that died mid-request expires. If the
 database cannot be reached the process falls back to its own throttle (a warning), so REST
 calls never stop for the bucket's sake.
 """
@@ -20,7 +20,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,9 +38,22 @@ class PortalBucket(SQLModel, table=True):
     __tablename__ = "portal_bucket"
 
     origin: str = Field(primary_key=True, sa_type=String(length=200))
-    level: float = Field(sa_type=Float)  # requests in the bucket at `at`
-    at: float = Field(sa_type=Float)  # the database's epoch seconds of the last admission
+    level: float = Field(sa_type=Float)  # answered requests, draining since `at`
+    at: float = Field(sa_type=Float)  # the database's epoch seconds of the last change
 
+
+class PortalBucketLease(SQLModel, table=True):
+    """A request admitted and not answered yet: it counts fully (no drain) until its answer,
+    or until `expires` when its process died meanwhile."""
+
+    __tablename__ = "portal_bucket_lease"
+
+    id: str = Field(primary_key=True, sa_type=String(length=32))
+    origin: str = Field(sa_type=String(length=200), index=True)
+    expires: float = Field(sa_type=Float)
+
+
+LEASE_SECONDS = 120.0  # longer than any request (the client's timeouts are far shorter)
 
 _NOW = {
     "postgresql": "extract(epoch from clock_timestamp())",
@@ -59,23 +72,39 @@ def _statements(dialect: str) -> dict[str, Any]:
             f"INSERT INTO portal_bucket (origin, level, at) VALUES (:origin, 0, {now})"
             " ON CONFLICT (origin) DO NOTHING"
         ),
-        "admit": text(
-            f"UPDATE portal_bucket SET level = {drained} + 1, at = {now}"
-            f" WHERE origin = :origin AND {drained} + 1 <= :capacity"
+        # The drain first: it also takes the row's lock, so admissions are one at a time.
+        "drain": text(
+            f"UPDATE portal_bucket SET level = {drained}, at = {now} WHERE origin = :origin"
         ),
-        "level": text(f"SELECT {drained} FROM portal_bucket WHERE origin = :origin"),
-        "answered": text("UPDATE portal_bucket SET level = level + :back WHERE origin = :origin"),
+        "level": text(
+            "SELECT level + (SELECT count(*) FROM portal_bucket_lease"
+            f" WHERE origin = :origin AND expires > {now}) FROM portal_bucket"
+            " WHERE origin = :origin"
+        ),
+        "lease": text(
+            "INSERT INTO portal_bucket_lease (id, origin, expires)"
+            f" VALUES (:id, :origin, {now} + :lease)"
+        ),
+        "answered": text(
+            f"UPDATE portal_bucket SET level = {drained} + 1, at = {now} WHERE origin = :origin"
+        ),
+        "unlease": text("DELETE FROM portal_bucket_lease WHERE id = :id"),
+        "expired": text(
+            f"DELETE FROM portal_bucket_lease WHERE origin = :origin AND expires <= {now}"
+        ),
     }
 
 
 class DatabaseThrottle:
-    """`acquire()` before a request, `release()` after it, like `PortalThrottle`."""
+    """`acquire()` before a request, `release()` after it, like `PortalThrottle`: the level is
+    the answered requests (draining at `rate` since their answer) plus the leases of requests
+    in flight (not draining), so the portal's bucket never overflows whatever the network does."""
 
     def __init__(self, engine: AsyncEngine, origin: str, rate: float, capacity: float) -> None:
         self.engine, self.origin, self.rate, self.capacity = engine, origin, rate, capacity
         self._sql = _statements(engine.dialect.name)
         self._lock = asyncio.Lock()  # FIFO in this process; one admission query at a time
-        self._admitted: collections.deque[tuple[float, bool]] = collections.deque()
+        self._admitted: collections.deque[str | None] = collections.deque()
         self._created = False
         self._fallback = PortalThrottle(rate, capacity)
         self.refused = 0  # admissions refused (the request waited)
@@ -83,49 +112,57 @@ class DatabaseThrottle:
     async def acquire(self) -> None:
         async with self._lock:
             while True:
+                lease = uuid.uuid4().hex
                 try:
-                    wait = await self._try_admit()
+                    wait = await self._try_admit(lease)
                 except Exception as exc:  # the database: this process's own bucket then
                     log.warning("shared Bitrix24 bucket unavailable, throttling locally: %s", exc)
                     await self._fallback.acquire()
-                    self._admitted.append((time.monotonic(), False))
+                    self._admitted.append(None)
                     return
                 if wait is None:
-                    self._admitted.append((time.monotonic(), True))
+                    self._admitted.append(lease)
                     return
                 self.refused += 1
                 await asyncio.sleep(wait)
 
-    async def _try_admit(self) -> float | None:
-        """None when admitted, else seconds until one more request fits."""
-        params = {"origin": self.origin, "rate": self.rate, "capacity": self.capacity}
+    async def _try_admit(self, lease: str) -> float | None:
+        """None when admitted (under `lease`), else seconds until one more request may fit."""
+        params = {"origin": self.origin, "rate": self.rate}
         async with self.engine.begin() as conn:
             if not self._created:
                 await conn.execute(self._sql["create"], {"origin": self.origin})
+                await conn.execute(self._sql["expired"], {"origin": self.origin})
                 self._created = True
-            if (await conn.execute(self._sql["admit"], params)).rowcount == 1:
+            await conn.execute(self._sql["drain"], params)
+            level = float((await conn.execute(self._sql["level"], params)).scalar_one())
+            if level + 1 <= self.capacity:
+                lease_params = {"id": lease, "origin": self.origin, "lease": LEASE_SECONDS}
+                await conn.execute(self._sql["lease"], lease_params)
                 return None
-            level = (await conn.execute(self._sql["level"], params)).scalar_one_or_none()
-        excess = float(level or 0.0) + 1 - self.capacity
+        excess = level + 1 - self.capacity
         return min(max(excess / self.rate, 0.005), 1.0 / self.rate)
 
     def release(self) -> None:
         if not self._admitted:
             return
-        admitted_at, shared = self._admitted.popleft()  # the oldest: the most drain added back
-        if not shared:
+        lease = self._admitted.popleft()  # which one does not matter: each counts 1
+        if lease is None:
             self._fallback.release()
             return
-        back = min(1.0, (time.monotonic() - admitted_at) * self.rate)
-        task = asyncio.get_running_loop().create_task(self._add_back(back))
+        task = asyncio.get_running_loop().create_task(self._answered(lease))
         _PENDING.add(task)
         task.add_done_callback(_PENDING.discard)
 
-    async def _add_back(self, back: float) -> None:
+    async def _answered(self, lease: str) -> None:
+        """The request's answer is in: it drains from now on instead of counting fully."""
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(self._sql["answered"], {"origin": self.origin, "back": back})
-        except Exception as exc:
+                await conn.execute(
+                    self._sql["answered"], {"origin": self.origin, "rate": self.rate}
+                )
+                await conn.execute(self._sql["unlease"], {"id": lease})
+        except Exception as exc:  # the lease expires by itself
             log.warning("shared Bitrix24 bucket: could not book an answer: %s", exc)
 
 

@@ -32,6 +32,7 @@ TABLES = {
     "inbox_event",
     "mail_attempt",
     "portal_bucket",
+    "portal_bucket_lease",
     "sent_mail",
     "signal_mark",
     "sync_cursor",

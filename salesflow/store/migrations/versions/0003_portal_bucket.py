@@ -19,16 +19,28 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    if "portal_bucket" in sa.inspect(op.get_bind()).get_table_names():
-        return  # a database made by `create_all` of this version's models, adopted
-    op.create_table(
-        "portal_bucket",
-        sa.Column("origin", sa.String(length=200), nullable=False),
-        sa.Column("level", sa.Float(), nullable=False),
-        sa.Column("at", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("origin"),
-    )
+    present = set(sa.inspect(op.get_bind()).get_table_names())
+    if "portal_bucket" not in present:  # else made by `create_all` of these models: adopted
+        op.create_table(
+            "portal_bucket",
+            sa.Column("origin", sa.String(length=200), nullable=False),
+            sa.Column("level", sa.Float(), nullable=False),
+            sa.Column("at", sa.Float(), nullable=False),
+            sa.PrimaryKeyConstraint("origin"),
+        )
+    if "portal_bucket_lease" not in present:
+        op.create_table(
+            "portal_bucket_lease",
+            sa.Column("id", sa.String(length=32), nullable=False),
+            sa.Column("origin", sa.String(length=200), nullable=False),
+            sa.Column("expires", sa.Float(), nullable=False),
+            sa.PrimaryKeyConstraint("id"),
+        )
+        op.create_index(
+            "ix_portal_bucket_lease_origin", "portal_bucket_lease", ["origin"], unique=False
+        )
 
 
 def downgrade() -> None:
+    op.drop_table("portal_bucket_lease")
     op.drop_table("portal_bucket")
