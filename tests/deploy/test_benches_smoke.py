@@ -18,6 +18,7 @@ TINY = {
     "bench.open_deals:doubles": ["--deals", "10", "--activities", "doubles", "--queries", "3"],
     "bench.history_events": ["--rounds", "2", "--suggest-after", "120"],
     "bench.portal_budget": ["--deals", "2", "--workers", "1", "--rate", "50", "--timeout", "30"],
+    "bench.scale_out": ["--deals", "3", "--workers", "1", "--timeout", "30"],
     "bench.relay_flood": [
         "--events",
         "5",
