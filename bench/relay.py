@@ -390,7 +390,8 @@ async def report(
     forwarded = Phase("relay forwarded (POST → signalled)", count=len(done))
     forwarded.seconds = (max(done.values()) - first_sent) if done else math.nan
     forwarded.latencies = [at - sent_at[e] for e, at in done.items() if e in sent_at]
-    sample = random.sample(sorted({deal_id for deal_id, _ in done}), min(5, len(done)))
+    signalled_deals = sorted({deal_id for deal_id, _ in done})
+    sample = random.sample(signalled_deals, min(5, len(signalled_deals)))
     checked = sum([await signalled(client, d) for d in sample])
 
     print(f"\n{'path':<38}{'count':>7}{'errors':>8}{'per s':>9}{'p50':>11}{'p99':>11}")
