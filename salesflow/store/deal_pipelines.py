@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Text, select
+from sqlalchemy import BigInteger, Integer, Text, case, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
@@ -58,6 +58,9 @@ def _upsert_statement(engine: AsyncEngine) -> Any:
             index_elements=["deal_id"],
             set_={
                 "category_id": insert.excluded.category_id,
+                "summary": case(
+                    (insert.excluded.summary != "", insert.excluded.summary), else_=_c.summary
+                ),
                 "updated_at": insert.excluded.updated_at,
             },
         )
@@ -65,7 +68,8 @@ def _upsert_statement(engine: AsyncEngine) -> Any:
 
 
 async def note_all(conn: AsyncConnection, pipelines: Sequence[Pipeline]) -> None:
-    """Remember the deals' pipelines, in the caller's transaction (a stored summary is kept)."""
+    """Remember the deals' pipelines, in the caller's transaction (an empty summary keeps the
+    stored one)."""
     if not pipelines:
         return
     now = datetime.now(UTC)
