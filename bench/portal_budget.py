@@ -32,7 +32,11 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import make_url, text
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError
 
 from bench.common import BIN, run_pool, run_then_exit, served_process, start_dev_server
@@ -182,8 +186,12 @@ async def take_into_work(client: Client, deal_id: int, timeout: float) -> bool:
         try:
             await handle.execute_update("accept_lead", AcceptLead(manager_id=MANAGER))
             return True
-        except (RPCError, WorkflowUpdateFailedError):
-            await asyncio.sleep(1.0)  # not started yet, or busy: ask again
+        except WorkflowUpdateFailedError as exc:
+            if "already been taken" in str(exc.cause):
+                return True  # an earlier attempt's answer was lost, the lead is taken
+        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            pass  # not started yet, or the answer took too long: ask again
+        await asyncio.sleep(1.0)
     return False
 
 
