@@ -11,15 +11,19 @@ history whether or not a worker runs.
    `--concurrency` calls in flight and at the relay's own forwards in flight
    (`ForwarderOptions.max_kicks`); the better of the two is the limit.
 2. The relay: `--events` ONCRMDEALUPDATE POSTs (form-encoded, with the application token, as
-   the portal sends them) at the same concurrency. Accepted = answered 200 (recorded in the
-   inbox); forwarded = its inbox row marked `forwarded`, i.e. signal-with-start returned.
+   the portal sends them) at the same concurrency, spread over `--deals` deals whose workflows
+   run already (steady state: a warm-up posts one event per deal first, which is when the relay
+   reads each deal once to learn its pipeline). Accepted = answered 200 (recorded in the inbox);
+   forwarded = its inbox row marked `forwarded`, i.e. signal-with-start returned. The limit
+   signals `--deals` running workflows alike.
 
 Prints rates, the ratio forwarded/limit (goal ≥ 0.9) and p50/p99 latency of POST → recorded and
 POST → workflow signalled (the row's `forwarded_at`, same clock). Flat out, that latency is
 mostly queueing; `--rate` paces the POSTs below saturation to see the latency of one event.
 Figures only, no verdict.
 
-    python -m bench.relay [--events 2000] [--concurrency 8] [--rate R] [--database-url URL]
+    python -m bench.relay [--events 2000] [--deals 200] [--concurrency 8] [--rate R]
+                          [--database-url URL]
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -66,7 +70,6 @@ from salesflow.workflows.names import (
 SECRET = "benchsecret"
 TOKEN = "bench-app-token"
 QUEUE = "bench-relay"  # no worker polls it: signals land in histories all the same
-WARMUP = 20
 BASELINE_IDS = 50_000_000  # deal IDs of the bare signal-with-start runs (not in the emulator)
 CLEARED = ("TEMPORAL_", "SALESFLOW_", "BITRIX24_", "ONEC_", "SMTP_", "DATABASE_URL")
 
@@ -99,11 +102,13 @@ class Phase:
 
 
 async def bare_signal_with_start(
-    client: Client, rules: DealRules, ids: range, concurrency: int
+    client: Client, rules: DealRules, ids: Sequence[int], concurrency: int
 ) -> Phase:
+    """Signal-with-start of each of `ids` in turn (a repeated ID signals a running workflow)."""
     phase = Phase("signal-with-start")
 
-    async def one(deal_id: int) -> None:
+    async def one(index: int) -> None:
+        deal_id = ids[index]
         started = time.perf_counter()
         try:
             await client.start_workflow(
@@ -124,7 +129,7 @@ async def bare_signal_with_start(
         phase.latencies.append(time.perf_counter() - started)
         phase.count += 1
 
-    phase.seconds = await run_pool(ids, concurrency, one)
+    phase.seconds = await run_pool(range(len(ids)), concurrency, one)
     return phase
 
 
@@ -139,14 +144,14 @@ def seed_deals(portal: Portal, count: int) -> list[int]:
     return ids
 
 
-def event_body(deal_id: int, portal: Portal) -> str:
+def event_body(deal_id: int, portal: Portal, ts: int) -> str:
     """An ONCRMDEALUPDATE POST as an outgoing webhook sends it (bitrix24.md §7)."""
     return php_form.encode(
         {
             "event": "ONCRMDEALUPDATE",
             "event_handler_id": 1,
             "data": {"FIELDS": {"ID": deal_id}},
-            "ts": int(time.time()),
+            "ts": ts,
             "auth": {
                 "domain": "bench.bitrix24.ru",
                 "client_endpoint": "https://bench.bitrix24.ru/rest/",
@@ -202,25 +207,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+Event = tuple[int, int]  # (deal ID, ts): one inbox row
+
+
+def spread(deals: list[int], count: int, ts: int) -> list[Event]:
+    """`count` events round-robin over `deals`, each of a deal a second before the last (no
+    two alike: a repeat of an event would be a duplicate)."""
+    return [(deals[i % len(deals)], ts - i // len(deals)) for i in range(count)]
+
+
 async def post_events(
     http: httpx.AsyncClient,
     url: str,
     portal: Portal,
-    ids: list[int],
+    events: list[Event],
     concurrency: int,
     rate: float | None = None,
-) -> tuple[Phase, dict[int, float]]:
-    """POST an event per deal; with `rate`, the i-th POST goes out no earlier than i/rate s."""
+) -> tuple[Phase, dict[Event, float]]:
+    """POST each event; with `rate`, the i-th POST goes out no earlier than i/rate s."""
     phase = Phase("relay accepted (POST → 200)")
-    sent_at: dict[int, float] = {}
-    order = {deal_id: i for i, deal_id in enumerate(ids)}
+    sent_at: dict[Event, float] = {}
     begin = time.perf_counter()
 
-    async def one(deal_id: int) -> None:
+    async def one(index: int) -> None:
         if rate:
-            await asyncio.sleep(max(0.0, begin + order[deal_id] / rate - time.perf_counter()))
-        body = event_body(deal_id, portal)
-        sent_at[deal_id] = time.time()
+            await asyncio.sleep(max(0.0, begin + index / rate - time.perf_counter()))
+        deal_id, ts = events[index]
+        body = event_body(deal_id, portal, ts)
+        sent_at[events[index]] = time.time()
         started = time.perf_counter()
         try:
             answer = await http.post(
@@ -237,45 +251,53 @@ async def post_events(
         phase.latencies.append(time.perf_counter() - started)
         phase.count += 1
 
-    phase.seconds = await run_pool(ids, concurrency, one)
+    phase.seconds = await run_pool(range(len(events)), concurrency, one)
     return phase, sent_at
 
 
+async def last_row_id(database_url: str) -> int:
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            found = (await conn.execute(select(func.max(InboxEvent.id)))).scalar_one_or_none()
+    finally:
+        await engine.dispose()
+    return int(found or 0)
+
+
 async def wait_settled(
-    database_url: str, ids: set[int], timeout: float
-) -> tuple[dict[int, float], int, bool]:
-    """Poll the inbox until each of `ids` has a settled row (forwarded, ignored or failed).
+    database_url: str, after_id: int, count: int, timeout: float
+) -> tuple[dict[Event, float], int, bool]:
+    """Poll the inbox until the `count` rows after `after_id` are settled (forwarded, ignored
+    or failed).
 
     Returns the forwarded ones with their `forwarded_at` (epoch seconds), how many settled
     otherwise, and whether all settled within `timeout`.
     """
     engine = make_engine(database_url)
-    in_ids = InboxEvent.entity_id.between(min(ids), max(ids))
+    newer = InboxEvent.id > after_id  # type: ignore[operator]
     settled_rows = InboxEvent.status != InboxStatus.PENDING.value
     # A cheap count while waiting (this process shares the CPUs with the relay), rows at the end.
-    count = select(func.count()).where(in_ids, settled_rows)
-    query = select(InboxEvent.entity_id, InboxEvent.status, InboxEvent.forwarded_at).where(
-        in_ids, settled_rows
-    )
+    counted = select(func.count()).where(newer, settled_rows)
+    query = select(
+        InboxEvent.entity_id, InboxEvent.ts, InboxEvent.status, InboxEvent.forwarded_at
+    ).where(newer, settled_rows)
     deadline = time.monotonic() + timeout
     try:
         while True:
             async with engine.connect() as conn:
-                if (await conn.execute(count)).scalar_one() < len(ids) and (
+                if (await conn.execute(counted)).scalar_one() < count and (
                     time.monotonic() <= deadline
                 ):
                     await asyncio.sleep(0.1)
                     continue
-                rows = [r for r in (await conn.execute(query)).all() if int(r[0]) in ids]
+                rows = (await conn.execute(query)).all()
             forwarded = {
-                int(e): at.timestamp()
-                for e, status, at in rows
+                (int(e), int(ts)): at.timestamp()
+                for e, ts, status, at in rows
                 if status == InboxStatus.FORWARDED.value and at is not None
             }
-            settled = {int(r[0]) for r in rows}
-            if len(settled) >= len(ids) or time.monotonic() > deadline:
-                return forwarded, len(settled - set(forwarded)), len(settled) >= len(ids)
-            await asyncio.sleep(0.1)
+            return forwarded, len(rows) - len(forwarded), len(rows) >= count
     finally:
         await engine.dispose()
 
@@ -300,14 +322,14 @@ async def run(args: argparse.Namespace) -> None:
     rules = build_rules(Settings(), date.today())
     pace = f"paced at {args.rate:g}/s" if args.rate else "flat out"
     print(
-        f"relay bench: {args.events} events, concurrency {args.concurrency}, POSTs {pace}, "
-        f"{os.cpu_count()} CPUs; dev server {BIN / 'temporal'}"
+        f"relay bench: {args.events} events over {args.deals} deals, concurrency"
+        f" {args.concurrency}, POSTs {pace}, {os.cpu_count()} CPUs, load average"
+        f" {os.getloadavg()[0]:.1f}; dev server {BIN / 'temporal'}"
     )
     env = await start_dev_server()
     emulator = bitrix24_app(secret=SECRET, application_token=TOKEN, rate_per_second=None)
     portal: Portal = emulator.state.portal
-    ids = seed_deals(portal, args.events + WARMUP)
-    warm, measured = ids[:WARMUP], ids[WARMUP:]
+    deals = seed_deals(portal, max(1, args.deals))
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         workdir = Path(tmp)
         database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'relay.db'}"
@@ -323,7 +345,7 @@ async def run(args: argparse.Namespace) -> None:
                 httpx.AsyncClient(limits=httpx.Limits(max_connections=args.concurrency)) as http,
             ):
                 relay = RelayUnderTest(url, relay_pid, database_url)
-                await report(args, env.client, rules, portal, http, relay, warm, measured)
+                await report(args, env.client, rules, portal, http, relay, deals)
         finally:
             await env.shutdown()
 
@@ -335,35 +357,41 @@ async def report(
     portal: Portal,
     http: httpx.AsyncClient,
     relay: RelayUnderTest,
-    warm: list[int],
-    measured: list[int],
+    deals: list[int],
 ) -> None:
-    n, c, url = len(measured), args.concurrency, relay.url
-    # Warm both paths (connections, the relay's first Bitrix24 and Temporal calls).
-    await bare_signal_with_start(client, rules, range(BASELINE_IDS, BASELINE_IDS + WARMUP), c)
-    await post_events(http, url, portal, warm, c)
-    await wait_settled(relay.database_url, set(warm), args.timeout)
+    n, c, url = args.events, args.concurrency, relay.url
+    now = int(time.time())
+    # Warm both paths: every deal's workflow started (the relay reads each deal once here).
+    baseline = list(range(BASELINE_IDS, BASELINE_IDS + len(deals)))
+    await bare_signal_with_start(client, rules, baseline, c)
+    warm_requests, after = portal.requests, await last_row_id(relay.database_url)
+    await post_events(http, url, portal, spread(deals, len(deals), now - 1), c)
+    await wait_settled(relay.database_url, after, len(deals), args.timeout)
+    warm_requests = portal.requests - warm_requests
 
     # The limit at the POSTs' concurrency and at the relay's forwards in flight: the better one.
     limits = []
-    first = BASELINE_IDS + WARMUP
     for lanes in sorted({c, ForwarderOptions().max_kicks}):
-        phase = await bare_signal_with_start(client, rules, range(first, first + n), lanes)
+        ids = [deal_id for deal_id, _ in spread(baseline, n, 0)]
+        phase = await bare_signal_with_start(client, rules, ids, lanes)
         phase.name = f"signal-with-start ({lanes} in flight)"
         limits.append(phase)
-        first += n
     limit = max(limits, key=lambda p: p.rate)
+    measured = spread(deals, n, now - 2)
+    after = await last_row_id(relay.database_url)
     cpu_before, before_requests = cpu_seconds(relay.pid), portal.requests
     accepted, sent_at = await post_events(http, url, portal, measured, c, args.rate)
     done, not_forwarded, complete = await wait_settled(
-        relay.database_url, set(measured), args.timeout
+        relay.database_url, after, len(measured), args.timeout
     )
     relay_cpu = cpu_seconds(relay.pid) - cpu_before
+    lookups = portal.requests - before_requests
     first_sent = min(sent_at.values(), default=time.time())
     forwarded = Phase("relay forwarded (POST → signalled)", count=len(done))
     forwarded.seconds = (max(done.values()) - first_sent) if done else math.nan
-    forwarded.latencies = [at - sent_at[d] for d, at in done.items() if d in sent_at]
-    sample = random.sample(sorted(done), min(5, len(done)))
+    forwarded.latencies = [at - sent_at[e] for e, at in done.items() if e in sent_at]
+    signalled_deals = sorted({deal_id for deal_id, _ in done})
+    sample = random.sample(signalled_deals, min(5, len(signalled_deals)))
     checked = sum([await signalled(client, d) for d in sample])
 
     print(f"\n{'path':<38}{'count':>7}{'errors':>8}{'per s':>9}{'p50':>11}{'p99':>11}")
@@ -383,16 +411,20 @@ async def report(
         f" ({not_forwarded} settled without a signal)"
         f"; signal found in {checked}/{len(sample)} sampled histories"
     )
-    lookups = portal.requests - before_requests
     print(
-        f"Bitrix24 emulator requests while forwarding: {lookups}"
-        f" ({lookups / max(n, 1):.2f} per event)"
+        f"Bitrix24 requests per event at steady state: {lookups / max(n, 1):.3f}"
+        f" ({lookups} for {n} events; goal ≤ 0.05); warm-up, the first event of each deal:"
+        f" {warm_requests} for {len(deals)} deals ({warm_requests / max(len(deals), 1):.2f} each)"
     )
+    print(f"load average after the run: {os.getloadavg()[0]:.1f}")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000, help="events per path (default 2000)")
+    parser.add_argument(
+        "--deals", type=int, default=200, help="deals the events go to (default 200)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight (default 8)")
     parser.add_argument(
         "--rate",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from salesflow.config.temporal_client import connect
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.onec.client import OneCClient
 from salesflow.store.db import database_engine, init_db
+from salesflow.store.portal_bucket import shared_by_database
 from salesflow.workflows.approval import InternalApproval
 from salesflow.workflows.attempt_timeouts import AttemptTimeouts
 from salesflow.workflows.deal import DealWorkflow
@@ -89,6 +90,9 @@ async def running_worker(
     onec = onec_client(settings)
     try:
         await init_db(engine)
+        bucket: AbstractContextManager[object] = (
+            shared_by_database(engine) if b24.shared_bucket else nullcontext()
+        )
         worker = Worker(
             client,
             task_queue=task_queue or settings.temporal.task_queue,
@@ -98,8 +102,9 @@ async def running_worker(
             workflow_runner=workflow_runner(),
             interceptors=worker_interceptors(settings),
         )
-        async with worker:
-            yield worker
+        with bucket:
+            async with worker:
+                yield worker
     finally:
         await onec.aclose()
         await bitrix24.aclose()

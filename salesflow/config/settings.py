@@ -118,6 +118,14 @@ class Bitrix24Settings(_Section):
             " this long (more than the portal's 60 s cut-off and the client's timeout)"
         ),
     )
+    shared_bucket: bool = Field(
+        False,
+        description=(
+            "Take every REST request from one bucket per portal kept in the database"
+            " (`portal_bucket`), shared by the relay and all workers on that database;"
+            " off: each process throttles alone"
+        ),
+    )
 
     @field_validator("webhook_url")
     @classmethod

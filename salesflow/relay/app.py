@@ -44,6 +44,7 @@ from salesflow.relay.recorder import Recorder
 from salesflow.relay.scan import DealScanner
 from salesflow.store import inbox, signal_marks
 from salesflow.store.db import init_db, ping
+from salesflow.store.portal_bucket import shared_by_database
 from salesflow.workflows.names import DEAL_EVENTS, TASK_EVENTS, UPDATE_EVENTS
 
 log = logging.getLogger("salesflow.relay")
@@ -147,6 +148,8 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await init_db(engine)
         async with contextlib.AsyncExitStack() as stack:
+            if settings.bitrix24.shared_bucket:
+                stack.enter_context(shared_by_database(engine))
             if bitrix24_client is None:
                 forwarder.bitrix24_client = await stack.enter_async_context(
                     _bitrix24_client(settings)

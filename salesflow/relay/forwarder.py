@@ -5,8 +5,11 @@ reason), or stays `pending` after a transient failure (Temporal or Bitrix24 unre
 limits, 5xx) and is tried again later with exponential backoff — nothing recorded is dropped.
 
 Rows of the safety nets (offline queue, deal scan: `relay.observations`) are `ignored` when the
-deal's last signal already followed their modification (`store.signal_marks`); every signal of
-a deal notes the DATE_MODIFY it read and the portal's time of that read.
+deal's last signal already followed their modification (`store.signal_marks`). A safety-net row
+reads the deal (its DATE_MODIFY decides); an online deal event does not when the deal's pipeline
+is known (`store.deal_pipelines`: learned from earlier reads and ONCRMDEALMOVETOCATEGORY): its
+mark is the portal's time when the signal was sent (`PortalClock`, a lower bound), which covers
+the same changes as a read at that moment would — the workflow reads the deal after the signal.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -34,7 +39,8 @@ from salesflow.relay import bitrix24_time
 from salesflow.relay.bitrix24_errors import Bitrix24Verdict, classify
 from salesflow.relay.group_commit import GroupCommit
 from salesflow.relay.observations import is_safety_net
-from salesflow.store import inbox, signal_marks
+from salesflow.store import deal_pipelines, inbox, signal_marks
+from salesflow.store.deal_pipelines import Pipeline
 from salesflow.store.inbox import InboxEvent, InboxStatus, Settlement
 from salesflow.store.signal_marks import NewMark
 from salesflow.workflows.models import Bitrix24Event, DealInput, DealRules
@@ -51,6 +57,9 @@ from salesflow.workflows.names import (
 log = logging.getLogger("salesflow.relay")
 
 DEAL_BINDING = re.compile(r"^D_(\d+)$")
+# A deal moved to another pipeline; data[FIELDS] = {ID, CATEGORY_ID, STAGE_ID} (bitrix24.md §deals).
+MOVED_TO_CATEGORY = "ONCRMDEALMOVETOCATEGORY"
+PIPELINES_HELD = 200_000  # deals whose pipeline is held in memory (the table holds all)
 
 
 class Bitrix24Caller(Protocol):
@@ -77,6 +86,14 @@ class Outcome:
     status: InboxStatus
     reason: str | None = None
     mark: NewMark | None = None  # what the signal was based on, noted with the settlement
+    pipeline: Pipeline | None = None  # the deal's pipeline learned, noted with the settlement
+
+
+@dataclass(frozen=True)
+class Settled:
+    settlement: Settlement
+    mark: NewMark | None
+    pipeline: Pipeline | None
 
 
 class Transient(Exception):
@@ -112,9 +129,9 @@ class Forwarder:
         self._workers: list[asyncio.Task[None]] = []
         self._behind = False  # due rows may wait in the inbox beyond `max_ahead`
         self._wake = asyncio.Event()
-        self._settler: GroupCommit[tuple[Settlement, NewMark | None], None] = GroupCommit(
-            self._write_settled
-        )
+        self._settler: GroupCommit[Settled, None] = GroupCommit(self._write_settled)
+        self._pipelines: dict[int, Pipeline] = {}
+        self.clock = bitrix24_time.PortalClock()
         # Rows of one object go one at a time, and a signal's mark counts from the moment the
         # signal is sent (`_unwritten` until its group commit is done): a safety-net row of the
         # same change, forwarded meanwhile, sees it and is not signalled twice.
@@ -138,19 +155,30 @@ class Forwarder:
             return await self._deal_event(row)
         if row.event in TASK_EVENTS:
             return await self._task_event(row)
+        if row.event == MOVED_TO_CATEGORY:
+            return await self._moved(row)
         return Outcome(InboxStatus.IGNORED, f"{row.event} is not used by the pipeline")
 
     async def _deal_event(self, row: InboxEvent) -> Outcome:
+        if not is_safety_net(row.payload_data()):
+            known = await self._pipeline(row.entity_id)
+            if known is not None:
+                return await self._known_deal_event(row, known)
         deal, read_at = await self._bitrix24_timed("crm.deal.get", {"id": row.entity_id})
         if deal is None:
             return Outcome(InboxStatus.IGNORED, f"deal {row.entity_id} not found in Bitrix24")
         deal = deal if isinstance(deal, dict) else {}
         category = _int(deal.get("CATEGORY_ID"))
+        learned = None
+        if category is not None:
+            learned = Pipeline(row.entity_id, category, deal_summary(row.entity_id, deal))
+            self._remember(learned)
         wanted = self.settings.portal.category_id
         if not in_pipeline(category, wanted):
             return Outcome(
                 InboxStatus.IGNORED,
                 f"deal {row.entity_id} is in category {category}, not «Продажа» ({wanted})",
+                pipeline=learned,
             )
         modified = bitrix24_time.epoch(deal.get("DATE_MODIFY"))
         covered = await self._covered(row, signal_marks.DEAL, modified)
@@ -159,10 +187,64 @@ class Forwarder:
                 InboxStatus.IGNORED,
                 f"deal {row.entity_id} was signalled after its change at"
                 f" {deal.get('DATE_MODIFY')} already (inbox row {covered.row_id})",
+                pipeline=learned,
             )
-        if not await self._signal_deal(row, deal):
+        if not await self._signal_deal(row, deal_summary(row.entity_id, deal)):
+            return Outcome(InboxStatus.IGNORED, "deal workflow closed", pipeline=learned)
+        mark = _mark(row, signal_marks.DEAL, modified, read_at)
+        return Outcome(InboxStatus.FORWARDED, mark=mark, pipeline=learned)
+
+    async def _known_deal_event(self, row: InboxEvent, known: Pipeline) -> Outcome:
+        """An online event of a deal whose pipeline is known: routed without a read."""
+        wanted = self.settings.portal.category_id
+        if not in_pipeline(known.category_id, wanted):
+            return Outcome(
+                InboxStatus.IGNORED,
+                f"deal {row.entity_id} is in category {known.category_id}, not «Продажа»"
+                f" ({wanted}) as last learned",
+            )
+        sent = self.clock.now_at_least(time.monotonic())
+        if not await self._signal_deal(row, known.summary or deal_summary(row.entity_id, {})):
             return Outcome(InboxStatus.IGNORED, "deal workflow closed")
-        return Outcome(InboxStatus.FORWARDED, mark=_mark(row, signal_marks.DEAL, modified, read_at))
+        mark = None
+        if sent is not None:  # every change of a second that had ended when the signal went
+            mark = NewMark(signal_marks.DEAL, row.entity_id, math.floor(sent) - 1, sent, row.id)
+        return Outcome(InboxStatus.FORWARDED, mark=mark)
+
+    async def _moved(self, row: InboxEvent) -> Outcome:
+        """ONCRMDEALMOVETOCATEGORY: the deal's new pipeline is noted; the ONCRMDEALUPDATE the
+        portal sends with it is what signals (a lost or late one is made up by the scan)."""
+        fields = row.payload_data().get("data")
+        fields = fields.get("FIELDS") if isinstance(fields, dict) else None
+        category = _int(fields.get("CATEGORY_ID")) if isinstance(fields, dict) else None
+        known = await self._pipeline(row.entity_id)
+        summary = known.summary if known else ""
+        if category is None:  # e.g. an offline-queue row (no data): ask once
+            deal = await self._bitrix24("crm.deal.get", {"id": row.entity_id})
+            if not isinstance(deal, dict) or _int(deal.get("CATEGORY_ID")) is None:
+                return Outcome(InboxStatus.IGNORED, f"deal {row.entity_id} not found in Bitrix24")
+            category, summary = _int(deal.get("CATEGORY_ID")), deal_summary(row.entity_id, deal)
+            assert category is not None
+        learned = Pipeline(row.entity_id, category, summary)
+        self._remember(learned)
+        return Outcome(
+            InboxStatus.IGNORED,
+            f"deal {row.entity_id} moved to category {category}: noted",
+            pipeline=learned,
+        )
+
+    async def _pipeline(self, deal_id: int) -> Pipeline | None:
+        known = self._pipelines.get(deal_id)
+        if known is None:
+            known = await deal_pipelines.get(self.engine, deal_id)
+            if known is not None:
+                self._remember(known)
+        return known
+
+    def _remember(self, pipeline: Pipeline) -> None:
+        if len(self._pipelines) >= PIPELINES_HELD and pipeline.deal_id not in self._pipelines:
+            self._pipelines.clear()  # the table still knows them
+        self._pipelines[pipeline.deal_id] = pipeline
 
     async def _covered(
         self, row: InboxEvent, kind: str, modified: int | None
@@ -178,7 +260,7 @@ class Forwarder:
             return mark
         return None
 
-    async def _signal_deal(self, row: InboxEvent, deal: dict[str, Any]) -> bool:
+    async def _signal_deal(self, row: InboxEvent, summary: str) -> bool:
         """Signal-with-start the deal's workflow; False when that workflow has closed.
 
         A start carries the Web UI's static summary and details (the deal as first read);
@@ -193,7 +275,7 @@ class Forwarder:
                 start_signal_args=[_signal(row)],
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=_deal_attributes(row.entity_id),
-                static_summary=deal_summary(row.entity_id, deal),
+                static_summary=summary,
                 static_details=self._deal_link(row.entity_id),
                 rpc_timeout=self.options.rpc_timeout,
             )
@@ -257,7 +339,10 @@ class Forwarder:
             if call_raw is None:
                 return await client.call(method, params), None
             response = await call_raw(method, params)
-            return response.result, _portal_start(getattr(response, "time", None))
+            start = _portal_start(getattr(response, "time", None))
+            if start is not None:
+                self.clock.observe(start, time.monotonic())
+            return response.result, start
         except Exception as exc:
             verdict = classify(exc)
             if verdict is Bitrix24Verdict.NOT_FOUND:
@@ -310,7 +395,7 @@ class Forwarder:
             log.error("inbox row %s failed for good: %s", row.id, outcome.reason)
         settled = Settlement(row.id, outcome.status, outcome.reason)
         try:
-            await self._settler.submit((settled, outcome.mark))
+            await self._settler.submit(Settled(settled, outcome.mark, outcome.pipeline))
         finally:
             written = self._unwritten.get(key)
             if written is not None and written.row_id == row.id:
@@ -318,13 +403,15 @@ class Forwarder:
         self._observe(row, outcome.status)
         return outcome.status
 
-    async def _write_settled(
-        self, items: Sequence[tuple[Settlement, NewMark | None]]
-    ) -> list[None]:
-        """Settlements and the signals' marks of many rows in one transaction."""
+    async def _write_settled(self, items: Sequence[Settled]) -> list[None]:
+        """Settlements, the signals' marks and the pipelines learned, of many rows in one
+        transaction."""
         async with self.engine.begin() as conn:
-            await signal_marks.note_all(conn, [mark for _, mark in items if mark is not None])
-            await inbox.settle_all(conn, [settled for settled, _ in items])
+            await signal_marks.note_all(conn, [i.mark for i in items if i.mark is not None])
+            await deal_pipelines.note_all(
+                conn, [i.pipeline for i in items if i.pipeline is not None]
+            )
+            await inbox.settle_all(conn, [i.settlement for i in items])
         return [None] * len(items)
 
     def _observe(self, row: InboxEvent, status: InboxStatus) -> None:

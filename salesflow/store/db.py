@@ -148,8 +148,10 @@ def metadata() -> MetaData:
     import salesflow.store.app_tokens
     import salesflow.store.board
     import salesflow.store.cursors
+    import salesflow.store.deal_pipelines
     import salesflow.store.inbox
     import salesflow.store.outbox
+    import salesflow.store.portal_bucket
     import salesflow.store.signal_marks  # noqa: F401
 
     return SQLModel.metadata

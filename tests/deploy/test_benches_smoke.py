@@ -13,10 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 TINY = {
-    "bench.relay": ["--events", "10", "--concurrency", "2", "--timeout", "30"],
+    "bench.relay": ["--events", "10", "--deals", "3", "--concurrency", "2", "--timeout", "30"],
     "bench.open_deals": ["--deals", "10", "--queries", "3", "--timeout", "30"],
     "bench.open_deals:doubles": ["--deals", "10", "--activities", "doubles", "--queries", "3"],
     "bench.history_events": ["--rounds", "2", "--suggest-after", "120"],
+    "bench.portal_budget": ["--deals", "2", "--workers", "1", "--rate", "50", "--timeout", "30"],
+    "bench.scale_out": ["--deals", "3", "--workers", "1", "--timeout", "30"],
     "bench.relay_flood": [
         "--events",
         "5",

@@ -26,10 +26,13 @@ from tests.store.databases import database
 
 TABLES = {
     "app_token",
+    "deal_pipeline",
     "deal_board",
     "deal_deadline",
     "inbox_event",
     "mail_attempt",
+    "portal_bucket",
+    "portal_bucket_lease",
     "sent_mail",
     "signal_mark",
     "sync_cursor",

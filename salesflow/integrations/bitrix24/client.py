@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from salesflow.config import redact
-from salesflow.integrations.bitrix24 import php_form
+from salesflow.integrations.bitrix24 import php_form, throttle
 from salesflow.integrations.bitrix24.coalescer import (
     BATCH_MAX_COMMANDS,
     MAX_COMMAND_CHARS,
@@ -58,7 +58,7 @@ from salesflow.integrations.bitrix24.listing import (
     cursor_plan,
     remaining_pages,
 )
-from salesflow.integrations.bitrix24.throttle import PortalThrottle
+from salesflow.integrations.bitrix24.throttle import PortalThrottle, Throttle
 
 __all__ = [
     "BATCH_MAX_COMMANDS",
@@ -116,7 +116,10 @@ def limiter_capacity(burst: int) -> int:
     return max(1, burst - max(2, math.ceil(burst * 0.1)))
 
 
-def shared_throttle(origin: str, rate_per_second: float, burst: int) -> PortalThrottle:
+def shared_throttle(origin: str, rate_per_second: float, burst: int) -> Throttle:
+    installed = throttle.shared(origin, rate_per_second, limiter_capacity(burst))
+    if installed is not None:  # one bucket for every process of the portal
+        return installed
     loop = asyncio.get_running_loop()
     throttles = _THROTTLES.setdefault(loop, {})
     key = (origin, rate_per_second, burst)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 
 class PortalThrottle:
@@ -77,3 +79,37 @@ class PortalThrottle:
         self.in_flight = max(0, self.in_flight - 1)
         self._level += 1
         self._released.set()
+
+
+class Throttle(Protocol):
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+# A bucket shared beyond this process (`store.portal_bucket`), installed per event loop by the
+# worker and the relay: `shared(origin, rate, capacity)` gives the portal's throttle.
+_SHARED: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, Callable[[str, float, float], Throttle]
+] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def sharing(provider: Callable[[str, float, float], Throttle]) -> Iterator[None]:
+    """Every client of this event loop takes its portal's throttle from `provider` inside."""
+    loop = asyncio.get_running_loop()
+    previous = _SHARED.get(loop)
+    _SHARED[loop] = provider
+    try:
+        yield
+    finally:
+        if previous is None:
+            _SHARED.pop(loop, None)
+        else:
+            _SHARED[loop] = previous
+
+
+def shared(origin: str, rate: float, capacity: float) -> Throttle | None:
+    """The installed provider's throttle of the portal, None when none is installed."""
+    provider = _SHARED.get(asyncio.get_running_loop())
+    return None if provider is None else provider(origin, rate, capacity)
