@@ -191,12 +191,16 @@ class DealWorkflow:
         if intents.reject is not None:
             self.s.reject_reason = intents.reject.reason
             await fx.update_deal({self.rules.fields["reject_reason"]: intents.reject.reason})
-            return Transition(Stage.LOSE, f"lead rejected: {intents.reject.reason}")
+            return Transition(
+                Stage.LOSE, f"lead rejected: {intents.reject.reason}", intents.reject.actor
+            )
         if intents.accept is not None:
             self.s.manager_id = intents.accept.manager_id
             workflow.upsert_search_attributes([DEAL_MANAGER.value_set(self.s.manager_id)])
             await fx.update_deal({"ASSIGNED_BY_ID": self.s.manager_id})
-            return Transition(Stage.IN_WORK, f"accepted by user {self.s.manager_id}")
+            return Transition(
+                Stage.IN_WORK, f"accepted by user {self.s.manager_id}", intents.accept.actor
+            )
         return fx.take_move()
 
     async def stage_in_work(self) -> Transition:
@@ -272,7 +276,9 @@ class DealWorkflow:
             status = self.rules.enums["kp_status"]["agreed" if feedback.agreed else "not_agreed"]
             await fx.set_fields_once(f"kp:status:{n}", {self.rules.fields["kp_status"]: status})
             fx.record(
-                Stage.KP, f"КП feedback round {n}: {'agreed' if feedback.agreed else 'not agreed'}"
+                Stage.KP,
+                f"КП feedback round {n}: {'agreed' if feedback.agreed else 'not agreed'}",
+                feedback.actor,
             )
             if feedback.agreed:
                 break

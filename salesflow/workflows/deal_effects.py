@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.models import (
         FINAL_STAGES,
         STAGE_ORDER,
+        Actor,
         ClientMessageRequest,
         Deadline,
         DealRules,
@@ -81,6 +82,7 @@ class Transition:
 
     to: Stage
     cause: str = ""
+    actor: Actor | None = None  # the person whose command ends the stage (R-X10)
 
 
 class DealEffects:
@@ -367,8 +369,10 @@ class DealEffects:
     async def move(self, transition: Transition) -> None:
         stage, cause = transition.to, transition.cause
         lose = self.s.intents.lose
+        actor = transition.actor
         if stage == Stage.LOSE and lose is not None and cause in ("", PERSON_MOVE):
             cause = f"lost: {lose.reason}"
+            actor = actor or lose.actor
         cause = cause or "automation"
         if stage == self.s.stage:
             return
@@ -376,7 +380,7 @@ class DealEffects:
         if not in_bitrix:
             await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
         left = self.s.stage
-        self.enter(stage, cause, now=workflow.now())
+        self.enter(stage, cause, now=workflow.now(), actor=actor)
         if workflow.patched(COMPLETE_LEFT_TASKS):
             prefix = STAGE_TASKS.get(left)
             await self.complete_tasks(
@@ -394,12 +398,12 @@ class DealEffects:
             if f"complete:{purpose}" in self.s.done:
                 self.s.open_tasks = [t for t in self.s.open_tasks if t.key != task.key]
 
-    def enter(self, stage: Stage, cause: str, now: datetime) -> None:
+    def enter(self, stage: Stage, cause: str, now: datetime, actor: Actor | None = None) -> None:
         self.s.stage = stage
         self.s.stage_entered_at = now
         # a task's or a process's deadline outlives the stage (R-X6, R-X7)
         self.s.deadlines = [d for d in self.s.deadlines if d.task_id or d.workflow_id]
-        self.record(stage, cause)
+        self.record(stage, cause, actor)
         workflow.upsert_search_attributes(
             [
                 DEAL_ID.value_set(self.s.deal_id),
@@ -409,8 +413,10 @@ class DealEffects:
         )
         self.details()
 
-    def record(self, stage: str, cause: str) -> None:
-        self.s.history.append(HistoryEntry(at=workflow.now(), stage=stage, cause=cause))
+    def record(self, stage: str, cause: str, actor: Actor | None = None) -> None:
+        self.s.history.append(
+            HistoryEntry(at=workflow.now(), stage=stage, cause=cause, actor=actor)
+        )
 
     def entered_at(self) -> datetime:
         return self.s.stage_entered_at or workflow.now()

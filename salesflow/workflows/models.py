@@ -136,10 +136,20 @@ class Bitrix24Event(Carried):
     ts: int = 0
 
 
+class Actor(Carried):
+    """Who sent a person's command (R-X10): the Bitrix24 user, from the deal card or the CLI.
+    Optional on every update (None: not known, as in histories recorded before it)."""
+
+    user_id: int
+    name: str = ""
+    source: Literal["bitrix24", "cli"] = "bitrix24"
+
+
 class HistoryEntry(Carried):
     at: datetime
     stage: str
     cause: str
+    actor: Actor | None = None  # the person whose command caused it (R-X10); None: automation
 
 
 class OpenTask(Carried):
@@ -179,15 +189,6 @@ class DealSnapshot(Carried):
 
 
 # ---- updates of the later stages (CONTRACT.md) -------------------------------------------
-
-
-class Actor(Carried):
-    """Who sent a person's command (R-X10): the Bitrix24 user, from the deal card or the CLI.
-    Optional on every update (None: not known, as in histories recorded before it)."""
-
-    user_id: int
-    name: str = ""
-    source: Literal["bitrix24", "cli"] = "bitrix24"
 
 
 class KpFeedback(Carried):

@@ -8,7 +8,13 @@ import re
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import AcceptLead, ApprovalDecision, KpFeedback, LoseDeal
+from salesflow.workflows.models import (
+    AcceptLead,
+    Actor,
+    ApprovalDecision,
+    KpFeedback,
+    LoseDeal,
+)
 from tests.workflows.conftest import new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
@@ -70,3 +76,26 @@ async def test_web_ui_details_name_the_stage_the_manager_and_the_zone(run_deal) 
     assert re.search(r"\d\d\.\d\d\.\d{4} \d\d:\d\d Europe/Moscow", at_new.current_details)
     assert "**Stage:** Взят в работу (IN_WORK)" in metadata.current_details
     assert "**Manager:** Петров Пётр (ID 3)" in metadata.current_details
+
+
+async def test_r_x10_the_history_names_who_acted(run_deal) -> None:
+    portal = FakePortal(new_deal(2606))
+    manager = Actor(user_id=3, name="Петров Пётр", source="bitrix24")
+    async with run_deal(portal) as handle:
+        view = await handle.execute_update(
+            DealWorkflow.accept_lead, AcceptLead(manager_id=3, actor=manager)
+        )
+        await drive_to(handle, portal, "KP")
+        await until(handle, lambda v: v.kp_round == 1)
+        cli = Actor(user_id=0, name="integrator (CLI)", source="cli")
+        view = await handle.execute_update(
+            DealWorkflow.kp_feedback, KpFeedback(agreed=False, actor=cli)
+        )
+        lost = await handle.execute_update(
+            DealWorkflow.lose_deal, LoseDeal(reason="NO_MONEY", actor=manager)
+        )
+    by_cause = {h.cause: h.actor for h in lost.history}
+    assert by_cause["accepted by user 3"] == manager
+    assert by_cause["КП feedback round 1: not agreed"] == cli
+    assert by_cause["lost: NO_MONEY"] == manager
+    assert view.stage == "KP"
