@@ -67,6 +67,7 @@ THROTTLE_SECONDS = 20.0  # Bitrix24 answers 30 % of calls 503 this long
 LATENCY_SECONDS = 120.0  # the latency and the event jitter last until the scripts end, or this
 FORGING_SECONDS = 50.0
 NOTHING_IN_FLIGHT = "(nothing in flight)"
+QUIET_SECONDS = 5.0  # the relay's scan runs every 4 s (stack.py)
 # An attempt orphaned by a kill: its bounded timeout, the 1C policy's first retry (5 s), margin.
 ORPHAN_SECONDS = ATTEMPT_SECONDS + 5.0 + 3.0
 
@@ -339,18 +340,22 @@ async def settle(stack: FaultStack, deals: list[Deal], conductor: Conductor) -> 
     every activity attempt orphaned by a kill (its timeout, then its retry), and a quiet portal."""
     stack.note("settling")
     deadline = time.monotonic() + 120
-    delivered = -1
+    delivered, changed = -1, time.monotonic()
     while time.monotonic() < deadline:
         missing = missing_effects(stack, deals)
         pending = await _pending_rows(stack)
         orphans = conductor.last_kill + ORPHAN_SECONDS - time.monotonic()
         # The portal quiet too: its events of the last side effects (tasks completed as the
-        # deals leave their stages) delivered, their second copies sent, none new for a second.
+        # deals leave their stages) delivered, their second copies sent, and none new for
+        # longer than the relay's scan interval (4 s), which makes up a dropped one.
         events = stack.chaos.app.state.events.describe()
+        if events["delivered"] != delivered:
+            delivered, changed = events["delivered"], time.monotonic()
         quiet = (
-            events["pending"] == 0 and not stack.tee.repeats and events["delivered"] == delivered
+            events["pending"] == 0
+            and not stack.tee.repeats
+            and time.monotonic() - changed > QUIET_SECONDS
         )
-        delivered = events["delivered"]
         if not missing and not pending and orphans <= 0 and quiet:
             stack.note("settled")
             return
