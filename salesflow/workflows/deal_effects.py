@@ -471,7 +471,9 @@ class DealEffects:
         if any(x.name == d.name and x.due == d.due for x in self.s.deadlines):
             self.clear_deadline(d.name)
 
-    async def timer(self, done: Callable[[], bool], moment: datetime) -> bool:
+    async def timer(
+        self, done: Callable[[], bool], moment: datetime, summary: str = "deadline"
+    ) -> bool:
         """True when `done` holds before `moment`; a plain timer (events are the stage's)."""
         if done():
             return True
@@ -479,7 +481,7 @@ class DealEffects:
         if timeout <= timedelta(0):
             return False
         try:
-            await workflow.wait_condition(done, timeout=timeout, timeout_summary="deadline")
+            await workflow.wait_condition(done, timeout=timeout, timeout_summary=summary)
         except TimeoutError:
             return done()
         return True

@@ -251,16 +251,7 @@ class Payments:
 
     async def _until(self, done: Callable[[], bool], moment: datetime) -> bool:
         """True when `done` holds before `moment` (a timer that a payment can end early)."""
-        if done():
-            return True
-        timeout = moment - workflow.now()
-        if timeout <= timedelta(0):
-            return False
-        try:
-            await workflow.wait_condition(done, timeout=timeout, timeout_summary="payment due")
-        except TimeoutError:
-            return done()
-        return True
+        return await self.fx.timer(done, moment, summary="payment due")
 
     def _owed_by(self, tranche: TrancheState) -> float:
         return sum(t.amount for t in self.s.payment_schedule if t.due <= tranche.due)
