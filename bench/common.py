@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import subprocess
 import sys
@@ -88,3 +89,20 @@ def run_then_exit(main: Callable[[], None]) -> None:
     main()
     sys.stdout.flush()
     os._exit(0)
+
+
+# The product's own settings variables: a bench's processes get only what the bench sets.
+CLEARED = ("TEMPORAL_", "SALESFLOW_", "BITRIX24_", "ONEC_", "SMTP_", "DATABASE_URL")
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without the product's settings variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(CLEARED)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import random
 import re
@@ -55,7 +54,7 @@ from temporalio.worker import (
     Worker,
 )
 
-from bench.common import run_pool, run_then_exit, served_process, start_dev_server
+from bench.common import percentile, run_pool, run_then_exit, served_process, start_dev_server
 from emulators.asgi_server import free_port
 from salesflow.config.settings import Settings
 from salesflow.config.snapshot import build_rules
@@ -78,13 +77,6 @@ if "operating_limit" in inspect.signature(create_app).parameters:
     options["operating_limit"] = None
 uvicorn.run(create_app(**options), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def status_kb(pid: int | str, field: str) -> int:

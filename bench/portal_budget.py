@@ -39,7 +39,14 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from bench.common import BIN, run_pool, run_then_exit, served_process, start_dev_server
+from bench.common import (
+    BIN,
+    clean_environ,
+    run_pool,
+    run_then_exit,
+    served_process,
+    start_dev_server,
+)
 from bench.open_deals import seed_deals
 from emulators.asgi_server import free_port
 from salesflow.integrations.bitrix24 import php_form
@@ -51,7 +58,6 @@ SECRET = "benchsecret"
 TOKEN = "bench-app-token"
 QUEUE = "bench-portal-budget"
 MANAGER = 3
-CLEARED = ("TEMPORAL_", "SALESFLOW_", "BITRIX24_", "ONEC_", "SMTP_", "DATABASE_URL")
 
 EMULATOR = """
 import sys, uvicorn
@@ -78,7 +84,7 @@ async def emulator_process(workdir: Path, rate: float, burst: int) -> AsyncItera
 
 
 def process_env(args: argparse.Namespace, temporal: str, webhook: str, db: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED)}
+    env = clean_environ()
     env.update(
         TEMPORAL_ADDRESS=temporal,
         TEMPORAL_NAMESPACE="default",

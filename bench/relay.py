@@ -47,7 +47,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from bench.common import BIN, run_pool, run_then_exit, served_process, start_dev_server
+from bench.common import (
+    BIN,
+    clean_environ,
+    percentile,
+    run_pool,
+    run_then_exit,
+    served_process,
+    start_dev_server,
+)
 from emulators.asgi_server import free_port, serve
 from emulators.bitrix24.app import create_app as bitrix24_app
 from emulators.bitrix24.deals import create_deal
@@ -71,14 +79,6 @@ SECRET = "benchsecret"
 TOKEN = "bench-app-token"
 QUEUE = "bench-relay"  # no worker polls it: signals land in histories all the same
 BASELINE_IDS = 50_000_000  # deal IDs of the bare signal-with-start runs (not in the emulator)
-CLEARED = ("TEMPORAL_", "SALESFLOW_", "BITRIX24_", "ONEC_", "SMTP_", "DATABASE_URL")
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def ms(seconds: float) -> str:
@@ -169,7 +169,7 @@ async def relay_process(
 ) -> AsyncIterator[tuple[str, int]]:
     """`salesflow relay` on a free port; yields (base URL, pid)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED)}
+    env = clean_environ()
     env.update(
         TEMPORAL_ADDRESS=temporal_address,
         TEMPORAL_NAMESPACE="default",

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import BIN, run_then_exit, served_process
+from bench.common import BIN, clean_environ, percentile, run_then_exit, served_process
 from emulators.asgi_server import free_port, serve
 from emulators.bitrix24.app import create_app as bitrix24_app
 from emulators.bitrix24.deals import create_deal
@@ -49,15 +48,7 @@ from salesflow.integrations.bitrix24 import php_form
 
 SECRET = "benchsecret"
 TOKEN = "bench-flood-token"
-CLEARED = ("TEMPORAL_", "SALESFLOW_", "BITRIX24_", "ONEC_", "SMTP_", "DATABASE_URL")
 PATH = "/bitrix24/events"
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def ms(seconds: float) -> str:
@@ -224,7 +215,7 @@ async def relay_process(
     webhook_url: str, workdir: Path, refusal_delay: float | None
 ) -> AsyncIterator[str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED)}
+    env = clean_environ()
     env.update(
         TEMPORAL_ADDRESS="127.0.0.1:1",  # not there: recording is what is measured
         BITRIX24_WEBHOOK_URL=webhook_url,

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import run_then_exit, served_process, start_dev_server
+from bench.common import clean_environ, run_then_exit, served_process, start_dev_server
 from bench.open_deals import PARKED_BY, emulator_process, seed_deals, start_deals
 from bench.relay import cpu_seconds
 from emulators.asgi_server import free_port
 
 QUEUE = "bench-open-deals"  # start_deals starts them on this queue
-CLEARED = ("TEMPORAL_", "SALESFLOW_", "BITRIX24_", "ONEC_", "SMTP_", "DATABASE_URL")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([0-9.eE+-]+)$")
 
 
@@ -49,7 +48,7 @@ class Workers:
 async def worker_processes(
     count: int, temporal: str, webhook: str, workdir: Path
 ) -> AsyncIterator[Workers]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED)}
+    env = clean_environ()
     env.update(
         TEMPORAL_ADDRESS=temporal,
         TEMPORAL_NAMESPACE="default",
