@@ -648,7 +648,6 @@ def deal_summary(deal_id: int, deal: dict[str, Any]) -> str:
     tail = f" · {amount} {deal.get('CURRENCY_ID') or 'RUB'} · «Продажа» №{deal_id}"
     title = str(deal.get("TITLE") or "")
     room = SUMMARY_BYTES - len(tail.encode()) - len("«»…".encode())
-    while len(title.encode()) > room:
-        title = title[:-1]
-    shortened = "…" if title != str(deal.get("TITLE") or "") else ""
-    return f"«{title}{shortened}»{tail}"
+    if len(title.encode()) > room:  # cut at a character boundary within the bytes left
+        title = title.encode()[:room].decode(errors="ignore") + "…"
+    return f"«{title}»{tail}"
