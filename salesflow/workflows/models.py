@@ -90,6 +90,10 @@ class ApprovalRules(Carried):
 
 
 class DealRules(Carried):
+    # The rule set's version (`salesflow.config.snapshot.rules_version`) and optional name
+    # (`rules.name`); "" in snapshots built before versions existed.
+    version: str = ""
+    name: str = ""
     category_id: int
     engineers_category_id: int
     approval: ApprovalRules
@@ -364,6 +368,7 @@ class DealView(Carried):
     kp_round: int = 0
     invoice_round: int = 0
     history: list[HistoryEntry]
+    rules_version: str = ""  # the version of the rule set the deal runs ("" before versions)
 
 
 # ---- activity requests (the workflow → activities contract) -----------------------------
