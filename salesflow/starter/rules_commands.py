@@ -15,7 +15,9 @@ from salesflow.config.snapshot import rules_diff, rules_version
 from salesflow.whatif.run import new_rules
 from salesflow.workflows.models import DealRules
 
-app = typer.Typer(help="Rule set versions: show, diff, migrate running deals.", no_args_is_help=True)
+app = typer.Typer(
+    help="Rule set versions: show, diff, migrate running deals.", no_args_is_help=True
+)
 console = Console(soft_wrap=True)
 
 

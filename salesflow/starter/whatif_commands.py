@@ -104,23 +104,22 @@ async def _whatif(
     return await what_if(recordings, rules_for)
 
 
-def _cell(change: Any) -> str:
-    if change is None:
-        return ""
+def _rows(change: dict[str, Any]) -> tuple[str, str]:
+    """(was, would be) cells of one difference."""
     if "was" in change:
-        return f"{change['was']} → {change['would_be']}"
-    parts = [f"+{x}" for x in change["added"]] + [f"−{x}" for x in change["gone"]]
-    return "\n".join(parts)
+        return str(change["was"]), str(change["would_be"])
+    return "\n".join(change["gone"]) or "—", "\n".join(change["added"]) or "—"
 
 
 def print_reports(reports: list[DealReport]) -> None:
-    columns = (*SCALARS, *LISTS)
-    table = Table("deal", *columns, show_lines=True)
+    table = Table("deal", "what", "was", "would be", show_lines=True)
     for report in reports:
-        changes = report.diff.changes
-        table.add_row(
-            str(report.deal_id), *(_cell(changes.get(name)) for name in columns)
-        )
+        for name in (*SCALARS, *LISTS):
+            change = report.diff.changes.get(name)
+            if change is not None:
+                table.add_row(str(report.deal_id), name.replace("_", " "), *_rows(change))
+        if not report.diff.changed:
+            table.add_row(str(report.deal_id), "no difference", "", "")
     console.print(table)
     for report in reports:
         changed = [k for k, a, _ in report.rules_changed if a is not None]

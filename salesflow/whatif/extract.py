@@ -81,7 +81,9 @@ def decode_one(payload: Payload) -> Any:
         return json.loads(payload.data)
     if encoding == b"binary/null":
         return None
-    raise ValueError(f"a payload in encoding {encoding!r} cannot be read (codecs are not supported)")
+    raise ValueError(
+        f"a payload in encoding {encoding!r} cannot be read (codecs are not supported)"
+    )
 
 
 def match_key(activity_type: str, args: list[Any]) -> str:

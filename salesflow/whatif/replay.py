@@ -55,6 +55,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
+    UnsandboxedWorkflowRunner,
     Worker,
     WorkflowInstance,
     WorkflowInstanceDetails,
@@ -67,11 +68,10 @@ from salesflow.whatif.extract import Answer, Recording, decode_one, match_key
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import DealInput, DealRules, DealView
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
-from salesflow.workflows.sandbox import workflow_runner
 
 FRESH_IDS_FROM = 9_000_000  # ids the replay invents for creates the history never answered
-SETTLE_TICKS = 3  # quiet polls in a row before the next recorded event is delivered
-SETTLE_POLL = 0.015  # seconds
+SETTLE_TICKS = 2  # quiet polls in a row before the next recorded event is delivered
+SETTLE_POLL = 0.01  # seconds
 UPDATE_RESULT_WAIT = 1.0  # seconds: an update still unanswered at the end is noted as such
 
 
@@ -262,7 +262,11 @@ class RecordedWorld:
 
 FETCH_DEAL, UPDATE_DEAL = "fetch_deal", "update_deal"
 # DealSnapshot attributes of Bitrix24 deal fields (the rest are in `fields`)
-SNAPSHOT_FIELDS = {"STAGE_ID": "stage_id", "ASSIGNED_BY_ID": "assigned_by_id", "OPPORTUNITY": "amount"}
+SNAPSHOT_FIELDS = {
+    "STAGE_ID": "stage_id",
+    "ASSIGNED_BY_ID": "assigned_by_id",
+    "OPPORTUNITY": "amount",
+}
 
 
 def _keyless(match: str) -> bool:
@@ -347,7 +351,8 @@ async def replay(env: WorkflowEnvironment, rec: Recording, rules: DealRules) -> 
     if shift < timedelta(0):
         raise ValueError(f"{rec.workflow_id}: the history starts in the future ({rec.started_at})")
     queue = f"whatif-{uuid.uuid4()}"
-    runner = ShiftedRunner(workflow_runner(), lambda: shift)
+    # the production code, run outside the sandbox: its determinism is the worker's concern
+    runner = ShiftedRunner(UnsandboxedWorkflowRunner(), lambda: shift)
     inp = DealInput.model_validate({**rec.input, "rules": rules.model_dump(mode="json")})
     worker = Worker(
         env.client,
@@ -445,4 +450,3 @@ async def _terminate(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any])
 def _cause(err: BaseException) -> str:
     cause = getattr(err, "cause", None)
     return str(getattr(cause, "message", None) or cause or err)
-

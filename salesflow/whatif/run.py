@@ -51,7 +51,9 @@ class DealReport:
             "deal_id": self.deal_id,
             "workflow_id": self.workflow_id,
             "rules_version": {"was": self.version_was, "would_be": self.version_would_be},
-            "rules_changed": [{"rule": k, "was": a, "would_be": b} for k, a, b in self.rules_changed],
+            "rules_changed": [
+                {"rule": k, "was": a, "would_be": b} for k, a, b in self.rules_changed
+            ],
             **self.diff.as_json(),
         }
 
