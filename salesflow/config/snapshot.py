@@ -47,7 +47,8 @@ def russian_calendar(
 
 
 # Not part of a rule set's identity: the version itself, its label, and the production
-# calendar (data of the year the snapshot was built, not a rule someone chose).
+# calendar (data of the years around the day the snapshot was built, not a rule someone
+# chose; the configured overrides `extra_holidays`/`extra_workdays` are part of it).
 UNVERSIONED = frozenset({"version", "name", "calendar"})
 
 
@@ -147,5 +148,7 @@ def _build_rules(settings: Settings, today: date | None) -> DealRules:
             rules.extra_holidays,
             rules.extra_workdays,
         ),
+        extra_holidays=sorted(rules.extra_holidays),
+        extra_workdays=sorted(rules.extra_workdays),
         templates=merged(settings.templates),
     )

@@ -122,6 +122,9 @@ class DealRules(Carried):
     onec_config_retry_minutes: int = 60  # a 1C step refused as a configuration problem
     accountant_email: str = "buh@example.ru"
     calendar: CalendarSnapshot
+    # the configured calendar overrides (in `calendar` too): a rule, where the calendar is data
+    extra_holidays: list[str] = Field(default_factory=list)
+    extra_workdays: list[str] = Field(default_factory=list)
     templates: dict[str, str]
 
     def stage_code(self, status_id: str) -> str | None:
@@ -247,6 +250,13 @@ class ClosePayments(Carried):
 
 class DocumentsSigned(Carried):
     kind: Literal["act", "upd", "invoice", "contract"]
+    actor: Actor | None = None
+
+
+class MigrateRules(Carried):
+    """`salesflow rules migrate`: the running deal takes this rules snapshot from now on."""
+
+    rules: DealRules
     actor: Actor | None = None
 
 
