@@ -69,6 +69,7 @@ from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import DealInput, DealRules, DealView
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
 
+MIGRATE_RULES = "migrate_rules"  # `salesflow rules migrate` (an update of the deal)
 FRESH_IDS_FROM = 9_000_000  # ids the replay invents for creates the history never answered
 SETTLE_TICKS = 2  # quiet polls in a row before the next recorded event is delivered
 SETTLE_POLL = 0.01  # seconds
@@ -372,6 +373,9 @@ async def replay(env: WorkflowEnvironment, rec: Recording, rules: DealRules) -> 
                 await _advance(env, quiet, event.at + shift)
                 world.delivered += 1
                 what = f"{event.name} {_describe(event.args)} ({event.at:%d.%m %H:%M:%S})"
+                if event.name == MIGRATE_RULES:  # the rules tried are the replay's question
+                    world.notes.append(f"{what}: not replayed (the rules are the ones tried)")
+                    continue
                 if event.kind == "signal":
                     with contextlib.suppress(RPCError):  # the deal may have ended already
                         await handle.signal(event.name, args=event.args)

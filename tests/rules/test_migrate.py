@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from salesflow.config.snapshot import rules_version
 from salesflow.starter.rules_migrate import migrate
+from salesflow.whatif.extract import extract
 from salesflow.workflows import migration
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import AcceptLead, DealRules, ProcessState, Stage
@@ -35,7 +36,12 @@ async def test_migrate_dry_run_then_for_real_on_a_running_deal(run_deal, skip_en
         assert done.done and done.refused is None
         assert (await handle.query(DealWorkflow.rules_snapshot)).contract_threshold == 1_000_000
         view = await handle.query(DealWorkflow.state)
+        recorded = extract(await handle.fetch_history())  # what `whatif` would take of it
     assert view.rules_version == new.version
+    assert [e.name for e in recorded.world if e.kind == "update"] == [
+        "accept_lead",
+        "migrate_rules",
+    ]
     assert view.history[-1].cause == f"rules migrated: {old.version} → {new.version}"
     assert view.history[-1].actor is None
 

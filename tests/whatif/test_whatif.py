@@ -150,3 +150,14 @@ def test_rules_diff_and_version(tmp_path: Path) -> None:
     assert body["b"].startswith("q1@") and body["a"] != body["b"].removeprefix("q1@")
     same = CliRunner().invoke(app, ["rules", "version", str(a)])
     assert same.output.strip() == body["a"]
+
+
+def test_new_rules_from_a_snapshot_json_and_from_a_toml(tmp_path: Path) -> None:
+    rec = load_history_file(HISTORY)
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text(recorded_rules(rec).model_dump_json(), encoding="utf-8")
+    from_json = new_rules(snapshot)(rec)
+    assert from_json.contract_threshold == 500_000 and from_json.version
+    from_toml = new_rules(rules_file(tmp_path, "t", extra="contract_threshold = 900000"))(rec)
+    assert from_toml.contract_threshold == 900_000
+    assert from_toml.calendar.first_year == 2025  # the calendar as built on the deal's start
