@@ -581,6 +581,7 @@ class ReminderSettings(_Section):
 
 
 class RulesSettings(_Section):
+    name: str = Field("", description="a label of this rule set, shown with its version")
     timezone: Required = "Europe/Moscow"
     work_start: time = time(9, 0)
     work_end: time = time(18, 0)

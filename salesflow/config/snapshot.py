@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date
+from typing import Any
 
 import holidays
 
@@ -43,11 +46,55 @@ def russian_calendar(
     )
 
 
+# Not part of a rule set's identity: the version itself, its label, and the production
+# calendar (data of the years around the day the snapshot was built, not a rule someone
+# chose; the configured overrides `extra_holidays`/`extra_workdays` are part of it).
+UNVERSIONED = frozenset({"version", "name", "calendar"})
+
+
+def canonical_rules(rules: DealRules) -> dict[str, Any]:
+    """The rules that make a rule set, as plain JSON data (sorted when dumped)."""
+    return rules.model_dump(mode="json", exclude=set(UNVERSIONED))
+
+
+def rules_version(rules: DealRules) -> str:
+    """A stable version of a rule set: `<name>@<hash>` or `<hash>` (12 hex digits of the
+    SHA-256 of the canonical rules); the same rules give the same version on any machine."""
+    text = json.dumps(canonical_rules(rules), sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return f"{rules.name}@{digest}" if rules.name else digest
+
+
+def versioned(rules: DealRules) -> DealRules:
+    """The snapshot with its `version` set (computed from its rules)."""
+    return rules.model_copy(update={"version": rules_version(rules)})
+
+
+def rules_diff(a: DealRules, b: DealRules) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every rule that differs; missing is None."""
+    out: list[tuple[str, Any, Any]] = []
+    _diff("", canonical_rules(a), canonical_rules(b), out)
+    return out
+
+
+def _diff(prefix: str, a: Any, b: Any, out: list[tuple[str, Any, Any]]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            _diff(f"{prefix}.{key}" if prefix else str(key), a.get(key), b.get(key), out)
+    elif a != b:
+        out.append((prefix, a, b))
+
+
 def build_rules(settings: Settings, today: date | None = None) -> DealRules:
+    return versioned(_build_rules(settings, today))
+
+
+def _build_rules(settings: Settings, today: date | None) -> DealRules:
     today = today or date.today()
     portal, rules = settings.portal, settings.rules
     users = portal.users
     return DealRules(
+        name=rules.name,
         category_id=portal.category_id,
         engineers_category_id=portal.engineers_category_id,
         approval=ApprovalRules(**portal.approval.model_dump()),
@@ -101,5 +148,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
             rules.extra_holidays,
             rules.extra_workdays,
         ),
+        extra_holidays=sorted(rules.extra_holidays),
+        extra_workdays=sorted(rules.extra_workdays),
         templates=merged(settings.templates),
     )

@@ -6,6 +6,30 @@ Placeholders use `str.format` names; a configured template replaces the default 
 from __future__ import annotations
 
 DEFAULT_TEMPLATES: dict[str, str] = {
+    # `salesflow rules migrate` refusals (issue 15): why a running deal cannot take new rules.
+    "migrate_refused_closed": "Сделка №{deal_id} закрыта («{stage}»): её правила не меняются.",
+    "migrate_refused_pipeline": (
+        "Сделка №{deal_id} не относится к воронке новых правил (направление {category},"
+        " в новых правилах {new_category})."
+    ),
+    "migrate_refused_stage": (
+        "В новых правилах нет стадии «{stage}», на которой стоит сделка №{deal_id}."
+    ),
+    "migrate_refused_manager": (
+        "Ответственный сделки №{deal_id} (пользователь {manager_id}) не входит в список"
+        " менеджеров новых правил."
+    ),
+    "migrate_refused_document_set": (
+        "Сделка №{deal_id} уже на стадии «{stage}» с комплектом «{was}»; по новым правилам"
+        " сумма {amount} ₽ требует комплект «{would}»."
+    ),
+    "migrate_refused_approval": (
+        "По сделке №{deal_id} идёт внутреннее согласование, а по новым правилам оно не нужно:"
+        " завершите согласование, затем меняйте правила."
+    ),
+    "document_set_invoice": "Счёт",
+    "document_set_invoice_contract": "Счёт-договор",
+    "document_set_contract_and_invoice": "Договор и счёт",
     # Task titles (R-IW-2, R-KP-*, R-CT-1, R-INV-*, R-LA-2, R-AC-*, R-TS-2, R-SH-*).
     "task_check_products": "Проверить товарные позиции",
     "task_send_kp": "Отправить КП клиенту",

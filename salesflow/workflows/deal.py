@@ -36,6 +36,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows import migration
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
     from salesflow.workflows.children import Children
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         ClosePayments,
         Deadline,
         DealInput,
+        DealRules,
         DealState,
         DealView,
         DocumentsSigned,
@@ -57,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         KpFeedback,
         LinkedDealRequest,
         LoseDeal,
+        MigrateRules,
         MoveStage,
         PaymentSchedule,
         ProcessResult,
@@ -862,6 +865,36 @@ class DealWorkflow:
     @workflow.query
     def state(self) -> DealView:
         return self.fx.view()
+
+    @workflow.query
+    def rules_snapshot(self) -> DealRules:
+        return self.rules
+
+    @workflow.update
+    async def migrate_rules(self, cmd: MigrateRules) -> DealView:
+        """Issue 15: the deal takes another rule set on purpose (in place: every part of the
+        workflow holds this one object); running deadlines keep their due time."""
+        was = self.rules.version or "—"
+        for name in type(self.rules).model_fields:
+            setattr(self.rules, name, getattr(cmd.rules, name))
+        self.fx.record(self.s.stage, f"rules migrated: {was} → {self.rules.version}", cmd.actor)
+        return self.fx.view()
+
+    @migrate_rules.validator
+    def _validate_migrate(self, cmd: MigrateRules) -> None:
+        deal = self.s.deal
+        reason = migration.refusal(
+            deal_id=self.s.deal_id,
+            stage=self.s.stage,
+            category_id=deal.category_id if deal else None,
+            manager_id=self.s.manager_id,
+            document_set=self.s.document_set,
+            amount=deal.amount if deal else 0.0,
+            processes=self.s.processes,
+            new=cmd.rules,
+        )
+        if reason:
+            raise ValueError(reason)
 
 
 def _human(minutes: int) -> str:

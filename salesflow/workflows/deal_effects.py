@@ -798,4 +798,5 @@ class DealEffects:
             kp_round=self.s.kp_round,
             invoice_round=self.s.invoice_round,
             history=self.s.history,
+            rules_version=self.rules.version,
         )

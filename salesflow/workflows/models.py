@@ -90,6 +90,10 @@ class ApprovalRules(Carried):
 
 
 class DealRules(Carried):
+    # The rule set's version (`salesflow.config.snapshot.rules_version`) and optional name
+    # (`rules.name`); "" in snapshots built before versions existed.
+    version: str = ""
+    name: str = ""
     category_id: int
     engineers_category_id: int
     approval: ApprovalRules
@@ -118,6 +122,9 @@ class DealRules(Carried):
     onec_config_retry_minutes: int = 60  # a 1C step refused as a configuration problem
     accountant_email: str = "buh@example.ru"
     calendar: CalendarSnapshot
+    # the configured calendar overrides (in `calendar` too): a rule, where the calendar is data
+    extra_holidays: list[str] = Field(default_factory=list)
+    extra_workdays: list[str] = Field(default_factory=list)
     templates: dict[str, str]
 
     def stage_code(self, status_id: str) -> str | None:
@@ -246,6 +253,13 @@ class DocumentsSigned(Carried):
     actor: Actor | None = None
 
 
+class MigrateRules(Carried):
+    """`salesflow rules migrate`: the running deal takes this rules snapshot from now on."""
+
+    rules: DealRules
+    actor: Actor | None = None
+
+
 class MoveStage(Carried):
     """A person moves the deal (as dragging it in Bitrix24 would); same rules as R-X3."""
 
@@ -364,6 +378,7 @@ class DealView(Carried):
     kp_round: int = 0
     invoice_round: int = 0
     history: list[HistoryEntry]
+    rules_version: str = ""  # the version of the rule set the deal runs ("" before versions)
 
 
 # ---- activity requests (the workflow → activities contract) -----------------------------
