@@ -79,6 +79,7 @@ async def browser(chromium: Path) -> AsyncIterator[object]:
                 locale="ru-RU",
                 viewport={"width": 1100, "height": 1400},
             )
+            context.set_default_timeout(10_000)  # an element that is not there fails soon
             try:
                 yield context
             finally:

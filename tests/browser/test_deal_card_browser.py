@@ -89,9 +89,7 @@ class Tab:
         found = await frame.query_selector("#stage")
         return (await found.get_attribute("data-stage")) if found else ""
 
-    async def until(
-        self, check: Callable[[Any], Any], what: str, seconds: float = 30.0
-    ) -> Any:
+    async def until(self, check: Callable[[Any], Any], what: str, seconds: float = 30.0) -> Any:
         """Reload the tab until `check(frame)` (awaitable) holds; the frame."""
         deadline = time.monotonic() + seconds
         while True:
@@ -196,7 +194,11 @@ async def _accepted_into_work(stack: Stack, tab: Tab) -> None:
 
 async def _moved_to_kp(stack: Stack, tab: Tab, **fields: Any) -> None:
     await _bitrix(stack, tab.deal_id, STAGE_ID=STAGES.KP, **fields)
-    await tab.until_stage("KP")
+
+    async def feedback_awaited(frame: Any) -> bool:  # the КП is out: round 1
+        return await _has(frame, 'form[data-action="kp_feedback"]')
+
+    await tab.until(feedback_awaited, "stage KP, awaiting the КП feedback")
 
 
 async def test_r_lose_1_lost_from_the_tab_other_needs_a_comment(
@@ -226,4 +228,176 @@ async def test_r_lose_1_lost_from_the_tab_other_needs_a_comment(
     assert str(deal["UF_CRM_LOSS_REASON"]) == "46"
     assert deal["UF_CRM_LOSS_COMMENT"] == "Проект заморожен"
     history = await frame.inner_text("#history")
-    assert "Иван" in history or str(MANAGER) in history  # who acted
+    assert "Иван Петров" in history  # who acted (the tab's accept)
+
+
+async def _approval_item(stack: Stack, deal_id: int) -> dict[str, Any]:
+    for _ in range(200):
+        found = await stack.bitrix24.call(
+            "crm.item.list", {"entityTypeId": APPROVAL_TYPE, "filter": {"parentId2": deal_id}}
+        )
+        if found["items"]:
+            return found["items"][0]
+        await asyncio.sleep(0.1)
+    raise AssertionError("no «Согласование» item for the deal")
+
+
+async def test_r_pipeline_new_to_won_from_bitrix24_alone(
+    stack: Stack, page: Any, artifacts: Path
+) -> None:
+    """NEW → WON by people only: the tab, Bitrix24 (stages, fields, the approval item, tasks)
+    and 1C (invoice, payments, the logist's task, the УПД) — no CLI, no Temporal call."""
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    deal_id = await _new_deal(
+        stack,
+        TITLE="Насосная станция (браузер)",
+        COMPANY_ID=1,
+        UF_CRM_DIRECTION="Россия, Москва",
+        UF_CRM_KP="КП-000123",
+        UF_CRM_INN="7701234567",
+    )
+    tab = Tab(page, stack, artifacts, deal_id)
+    await _accepted_into_work(stack, tab)
+    await _moved_to_kp(stack, tab, UF_CRM_PRIORITY=11, UF_CRM_DELIVERY_TERM="30 дней")
+    # R-KP-2: the КП's lines from 1C
+    await stack.eventually(lambda: len(stack.portal.product_rows.get(deal_id) or []) == 3)
+    await tab.shot("2-kp")
+
+    # R-KP-4: «не согласовано» with a comment → the objection task; once it is done in
+    # Bitrix24 the next feedback round starts; then «согласовано».
+    frame = await tab.submit("kp_feedback", "КП не согласовано", fill={"comment": "дорого"})
+    assert (await tab.notice(frame, "kp_feedback"))[0]
+    objection = await stack.eventually(lambda: _open_task(stack, deal_id, "Отработать возражение"))
+    await stack.bitrix24.call("tasks.task.complete", {"taskId": int(objection["ID"])})
+
+    async def second_round(frame: Any) -> bool:
+        text = await frame.inner_text("#deadlines") if await _has(frame, "#deadlines") else ""
+        return "раунд 2" in text
+
+    await tab.until(second_round, "the second feedback round")
+    frame = await tab.submit("kp_feedback", "КП согласовано")
+    assert (await tab.notice(frame, "kp_feedback"))[0]
+    await tab.until_stage("CONTRACT")
+
+    # R-KP-6/7: the РОП decides the «Согласование» item in Bitrix24 (its stage).
+    item = await _approval_item(stack, deal_id)
+    await stack.bitrix24.call(
+        "crm.item.update",
+        {
+            "entityTypeId": APPROVAL_TYPE,
+            "id": item["id"],
+            "fields": {"stageId": APPROVAL["stage_approved"]},
+        },
+    )
+
+    async def signing_task(frame: Any) -> bool:
+        return "подписание с клиентом" in await frame.inner_text("#tasks")
+
+    await tab.until(signing_task, "the signing task", seconds=120)  # the item's poll
+
+    # The invoice is made in 1C; the manager fills the deal's fields and moves it on.
+    async with OneCClient(stack.settings.onec.odata_url, "odata", "odata") as onec:
+        romashka = await onec.find_one("Catalog_Контрагенты", F("ИНН") == "7701234567")
+        assert romashka is not None
+        await onec.create(
+            "Document_СчетНаОплатуКлиенту",
+            {
+                "Number": "СЧ-000046",
+                "СуммаДокумента": 640000,
+                "Контрагент_Key": romashka["Ref_Key"],
+            },
+        )
+    await _bitrix(
+        stack,
+        deal_id,
+        UF_CRM_INVOICE="СЧ-000046",
+        UF_CRM_CONTRACT="Д-13/2026",
+        UF_CRM_PAYMENT_TERMS=31,
+        STAGE_ID=STAGES.INVOICE,
+    )
+    await tab.until_stage("INVOICE")
+    for kind in ("Счет подписан", "Договор подписан"):
+        frame = await tab.submit("documents_signed", kind)
+        assert (await tab.notice(frame, "documents_signed"))[0], kind
+
+    # R-INV-3: the advance arrives in 1C and closes the pay loop.
+    await _onec(stack, "payments", {"invoice": "СЧ-000046", "amount": 100000})
+    await tab.until_stage("LAUNCH")
+    assert stack.portal.deals[deal_id]["STAGE_ID"] == STAGES.LAUNCH
+
+    # R-LA-1, R-PS-1: the schedule in the tab; a wrong one is refused beside the form.
+    frame = await tab.submit(
+        "set_payment_schedule", fill={"percent_1": "50", "due_1": today.isoformat()}
+    )
+    ok, text = await tab.notice(frame, "set_payment_schedule")
+    assert not ok and "50" in text
+    dates = [today, today + timedelta(days=1), today + timedelta(days=30), today + timedelta(40)]
+    fill = {}
+    for number, (percent, due) in enumerate(zip((50, 30, 10, 10), dates, strict=True), 1):
+        fill[f"percent_{number}"], fill[f"due_{number}"] = str(percent), due.isoformat()
+    frame = await tab.submit("set_payment_schedule", fill=fill)
+    assert (await tab.notice(frame, "set_payment_schedule"))[0]
+
+    async def overdue(frame: Any) -> bool:
+        return await _has(frame, '[data-tranche="1"][data-state="overdue"]')
+
+    await tab.until(overdue, "the first tranche overdue")
+    await tab.shot("3-schedule")
+    await _bitrix(stack, deal_id, STAGE_ID=STAGES.ACCEPTED)
+    await tab.until_stage("ACCEPTED")
+
+    # R-AC-3: the logist's task is in 1C; the logist completes it there.
+    task_1c = await stack.eventually(
+        lambda: [
+            t
+            for t in stack.onec_base.all("Task_ЗадачаИсполнителя")
+            if f"deal:{deal_id}:" in str(t.get("Описание"))
+        ]
+    )
+    await _onec(stack, f"tasks/{task_1c[0]['Ref_Key']}/complete", {"comment": "Отгружено, ТТН 7"})
+
+    def shipped_task() -> bool:
+        task = next(
+            (t for t in _tasks(stack, deal_id) if t["TITLE"] == "Отгрузить товар клиенту"), None
+        )
+        return task is not None and str(task["STATUS"]) == "5"
+
+    await stack.eventually(shipped_task, seconds=30)
+
+    # The accountant records the rest of the first tranche in the tab.
+    await tab.open(ACCOUNTANT)
+    frame = await tab.submit(
+        "record_payment", fill={"amount": "220000", "paid_on": today.isoformat()}
+    )
+    assert (await tab.notice(frame, "record_payment"))[0]
+
+    async def paid(frame: Any) -> bool:
+        return await _has(frame, '[data-tranche="1"][data-state="paid"]')
+
+    await tab.until(paid, "the first tranche paid")
+    tab.user_id = MANAGER
+    await _bitrix(stack, deal_id, STAGE_ID=STAGES.TO_SHIP)
+    await tab.until_stage("TO_SHIP")
+    await _bitrix(stack, deal_id, STAGE_ID=STAGES.SHIPPED)
+    await tab.until_stage("SHIPPED")
+
+    # R-SH-1..3: the УПД posted and signed in 1C; both documents signed in the tab → WON.
+    upd = await _onec(stack, "upd", {"basis": "КП-000123"})
+    await _onec(stack, f"upd/{upd['Ref_Key']}/sign", {"signed": True})
+    for kind in ("Акт подписан", "УПД подписан"):
+        frame = await tab.submit("documents_signed", kind)
+    frame = await tab.until_stage("WON")
+    await tab.shot("4-won")
+    assert stack.portal.deals[deal_id]["STAGE_ID"] == STAGES.WON
+    mails = await stack.eventually(
+        lambda: [m for m in stack.mailbox.messages if upd["Number"] in _body(m)]
+    )
+    assert mails[0]["To"] == "buh@example.ru"
+    history = await frame.inner_text("#history")
+    (artifacts / f"deal-{deal_id}-history.txt").write_text(history, encoding="utf-8")
+    assert "Иван Петров" in history  # who acted (the tab's accept)
+
+
+def _body(message: Any) -> str:
+    payload = message.get_payload(decode=True)
+    return payload.decode() if isinstance(payload, bytes) else str(payload)
