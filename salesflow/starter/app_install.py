@@ -228,6 +228,12 @@ async def _read(client: Caller, method: str) -> list[dict[str, Any]]:
 
 
 async def check_scopes(client: Caller, goal: Target) -> None:
+    """The token is an application's (`app.info` answers only in an application's context)
+    and has the scopes the goal needs."""
+    try:
+        await client.call("app.info", {})
+    except Bitrix24Error as exc:
+        raise _explain(exc, "app.info") from exc
     try:
         scopes = set(await client.call("scope", {}) or [])
     except Bitrix24Error as exc:
