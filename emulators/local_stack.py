@@ -229,8 +229,8 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
         stack.push_async_callback(engine.dispose)
         await _serve(stack, relay_app(settings, engine=engine, temporal_client=client), ports.relay)
         await stack.enter_async_context(running_worker(client, settings))
-        for line in await install_app(settings):
-            console.print(f"app install: {line}")
+        bound = await install_app(settings)  # each registration is logged as it is made
+        console.print(f"local application installed: {len(bound)} registration(s) made")
         _print_urls(settings, ports, relay_url)
         if demo:
             deal_id = await create_demo_deal(settings.bitrix24.webhook_url)

@@ -30,9 +30,14 @@ from urllib.parse import urlsplit
 from rich.console import Console
 
 from salesflow.config.settings import Settings
+from salesflow.deal_card.texts import Texts
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.bitrix24.errors import Bitrix24Error
-from salesflow.integrations.bitrix24.oauth import RefreshingCaller, TokenRefreshError
+from salesflow.integrations.bitrix24.oauth import (
+    RefreshingCaller,
+    TokenBearer,
+    TokenRefreshError,
+)
 from salesflow.relay.app_token import application_tokens
 from salesflow.store.db import DatabaseUnavailable, database_engine, init_db
 
@@ -41,7 +46,6 @@ log = logging.getLogger("salesflow.app_install")
 DEAL_TAB = "CRM_DEAL_DETAIL_TAB"
 TAB_PATH = "/bitrix24/deal-card"  # salesflow.deal_card.app.TAB_PATH
 EVENTS_PATH = "/bitrix24/events"  # salesflow.relay.app.EVENTS_PATH
-DEFAULT_TAB_TITLE = "Процесс сделки"
 # The events the relay turns into workflow signals (workflows/names.py) plus the pipeline move.
 ONLINE_EVENTS = (
     "ONCRMDEALADD",
@@ -56,7 +60,7 @@ _LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class Caller(Protocol):
-    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any: ...
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
 
 
 class InstallError(Exception):
@@ -117,7 +121,7 @@ def target(
     offline: bool = True,
 ) -> Target:
     base = check_public_url(public_url if public_url is not None else settings.relay.public_url)
-    title = settings.deal_card.templates.get("tab_title") or DEFAULT_TAB_TITLE
+    title = Texts(settings.deal_card.templates)("tab_title")
     return Target(
         tab_handler=base + TAB_PATH,
         tab_title=title,
@@ -350,6 +354,7 @@ async def application_caller(settings: Settings) -> AsyncIterator[Caller]:
                 await init_db(engine)
             except DatabaseUnavailable as exc:
                 raise InstallError(f"the relay's database (token store): {exc}") from exc
+            assert isinstance(client, TokenBearer)  # an OAuth client: its token is replaced
             caller: Caller = RefreshingCaller(client, application_tokens(settings, engine))
         else:
             caller = client
