@@ -545,7 +545,9 @@ class ApprovalSettings(_Section):
     stage_new: Required = "DT1032_3:NEW"
     stage_approved: Required = "DT1032_3:SUCCESS"
     stage_rejected: Required = "DT1032_3:FAIL"
-    poll_minutes: int = Field(10, ge=1)
+    poll_minutes: float = Field(
+        10, gt=0, description="How often the item's stage is read, in minutes (fractions allowed)"
+    )
 
 
 class PortalSettings(_Section):
