@@ -29,7 +29,7 @@ from salesflow.config.settings import Settings
 from salesflow.integrations.onec import F
 from salesflow.integrations.onec.client import OneCClient
 from tests.e2e.stack import Stack, running_stack
-from tests.e2e.test_full_pipeline import FAST_RULES
+from tests.e2e.test_full_pipeline import FAST_RULES, TASK_TITLES
 
 MANAGER, ROP, ACCOUNTANT = 3, 2, 11
 APPROVAL_TYPE = 1032
@@ -102,10 +102,17 @@ class Tab:
             await asyncio.sleep(0.2)
 
     async def until_stage(self, stage: str, seconds: float = 30.0) -> Any:
+        """The tab shows the workflow at `stage`, and the deal in Bitrix24 is at it too."""
+
         async def at(frame: Any) -> bool:
             return await self.stage(frame) == stage
 
-        return await self.until(at, f"stage {stage}", seconds)
+        frame = await self.until(at, f"stage {stage}", seconds)
+        status_id = getattr(STAGES, stage)
+        await self.stack.eventually(
+            lambda: self.stack.portal.deals[self.deal_id]["STAGE_ID"] == status_id
+        )
+        return frame
 
     async def submit(
         self,
@@ -294,6 +301,11 @@ async def test_r_pipeline_new_to_won_from_bitrix24_alone(
         return "подписание с клиентом" in await frame.inner_text("#tasks")
 
     await tab.until(signing_task, "the signing task")
+    decided = await stack.bitrix24.call(
+        "crm.item.get", {"entityTypeId": APPROVAL_TYPE, "id": item["id"]}
+    )
+    assert decided["item"]["stageId"] == APPROVAL["stage_approved"]
+    assert _open_task(stack, deal_id, "подписание с клиентом") is not None
 
     # The invoice is made in 1C; the manager fills the deal's fields and moves it on.
     async with OneCClient(stack.settings.onec.odata_url, "odata", "odata") as onec:
@@ -364,6 +376,11 @@ async def test_r_pipeline_new_to_won_from_bitrix24_alone(
 
     await stack.eventually(shipped_task, seconds=30)
 
+    async def logist_done(frame: Any) -> bool:
+        return not await _has(frame, '[data-logist-state="none"]')
+
+    await tab.until(logist_done, "the logist's 1C task")
+
     # The accountant records the rest of the first tranche in the tab.
     await tab.open(ACCOUNTANT)
     frame = await tab.submit(
@@ -393,6 +410,8 @@ async def test_r_pipeline_new_to_won_from_bitrix24_alone(
         lambda: [m for m in stack.mailbox.messages if upd["Number"] in _body(m)]
     )
     assert mails[0]["To"] == "buh@example.ru"
+    titles = sorted(t["TITLE"] for t in _tasks(stack, deal_id))
+    assert titles == sorted(TASK_TITLES)  # every step's task, once
     history = await frame.inner_text("#history")
     (artifacts / f"deal-{deal_id}-history.txt").write_text(history, encoding="utf-8")
     assert "Иван Петров" in history  # who acted (the tab's accept)
