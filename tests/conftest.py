@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES, SEARCH_ATTRIBUTES
 
 BIN = Path(sys.executable).parent
+# aiosmtpd's server thread logs each lost connection, also after a test's output is closed.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _binary(name: str) -> str:
