@@ -37,7 +37,6 @@ STAGES = Settings().portal.stages
 # The «Согласование» item's stage is only polled by the approval child (no event, no tab
 # action): every 3 s here.
 APPROVAL = {**Settings().portal.approval.model_dump(), "poll_minutes": 0.05}
-pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +88,7 @@ class Tab:
         found = await frame.query_selector("#stage")
         return (await found.get_attribute("data-stage")) if found else ""
 
-    async def until(self, check: Callable[[Any], Any], what: str, seconds: float = 30.0) -> Any:
+    async def until(self, check: Callable[[Any], Any], what: str, seconds: float = 60.0) -> Any:
         """Reload the tab until `check(frame)` (awaitable) holds; the frame."""
         deadline = time.monotonic() + seconds
         while True:
@@ -101,7 +100,7 @@ class Tab:
                 raise AssertionError(f"the tab never showed {what}:\n{text[:1500]}")
             await asyncio.sleep(0.2)
 
-    async def until_stage(self, stage: str, seconds: float = 30.0) -> Any:
+    async def until_stage(self, stage: str, seconds: float = 60.0) -> Any:
         """The tab shows the workflow at `stage`, and the deal in Bitrix24 is at it too."""
 
         async def at(frame: Any) -> bool:
