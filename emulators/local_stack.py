@@ -27,7 +27,6 @@ from temporalio.client import Client
 
 from emulators.asgi_server import BackgroundServer
 from emulators.bitrix24.app import create_app as bitrix24_app
-from emulators.bitrix24.placement_rig import install_deal_tab
 from emulators.bitrix24.seed import (
     LOCAL_APP_ACCESS_TOKEN,
     LOCAL_APP_CLIENT_ID,
@@ -40,9 +39,9 @@ from emulators.smtp_sink import smtp_sink
 from salesflow.config.log import configure_logging
 from salesflow.config.settings import LOCAL_STACK_APPLICATION_TOKEN, Settings
 from salesflow.config.temporal_client import connect
-from salesflow.deal_card.app import TAB_PATH
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.relay.app import create_app as relay_app
+from salesflow.starter import app_install
 from salesflow.store.db import database_engine
 from salesflow.worker import running_worker
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
@@ -190,6 +189,8 @@ def dev_settings(settings: Settings, ports: DevPorts, data_dir: Path) -> Setting
         app_refresh_token=LOCAL_APP_REFRESH_TOKEN,
         oauth_url=f"http://127.0.0.1:{ports.bitrix24}/oauth/token/",
     )
+    # the deal card's tab and the online events: bound by `install_app` as on a real portal
+    data["relay"]["public_url"] = f"http://127.0.0.1:{ports.relay}"
     data["onec"]["odata_url"] = f"http://127.0.0.1:{ports.onec}/trade/odata/standard.odata/"
     data["smtp"]["host"], data["smtp"]["port"] = "127.0.0.1", ports.smtp
     # the demo's payments in 1C are found within half a minute, not within the hour
@@ -214,10 +215,10 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
     async with contextlib.AsyncExitStack() as stack:
         console.print("starting the Temporal dev server…")
         client = await stack.enter_async_context(temporal_dev_server(data_dir, ports, settings))
+        # No outgoing webhook: the events reach the relay through the application's own
+        # bindings (online and offline), which `install_app` makes as on a real portal.
         emulator = bitrix24_app(
-            secret=DEV_SECRET,
-            handler_url=f"{relay_url}/bitrix24/events",
-            application_token=settings.bitrix24.application_token,
+            secret=DEV_SECRET, application_token=settings.bitrix24.application_token
         )
         await _serve(stack, emulator, ports.bitrix24)
         onec = onec_app()
@@ -228,19 +229,36 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts, demo: boo
         stack.push_async_callback(engine.dispose)
         await _serve(stack, relay_app(settings, engine=engine, temporal_client=client), ports.relay)
         await stack.enter_async_context(running_worker(client, settings))
-        b24 = settings.bitrix24  # the deal card's tab, bound as the local application does
-        await install_deal_tab(b24.app_rest_base(), b24.app_access_token, f"{relay_url}{TAB_PATH}")
+        bound = await install_app(settings)  # each registration is logged as it is made
+        console.print(f"local application installed: {len(bound)} registration(s) made")
         _print_urls(settings, ports, relay_url)
         if demo:
             deal_id = await create_demo_deal(settings.bitrix24.webhook_url)
             console.print(
                 f"demo deal [bold]{deal_id}[/bold] created — watch workflow deal-{deal_id};"
-                f" take it: salesflow deal accept {deal_id} --manager 3, then"
-                f" salesflow deal move {deal_id} KP (its КП lines come from the 1C emulator;"
-                f" its invoice there is {INVOICE_NUMBER})"
+                f" open its card: {deal_card_url(settings, deal_id)} (Принять заявку there, or"
+                f" salesflow deal accept {deal_id} --manager 3), then move it to КП in Bitrix24"
+                f" (its КП lines come from the 1C emulator; its invoice there is"
+                f" {INVOICE_NUMBER})"
             )
         console.print("Ctrl-C stops everything.")
         await _until_interrupted()
+
+
+async def install_app(settings: Settings) -> list[str]:
+    """Install the local application into the emulator with the product's own code (what
+    `salesflow app install` does on a real portal): the deal card's tab and the events.
+    Returns what was bound."""
+    goal = app_install.target(settings)
+    async with app_install.application_caller(settings) as caller:
+        _, done = await app_install.install(caller, goal)
+    return [step.describe() for step in done]
+
+
+def deal_card_url(settings: Settings, deal_id: int | str, user_id: int = 3) -> str:
+    """The emulator's deal card (the portal's page framing the tab) as `user_id` sees it."""
+    card = settings.bitrix24.app_rest_base().removesuffix("/rest/")
+    return f"{card}/_emulator/deal-card/{deal_id}?user_id={user_id}"
 
 
 async def _serve(stack: contextlib.AsyncExitStack, app: Any, port: int) -> BackgroundServer:
@@ -262,8 +280,8 @@ def _print_urls(settings: Settings, ports: DevPorts, relay_url: str) -> None:
     console.print(f"Temporal gRPC:     {settings.temporal.address}")
     console.print(f"relay:             {relay_url}/bitrix24/events  (health: {relay_url}/healthz)")
     console.print(f"Bitrix24 webhook:  {settings.bitrix24.webhook_url}")
-    card = settings.bitrix24.app_rest_base().removesuffix("/rest/")
-    console.print(f"deal card (tab):   {card}/_emulator/deal-card/<deal id>?user_id=3")
+    card = deal_card_url(settings, "<deal id>")
+    console.print(f"deal card (tab):   {card}  (user_id: 3 manager, 2 РОП, 11 accountant)")
     console.print(f"1C OData:          {settings.onec.odata_url}  (user odata / odata)")
     console.print(f"SMTP (accountant): 127.0.0.1:{ports.smtp}, mails saved as .eml under mail/")
 

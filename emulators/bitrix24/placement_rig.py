@@ -5,7 +5,8 @@ issues that user an OAuth token for the application and has the browser POST to 
 registered handler: `DOMAIN`, `PROTOCOL`, `LANG`, `APP_SID` in the query string, the rest as a
 form (b24restdocs `api-reference/widgets/crm/detail-tab.md`,
 `api-reference/widgets/_includes/widget_data.md`). Tests use `deal_tab_request` to get that
-request (and tamper with it) and `open_deal_tab` to send it.
+request (and tamper with it) and `open_deal_tab` to send it. Binding the tab is the product's
+own `salesflow app install` (`salesflow/starter/app_install.py`), which `salesflow dev` uses.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from urllib.parse import urlencode
 import httpx
 
 from emulators.bitrix24.state import Placement, Portal
-from salesflow.integrations.bitrix24.client import Bitrix24Client
-from salesflow.integrations.bitrix24.errors import Bitrix24Error
 
 DEAL_TAB = "CRM_DEAL_DETAIL_TAB"
 SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
@@ -89,19 +88,3 @@ async def open_deal_tab(
     """Open the deal's tab as `user_id` would: the handler's answer (the framed page)."""
     request = deal_tab_request(portal, deal_id, user_id, **options)  # type: ignore[arg-type]
     return await http.post(request.url, data=request.form)
-
-
-async def install_deal_tab(rest_base: str, access_token: str, handler: str) -> bool:
-    """Bind the deal card's tab as the installed application does (`placement.bind` with the
-    app's admin token); True when bound now, False when it already was."""
-    async with Bitrix24Client(rest_base, access_token=access_token, coalesce=False) as client:
-        try:
-            await client.call(
-                "placement.bind",
-                {"PLACEMENT": DEAL_TAB, "HANDLER": handler, "TITLE": "Процесс сделки"},
-            )
-        except Bitrix24Error as exc:
-            if "already binded" in exc.description:
-                return False
-            raise
-    return True

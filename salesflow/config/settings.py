@@ -377,6 +377,15 @@ class SmtpSettings(_Section):
 class RelaySettings(_Section):
     host: Required = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    public_url: str = Field(
+        "",
+        description=(
+            "The relay as the portal and the users' browsers reach it (https://…; http only on"
+            " loopback): `salesflow app install` binds the deal card's tab to"
+            " <public_url>/bitrix24/deal-card and online events to <public_url>/bitrix24/events,"
+            " and `salesflow doctor` checks them; empty: neither is done"
+        ),
+    )
     offline_interval_seconds: float = Field(
         30.0,
         ge=0,
@@ -536,7 +545,9 @@ class ApprovalSettings(_Section):
     stage_new: Required = "DT1032_3:NEW"
     stage_approved: Required = "DT1032_3:SUCCESS"
     stage_rejected: Required = "DT1032_3:FAIL"
-    poll_minutes: int = Field(10, ge=1)
+    poll_minutes: float = Field(
+        10, gt=0, description="How often the item's stage is read, in minutes (fractions allowed)"
+    )
 
 
 class PortalSettings(_Section):

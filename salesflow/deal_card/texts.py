@@ -9,6 +9,7 @@ from salesflow.config.settings import ConfigError
 
 DEFAULT_CARD_TEXTS: dict[str, str] = {
     "page_title": "Сделка №{deal_id}",
+    "tab_title": "Процесс сделки",  # the tab's name in the deal card (`salesflow app install`)
     "stage": "Стадия",
     "waits_for": "Ожидается",
     "responsible": "Ответственный",

@@ -32,6 +32,7 @@ from salesflow.integrations.bitrix24.oauth import RefreshingCaller, TokenBearer,
 from salesflow.relay.app_token import AppTokenRefused, application_tokens, refusal_hint
 from salesflow.relay.forwarder import Bitrix24Caller, Forwarder
 from salesflow.relay.observations import Unusable, from_offline
+from salesflow.starter.app_install import bind_offline_events
 from salesflow.store import cursors
 
 log = logging.getLogger("salesflow.relay")
@@ -39,7 +40,6 @@ log = logging.getLogger("salesflow.relay")
 PROCESS_CURSOR = "bitrix24.offline.process_id"
 MAX_BATCHES = 20  # per run; the next run goes on
 RESERVE, LIST_AND_CLEAR = "reserve", "list+clear"
-_HANDLER_EXISTS = "ERROR_HANDLER_ALREADY_EXIST"
 
 
 @dataclass
@@ -144,24 +144,10 @@ class OfflineDrainer:
     # ---- bindings ----------------------------------------------------------------------------
 
     async def _bind(self, client: Bitrix24Caller) -> None:
-        """Bind the configured events as offline where they are not bound yet."""
-        wanted = [e.upper() for e in self.settings.relay.offline_events]
-        if wanted:
-            bound = await client.call("event.get", {})
-            have = {
-                str(b.get("event", "")).upper()
-                for b in bound or []
-                if isinstance(b, dict) and str(b.get("offline")) == "1"
-            }
-            for event in wanted:
-                if event in have:
-                    continue
-                try:
-                    await client.call("event.bind", {"event": event, "event_type": "offline"})
-                except Bitrix24Error as exc:
-                    if exc.code.upper() != _HANDLER_EXISTS:
-                        raise
-                log.info("bound %s as an offline event", event)
+        """Bind the configured events as offline where they are not bound yet (the same code
+        as `salesflow app install`)."""
+        for event in await bind_offline_events(client, self.settings.relay.offline_events):
+            log.info("bound %s as an offline event", event)
         self._bound = True
 
     # ---- with rest_offline_extended: reserve, record, clear ----------------------------------

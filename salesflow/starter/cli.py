@@ -32,6 +32,8 @@ app.add_typer(deal_commands.app, name="deal")
 app.add_typer(report_commands.app, name="report")
 app.add_typer(rules_commands.app, name="rules")
 app.command("whatif")(whatif_commands.whatif)
+app_commands = typer.Typer(help="The local application on the portal: the deal card's tab, events.")
+app.add_typer(app_commands, name="app")
 console = Console(soft_wrap=True)
 
 
@@ -212,11 +214,47 @@ def doctor(
         "--fix-applied",
         help="the 1C configuration was fixed: once 1C checks pass, waiting deals retry their step",
     ),
+    fix: bool = typer.Option(
+        False,
+        "--fix",
+        help="bind the deal card's tab and the relay's events where missing (as `app install`)",
+    ),
 ) -> None:
     """Check the configuration against the live Bitrix24 portal and 1C (exit 0: all right)."""
     from salesflow.starter.doctor import main
 
-    raise typer.Exit(main(settings_or_exit(), console, fix_applied=fix_applied))
+    raise typer.Exit(main(settings_or_exit(), console, fix_applied=fix_applied, fix=fix))
+
+
+@app_commands.command("install")
+def app_install(
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="the relay as the portal reaches it (default: relay.public_url)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print what would be bound, bind nothing")
+    ] = False,
+    online: Annotated[
+        bool, typer.Option(help="bind the online events to <public_url>/bitrix24/events")
+    ] = True,
+    offline: Annotated[
+        bool, typer.Option(help="bind relay.offline_events as offline events")
+    ] = True,
+) -> None:
+    """Bind the deal card's tab and the relay's events with the local application's token
+    (idempotent: what is bound already is left as it is)."""
+    from salesflow.starter.app_install import main as install_main
+
+    code = install_main(
+        settings_or_exit(),
+        console,
+        public_url=public_url,
+        dry_run=dry_run,
+        online=online,
+        offline=offline,
+    )
+    raise typer.Exit(code)
 
 
 @app.command("config-check")

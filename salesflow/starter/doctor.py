@@ -15,6 +15,9 @@ attribute, tabular-part column and composite link the configuration profile (`on
 installed; each missing name is shown with the override or publication that fixes it. Then
 (R-KP-2) every catalogue product and the open deals' product rows are matched to 1C
 nomenclature as the КП load matches them, and those without one are named.
+The local application (with relay.public_url set): the deal card's tab is bound to the
+configured handler and the relay's events are bound (`app_install.plan`); `--fix` binds what is
+missing with the code of `salesflow app install`.
 `--fix-applied`: once the 1C checks pass, running deals (and logist task mirrors) waiting on a
 1C configuration problem are signalled to retry (`onec_configuration_fixed`).
 
@@ -51,6 +54,7 @@ from salesflow.integrations.onec.profiles import (
     is_plain_link,
 )
 from salesflow.relay.app_token import refusal_hint
+from salesflow.starter import app_install
 from salesflow.store import app_tokens
 from salesflow.store.db import database_engine
 from salesflow.workflows.names import SIGNAL_ONEC_CONFIG_FIXED, WORKFLOW_TYPE
@@ -613,12 +617,61 @@ async def app_token_check(settings: Settings) -> Check:
     return _ok(APP_TOKEN, f"{source}: answers ({refresh})")
 
 
+# ------------------------------------------------------------------ the tab and the events
+APP_INSTALL = "Deal card tab, events"
+
+
+async def app_install_check(settings: Settings, *, fix: bool = False) -> Check:
+    """The deal card's tab bound to `<relay.public_url>/bitrix24/deal-card` and the relay's
+    events bound (`app_install.plan`); with `fix`, what is missing is bound (`apply`, the code
+    of `salesflow app install`). Without `fix` nothing is refreshed or bound."""
+    try:
+        goal = app_install.target(settings)
+    except app_install.InstallError as exc:
+        return Check(APP_INSTALL, SKIP, str(exc))
+    try:
+        if fix:
+            async with app_install.application_caller(settings) as caller:
+                todo = await app_install.plan(caller, goal)
+                done = await app_install.apply(caller, goal, todo)
+            if done:
+                return _ok(APP_INSTALL, "fixed: " + "; ".join(s.describe() for s in done))
+        else:
+            stored = await _stored_tokens(settings)
+            token = (
+                stored.access_token if stored is not None else settings.bitrix24.app_access_token
+            )
+            if not token:
+                return Check(APP_INSTALL, SKIP, "no application token yet (the relay gets one)")
+            async with Bitrix24Client(
+                settings.bitrix24.app_rest_base(),
+                access_token=token,
+                rate_per_second=0,
+                coalesce=False,
+                timeout=15.0,
+            ) as app:
+                todo = await app_install.plan(app, goal)
+    except app_install.InstallError as exc:
+        return _fail(APP_INSTALL, str(exc), "see the detail, then salesflow app install")
+    except Bitrix24Error as exc:
+        return _fail(APP_INSTALL, _describe(exc), "see the detail")
+    if todo.done or fix:
+        events = {(s.kind, s.name) for s in todo.steps if s.kind != "placement"}
+        return _ok(APP_INSTALL, f"tab at {goal.tab_handler}; {len(events)} events bound")
+    return _fail(
+        APP_INSTALL,
+        "; ".join(s.describe() for s in todo.changes),
+        "salesflow app install (or salesflow doctor --fix)",
+    )
+
+
 # ------------------------------------------------------------------ running
 async def run_checks(
     settings: Settings,
     *,
     bitrix24: Bitrix24Client | None = None,
     onec: OneCClient | None = None,
+    fix: bool = False,
 ) -> list[Check]:
     """Every check; clients are built from the settings unless given (then not closed)."""
     b24 = bitrix24 or Bitrix24Client(
@@ -632,6 +685,7 @@ async def run_checks(
         checks += await bitrix24_checks(settings, b24)
         if settings.bitrix24.app_access_token or settings.bitrix24.app_refresh_configured():
             checks.append(await app_token_check(settings))
+            checks.append(await app_install_check(settings, fix=fix))
         if not settings.onec.odata_url:
             return [*checks, Check("1C OData", SKIP, "onec.odata_url is empty: 1C not configured")]
         one_c = onec or OneCClient(
@@ -700,13 +754,19 @@ def _onec_all_right(checks: Iterable[Check]) -> bool:
     return all(c.ok for c in checks if c.name.startswith("1C") and c.name != NOMENCLATURE)
 
 
-def main(settings: Settings, console: Console | None = None, fix_applied: bool = False) -> int:
+def main(
+    settings: Settings,
+    console: Console | None = None,
+    fix_applied: bool = False,
+    fix: bool = False,
+) -> int:
     """Run the checks, print the table, return the exit code (0 only when all is right).
 
     `fix_applied`: once the 1C checks pass, running deals waiting on a 1C configuration
-    problem are told to retry their step (signal `onec_configuration_fixed`)."""
+    problem are told to retry their step (signal `onec_configuration_fixed`). `fix`: the deal
+    card's tab and the events missing on the portal are bound (`salesflow app install`)."""
     console = console or Console()
-    checks = asyncio.run(run_checks(settings))
+    checks = asyncio.run(run_checks(settings, fix=fix))
     render(checks, console)
     failed = [c for c in checks if not c.ok]
     if failed:

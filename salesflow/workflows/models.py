@@ -86,7 +86,7 @@ class ApprovalRules(Carried):
     stage_new: str
     stage_approved: str
     stage_rejected: str
-    poll_minutes: int
+    poll_minutes: float  # an int in histories recorded before: the same timer
 
 
 class DealRules(Carried):

@@ -115,6 +115,7 @@ async def running_stack(
     name: str,
     first_deal_id: int,
     rules: dict[str, Any] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> AsyncIterator[Stack]:
     emulator_app = bitrix24_app(application_token=TOKEN, rate_per_second=None)
     portal: Portal = emulator_app.state.portal
@@ -126,20 +127,21 @@ async def running_stack(
         smtp_port = free_port()
         mailbox = stack.enter_context(smtp_sink(smtp_port))
         target = env.client.service_client.config.target_host
-        settings = Settings.model_validate(
-            {
-                "temporal": {"address": target, "task_queue": f"e2e-{name}"},
-                "bitrix24": {
-                    "webhook_url": f"{emulator.url}/rest/1/devsecret/",
-                    "application_token": TOKEN,
-                    "rate_per_second": 20,
-                },
-                "onec": {"odata_url": f"{onec_server.url}/trade/odata/standard.odata/"},
-                "smtp": {"host": "127.0.0.1", "port": smtp_port},
-                "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"},
-                "rules": rules or {},
-            }
-        )
+        data: dict[str, dict[str, Any]] = {
+            "temporal": {"address": target, "task_queue": f"e2e-{name}"},
+            "bitrix24": {
+                "webhook_url": f"{emulator.url}/rest/1/devsecret/",
+                "application_token": TOKEN,
+                "rate_per_second": 20,
+            },
+            "onec": {"odata_url": f"{onec_server.url}/trade/odata/standard.odata/"},
+            "smtp": {"host": "127.0.0.1", "port": smtp_port},
+            "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"},
+            "rules": rules or {},
+        }
+        for section, values in (overrides or {}).items():  # extra settings of one test
+            data[section] = {**data.get(section, {}), **values}
+        settings = Settings.model_validate(data)
         engine = make_engine(settings.database.url)
         stack.push_async_callback(engine.dispose)
         relay = await stack.enter_async_context(
