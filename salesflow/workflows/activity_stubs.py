@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyRequest,
         TaskReassignRequest,
         TaskRequest,
+        TaskSnapshot,
         TimelineCommentRequest,
     )
     from salesflow.workflows.onec_models import (
@@ -111,6 +112,11 @@ async def add_timeline_comment(req: TimelineCommentRequest) -> None:
 
 @activity.defn(name="read_task_status")
 async def read_task_status(task_id: int) -> str:
+    raise _stub()
+
+
+@activity.defn(name="read_task")
+async def read_task(task_id: int) -> TaskSnapshot:
     raise _stub()
 
 
@@ -198,6 +204,7 @@ STUBS = (
     send_client_message,
     add_timeline_comment,
     read_task_status,
+    read_task,
     complete_task,
     reassign_task,
     create_approval_item,

@@ -21,6 +21,7 @@ from salesflow.workflows.models import (
     NotifyRequest,
     TaskReassignRequest,
     TaskRequest,
+    TaskSnapshot,
     TimelineCommentRequest,
 )
 from salesflow.workflows.onec_models import (
@@ -51,6 +52,7 @@ class FakePortal:
     comments: dict[str, TimelineCommentRequest] = field(default_factory=dict)
     approval_items: dict[str, dict] = field(default_factory=dict)
     completed_tasks: set[int] = field(default_factory=set)
+    moved_deadlines: dict[int, datetime] = field(default_factory=dict)  # a person's DEADLINE
     reassigned: list[TaskReassignRequest] = field(default_factory=list)
     linked_deals: dict[str, LinkedDealRequest] = field(default_factory=dict)
     emails: dict[str, EmailRequest] = field(default_factory=dict)
@@ -135,6 +137,16 @@ class FakePortal:
         async def read_task_status(task_id: int) -> str:
             return "5" if task_id in portal.completed_tasks else "2"
 
+        @activity.defn(name="read_task")
+        async def read_task(task_id: int) -> TaskSnapshot:
+            req = next((portal.tasks[k] for k, i in portal.task_ids.items() if i == task_id), None)
+            return TaskSnapshot(
+                task_id=task_id,
+                status="5" if task_id in portal.completed_tasks else "2",
+                deadline=portal.moved_deadlines.get(task_id, req.deadline if req else None),
+                responsible_id=req.responsible_id if req else 0,
+            )
+
         @activity.defn(name="complete_task")
         async def complete_task(task_id: int) -> None:
             portal.completed_tasks.add(task_id)
@@ -202,6 +214,7 @@ class FakePortal:
             read_approval_item_stage,
             set_approval_item_stage,
             read_task_status,
+            read_task,
             complete_task,
             reassign_task,
             create_linked_deal,
