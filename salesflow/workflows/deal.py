@@ -729,6 +729,20 @@ class DealWorkflow:
         self.payments.plan(cmd)
 
     @workflow.update
+    async def amend_payment_schedule(self, cmd: PaymentSchedule) -> DealView:
+        """Issue 14 item 2: the schedule changed while tranches are unpaid (payments.py)."""
+        await self.payments.amend(cmd)
+        return self.fx.view()
+
+    @amend_payment_schedule.validator
+    def _validate_amend_schedule(self, cmd: PaymentSchedule) -> None:
+        if self.s.stage in FINAL_STAGES and not self.payments.after_won:
+            raise ValueError(f"the deal is closed ({self.s.stage})")
+        refusal = self.payments.amendment_refusal(cmd)
+        if refusal:
+            raise ValueError(refusal)
+
+    @workflow.update
     async def request_tasks(self, cmd: RequestTasks) -> DealView:
         """R-X6: one task per service asked for; the logistics task is mirrored into 1C."""
         info = workflow.current_update_info()
