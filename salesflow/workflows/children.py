@@ -48,6 +48,7 @@ PROCESS_SERVICE = {
 WON_KEEPS_LOGIST_MIRRORS = "won-keeps-logist-mirrors"
 LOGIST_DONE_CLOSES_TASK = "logist-done-closes-task"  # 1C executed: the open task is done
 CANCELLED_CHILDREN = "cancelled-children-say-so"  # `state` tells a cancelled child as such
+LOGIST_DEADLINE = "timers-logist-deadline"  # R-X4: the task's DEADLINE as 1C's СрокИсполнения
 
 
 class Children:
@@ -186,6 +187,9 @@ class Children:
         if not task_id or f"mirror:{purpose}" in self.s.done:
             return
         child_id = self._mirror_id(purpose)
+        # R-X4: the 1C task's СрокИсполнения (Task_ЗадачаИсполнителя, БСП; onec-real.md) is
+        # the Bitrix24 task's DEADLINE, watched above
+        onec_due = due if due is not None and workflow.patched(LOGIST_DEADLINE) else None
         await workflow.start_child_workflow(
             LogistTaskMirror.run,
             LogistMirrorInput(
@@ -193,6 +197,7 @@ class Children:
                 bitrix_task_id=task_id,
                 key=fx.key(f"{purpose}:1c"),
                 title=fx.text(template),
+                deadline=onec_due,
                 responsible_id=logist,
                 poll=PollSchedule(first=timedelta(seconds=self.rules.onec_task_poll_seconds)),
                 report_signal=SIGNAL_LOGIST_TASK_DONE,

@@ -196,7 +196,9 @@ class FakePortal:
             portal.check_onec()
             if portal.onec_refuses_tasks:
                 raise RuntimeError("1C: lock conflict")
-            portal.onec_tasks.setdefault(req.key, {"ref": f"ref-{req.key}", "done": False})
+            portal.onec_tasks.setdefault(
+                req.key, {"ref": f"ref-{req.key}", "done": False, "deadline": req.deadline}
+            )
             return portal.onec_tasks[req.key]["ref"]
 
         @activity.defn(name="read_onec_task")

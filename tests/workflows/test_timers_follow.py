@@ -111,3 +111,20 @@ async def test_r_x4_delivery_term_watched_and_follows_the_field(run_deal, skip_e
         await _skip_to(skip_env, due + timedelta(minutes=1))
         await until(handle, lambda v: any(d.overdue and d.kind == "delivery" for d in v.deadlines))
     assert _told(portal, ":delivery_term:overdue") == [[ROP], [3]]
+
+
+async def test_r_x4_r_x6_logist_task_deadline_sent_to_1c_and_watched(run_deal, skip_env) -> None:
+    portal = FakePortal(new_deal(7304))
+    rules = calendar_rules(service_task={"minutes": 120, "working_time": False})
+    async with run_deal(portal, rules) as handle:
+        await drive_to(handle, portal, "IN_WORK")
+        await handle.execute_update(DealWorkflow.request_tasks, RequestTasks(logistics=True))
+        task = next(t for t in portal.tasks.values() if "логист" in t.title)
+        task_id = portal.task_ids[task.key]
+        await until(handle, lambda _: bool(portal.onec_tasks))
+        (onec_task,) = portal.onec_tasks.values()
+        # 1C's СрокИсполнения is the Bitrix24 task's DEADLINE
+        assert task.deadline is not None and onec_task["deadline"] == task.deadline
+        await _skip_to(skip_env, task.deadline + timedelta(minutes=1))
+        await until(handle, lambda v: any(d.overdue and d.task_id == task_id for d in v.deadlines))
+    assert _told(portal, f":task_{task_id}:overdue") == [[ROP], [5]]
