@@ -751,16 +751,15 @@ class OneCActivities:
 
     @activity.defn(name=FIND_INVOICE_PAYMENTS)
     async def find_invoice_payments(self, req: FindPaymentsRequest) -> list[Payment]:
-        """Posted incoming payments whose payment rows name the invoice, oldest first."""
+        """Posted incoming payments whose payment rows name the invoice, oldest first; with
+        `include_void` also those unposted or marked for deletion (flagged as such)."""
         n = self.names
         with onec_errors(self.names, self.profile):
             invoice = await self._invoice_ref(req.invoice_ref, req.invoice_number)
             basis = self._link_value(n.payment_invoice, n.invoice, invoice)
-            parts: list[Expr] = [
-                F(n.payment_rows).any(lambda d: (d / n.payment_invoice) == basis),
-                F("Posted").is_true(),
-                F("DeletionMark").is_false(),
-            ]
+            parts: list[Expr] = [F(n.payment_rows).any(lambda d: (d / n.payment_invoice) == basis)]
+            if not req.include_void:
+                parts += [F("Posted").is_true(), F("DeletionMark").is_false()]
             if n.payment_kind and n.payment_kind_value:
                 parts.append(F(n.payment_kind) == n.payment_kind_value)
             if req.since is not None:
@@ -779,6 +778,8 @@ class OneCActivities:
                     paid_on=doc["Date"].date(),
                     amount=money(sum(Decimal(str(s or 0)) for s in share)),
                     incoming_number=_text(doc.get(n.payment_incoming_number)),
+                    posted=bool(doc.get("Posted", True)),
+                    deleted=bool(doc.get("DeletionMark", False)),
                 )
             )
         return payments

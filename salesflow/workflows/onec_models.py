@@ -177,6 +177,9 @@ class FindPaymentsRequest(Carried):
     invoice_ref: str | None = None
     invoice_number: str | None = None
     since: datetime | None = None
+    # also the unposted and deletion-marked documents (Posted/DeletionMark say which), so that a
+    # payment 1C took back is reversed in the ledger (issue 14 item 3)
+    include_void: bool = False
 
     @model_validator(mode="after")
     def _invoice_named(self) -> FindPaymentsRequest:
@@ -193,6 +196,8 @@ class Payment(Carried):
     paid_on: date
     amount: float
     incoming_number: str = ""
+    posted: bool = True  # the document's Posted
+    deleted: bool = False  # the document's DeletionMark
 
 
 # ---- closing documents (R-SH-3) ----------------------------------------------------------

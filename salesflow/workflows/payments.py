@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.models import (
         FINAL_STAGES,
+        NotifyRequest,
         PaymentRecord,
         PaymentSchedule,
         Stage,
@@ -33,6 +34,7 @@ SCHEDULE_STAGES = (Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP)
 WORKING_HOURS = "payment-notices-in-working-hours"  # R-X4/R-X9
 LEDGER = "payment-ledger"  # R-PS-1: one payment from 1C and a person; partial; overpaid
 REMINDER_POLICY = "payment-reminder-policy"  # overdue tranches reminded as other deadlines
+REVERSAL = "timers-payment-reversal"  # R-PS-1: a payment 1C unposted or deleted is reversed
 AMEND = "timers-schedule-amend"  # issue 14 item 2: the schedule amended while tranches are open
 PAYMENT_STAGES = (Stage.INVOICE, Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP, Stage.SHIPPED)
 
@@ -45,6 +47,7 @@ class Payments:
         self._control_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._ledger: bool | None = None  # LEDGER, decided when the run starts
+        self._reversal = False  # REVERSAL (with the ledger), decided when the run starts
         self._generation = 0  # amendments seen by this run (the control's schedule)
         self.after_won = False  # R-PS-1: the control goes on after WON (set by the workflow)
 
@@ -54,6 +57,7 @@ class Payments:
         """The schedule control once a schedule is set; the 1C poll at the payment stages."""
         if self._ledger is None:
             self._ledger = workflow.patched(LEDGER)
+            self._reversal = bool(self._ledger) and workflow.patched(REVERSAL)
         self.start_control()
         if self._poll_task is None and self._polling():
             self._poll_task = asyncio.create_task(self._poll_onec())
@@ -168,7 +172,21 @@ class Payments:
     def _from_onec(self, amount: float, paid_on: date, document: str) -> bool:
         """A 1C payment document: new, already known, or a person's record it confirms (merged:
         1C's date wins). False when the ledger did not change."""
-        if any(p.document == document for p in self.s.payments):
+        known = [p for p in self.s.payments if p.document == document]
+        if known and self._reversal and sum(p.amount for p in known) < 0.005:
+            # reversed before (unposted in 1C), posted again: the money is back
+            self.s.payments.append(
+                PaymentRecord(
+                    amount=amount,
+                    paid_on=paid_on,
+                    source=f"1c:{document}",
+                    document=document,
+                    matched=True,
+                )
+            )
+            self.fx.record(self.s.stage, f"payment {amount:.2f} posted again in 1C {document}")
+            return True
+        if known:
             return False
         for p in self.s.payments:
             if not p.document and self._same(p, amount, paid_on):
@@ -198,6 +216,43 @@ class Payments:
                 return False
         self.s.payments.append(PaymentRecord(amount=amount, paid_on=paid_on, source=reference))
         self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
+        return True
+
+    async def reverse(self, document: str) -> bool:
+        """R-PS-1: 1C shows payment document `document` unposted or marked for deletion: its
+        money leaves the ledger by a reversal entry (the record stays), the tranches it covered
+        are open again and controlled afresh, the manager is told once. False: nothing to do."""
+        net = sum(p.amount for p in self.s.payments if p.document == document)
+        if net < 0.005:
+            return False  # unknown to the ledger, or reversed already
+        fx = self.fx
+        n = fx.bump(f"ps:reversal:{document}")
+        self.s.payments.append(
+            PaymentRecord(
+                amount=-net,
+                paid_on=fx.today(),
+                source=f"1c-reversal:{document}",
+                document=document,
+                matched=True,
+            )
+        )
+        fx.record(self.s.stage, f"payment {net:.2f} reversed: 1C {document} unposted or deleted")
+        for t in self.s.payment_schedule:
+            if t.state == "paid" and not self._tranche_paid(t):
+                t.state, t.paid_on = "planned", None
+        purpose = f"ps:reversed:{document}:{n}"
+        text = fx._rendered("notify_payment_reversed", document=document, amount=_money(net))
+        await fx.once(  # a text newer than some deals' rules: rendered with its default
+            purpose,
+            act.notify_users,
+            NotifyRequest(key=fx.key(purpose), user_ids=[fx.responsible()], message=text),
+        )
+        if self.s.payment_schedule:
+            fx.bump("ps:amendments")  # the open tranches' notices anew
+            self._generation += 1
+            self._control_task = None
+            self.start_control()
+            await self.publish_schedule()
         return True
 
     def received(self) -> float:
@@ -370,12 +425,18 @@ class Payments:
             if invoice:
                 try:
                     found = await call(
-                        act.find_invoice_payments, FindPaymentsRequest(invoice_number=invoice)
+                        act.find_invoice_payments,
+                        FindPaymentsRequest(invoice_number=invoice, include_void=self._reversal)
+                        if self._reversal
+                        else FindPaymentsRequest(invoice_number=invoice),
                     )
                 except ActivityError as err:  # e.g. 1C does not know this invoice number
                     await self.fx.report_failure(f"1c_payments:{invoice}", err)
                     found = []
                 for payment in found:
+                    if not payment.posted or payment.deleted:
+                        await self.reverse(payment.number)
+                        continue
                     self.add(payment.amount, payment.paid_on, "1c", payment.number, onec=True)
                 await self.tell_overpaid()
             await workflow.sleep(
