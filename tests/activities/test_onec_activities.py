@@ -278,3 +278,35 @@ async def test_r_sh_3_closing_documents_by_invoice_and_by_inn(systems: Systems) 
     assert [(d.ref, d.signed) for d in both] == [(upd["Ref_Key"], False)]
     assert [d.ref for d in unknown_invoice] == [upd["Ref_Key"]]
     assert nobody == []
+
+
+async def test_r_ps_1_unposted_and_deleted_payments_read_flagged_for_reversal(
+    systems: Systems,
+) -> None:
+    s = systems
+    invoice = await _invoice(s)
+    for day in ("2025-03-12", "2025-03-13", "2025-03-14"):
+        await s.admin("/payments", {"invoice": invoice["Number"], "amount": 1000, "date": day})
+    first, second, third = await s.activities.find_invoice_payments(
+        FindPaymentsRequest(invoice_number=invoice["Number"])
+    )
+    documents = s.activities.names.payment
+    await s.onec.unpost_document(documents, first.ref)  # the accountant takes them back
+    await s.onec.update(documents, second.ref, {"DeletionMark": True})
+
+    posted = await s.activities.find_invoice_payments(
+        FindPaymentsRequest(invoice_number=invoice["Number"])
+    )
+    every = await s.activities.find_invoice_payments(
+        FindPaymentsRequest(invoice_number=invoice["Number"], include_void=True)
+    )
+
+    assert [p.ref for p in posted] == [third.ref]
+    # (whether 1C also unposts a document marked for deletion is not asserted: either way
+    # the ledger reverses it)
+    assert [(p.ref, p.deleted) for p in every] == [
+        (first.ref, False),
+        (second.ref, True),
+        (third.ref, False),
+    ]
+    assert [p.posted for p in every][::2] == [False, True]
