@@ -103,6 +103,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "Транш {number} ({percent}% до {due}) по сделке №{deal_id} уже оплачен —"
         " новый график должен сохранить его с тем же процентом и сроком."
     ),
+    "onec_task_withdrawn": "Задача отменена: сделка Bitrix24 №{deal_id} провалена.",
     "notify_payment_reversed": (
         "Платёж {document} ({amount} ₽) по сделке «{deal_title}» (№{deal_id}) отменён в 1С"
         " (проведение снято или документ помечен на удаление) — оплата по графику снова ожидается."

@@ -14,6 +14,7 @@ from emulators.onec.seed import KP_NUMBER, KP_TOTAL, ROMASHKA_INN
 from salesflow.activities.onec import INVOICES, KP_SET, TASKS, OneCActivities, task_ref_for
 from salesflow.integrations.onec import F, Ref
 from salesflow.workflows.onec_models import (
+    CancelOneCTaskRequest,
     ClosingDocsRequest,
     CreateOneCTaskRequest,
     FindPaymentsRequest,
@@ -310,3 +311,43 @@ async def test_r_ps_1_unposted_and_deleted_payments_read_flagged_for_reversal(
         (third.ref, False),
     ]
     assert [p.posted for p in every][::2] == [False, True]
+
+
+async def test_r_lose_1_logist_task_withdrawn_in_1c_once_executed_one_kept(
+    systems: Systems,
+) -> None:
+    s = systems
+    deal_id = await s.new_deal()
+    task_id = await s.new_task(deal_id)
+    open_req, done_req = (
+        CreateOneCTaskRequest(
+            key=f"deal:{deal_id}:{name}:1c",
+            deal_id=deal_id,
+            bitrix_task_id=task_id,
+            title="Отгрузить товар клиенту",
+            responsible_id=5,
+        )
+        for name in ("open", "done")
+    )
+    open_ref = await s.activities.create_onec_task(open_req)
+    done_ref = await s.activities.create_onec_task(done_req)
+    await s.onec.execute_task(done_ref)
+    reason = "Задача отменена: сделка провалена."
+
+    first = await s.activities.cancel_onec_task(
+        CancelOneCTaskRequest(key=open_req.key, reason=reason)
+    )
+    again = await s.activities.cancel_onec_task(
+        CancelOneCTaskRequest(key=open_req.key, reason=reason)
+    )
+    executed = await s.activities.cancel_onec_task(
+        CancelOneCTaskRequest(key=done_req.key, reason=reason)
+    )
+    never = await s.activities.cancel_onec_task(
+        CancelOneCTaskRequest(key=f"deal:{deal_id}:never:1c", reason=reason)
+    )
+
+    assert (first, again, executed, never) == (True, False, False, False)
+    tasks = {t["Ref_Key"]: t for t in s.base.all(TASKS)}
+    assert tasks[open_ref]["DeletionMark"] and reason in tasks[open_ref]["РезультатВыполнения"]
+    assert not tasks[done_ref]["DeletionMark"]

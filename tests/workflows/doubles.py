@@ -25,6 +25,7 @@ from salesflow.workflows.models import (
     TimelineCommentRequest,
 )
 from salesflow.workflows.onec_models import (
+    CancelOneCTaskRequest,
     ClosingDocsRequest,
     ClosingDocument,
     CreateOneCTaskRequest,
@@ -201,6 +202,15 @@ class FakePortal:
             )
             return portal.onec_tasks[req.key]["ref"]
 
+        @activity.defn(name="cancel_onec_task")
+        async def cancel_onec_task(req: CancelOneCTaskRequest) -> bool:
+            portal.check_onec()
+            task = portal.onec_tasks.get(req.key)
+            if task is None or task["done"] or task.get("cancelled"):
+                return False
+            task["cancelled"] = req.reason
+            return True
+
         @activity.defn(name="read_onec_task")
         async def read_onec_task(ref: str) -> OneCTaskStatus:
             task = next(t for t in portal.onec_tasks.values() if t["ref"] == ref)
@@ -226,6 +236,7 @@ class FakePortal:
             fetch_closing_documents,
             create_onec_task,
             read_onec_task,
+            cancel_onec_task,
             reflect_task_progress,
             fetch_deal,
             notify_users,

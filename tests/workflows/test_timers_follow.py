@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from salesflow.workflows import rules as R
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import Bitrix24Event, RequestTasks
+from salesflow.workflows.models import Bitrix24Event, LoseDeal, RequestTasks
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, until
@@ -128,3 +128,20 @@ async def test_r_x4_r_x6_logist_task_deadline_sent_to_1c_and_watched(run_deal, s
         await _skip_to(skip_env, task.deadline + timedelta(minutes=1))
         await until(handle, lambda v: any(d.overdue and d.task_id == task_id for d in v.deadlines))
     assert _told(portal, f":task_{task_id}:overdue") == [[ROP], [5]]
+
+
+async def test_r_lose_1_r_x6_lost_deal_withdraws_the_logist_task_in_1c(run_deal) -> None:
+    portal = FakePortal(new_deal(7305))
+    async with run_deal(portal, calendar_rules()) as handle:
+        await drive_to(handle, portal, "IN_WORK")
+        await handle.execute_update(DealWorkflow.request_tasks, RequestTasks(logistics=True))
+        await until(handle, lambda _: bool(portal.onec_tasks))
+        await handle.execute_update(
+            DealWorkflow.lose_deal, LoseDeal(reason="NO_MONEY", comment="нет бюджета")
+        )
+        view = await until(
+            handle, lambda v: any("withdrawn (deal lost)" in h.cause for h in v.history)
+        )
+    (onec_task,) = portal.onec_tasks.values()
+    assert "провалена" in onec_task["cancelled"]
+    assert view.stage == "LOSE"
