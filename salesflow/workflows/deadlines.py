@@ -3,7 +3,7 @@
 A deadline is not a timer armed once: its due is re-computed from what it depends on each time
 the workflow reads the deal (the ONCRMDEALUPDATE event → `fetch_deal`) or a task (ONTASKUPDATE
 → `read_task`, tasks.task.get): «Дата согласования КП», «Дата оплаты», «Срок поставки» on the
-deal, the DEADLINE a person moved on the task, the deal's responsible. A `Deadline` says what
+deal, the DEADLINE a person moved on the task. A `Deadline` says what
 it follows (`field`, `task_key`, `task_id`); the waits here wake on every change
 (`workflow.wait_condition(..., timeout=...)` around a version counter) and wait again for the
 new due. A deadline moved forward after it was missed is escalated again when it passes anew.
@@ -24,8 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
-    from salesflow.workflows.models import FINAL_STAGES, Deadline, Stage, TaskSnapshot
-    from salesflow.workflows.names import DEAL_MANAGER
+    from salesflow.workflows.models import Deadline, Stage, TaskSnapshot
 
 if TYPE_CHECKING:
     from salesflow.workflows.deal_effects import DealEffects
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 FOLLOW = "timers-follow-data"  # issue 14 item 2: deadlines re-computed from the current data
 DELIVERY = "timers-delivery-watched"  # R-X4: «Срок поставки» watched until the goods ship
 DELIVERY_KIND = "delivery"
+SAME_MOMENT = timedelta(minutes=1)
 DELIVERY_NAME = "delivery_term"
 # «Срок поставки» is kept until the goods are shipped (R-SH); watched from IN_WORK on
 DELIVERED = (Stage.SHIPPED, Stage.WON, Stage.LOSE)
@@ -96,10 +96,10 @@ class Following:
     # ---- re-reading the data ---------------------------------------------------------------
 
     def deal_read(self) -> None:
-        """After every read of the deal: the responsible, the fields deadlines follow."""
+        """After every read of the deal: the fields deadlines follow. (The responsible is
+        followed by field_intents.py: `fx.responsible()` reads the manager it sets.)"""
         if not self.on or self.s.deal is None:
             return
-        self._follow_responsible()
         for d in list(self.s.deadlines):
             if not d.field:
                 continue
@@ -112,21 +112,6 @@ class Following:
                 title = R.FIELD_TITLES.get(d.field, d.field)
                 self.move(d, self.fx.end_of_working_day(day), f"«{title}» changed to {raw}")
         self.watch_delivery()
-
-    def _follow_responsible(self) -> None:
-        """A person made someone else the deal's responsible in Bitrix24: reminders and
-        escalations go to the new one (`fx.responsible()` reads `manager_id`)."""
-        deal, s = self.s.deal, self.s
-        assert deal is not None
-        if s.stage == Stage.NEW or s.stage in FINAL_STAGES or not deal.assigned_by_id:
-            return
-        if s.manager_id is None or deal.assigned_by_id == s.manager_id:
-            return
-        old, s.manager_id = s.manager_id, deal.assigned_by_id
-        workflow.upsert_search_attributes([DEAL_MANAGER.value_set(s.manager_id)])
-        self.fx.record(s.stage, f"responsible changed in Bitrix24: user {old} → {s.manager_id}")
-        self.version += 1
-        self.fx.details()
 
     async def read_task(self, task_id: int) -> str:
         """ONTASKUPDATE: the task re-read (tasks.task.get); a DEADLINE or a responsible a person
@@ -146,7 +131,8 @@ class Following:
                 continue
             if d.task_id == task_id and task.responsible_id:
                 d.responsible_id = task.responsible_id
-            if task.deadline is not None:
+            # Bitrix24 keeps DEADLINE to the second: a due that differs by less is the same one
+            if task.deadline is not None and abs(task.deadline - d.due) >= SAME_MOMENT:
                 self.move(d, task.deadline, f"task {task_id} DEADLINE moved in Bitrix24")
         return task.status
 
