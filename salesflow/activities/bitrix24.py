@@ -9,8 +9,10 @@ repeated only after `bitrix24.settle_seconds` without finding its marker (`once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
+from datetime import datetime
 from typing import Any
 
 from temporalio import activity
@@ -31,6 +33,7 @@ from salesflow.workflows.models import (
     NotifyRequest,
     TaskReassignRequest,
     TaskRequest,
+    TaskSnapshot,
     TimelineCommentRequest,
 )
 from salesflow.workflows.names import TASK_COMPLETED
@@ -145,6 +148,7 @@ class Bitrix24Activities:
             self.send_client_message,
             self.add_timeline_comment,
             self.read_task_status,
+            self.read_task,
             self.complete_task,
             self.reassign_task,
             self.create_approval_item,
@@ -309,6 +313,30 @@ class Bitrix24Activities:
             )
         task = found.get("task") if isinstance(found, dict) else None
         return str(task.get("status")) if task else "5"
+
+    @activity.defn(name="read_task")
+    async def read_task(self, task_id: int) -> TaskSnapshot:
+        """The task's STATUS, DEADLINE and RESPONSIBLE_ID (tasks.task.get answers camelCase
+        keys, b24restdocs tasks/tasks-task-get.md); a deleted task counts as completed."""
+        with remote_errors():
+            found = await self.client.call(
+                "tasks.task.get",
+                {"taskId": task_id, "select": ["ID", "STATUS", "DEADLINE", "RESPONSIBLE_ID"]},
+            )
+        task = found.get("task") if isinstance(found, dict) else None
+        if not task:
+            return TaskSnapshot(task_id=task_id, status=TASK_COMPLETED)
+        deadline: datetime | None = None
+        raw = task.get("deadline")
+        if raw:
+            with contextlib.suppress(ValueError):
+                deadline = datetime.fromisoformat(str(raw))
+        return TaskSnapshot(
+            task_id=task_id,
+            status=str(task.get("status")),
+            deadline=deadline,
+            responsible_id=int(task.get("responsibleId") or 0),
+        )
 
     @activity.defn(name="complete_task")
     async def complete_task(self, task_id: int) -> None:

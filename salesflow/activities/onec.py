@@ -67,12 +67,14 @@ from salesflow.integrations.onec.filters import Expr
 from salesflow.integrations.onec.parsing import is_guid, normalize_guid
 from salesflow.integrations.onec.profiles import OneCNames, is_plain_link
 from salesflow.workflows.onec_models import (
+    CANCEL_ONEC_TASK,
     CREATE_ONEC_TASK,
     FETCH_CLOSING_DOCUMENTS,
     FIND_INVOICE_PAYMENTS,
     LOAD_KP_INTO_DEAL,
     READ_ONEC_TASK,
     REFLECT_TASK_PROGRESS,
+    CancelOneCTaskRequest,
     ClosingDocsRequest,
     ClosingDocument,
     CreateOneCTaskRequest,
@@ -319,6 +321,7 @@ class OneCActivities:
             self.load_kp_into_deal,
             self.create_onec_task,
             self.read_onec_task,
+            self.cancel_onec_task,
             self.reflect_task_progress,
             self.find_invoice_payments,
             self.fetch_closing_documents,
@@ -675,6 +678,28 @@ class OneCActivities:
                 raise
         return str(created["Ref_Key"])
 
+    @activity.defn(name=CANCEL_ONEC_TASK)
+    async def cancel_onec_task(self, req: CancelOneCTaskRequest) -> bool:
+        """The lost deal's logist task withdrawn in 1C (compensation): marked for deletion
+        (PATCH DeletionMark, onec.md) with the reason in РезультатВыполнения. An executed task
+        stays as it is, one never created or already marked is no error. True: withdrawn now."""
+        n = self.names
+        ref = task_ref_for(req.key)
+        with onec_errors(self.names, self.profile):
+            try:
+                task = await self.onec.get(
+                    n.task, ref, select=["Ref_Key", "Executed", "DeletionMark", n.task_result]
+                )
+            except OneCNotFound as err:
+                if not err.instance_missing:
+                    raise
+                return False
+            if task.get("Executed") or task.get("DeletionMark"):
+                return False
+            result = "\n".join(filter(None, [_text(task.get(n.task_result)), req.reason]))
+            await self.onec.update(n.task, ref, {"DeletionMark": True, n.task_result: result})
+        return True
+
     @activity.defn(name=READ_ONEC_TASK)
     async def read_onec_task(self, ref: str) -> OneCTaskStatus:
         n = self.names
@@ -751,16 +776,15 @@ class OneCActivities:
 
     @activity.defn(name=FIND_INVOICE_PAYMENTS)
     async def find_invoice_payments(self, req: FindPaymentsRequest) -> list[Payment]:
-        """Posted incoming payments whose payment rows name the invoice, oldest first."""
+        """Posted incoming payments whose payment rows name the invoice, oldest first; with
+        `include_void` also those unposted or marked for deletion (flagged as such)."""
         n = self.names
         with onec_errors(self.names, self.profile):
             invoice = await self._invoice_ref(req.invoice_ref, req.invoice_number)
             basis = self._link_value(n.payment_invoice, n.invoice, invoice)
-            parts: list[Expr] = [
-                F(n.payment_rows).any(lambda d: (d / n.payment_invoice) == basis),
-                F("Posted").is_true(),
-                F("DeletionMark").is_false(),
-            ]
+            parts: list[Expr] = [F(n.payment_rows).any(lambda d: (d / n.payment_invoice) == basis)]
+            if not req.include_void:
+                parts += [F("Posted").is_true(), F("DeletionMark").is_false()]
             if n.payment_kind and n.payment_kind_value:
                 parts.append(F(n.payment_kind) == n.payment_kind_value)
             if req.since is not None:
@@ -779,6 +803,8 @@ class OneCActivities:
                     paid_on=doc["Date"].date(),
                     amount=money(sum(Decimal(str(s or 0)) for s in share)),
                     incoming_number=_text(doc.get(n.payment_incoming_number)),
+                    posted=bool(doc.get("Posted", True)),
+                    deleted=bool(doc.get("DeletionMark", False)),
                 )
             )
         return payments

@@ -116,6 +116,22 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "Эскалация: просрочен платёж {number} по графику ({amount} ₽, срок {due}) по сделке"
         " «{deal_title}» (№{deal_id}), ответственный: {manager}."
     ),
+    # Refusals of `amend_payment_schedule` (issue 14 item 2), shown to the person who asked.
+    "refuse_schedule_not_set": (
+        "График оплаты по сделке №{deal_id} ещё не задан — задайте его, а не изменяйте."
+    ),
+    "refuse_schedule_all_paid": (
+        "Все транши графика оплаты по сделке №{deal_id} уже оплачены — изменять нечего."
+    ),
+    "refuse_schedule_drops_paid": (
+        "Транш {number} ({percent}% до {due}) по сделке №{deal_id} уже оплачен —"
+        " новый график должен сохранить его с тем же процентом и сроком."
+    ),
+    "onec_task_withdrawn": "Задача отменена: сделка Bitrix24 №{deal_id} провалена.",
+    "notify_payment_reversed": (
+        "Платёж {document} ({amount} ₽) по сделке «{deal_title}» (№{deal_id}) отменён в 1С"
+        " (проведение снято или документ помечен на удаление) — оплата по графику снова ожидается."
+    ),
     "notify_onec_outage": (
         "1С недоступна уже {minutes} мин.; шаг «{step}» по сделке «{deal_title}» (№{deal_id})"
         " будет выполнен автоматически, когда 1С снова ответит."

@@ -29,15 +29,18 @@ with workflow.unsafe.imports_passed_through():
         NotifyRequest,
         TaskReassignRequest,
         TaskRequest,
+        TaskSnapshot,
         TimelineCommentRequest,
     )
     from salesflow.workflows.onec_models import (
+        CANCEL_ONEC_TASK,
         CREATE_ONEC_TASK,
         FETCH_CLOSING_DOCUMENTS,
         FIND_INVOICE_PAYMENTS,
         LOAD_KP_INTO_DEAL,
         READ_ONEC_TASK,
         REFLECT_TASK_PROGRESS,
+        CancelOneCTaskRequest,
         ClosingDocsRequest,
         ClosingDocument,
         CreateOneCTaskRequest,
@@ -114,6 +117,11 @@ async def read_task_status(task_id: int) -> str:
     raise _stub()
 
 
+@activity.defn(name="read_task")
+async def read_task(task_id: int) -> TaskSnapshot:
+    raise _stub()
+
+
 @activity.defn(name="complete_task")
 async def complete_task(task_id: int) -> None:
     raise _stub()
@@ -170,6 +178,11 @@ async def create_onec_task(req: CreateOneCTaskRequest) -> str:
     raise _stub()
 
 
+@activity.defn(name=CANCEL_ONEC_TASK)
+async def cancel_onec_task(req: CancelOneCTaskRequest) -> bool:
+    raise _stub()
+
+
 @activity.defn(name=READ_ONEC_TASK)
 async def read_onec_task(ref: str) -> OneCTaskStatus:
     raise _stub()
@@ -198,6 +211,7 @@ STUBS = (
     send_client_message,
     add_timeline_comment,
     read_task_status,
+    read_task,
     complete_task,
     reassign_task,
     create_approval_item,
@@ -209,6 +223,7 @@ STUBS = (
     load_kp_into_deal,
     create_onec_task,
     read_onec_task,
+    cancel_onec_task,
     reflect_task_progress,
     find_invoice_payments,
     fetch_closing_documents,

@@ -17,6 +17,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.config.templates import DEFAULT_TEMPLATES
+    from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.approval import InternalApproval
     from salesflow.workflows.deal_effects import DealEffects
@@ -34,12 +35,18 @@ with workflow.unsafe.imports_passed_through():
         TaskRequest,
     )
     from salesflow.workflows.names import SIGNAL_LOGIST_TASK_DONE
-    from salesflow.workflows.onec_models import LogistMirrorInput, LogistMirrorResult, PollSchedule
+    from salesflow.workflows.onec_models import (
+        CancelOneCTaskRequest,
+        LogistMirrorInput,
+        LogistMirrorResult,
+        PollSchedule,
+    )
     from salesflow.workflows.process import DealProcess
 
 LOGIST_PROCESS = "1c_logist_task"
 TASK_CONFIG_PROBLEM = "notify_onec_task_config_problem"
 APPROVAL = "approval"
+LOSE_TASK_REASON = "onec_task_withdrawn"  # written in the 1C task withdrawn on LOSE
 PROCESS_SERVICE = {
     "import_order": "purchasing",
     "production": "production",
@@ -48,6 +55,8 @@ PROCESS_SERVICE = {
 WON_KEEPS_LOGIST_MIRRORS = "won-keeps-logist-mirrors"
 LOGIST_DONE_CLOSES_TASK = "logist-done-closes-task"  # 1C executed: the open task is done
 CANCELLED_CHILDREN = "cancelled-children-say-so"  # `state` tells a cancelled child as such
+LOSE_CANCELS_1C_TASK = "timers-lose-cancels-1c-task"  # issue 14: compensation on LOSE
+LOGIST_DEADLINE = "timers-logist-deadline"  # R-X4: the task's DEADLINE as 1C's СрокИсполнения
 
 
 class Children:
@@ -186,6 +195,9 @@ class Children:
         if not task_id or f"mirror:{purpose}" in self.s.done:
             return
         child_id = self._mirror_id(purpose)
+        # R-X4: the 1C task's СрокИсполнения (Task_ЗадачаИсполнителя, БСП; onec-real.md) is
+        # the Bitrix24 task's DEADLINE, watched above
+        onec_due = due if due is not None and workflow.patched(LOGIST_DEADLINE) else None
         await workflow.start_child_workflow(
             LogistTaskMirror.run,
             LogistMirrorInput(
@@ -193,6 +205,7 @@ class Children:
                 bitrix_task_id=task_id,
                 key=fx.key(f"{purpose}:1c"),
                 title=fx.text(template),
+                deadline=onec_due,
                 responsible_id=logist,
                 poll=PollSchedule(first=timedelta(seconds=self.rules.onec_task_poll_seconds)),
                 report_signal=SIGNAL_LOGIST_TASK_DONE,
@@ -243,6 +256,11 @@ class Children:
         still belongs in Bitrix24 (R-AC-3), so they run until 1C says executed."""
         keep_mirrors = self.s.stage == Stage.WON and workflow.patched(WON_KEEPS_LOGIST_MIRRORS)
         cancelled_state = workflow.patched(CANCELLED_CHILDREN)
+        withdraw = [  # R-LOSE / issue 14: the logist's 1C tasks still open, withdrawn in 1C
+            p.workflow_id
+            for p in self.s.processes
+            if p.kind == LOGIST_PROCESS and p.state == "running" and self.s.stage == Stage.LOSE
+        ]
         for process in self.s.processes:
             if keep_mirrors and process.kind == LOGIST_PROCESS:
                 continue
@@ -254,3 +272,25 @@ class Children:
                     process.state = "cancelled"  # as Temporal shows it
                 else:
                     process.state = "failed" if self.s.stage == Stage.LOSE else "done"
+        if withdraw and workflow.patched(LOSE_CANCELS_1C_TASK):
+            await self._withdraw_logist_tasks(withdraw)
+
+    async def _withdraw_logist_tasks(self, workflow_ids: list[str]) -> None:
+        """Compensation on LOSE: each open logist task of the deal withdrawn in 1C (marked for
+        deletion, the reason written in it), once each; retried while 1C is down."""
+        fx = self.fx
+        purposes = [d.removeprefix("mirror:") for d in self.s.done if d.startswith("mirror:")]
+        reason = R.render(
+            self.rules.templates.get(LOSE_TASK_REASON) or DEFAULT_TEMPLATES[LOSE_TASK_REASON],
+            deal_id=self.s.deal_id,
+        )
+        for purpose in purposes:
+            if self._mirror_id(purpose) not in workflow_ids:
+                continue
+            withdrawn = await fx.onec_once(
+                f"lose:withdraw_1c:{purpose}",
+                act.cancel_onec_task,
+                CancelOneCTaskRequest(key=fx.key(f"{purpose}:1c"), reason=reason),
+            )
+            if withdrawn:
+                fx.record(self.s.stage, f"1C logist task of {purpose} withdrawn (deal lost)")

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
     from salesflow.workflows.children import Children
+    from salesflow.workflows.deadlines import Following
     from salesflow.workflows.deal_effects import FIELDS_DRIVE, DealEffects, Transition
     from salesflow.workflows.field_intents import SERVICES, FieldIntents
     from salesflow.workflows.models import (
@@ -114,6 +115,7 @@ class DealWorkflow:
         self.children = Children(self.fx)
         self.fields = FieldIntents(self.fx, self._request_service)
         self.fx.on_deal_read = self.fields.follow
+        self.follow = self.fx.follow = Following(self.fx)  # deadlines follow the data
         self._draining = False  # continue-as-new is due: handlers return once intent recorded
         self._watching = False  # WATCHED_DEADLINES, decided when the run starts
 
@@ -149,6 +151,7 @@ class DealWorkflow:
         self.children.watching = self._watching
         if self._watching:
             fx.rewatch()
+            self.follow.start()
         while self.s.stage not in FINAL_STAGES:
             await self._continue_as_new_when_suggested()
             transition = await stages[self.s.stage]()
@@ -213,8 +216,9 @@ class DealWorkflow:
         await fx.task("iw:check_products", "task_check_products")
         kp_date = R.kp_agreement_date(fx.entered_at(), self.rules)
         await fx.set_fields_once("iw:kp_date", {self.rules.fields["kp_date"]: kp_date.isoformat()})
-        due = fx.end_of_working_day(kp_date)
+        due = self.follow.field_due("kp_date") or fx.end_of_working_day(kp_date)
         fx.set_deadline("kp_agreement", due)
+        self.follow.link("kp_agreement", field="kp_date")
         await fx.wait_or_remind(lambda: False, due, "kp_agreement", "Согласовать КП с клиентом")
         return fx.take_move()
 
@@ -234,6 +238,7 @@ class DealWorkflow:
                     )
                 )
             await fx.task("kp:send_kp", "task_send_kp", deadline=kp_due)
+            self.follow.link("kp_agreement", field="kp_date", task_purpose="kp:send_kp")
         else:
             await fx.task("kp:send_kp", "task_send_kp")
         await self._load_kp()
@@ -263,6 +268,7 @@ class DealWorkflow:
                 due = R.deadline_after(workflow.now(), rule, self.rules)
                 await fx.task(f"kp:feedback:{n}", "task_kp_feedback", deadline=due)
                 fx.set_deadline(f"kp_feedback_{n}", due)
+                self.follow.link(f"kp_feedback_{n}", task_purpose=f"kp:feedback:{n}")
                 what = f"Обратная связь по КП (раунд {n})"
                 if not await fx.wait_or_remind(
                     answered, due, f"kp_feedback_{n}", what, "kp_feedback"
@@ -340,7 +346,12 @@ class DealWorkflow:
             else:
                 await fx.task(f"inv:get_payment:{n}", "task_get_payment")
             fx.set_deadline(f"payment_{n}", due)
-            if not await fx.wait(paid, until=due):
+            self.follow.link(
+                f"payment_{n}", field="payment_date", task_purpose=f"inv:get_payment:{n}"
+            )
+            following = self.follow.due(f"payment_{n}", due)  # «Дата оплаты» moved: the due too
+            if not await fx.wait(paid, until=following if self.follow.on else due):
+                due = following()
                 await fx.deadline_missed(f"payment_{n}", f"Оплата счёта (раунд {n})", due)
                 await fx.task(f"inv:objection:{n}", "task_invoice_objection")
                 self.s.counters["inv:open"] = 0
@@ -719,6 +730,20 @@ class DealWorkflow:
         if self.s.payment_schedule:
             raise ValueError("the payment schedule is already set")
         self.payments.plan(cmd)
+
+    @workflow.update
+    async def amend_payment_schedule(self, cmd: PaymentSchedule) -> DealView:
+        """Issue 14 item 2: the schedule changed while tranches are unpaid (payments.py)."""
+        await self.payments.amend(cmd)
+        return self.fx.view()
+
+    @amend_payment_schedule.validator
+    def _validate_amend_schedule(self, cmd: PaymentSchedule) -> None:
+        if self.s.stage in FINAL_STAGES and not self.payments.after_won:
+            raise ValueError(f"the deal is closed ({self.s.stage})")
+        refusal = self.payments.amendment_refusal(cmd)
+        if refusal:
+            raise ValueError(refusal)
 
     @workflow.update
     async def request_tasks(self, cmd: RequestTasks) -> DealView:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
@@ -48,6 +48,9 @@ with workflow.unsafe.imports_passed_through():
         TASK_COMPLETED,
     )
     from salesflow.workflows.outage import is_configuration_problem, run_with_outage_watch
+
+if TYPE_CHECKING:
+    from salesflow.workflows.deadlines import Following
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 FIELDS_DRIVE = "bitrix24-fields-drive"  # the deal's fields become intents (field_intents.py)
@@ -96,17 +99,22 @@ class DealEffects:
         self.onec_config_fixed = 0  # `onec_configuration_fixed` signals seen (not carried over)
         # after a re-read on a Bitrix24 event: turn the deal's fields into intents
         self.on_deal_read: Callable[[], Awaitable[None]] | None = None
+        # deadlines that follow the data (deadlines.py; on when its patch is)
+        self.follow: Following | None = None
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
-    async def wait(self, done: Callable[[], bool], until: datetime | None = None) -> bool:
-        """Wait for `done`, a loss, or a move by a person; False when `until` passes first."""
+    async def wait(
+        self, done: Callable[[], bool], until: datetime | Callable[[], datetime] | None = None
+    ) -> bool:
+        """Wait for `done`, a loss, or a move by a person; False when `until` passes first
+        (`until` may be a function: a due re-read after each of the deal's events)."""
         while True:
             if done() or self.interrupted():
                 return True
             timeout = None
             if until is not None:
-                timeout = until - workflow.now()
+                timeout = (until() if callable(until) else until) - workflow.now()
                 if timeout <= timedelta(0):
                     return False
             try:
@@ -131,6 +139,8 @@ class DealEffects:
         """Wait for `done`; when `until` passes, tell the responsible and the РОП once (R-X4),
         then remind by the reminder policy of deadline `kind` (default: `name`) until `done`.
         False only when interrupted before `done`."""
+        if self.follow is not None and self.follow.on:  # the due follows the data
+            return await self.follow.wait_or_remind(done, until, name, what, kind or name)
         if not await self.wait(done, until=until):
             await self.deadline_missed(name, what, until)
             if workflow.patched(REMIND_AFTER_MISSED):
@@ -248,7 +258,10 @@ class DealEffects:
     async def _reconcile_task(self, task_id: int) -> None:
         if not any(t.task_id == task_id for t in self.s.open_tasks):
             return
-        status = await call(act.read_task_status, task_id)
+        if self.follow is not None and self.follow.on:  # its DEADLINE too (deadlines.py)
+            status = await self.follow.read_task(task_id)
+        else:
+            status = await call(act.read_task_status, task_id)
         if status == TASK_COMPLETED:
             keys = [t.key for t in self.s.open_tasks if t.task_id == task_id]
             self.s.open_tasks = [t for t in self.s.open_tasks if t.task_id != task_id]
@@ -402,7 +415,9 @@ class DealEffects:
         self.s.stage = stage
         self.s.stage_entered_at = now
         # a task's or a process's deadline outlives the stage (R-X6, R-X7)
-        self.s.deadlines = [d for d in self.s.deadlines if d.task_id or d.workflow_id]
+        self.s.deadlines = [
+            d for d in self.s.deadlines if d.task_id or d.workflow_id or d.kind == "delivery"
+        ]  # «Срок поставки» too, until the goods ship (deadlines.py)
         self.record(stage, cause, actor)
         workflow.upsert_search_attributes(
             [
@@ -453,6 +468,9 @@ class DealEffects:
         return s.stage != d.stage
 
     async def _watch(self, d: Deadline) -> None:
+        if self.follow is not None and self.follow.on:  # the due follows the data
+            await self.follow.watch(d)
+            return
         done = lambda: self._watched_done(d)  # noqa: E731
         if not await self.timer(done, d.due):
             responsible = d.responsible_id or self.responsible()
@@ -742,6 +760,8 @@ class DealEffects:
             self.s.manager_id = deal.assigned_by_id
         if workflow.info().typed_search_attributes.get(DEAL_AMOUNT) != deal.amount:
             workflow.upsert_search_attributes([DEAL_AMOUNT.value_set(deal.amount)])
+        if self.follow is not None:
+            self.follow.deal_read()  # deadlines re-computed from what was read
 
     # ---- small helpers -------------------------------------------------------------------
 

@@ -167,6 +167,16 @@ class OpenTask(Carried):
     deadline: datetime | None = None
 
 
+class TaskSnapshot(Carried):
+    """What `read_task` returns of a Bitrix24 task (tasks.task.get): its STATUS code, its
+    DEADLINE (None: none) and its responsible."""
+
+    task_id: int
+    status: str
+    deadline: datetime | None = None
+    responsible_id: int = 0
+
+
 class Deadline(Carried):
     """A running deadline. Those watched beside the stage (R-X4) say what they watch: the
     stage they end with, or the task / child workflow whose completion ends them."""
@@ -180,6 +190,11 @@ class Deadline(Carried):
     task_id: int | None = None
     workflow_id: str | None = None
     responsible_id: int | None = None
+    # issue 14 item 2 (deadlines.py): what the due follows — a deal field (its last seen raw
+    # value in `basis`) and/or the DEADLINE of the task `task_key` moved by a person
+    field: str = ""
+    basis: str = ""
+    task_key: str = ""
 
 
 class DealSnapshot(Carried):

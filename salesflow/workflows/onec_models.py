@@ -20,6 +20,7 @@ from salesflow.workflows.models import Carried
 LOAD_KP_INTO_DEAL = "load_kp_into_deal"
 CREATE_ONEC_TASK = "create_onec_task"
 READ_ONEC_TASK = "read_onec_task"
+CANCEL_ONEC_TASK = "cancel_onec_task"
 REFLECT_TASK_PROGRESS = "reflect_task_progress"
 FIND_INVOICE_PAYMENTS = "find_invoice_payments"
 FETCH_CLOSING_DOCUMENTS = "fetch_closing_documents"
@@ -85,6 +86,14 @@ class CreateOneCTaskRequest(Carried):
     deadline: datetime | None = None
     responsible_id: int = 0  # the Bitrix24 user of the task, only for the link to it
     executor: str | None = None  # a 1C user (name or Ref_Key); None: settings.onec.logist_user
+
+
+class CancelOneCTaskRequest(Carried):
+    """The logist's 1C task (created with `key`) withdrawn: the deal was lost (compensation).
+    `reason` is added to its РезультатВыполнения."""
+
+    key: str
+    reason: str
 
 
 class OneCTaskStatus(Carried):
@@ -177,6 +186,9 @@ class FindPaymentsRequest(Carried):
     invoice_ref: str | None = None
     invoice_number: str | None = None
     since: datetime | None = None
+    # also the unposted and deletion-marked documents (Posted/DeletionMark say which), so that a
+    # payment 1C took back is reversed in the ledger (issue 14 item 3)
+    include_void: bool = False
 
     @model_validator(mode="after")
     def _invoice_named(self) -> FindPaymentsRequest:
@@ -193,6 +205,8 @@ class Payment(Carried):
     paid_on: date
     amount: float
     incoming_number: str = ""
+    posted: bool = True  # the document's Posted
+    deleted: bool = False  # the document's DeletionMark
 
 
 # ---- closing documents (R-SH-3) ----------------------------------------------------------

@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.models import (
+        FINAL_STAGES,
+        NotifyRequest,
         PaymentRecord,
         PaymentSchedule,
         Stage,
@@ -32,6 +34,8 @@ SCHEDULE_STAGES = (Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP)
 WORKING_HOURS = "payment-notices-in-working-hours"  # R-X4/R-X9
 LEDGER = "payment-ledger"  # R-PS-1: one payment from 1C and a person; partial; overpaid
 REMINDER_POLICY = "payment-reminder-policy"  # overdue tranches reminded as other deadlines
+REVERSAL = "timers-payment-reversal"  # R-PS-1: a payment 1C unposted or deleted is reversed
+AMEND = "timers-schedule-amend"  # issue 14 item 2: the schedule amended while tranches are open
 PAYMENT_STAGES = (Stage.INVOICE, Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP, Stage.SHIPPED)
 
 
@@ -43,6 +47,8 @@ class Payments:
         self._control_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._ledger: bool | None = None  # LEDGER, decided when the run starts
+        self._reversal = False  # REVERSAL (with the ledger), decided when the run starts
+        self._generation = 0  # amendments seen by this run (the control's schedule)
         self.after_won = False  # R-PS-1: the control goes on after WON (set by the workflow)
 
     # ---- starting and stopping -----------------------------------------------------------
@@ -51,6 +57,7 @@ class Payments:
         """The schedule control once a schedule is set; the 1C poll at the payment stages."""
         if self._ledger is None:
             self._ledger = workflow.patched(LEDGER)
+            self._reversal = bool(self._ledger) and workflow.patched(REVERSAL)
         self.start_control()
         if self._poll_task is None and self._polling():
             self._poll_task = asyncio.create_task(self._poll_onec())
@@ -80,6 +87,64 @@ class Payments:
             for i, (p, d, a) in enumerate(plan, 1)
         ]
 
+    # ---- amending the schedule (issue 14 item 2) ---------------------------------------------
+
+    def amendment_refusal(self, cmd: PaymentSchedule) -> str | None:
+        """Why the schedule cannot become `cmd` (Russian, for the person), or None. Raises
+        ValueError when `cmd` does not add up (as `set_payment_schedule`). Reads only."""
+        fx = self.fx
+        if not self.s.payment_schedule:
+            return fx._rendered("refuse_schedule_not_set")
+        unpaid = self.open_tranches()
+        if not unpaid:
+            return fx._rendered("refuse_schedule_all_paid")
+        new = self.plan(cmd)
+        received = self.received() + 0.005
+        for t in self.s.payment_schedule:
+            if t in unpaid:
+                continue
+            kept = any(n.percent == t.percent and n.due == t.due for n in new)
+            owed = sum(n.amount for n in new if n.due <= t.due)
+            if not kept or received < owed:  # dropped, changed, or no longer covered
+                return fx._rendered(
+                    "refuse_schedule_drops_paid",
+                    number=str(t.number),
+                    percent=f"{t.percent:g}",
+                    due=t.due.strftime("%d.%m.%Y"),
+                )
+        return None
+
+    async def amend(self, cmd: PaymentSchedule) -> None:
+        """The schedule replaced by `cmd` (checked by `amendment_refusal`): recorded with its
+        actor, republished on the deal, and controlled afresh (new notices' purposes)."""
+        fx = self.fx
+        old = self.s.payment_schedule
+        new = self.plan(cmd)
+        for t in new:  # a paid tranche kept as it was
+            same = next((o for o in old if o.percent == t.percent and o.due == t.due), None)
+            if same is not None and same.state == "paid":
+                t.state, t.paid, t.paid_on = same.state, same.paid, same.paid_on
+        if workflow.patched(AMEND):
+            fx.bump("ps:amendments")
+        self.s.payment_schedule = new
+        fx.record(
+            self.s.stage,
+            f"payment schedule amended: {_plan_text(old)} → {_plan_text(new)}",
+            cmd.actor,
+        )
+        fx.sync_overdue()
+        await self.publish_schedule()
+        self._generation += 1  # the running control ends at its next wake (no cancel)
+        self._control_task = None
+        if self.s.stage not in FINAL_STAGES or self.after_won:
+            self.start_control()
+
+    def _ps(self, n: int) -> str:
+        """The purpose prefix of tranche `n`'s notices; after the k-th amendment `ps:a<k>:<n>`
+        (tranche numbers repeat, each schedule's notices are its own)."""
+        k = self.s.counters.get("ps:amendments", 0)
+        return f"ps:{n}" if k == 0 else f"ps:a{k}:{n}"
+
     def add(
         self, amount: float, paid_on: Any, source: str, number: str = "", onec: bool = False
     ) -> bool:
@@ -107,7 +172,21 @@ class Payments:
     def _from_onec(self, amount: float, paid_on: date, document: str) -> bool:
         """A 1C payment document: new, already known, or a person's record it confirms (merged:
         1C's date wins). False when the ledger did not change."""
-        if any(p.document == document for p in self.s.payments):
+        known = [p for p in self.s.payments if p.document == document]
+        if known and self._reversal and sum(p.amount for p in known) < 0.005:
+            # reversed before (unposted in 1C), posted again: the money is back
+            self.s.payments.append(
+                PaymentRecord(
+                    amount=amount,
+                    paid_on=paid_on,
+                    source=f"1c:{document}",
+                    document=document,
+                    matched=True,
+                )
+            )
+            self.fx.record(self.s.stage, f"payment {amount:.2f} posted again in 1C {document}")
+            return True
+        if known:
             return False
         for p in self.s.payments:
             if not p.document and self._same(p, amount, paid_on):
@@ -137,6 +216,43 @@ class Payments:
                 return False
         self.s.payments.append(PaymentRecord(amount=amount, paid_on=paid_on, source=reference))
         self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
+        return True
+
+    async def reverse(self, document: str) -> bool:
+        """R-PS-1: 1C shows payment document `document` unposted or marked for deletion: its
+        money leaves the ledger by a reversal entry (the record stays), the tranches it covered
+        are open again and controlled afresh, the manager is told once. False: nothing to do."""
+        net = sum(p.amount for p in self.s.payments if p.document == document)
+        if net < 0.005:
+            return False  # unknown to the ledger, or reversed already
+        fx = self.fx
+        n = fx.bump(f"ps:reversal:{document}")
+        self.s.payments.append(
+            PaymentRecord(
+                amount=-net,
+                paid_on=fx.today(),
+                source=f"1c-reversal:{document}",
+                document=document,
+                matched=True,
+            )
+        )
+        fx.record(self.s.stage, f"payment {net:.2f} reversed: 1C {document} unposted or deleted")
+        for t in self.s.payment_schedule:
+            if t.state == "paid" and not self._tranche_paid(t):
+                t.state, t.paid_on = "planned", None
+        purpose = f"ps:reversed:{document}:{n}"
+        text = fx._rendered("notify_payment_reversed", document=document, amount=_money(net))
+        await fx.once(  # a text newer than some deals' rules: rendered with its default
+            purpose,
+            act.notify_users,
+            NotifyRequest(key=fx.key(purpose), user_ids=[fx.responsible()], message=text),
+        )
+        if self.s.payment_schedule:
+            fx.bump("ps:amendments")  # the open tranches' notices anew
+            self._generation += 1
+            self._control_task = None
+            self.start_control()
+            await self.publish_schedule()
         return True
 
     def received(self) -> float:
@@ -188,9 +304,11 @@ class Payments:
     async def _control_schedule(self) -> None:
         """R-PS-1: before each due date remind; when it passes unpaid notify and escalate."""
         fx = self.fx
+        generation = self._generation
+        stale = lambda: self._generation != generation  # noqa: E731  (the schedule was amended)
         for tranche in self.s.payment_schedule:
             n = tranche.number
-            paid = lambda t=tranche: self._tranche_paid(t)  # noqa: E731
+            paid = lambda t=tranche: stale() or self._tranche_paid(t)  # noqa: E731
             remind_day = tranche.due - timedelta(days=self.rules.payment_reminder_days_before)
             remind_at = fx.end_of_working_day(remind_day) - timedelta(hours=8)
             due_at = fx.end_of_working_day(tranche.due)
@@ -206,16 +324,21 @@ class Payments:
             if not await self._until(paid, remind_at):
                 tranche.state = "reminded"
                 await self._notice(
-                    f"ps:{n}:reminder", [fx.responsible()], "notify_payment_reminder", tranche
+                    f"{self._ps(n)}:reminder",
+                    [fx.responsible()],
+                    "notify_payment_reminder",
+                    tranche,
                 )
+            if stale():
+                return
             if not await self._until(paid, due_at):
                 tranche.state = "overdue"
                 fx.sync_overdue()
                 await self._notice(
-                    f"ps:{n}:overdue", [fx.responsible()], "notify_payment_overdue", tranche
+                    f"{self._ps(n)}:overdue", [fx.responsible()], "notify_payment_overdue", tranche
                 )
                 await self._notice(
-                    f"ps:{n}:overdue:rop",
+                    f"{self._ps(n)}:overdue:rop",
                     [self.rules.people.rop],
                     "notify_payment_overdue_rop",
                     tranche,
@@ -224,13 +347,15 @@ class Payments:
                     await self._remind_overdue(paid, tranche)
                 every = timedelta(hours=self.rules.payment_overdue_reminder_hours)
                 while not await self._until(paid, workflow.now() + every):
-                    k = fx.bump(f"ps:{n}:overdue_reminders")
+                    k = fx.bump(f"{self._ps(n)}:overdue_reminders")
                     await self._notice(
-                        f"ps:{n}:overdue:{k}",
+                        f"{self._ps(n)}:overdue:{k}",
                         [fx.responsible()],
                         "notify_payment_overdue",
                         tranche,
                     )
+            if stale():
+                return
             tranche.state = "paid"
             if tranche.paid_on is None:
                 tranche.paid_on = self._covered_on(tranche)
@@ -241,7 +366,7 @@ class Payments:
         """R-PS-1 / R-X4: the overdue tranche reminded by the reminder policy until paid."""
         await self.fx.remind(
             paid,
-            f"ps:{t.number}:overdue",
+            f"{self._ps(t.number)}:overdue",
             "payment",
             [self.fx.responsible()],
             "notify_payment_overdue",
@@ -300,12 +425,18 @@ class Payments:
             if invoice:
                 try:
                     found = await call(
-                        act.find_invoice_payments, FindPaymentsRequest(invoice_number=invoice)
+                        act.find_invoice_payments,
+                        FindPaymentsRequest(invoice_number=invoice, include_void=self._reversal)
+                        if self._reversal
+                        else FindPaymentsRequest(invoice_number=invoice),
                     )
                 except ActivityError as err:  # e.g. 1C does not know this invoice number
                     await self.fx.report_failure(f"1c_payments:{invoice}", err)
                     found = []
                 for payment in found:
+                    if not payment.posted or payment.deleted:
+                        await self.reverse(payment.number)
+                        continue
                     self.add(payment.amount, payment.paid_on, "1c", payment.number, onec=True)
                 await self.tell_overpaid()
             await workflow.sleep(
@@ -328,3 +459,7 @@ class Payments:
 
 def _money(value: float) -> str:
     return f"{value:,.2f}".replace(",", " ")
+
+
+def _plan_text(tranches: list[TrancheState]) -> str:
+    return ", ".join(f"{t.percent:g}% до {t.due:%d.%m.%Y}" for t in tranches) or "—"

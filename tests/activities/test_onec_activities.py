@@ -14,6 +14,7 @@ from emulators.onec.seed import KP_NUMBER, KP_TOTAL, ROMASHKA_INN
 from salesflow.activities.onec import INVOICES, KP_SET, TASKS, OneCActivities, task_ref_for
 from salesflow.integrations.onec import F, Ref
 from salesflow.workflows.onec_models import (
+    CancelOneCTaskRequest,
     ClosingDocsRequest,
     CreateOneCTaskRequest,
     FindPaymentsRequest,
@@ -278,3 +279,75 @@ async def test_r_sh_3_closing_documents_by_invoice_and_by_inn(systems: Systems) 
     assert [(d.ref, d.signed) for d in both] == [(upd["Ref_Key"], False)]
     assert [d.ref for d in unknown_invoice] == [upd["Ref_Key"]]
     assert nobody == []
+
+
+async def test_r_ps_1_unposted_and_deleted_payments_read_flagged_for_reversal(
+    systems: Systems,
+) -> None:
+    s = systems
+    invoice = await _invoice(s)
+    for day in ("2025-03-12", "2025-03-13", "2025-03-14"):
+        await s.admin("/payments", {"invoice": invoice["Number"], "amount": 1000, "date": day})
+    first, second, third = await s.activities.find_invoice_payments(
+        FindPaymentsRequest(invoice_number=invoice["Number"])
+    )
+    documents = s.activities.names.payment
+    await s.onec.unpost_document(documents, first.ref)  # the accountant takes them back
+    await s.onec.update(documents, second.ref, {"DeletionMark": True})
+
+    posted = await s.activities.find_invoice_payments(
+        FindPaymentsRequest(invoice_number=invoice["Number"])
+    )
+    every = await s.activities.find_invoice_payments(
+        FindPaymentsRequest(invoice_number=invoice["Number"], include_void=True)
+    )
+
+    assert [p.ref for p in posted] == [third.ref]
+    # (whether 1C also unposts a document marked for deletion is not asserted: either way
+    # the ledger reverses it)
+    assert [(p.ref, p.deleted) for p in every] == [
+        (first.ref, False),
+        (second.ref, True),
+        (third.ref, False),
+    ]
+    assert [p.posted for p in every][::2] == [False, True]
+
+
+async def test_r_lose_1_logist_task_withdrawn_in_1c_once_executed_one_kept(
+    systems: Systems,
+) -> None:
+    s = systems
+    deal_id = await s.new_deal()
+    task_id = await s.new_task(deal_id)
+    open_req, done_req = (
+        CreateOneCTaskRequest(
+            key=f"deal:{deal_id}:{name}:1c",
+            deal_id=deal_id,
+            bitrix_task_id=task_id,
+            title="Отгрузить товар клиенту",
+            responsible_id=5,
+        )
+        for name in ("open", "done")
+    )
+    open_ref = await s.activities.create_onec_task(open_req)
+    done_ref = await s.activities.create_onec_task(done_req)
+    await s.onec.execute_task(done_ref)
+    reason = "Задача отменена: сделка провалена."
+
+    first = await s.activities.cancel_onec_task(
+        CancelOneCTaskRequest(key=open_req.key, reason=reason)
+    )
+    again = await s.activities.cancel_onec_task(
+        CancelOneCTaskRequest(key=open_req.key, reason=reason)
+    )
+    executed = await s.activities.cancel_onec_task(
+        CancelOneCTaskRequest(key=done_req.key, reason=reason)
+    )
+    never = await s.activities.cancel_onec_task(
+        CancelOneCTaskRequest(key=f"deal:{deal_id}:never:1c", reason=reason)
+    )
+
+    assert (first, again, executed, never) == (True, False, False, False)
+    tasks = {t["Ref_Key"]: t for t in s.base.all(TASKS)}
+    assert tasks[open_ref]["DeletionMark"] and reason in tasks[open_ref]["РезультатВыполнения"]
+    assert not tasks[done_ref]["DeletionMark"]

@@ -21,9 +21,11 @@ from salesflow.workflows.models import (
     NotifyRequest,
     TaskReassignRequest,
     TaskRequest,
+    TaskSnapshot,
     TimelineCommentRequest,
 )
 from salesflow.workflows.onec_models import (
+    CancelOneCTaskRequest,
     ClosingDocsRequest,
     ClosingDocument,
     CreateOneCTaskRequest,
@@ -51,6 +53,7 @@ class FakePortal:
     comments: dict[str, TimelineCommentRequest] = field(default_factory=dict)
     approval_items: dict[str, dict] = field(default_factory=dict)
     completed_tasks: set[int] = field(default_factory=set)
+    moved_deadlines: dict[int, datetime] = field(default_factory=dict)  # a person's DEADLINE
     reassigned: list[TaskReassignRequest] = field(default_factory=list)
     linked_deals: dict[str, LinkedDealRequest] = field(default_factory=dict)
     emails: dict[str, EmailRequest] = field(default_factory=dict)
@@ -135,6 +138,16 @@ class FakePortal:
         async def read_task_status(task_id: int) -> str:
             return "5" if task_id in portal.completed_tasks else "2"
 
+        @activity.defn(name="read_task")
+        async def read_task(task_id: int) -> TaskSnapshot:
+            req = next((portal.tasks[k] for k, i in portal.task_ids.items() if i == task_id), None)
+            return TaskSnapshot(
+                task_id=task_id,
+                status="5" if task_id in portal.completed_tasks else "2",
+                deadline=portal.moved_deadlines.get(task_id, req.deadline if req else None),
+                responsible_id=req.responsible_id if req else 0,
+            )
+
         @activity.defn(name="complete_task")
         async def complete_task(task_id: int) -> None:
             portal.completed_tasks.add(task_id)
@@ -184,8 +197,19 @@ class FakePortal:
             portal.check_onec()
             if portal.onec_refuses_tasks:
                 raise RuntimeError("1C: lock conflict")
-            portal.onec_tasks.setdefault(req.key, {"ref": f"ref-{req.key}", "done": False})
+            portal.onec_tasks.setdefault(
+                req.key, {"ref": f"ref-{req.key}", "done": False, "deadline": req.deadline}
+            )
             return portal.onec_tasks[req.key]["ref"]
+
+        @activity.defn(name="cancel_onec_task")
+        async def cancel_onec_task(req: CancelOneCTaskRequest) -> bool:
+            portal.check_onec()
+            task = portal.onec_tasks.get(req.key)
+            if task is None or task["done"] or task.get("cancelled"):
+                return False
+            task["cancelled"] = req.reason
+            return True
 
         @activity.defn(name="read_onec_task")
         async def read_onec_task(ref: str) -> OneCTaskStatus:
@@ -202,6 +226,7 @@ class FakePortal:
             read_approval_item_stage,
             set_approval_item_stage,
             read_task_status,
+            read_task,
             complete_task,
             reassign_task,
             create_linked_deal,
@@ -211,6 +236,7 @@ class FakePortal:
             fetch_closing_documents,
             create_onec_task,
             read_onec_task,
+            cancel_onec_task,
             reflect_task_progress,
             fetch_deal,
             notify_users,

@@ -97,3 +97,32 @@ async def test_r_ps_1_tranche_due_after_won_is_reminded_until_the_rop_closes_it(
         result = await handle.result()
     assert result.stage == "WON"
     assert result.payment_schedule[2].state != "paid"
+
+
+async def test_r_ps_1_r_inv_3_payment_unposted_in_1c_is_reversed_and_chased_again(
+    run_deal, skip_env
+) -> None:
+    portal = FakePortal(new_deal(7203))
+    async with run_deal(portal, calendar_rules()) as handle:
+        await drive_to(handle, portal, "LAUNCH")  # 320 000 recorded by a person at INVOICE
+        await handle.execute_update(DealWorkflow.set_payment_schedule, schedule(date.today()))
+        portal.onec_payments.append(
+            Payment(ref="p1", number="ПБ-7", paid_on=date.today(), amount=320000)
+        )
+        await skip_env.sleep(timedelta(hours=1))
+        await until(handle, lambda v: v.payment_schedule[0].state == "paid")
+        # the accountant unposts ПБ-7 in 1C: its money leaves the ledger, tranche 1 is open
+        portal.onec_payments[0] = portal.onec_payments[0].model_copy(update={"posted": False})
+        await skip_env.sleep(timedelta(hours=1))
+        view = await until(handle, lambda v: v.payment_schedule[0].state != "paid")
+        assert sum(p.amount for p in view.payments) == 0
+        assert any("reversed: 1C ПБ-7" in h.cause for h in view.history)
+        (told,) = [n for n in portal.notifications if ":ps:reversed:ПБ-7:" in n.key]
+        assert told.user_ids == [MANAGER] and "отменён в 1С" in told.message
+        # posted again: the money is back, once
+        portal.onec_payments[0] = portal.onec_payments[0].model_copy(update={"posted": True})
+        await skip_env.sleep(timedelta(hours=1))
+        view = await until(handle, lambda v: v.payment_schedule[0].state == "paid")
+        await skip_env.sleep(timedelta(hours=1))
+        view = await handle.query(DealWorkflow.state)
+    assert sum(p.amount for p in view.payments) == 320000
