@@ -156,6 +156,51 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     ),
     # Timeline comments on the deal.
     "timeline_stage_moved": "Стадия сделки: {stage_name}. Причина: {cause}.",
+    # A timeline comment: the decision's text, its moment and number (unique, issue 15).
+    "timeline_stamp": "{text} — salesflow, {when}, решение №{seq}",
+    # `salesflow deal why`, the `why` query and the deal card (issue 15): one line per
+    # decision kind; placeholders are the decision's inputs (see README "why").
+    "why_stage_entered": "стадия «{stage_name}»: {cause}",
+    "why_stage_refused": (
+        "перевод на стадию «{stage_name}» отменён: не заполнены {empty}; сделка возвращена"
+    ),
+    "why_task_created": "создана задача «{title}» (ответственный {responsible}){deadline_text}",
+    "why_message_sent": "отправлено сообщение ({to}): {text}",
+    "why_document_set": "{set_name}: сумма {compared}",
+    "why_approval_needed": "{set_name}: нужно внутреннее согласование, согласование запущено",
+    "why_approval_skipped": "{set_name}: внутреннее согласование не нужно",
+    "why_deadline_armed": "срок «{what}» назначен: {due}",
+    "why_deadline_moved": "срок «{what}» перенесён: {was} → {due}",
+    "why_deadline_met": "срок «{what}» ({due}) выполнен вовремя",
+    "why_deadline_missed": "срок «{what}» пропущен",
+    "why_deadline_dropped": "срок «{what}» ({due}) снят: сделка проиграна",
+    "why_escalation": "эскалация ({to}): {text}",
+    "why_refusal": "отклонено действие «{subject}»: {reason}",
+    "why_failure_told": "сбой сообщён РОП: {text}",
+    "why_actor": " — {who}",
+    "why_until": ", срок {due}",
+    "why_older": "более ранние решения (сводка): {counts}",
+    "why_waiting": "Сейчас: стадия «{stage_name}» с {since}; сделка ждёт: {what}.",
+    "why_closed": "Сделка закрыта: «{stage_name}» с {since}.",
+    "why_waits_deadline": "«{what}» до {due}{late}",
+    "why_overdue": " (просрочено)",
+    "why_waits_task": "задачу «{title}»",
+    "why_waits_tranche": "оплату транша {number} до {due}",
+    "why_waits_person": "действия менеджера",
+    "why_set_contract_and_invoice": "Договор и счёт",
+    "why_set_invoice_contract": "Счёт-договор",
+    "why_set_invoice": "Счёт",
+    "why_cause_accepted": "заявку взял в работу менеджер {rest}",
+    "why_cause_rejected": "заявка отклонена: {rest}",
+    "why_cause_lost": "сделка проиграна: {rest}",
+    "why_cause_kp_agreed": "КП согласовано; комплект документов: {rest}",
+    "why_cause_approval_rejected": "внутреннее согласование отклонено: {rest}",
+    "why_cause_paid": "оплата получена",
+    "why_cause_postpaid": "счёт подписан (постоплата)",
+    "why_cause_closing_documents": "закрывающие документы подписаны и отправлены",
+    "why_cause_person": "сделку перевели в Битрикс24",
+    "why_cause_found": "сделка найдена в Битрикс24",
+    "why_cause_automation": "автоматически",
 }
 
 

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
+    from salesflow.workflows.decisions import Decisions
     from salesflow.workflows.models import (
         FINAL_STAGES,
         STAGE_ORDER,
@@ -96,6 +97,7 @@ class DealEffects:
         self.onec_config_fixed = 0  # `onec_configuration_fixed` signals seen (not carried over)
         # after a re-read on a Bitrix24 event: turn the deal's fields into intents
         self.on_deal_read: Callable[[], Awaitable[None]] | None = None
+        self.decisions = Decisions(self)  # issue 15: decisions recorded as data
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -324,6 +326,7 @@ class DealEffects:
             ),
         )
         self.record(self.s.stage, f"move to {target} refused: empty {', '.join(missing)}")
+        self.decisions.stage_refused(target, missing)
 
     async def advance(self, target: Stage, cause: str) -> Transition:
         """The automation moves on only when the stage's required fields are filled (R-X3);
@@ -404,6 +407,7 @@ class DealEffects:
         # a task's or a process's deadline outlives the stage (R-X6, R-X7)
         self.s.deadlines = [d for d in self.s.deadlines if d.task_id or d.workflow_id]
         self.record(stage, cause, actor)
+        self.decisions.stage_entered(cause, actor)
         workflow.upsert_search_attributes(
             [
                 DEAL_ID.value_set(self.s.deal_id),
@@ -422,6 +426,7 @@ class DealEffects:
         return self.s.stage_entered_at or workflow.now()
 
     def set_deadline(self, name: str, due: datetime) -> None:
+        self.decisions.deadline_armed(name, due)
         self.clear_deadline(name)
         self.s.deadlines.append(Deadline(name=name, due=due))
         self.details()
@@ -429,6 +434,7 @@ class DealEffects:
     def watch(self, deadline: Deadline) -> None:
         """R-X4: a deadline watched beside the stage's own waiting (see `Deadline`): when it
         passes first, the responsible and the РОП are told once, then reminders follow."""
+        self.decisions.deadline_armed(deadline.name, deadline.due, deadline.what, clears=False)
         self.s.deadlines = [d for d in self.s.deadlines if d.name != deadline.name]
         self.s.deadlines.append(deadline)
         self.details()
@@ -487,6 +493,7 @@ class DealEffects:
         return True
 
     def clear_deadline(self, name: str) -> None:
+        self.decisions.deadlines_closed(name)
         self.s.deadlines = [d for d in self.s.deadlines if d.name != name]
         self.sync_overdue()
 
@@ -502,6 +509,7 @@ class DealEffects:
         self.details()
 
     def mark_overdue(self, name: str) -> None:
+        self.decisions.deadline_missed(name)
         for deadline in self.s.deadlines:
             if deadline.name == name:
                 deadline.overdue = True
@@ -577,6 +585,7 @@ class DealEffects:
             await self.report_failure(purpose, err)
             return None
         self.s.done.append(purpose)
+        self.decisions.effect(purpose, arg)
         return result
 
     async def onec_once(

@@ -1,0 +1,268 @@
+"""Issue 15 items 1, 2, 4: decisions recorded as data, `why` in Russian, the Bitrix24 timeline
+comments once per decision, the SLA figures; on the time-skipping server with the doubles."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from salesflow.config.templates import DEFAULT_TEMPLATES
+from salesflow.worker import WORKFLOW_FAILURE_EXCEPTION_TYPES, WORKFLOWS
+from salesflow.workflows import decisions as D
+from salesflow.workflows.deal import DealWorkflow
+from salesflow.workflows.models import (
+    AcceptLead,
+    Actor,
+    Bitrix24Event,
+    DealInput,
+    Decision,
+    DecisionLog,
+    LoseDeal,
+    MoveStage,
+    TimelineCommentRequest,
+)
+from salesflow.workflows.sandbox import workflow_runner
+from salesflow.workflows.why import WhyRequest, WhyView, decision_text, explain
+from tests.workflows.conftest import calendar_rules, new_deal
+from tests.workflows.doubles import FakePortal
+from tests.workflows.pipeline import IN_WORK_FIELDS, at_stage, drive_to, until
+
+CYRILLIC = set("абвгдеёжзийклмнопрстуфхцчшщъыьэюя")
+
+
+class TimelinePortal(FakePortal):
+    """Timeline comments as Bitrix24 keeps them: a list, found again by exact text (the real
+    activity's lookup, `timeline_comment_once`); the first attempt of each fails after
+    writing (the answer lost), so every comment is retried."""
+
+    timeline: list[str]
+
+    def activities(self) -> list:
+        self.timeline = []
+        portal = self
+
+        @activity.defn(name="add_timeline_comment")
+        async def add_timeline_comment(req: TimelineCommentRequest) -> None:
+            if req.text not in portal.timeline:
+                portal.timeline.append(req.text)
+            if activity.info().attempt == 1:
+                raise RuntimeError("connection reset after the comment was written")
+
+        others = [
+            a
+            for a in super().activities()
+            if getattr(a, "__temporal_activity_definition").name != "add_timeline_comment"
+        ]
+        return [*others, add_timeline_comment]
+
+
+async def _start(env: WorkflowEnvironment, portal: FakePortal):
+    queue = f"test-{uuid.uuid4()}"
+    worker = Worker(
+        env.client,
+        task_queue=queue,
+        workflows=WORKFLOWS,
+        activities=portal.activities(),
+        workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
+        workflow_runner=workflow_runner(),
+    )
+    return worker, queue
+
+
+async def _why(handle, what: str | None = None) -> WhyView:
+    return await handle.query(DealWorkflow.why, WhyRequest(what=what))  # type: ignore[arg-type]
+
+
+async def test_r_x4_r_x3_r_kp_5_why_tells_the_deal_in_russian_and_the_timeline_once(
+    skip_env: WorkflowEnvironment,
+) -> None:
+    portal = TimelinePortal(new_deal(1501))
+    worker, queue = await _start(skip_env, portal)
+    async with worker:
+        handle = await skip_env.client.start_workflow(
+            DealWorkflow.run,
+            DealInput(deal_id=1501, rules=calendar_rules()),
+            id=f"deal-1501-{uuid.uuid4().hex[:6]}",
+            task_queue=queue,
+        )
+        try:
+            # R-NEW-4: nobody takes the lead within the hour: missed, escalated to the РОП
+            await skip_env.sleep(timedelta(minutes=61))
+            await until(handle, lambda v: any(d.overdue for d in v.deadlines))
+            await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
+            await at_stage(handle, "IN_WORK")
+            await until(handle, lambda v: bool(v.open_tasks))
+            # R-X3: a person's move with empty fields is refused (CLI) and returned (Bitrix24)
+            with pytest.raises(WorkflowUpdateFailedError):
+                await handle.execute_update(
+                    DealWorkflow.move_stage,
+                    MoveStage(to="KP", actor=Actor(user_id=3, name="Анна Петрова")),
+                )
+            portal.deal.stage_id = "C1:UC_KP"
+            await handle.signal(
+                DealWorkflow.bitrix24_event, Bitrix24Event(event="ONCRMDEALUPDATE", entity_id=1501)
+            )
+            await until(handle, lambda v: any("refused" in h.cause for h in v.history))
+            await drive_to(handle, portal, "CONTRACT")
+            await until(handle, lambda v: any(p.kind == "approval" for p in v.processes))
+            why = await _why(handle, "stage")
+            due = [d for d in why.decisions if d.kind in D.TIMELINE_KINDS][1:]  # not the first
+            for _ in range(100):  # each write is retried once (after its backoff)
+                if len(portal.timeline) >= len(due):
+                    break
+                await skip_env.sleep(timedelta(seconds=5))
+            story = "\n".join(why.story)
+            deadlines = await _why(handle, "deadline")
+            tasks = await _why(handle, "task")
+            handle_id = handle.id
+        finally:
+            await handle.terminate()
+    kinds = {d.kind for d in why.decisions}
+    assert {
+        "stage_entered",
+        "stage_refused",
+        "refusal",
+        "task_created",
+        "message_sent",
+        "document_set",
+        "approval_needed",
+        "deadline_armed",
+        "deadline_met",
+        "deadline_missed",
+        "escalation",
+    } <= kinds
+    chain = "\n".join(why.chain)
+    assert "Договор и счёт: сумма 640\u00a0000\u00a0₽ > 500\u00a0000\u00a0₽" in chain
+    assert "(rules.contract_threshold)" in chain and "R-KP-5" in chain
+    assert "согласование запущено" in chain
+    assert "заявку взял в работу менеджер 3" in story
+    assert "отклонено действие «move_stage»" in story and "Анна Петрова" in story
+    assert "перевод на стадию «КП» отменён" in story
+    assert "эскалация" in story
+    assert "срок «take_into_work» пропущен" in "\n".join(deadlines.chain)
+    assert any("выполнен вовремя" in line for line in deadlines.chain)
+    assert any("создана задача «Проверить товарные позиции»" in x for x in tasks.chain)
+    assert why.waiting.startswith("Сейчас: стадия «Договор» с ")
+    # each stage change, refusal and escalation once on the timeline, though every write
+    # was retried
+    assert len(portal.timeline) == len(set(portal.timeline)) == len(due)
+    assert any(c.startswith("Стадия сделки: КП. Причина:") for c in portal.timeline)
+    assert handle_id
+
+
+async def test_r_lose_1_a_deadline_closed_by_the_loss_is_dropped_not_met(run_deal) -> None:
+    portal = FakePortal(new_deal(1502))
+    async with run_deal(portal) as handle:
+        await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
+        await until(handle, lambda v: any(d.name == "kp_agreement" for d in v.deadlines))
+        await handle.execute_update(DealWorkflow.lose_deal, LoseDeal(reason="NO_MONEY"))
+        await at_stage(handle, "LOSE")
+        why = await _why(handle, "deadline")
+    dropped = [d for d in why.decisions if d.kind == "deadline_dropped"]
+    assert [d.subject for d in dropped] == ["kp_agreement"]
+    met = [d.subject for d in why.decisions if d.kind == "deadline_met"]
+    assert met == ["take_into_work"]  # taken in time; the КП date was not met, but dropped
+    assert why.sla is not None and why.sla.dropped == {"IN_WORK": 1}
+    assert why.sla.met == {"NEW": 1}
+    assert "сделка проиграна: NO_MONEY" in "\n".join(why.story)
+    assert why.waiting.startswith("Сделка закрыта: «Сделка провалена»")
+
+
+async def test_r_kp_5_small_deal_skips_approval(run_deal) -> None:
+    deal = new_deal(1503)
+    deal.amount = 100000.0
+    portal = FakePortal(deal)
+    async with run_deal(portal) as handle:
+        portal.deal.fields.update(IN_WORK_FIELDS)
+        await drive_to(handle, portal, "CONTRACT")
+        view = await until(handle, lambda v: bool(v.open_tasks) and v.stage == "CONTRACT")
+        why = await _why(handle, "stage")
+    assert view.document_set == "invoice"
+    chain = "\n".join(why.chain)
+    assert "Счёт: сумма 100\u00a0000\u00a0₽ ≤ 150\u00a0000\u00a0₽" in chain
+    assert "Счёт: внутреннее согласование не нужно" in chain
+
+
+def _decision(kind: str, seq: int = 1, **inputs: str) -> Decision:
+    return Decision(
+        seq=seq,
+        when=datetime(2026, 12, 2, 7, 14, tzinfo=UTC),
+        kind=kind,
+        stage="KP",
+        subject="KP" if kind.startswith("stage") else "kp_feedback_1",
+        inputs=inputs,
+        outcome="contract_and_invoice" if kind == "document_set" else "",
+    )
+
+
+SAMPLE_INPUTS: dict[str, dict[str, str]] = {
+    "stage_entered": {"cause": "accepted by user 3"},
+    "stage_refused": {"empty": "Приоритет"},
+    "task_created": {"title": "Отправить КП клиенту", "responsible": "3", "deadline": "02.12"},
+    "message_sent": {"to": "3", "text": "Просрочено"},
+    "document_set": {
+        "amount": "640000",
+        "contract_threshold": "500000",
+        "invoice_contract_threshold": "150000",
+    },
+    "approval_needed": {"document_set": "contract_and_invoice"},
+    "approval_skipped": {"document_set": "invoice"},
+    "deadline_armed": {"due": "02.12.2026 18:00", "what": "Обратная связь по КП"},
+    "deadline_moved": {"due": "03.12.2026 18:00", "was": "02.12.2026 18:00"},
+    "deadline_met": {"due": "02.12.2026 18:00"},
+    "deadline_missed": {"due": "02.12.2026 18:00"},
+    "deadline_dropped": {"due": "02.12.2026 18:00"},
+    "escalation": {"to": "1", "text": "Срок пропущен"},
+    "refusal": {"reason": "empty: Приоритет"},
+    "failure_told": {"text": "1С недоступна"},
+}
+
+
+@pytest.mark.parametrize("kind", D.KINDS)
+def test_issue_15_every_decision_kind_reads_in_russian(kind: str) -> None:
+    text = decision_text(_decision(kind, **SAMPLE_INPUTS[kind]), DEFAULT_TEMPLATES)
+    assert "{" not in text, text
+    assert CYRILLIC & set(text.lower()), text
+
+
+def test_issue_15_decisions_bounded_older_summarised() -> None:
+    rules = calendar_rules()
+    log = DecisionLog()
+    for n in range(D.KEEP + 50):
+        kind = "stage_entered" if n % 10 == 0 else "message_sent"
+        entry = _decision(kind, seq=n + 1)
+        entry.when = datetime(2026, 12, 1, 6, 0, tzinfo=UTC) + timedelta(hours=n)
+        entry.subject = "KP" if kind == "stage_entered" else ""
+        log.entries.append(entry)
+        D.prune(log, rules)
+    assert len(log.entries) == D.KEEP
+    assert sum(log.older.values()) == 50 and log.older["stage_entered"] == 5
+    assert log.older_stage_minutes["KP"] > 0
+    assert log.entries[0].seq == 51
+
+
+def test_r_x9_business_minutes_skip_nights_and_weekends() -> None:
+    rules = calendar_rules()  # Europe/Moscow, 09:00–18:00
+    friday_5pm = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)  # 17:00 MSK
+    monday_10am = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # 10:00 MSK
+    assert D.business_minutes(friday_5pm, monday_10am, rules) == 120
+
+
+def test_issue_15_why_at_a_moment_tells_the_story_so_far() -> None:
+    from salesflow.workflows.models import DealState
+
+    rules = calendar_rules()
+    state = DealState(deal_id=1)
+    early = _decision("stage_entered", seq=1, cause="accepted by user 3")
+    late = _decision("stage_entered", seq=2, cause="payment received")
+    late.when += timedelta(days=1)
+    state.decisions.entries = [early, late]
+    why = explain(state, rules, WhyRequest(at=early.when), early.when)
+    assert len(why.story) == 1 and "менеджер 3" in why.story[0]
+    assert why.story[0].startswith("02.12.2026 10:14 — ")
