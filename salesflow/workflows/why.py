@@ -252,10 +252,10 @@ def sla(s: DealState, rules: DealRules, now: datetime) -> DealSla:
     log = s.decisions
     minutes: dict[str, int] = dict(log.older_stage_minutes)
     entered = [d for d in log.entries if d.kind == "stage_entered"]
-    for this, nxt in zip(entered, [*entered[1:], None], strict=True):
+    for i, this in enumerate(entered):
         if this.subject in ("WON", "LOSE"):
             continue
-        end = nxt.when if nxt is not None else now
+        end = entered[i + 1].when if i + 1 < len(entered) else now
         minutes[this.subject] = minutes.get(this.subject, 0) + business_minutes(
             this.when, end, rules
         )
@@ -279,8 +279,8 @@ def sla(s: DealState, rules: DealRules, now: datetime) -> DealSla:
             bucket[d.stage] = bucket.get(d.stage, 0) + 1
     today = R.local_day(now, rules.timezone)
     for t in s.payment_schedule:
-        end = t.paid_on or (None if t.state == "paid" else today)
-        late = max(0, (end - t.due).days) if end is not None else 0
+        settled = t.paid_on or (None if t.state == "paid" else today)
+        late = max(0, (settled - t.due).days) if settled is not None else 0
         out.tranches.append(
             TrancheLateness(
                 number=t.number,

@@ -266,3 +266,74 @@ def test_issue_15_why_at_a_moment_tells_the_story_so_far() -> None:
     why = explain(state, rules, WhyRequest(at=early.when), early.when)
     assert len(why.story) == 1 and "менеджер 3" in why.story[0]
     assert why.story[0].startswith("02.12.2026 10:14 — ")
+
+
+async def test_r_inv_2_r_x9_sla_figures_from_the_decisions(run_deal, skip_env, monkeypatch) -> None:
+    from salesflow.starter import report_commands, why_commands
+
+    portal = FakePortal(new_deal(1504))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "INVOICE")
+        await until(handle, lambda v: v.invoice_round == 1)
+        for _ in range(8):  # the first invoice round runs out unpaid (R-INV-2)
+            view = await handle.query(DealWorkflow.state)
+            if view.invoice_round >= 2:
+                break
+            await skip_env.sleep(timedelta(days=1))
+        await drive_to(handle, portal, "LAUNCH")
+        why = await _why(handle)
+    sla = why.sla
+    assert sla is not None and sla.manager_id == 3
+    assert sla.kp_rounds == 1 and sla.invoice_rounds == 2
+    assert sla.missed == {"INVOICE": 1} and sla.escalations == {"INVOICE": 1}
+    hours = {s.stage: s.business_minutes for s in sla.stages}
+    assert {"NEW", "IN_WORK", "KP", "CONTRACT", "INVOICE", "LAUNCH"} <= set(hours)
+    assert hours["INVOICE"] > 8 * 60  # days of waiting, counted in business hours only
+    assert hours["INVOICE"] < 6 * 9 * 60
+    rows = {(r["manager_id"], r["stage"]): r for r in report_commands.sla_rows([sla])}
+    assert rows[(3, "INVOICE")]["invoice_rounds"] == 2
+    assert rows[(3, "INVOICE")]["missed"] == 1 and rows[(3, "INVOICE")]["escalations"] == 1
+    assert rows[(3, "KP")]["kp_rounds"] == 1 and rows[(3, "KP")]["deals"] == 1
+
+    # the CLI prints the same answer (the query's reply stands in for Temporal here)
+    from typer.testing import CliRunner
+
+    from salesflow.starter.cli import app
+
+    monkeypatch.setattr(why_commands, "_run", lambda action: why)
+    printed = CliRunner().invoke(app, ["deal", "why", "1504", "--what", "deadline"])
+    assert printed.exit_code == 0, printed.output
+    assert "Сделка №1504" in printed.output and "Сейчас: стадия" in printed.output
+    as_json = CliRunner().invoke(app, ["deal", "why", "1504", "--json"])
+    assert '"kind": "stage_entered"' in as_json.output
+    bad = CliRunner().invoke(app, ["deal", "why", "1504", "--at", "вчера"])
+    assert bad.exit_code == 1 and "--at" in bad.output
+    monkeypatch.setattr(report_commands, "_run", lambda action: [sla])
+    table = CliRunner().invoke(app, ["report", "sla", "--csv"])
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert lines[0].startswith("section,manager_id,stage,deals,business_hours")
+    assert any(line.startswith("stage,3,INVOICE,1,") for line in lines)
+
+
+def test_r_ps_1_days_late_per_tranche() -> None:
+    from datetime import date
+
+    from salesflow.workflows.models import DealState, TrancheState
+    from salesflow.workflows.why import sla
+
+    state = DealState(deal_id=9, manager_id=3)
+    state.payment_schedule = [
+        TrancheState(
+            number=1,
+            percent=50,
+            due=date(2026, 12, 1),
+            amount=1,
+            state="paid",
+            paid_on=date(2026, 12, 4),
+        ),
+        TrancheState(number=2, percent=50, due=date(2026, 12, 10), amount=1, state="overdue"),
+        TrancheState(number=3, percent=0, due=date(2026, 12, 30), amount=1),
+    ]
+    figures = sla(state, calendar_rules(), datetime(2026, 12, 15, 9, 0, tzinfo=UTC))
+    assert [t.days_late for t in figures.tranches] == [3, 5, 0]
