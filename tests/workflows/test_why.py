@@ -32,6 +32,7 @@ from salesflow.workflows.why import WhyRequest, WhyView, decision_text, explain
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import IN_WORK_FIELDS, at_stage, drive_to, until
+from tests.workflows.test_continue_as_new import can_env  # noqa: F401  (a server suggesting CAN)
 
 CYRILLIC = set("абвгдеёжзийклмнопрстуфхцчшщъыьэюя")
 
@@ -337,3 +338,25 @@ def test_r_ps_1_days_late_per_tranche() -> None:
     ]
     figures = sla(state, calendar_rules(), datetime(2026, 12, 15, 9, 0, tzinfo=UTC))
     assert [t.days_late for t in figures.tranches] == [3, 5, 0]
+
+
+async def test_issue_15_continue_as_new_carries_the_decisions_bounded(
+    can_env,  # noqa: F811
+    monkeypatch,
+) -> None:
+    from tests.workflows.conftest import deal_running
+
+    monkeypatch.setattr(D, "KEEP", 12)  # the workflow reads it (passed through the sandbox)
+    portal = FakePortal(new_deal(1505))
+    async with deal_running(can_env, portal) as handle:
+        first_run = (await handle.describe()).run_id
+        await drive_to(handle, portal, "CONTRACT")
+        why = await _why(handle)
+        last_run = (await handle.describe()).run_id
+    assert first_run != last_run  # the deal went on in new runs
+    assert len(why.decisions) == 12
+    seqs = [d.seq for d in why.decisions]
+    assert seqs == sorted(seqs) and seqs[-1] == 12 + sum(why.older.values())
+    assert why.older.get("task_created", 0) + why.older.get("message_sent", 0) > 0
+    assert why.story[0].startswith("более ранние решения (сводка):")
+    assert why.sla is not None and {s.stage for s in why.sla.stages} >= {"NEW", "IN_WORK", "KP"}
