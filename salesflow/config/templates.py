@@ -160,6 +160,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "timeline_stamp": "{text} — salesflow, {when}, решение №{seq}",
     # `salesflow deal why`, the `why` query and the deal card (issue 15): one line per
     # decision kind; placeholders are the decision's inputs (see README "why").
+    "why_heading": "Почему сделка здесь и чего она ждёт",
     "why_stage_entered": "стадия «{stage_name}»: {cause}",
     "why_stage_refused": (
         "перевод на стадию «{stage_name}» отменён: не заполнены {empty}; сделка возвращена"

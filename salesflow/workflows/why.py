@@ -95,6 +95,7 @@ class WhyView(Carried):
 
     deal_id: int
     stage: str
+    title: str = "Почему"  # the section's heading (template `why_heading`)
     story: list[str]
     chain: list[str] = Field(default_factory=list)
     waiting: str = ""
@@ -120,6 +121,7 @@ def explain(s: DealState, rules: DealRules, req: WhyRequest | None, now: datetim
     return WhyView(
         deal_id=s.deal_id,
         stage=s.stage,
+        title=template(templates, "why_heading"),
         story=story,
         chain=chain,
         waiting=waiting(s, rules, now) if req.at is None else "",
