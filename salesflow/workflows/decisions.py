@@ -223,7 +223,7 @@ class Decisions:
                 rule=rule,
                 key=key,
                 subject=purpose,
-                inputs={"to": users, "text": arg.message[:300]},
+                inputs={"to": users, "text": arg.message[:160]},
             )
             tranche = re.fullmatch(r"ps:(\d+):overdue", purpose)
             if tranche:
@@ -368,19 +368,18 @@ def prune(log: DecisionLog, rules: DealRules) -> None:
     """Keep the last `KEEP` decisions; older ones become counts per kind, and the business
     minutes of the stages they left stay summed."""
     while len(log.entries) > KEEP:
-        old = log.entries.pop(0)
+        first = log.entries[0]
+        current = first.kind == "stage_entered" and not any(
+            d.kind == "stage_entered" for d in log.entries[1:]
+        )
+        old = log.entries.pop(1 if current else 0)  # the current stage's entry stays
         log.older[old.kind] = log.older.get(old.kind, 0) + 1
         if old.kind == "stage_entered":
-            nxt = next((d for d in log.entries if d.kind == "stage_entered"), None)
-            if nxt is not None:
-                minutes = business_minutes(old.when, nxt.when, rules)
-                log.older_stage_minutes[old.subject] = (
-                    log.older_stage_minutes.get(old.subject, 0) + minutes
-                )
-            else:  # the current stage's entry stays, so its time can still be counted
-                log.entries.insert(0, old)
-                log.older[old.kind] -= 1
-                break
+            nxt = next(d for d in log.entries if d.kind == "stage_entered")
+            minutes = business_minutes(old.when, nxt.when, rules)
+            log.older_stage_minutes[old.subject] = (
+                log.older_stage_minutes.get(old.subject, 0) + minutes
+            )
 
 
 def business_minutes(start: datetime, end: datetime, rules: DealRules) -> int:

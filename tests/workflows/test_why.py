@@ -165,6 +165,8 @@ async def test_r_lose_1_a_deadline_closed_by_the_loss_is_dropped_not_met(run_dea
         await handle.execute_update(DealWorkflow.lose_deal, LoseDeal(reason="NO_MONEY"))
         await at_stage(handle, "LOSE")
         why = await _why(handle, "deadline")
+        plain = await handle.query(DealWorkflow.why)  # no request: the whole story
+    assert plain.story and not plain.chain
     dropped = [d for d in why.decisions if d.kind == "deadline_dropped"]
     assert [d.subject for d in dropped] == ["kp_agreement"]
     met = [d.subject for d in why.decisions if d.kind == "deadline_met"]
@@ -246,6 +248,17 @@ def test_issue_15_decisions_bounded_older_summarised() -> None:
     assert sum(log.older.values()) == 50 and log.older["stage_entered"] == 5
     assert log.older_stage_minutes["KP"] > 0
     assert log.entries[0].seq == 51
+
+
+def test_issue_15_one_long_stage_stays_bounded() -> None:
+    rules = calendar_rules()
+    log = DecisionLog()
+    log.entries.append(_decision("stage_entered", seq=1))
+    for n in range(D.KEEP + 20):
+        log.entries.append(_decision("message_sent", seq=n + 2))
+        D.prune(log, rules)
+    assert len(log.entries) == D.KEEP and log.entries[0].kind == "stage_entered"
+    assert log.older == {"message_sent": 21}
 
 
 def test_r_x9_business_minutes_skip_nights_and_weekends() -> None:
