@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -20,6 +21,7 @@ from salesflow.workflows.models import (
     AcceptLead,
     Actor,
     Bitrix24Event,
+    ClientMessageRequest,
     DealInput,
     Decision,
     DecisionLog,
@@ -177,10 +179,26 @@ async def test_r_lose_1_a_deadline_closed_by_the_loss_is_dropped_not_met(run_dea
     assert why.waiting.startswith("Сделка закрыта: «Сделка провалена»")
 
 
-async def test_r_kp_5_small_deal_skips_approval(run_deal) -> None:
+class RefusingMailPortal(FakePortal):
+    """Bitrix24 refuses the client's e-mail for good (a failure the РОП is told of)."""
+
+    def activities(self) -> list:
+        @activity.defn(name="send_client_message")
+        async def send_client_message(req: ClientMessageRequest) -> None:
+            raise ApplicationError("client has no e-mail", non_retryable=True)
+
+        others = [
+            a
+            for a in super().activities()
+            if getattr(a, "__temporal_activity_definition").name != "send_client_message"
+        ]
+        return [*others, send_client_message]
+
+
+async def test_r_kp_5_r_x8_small_deal_skips_approval_and_a_failure_is_told(run_deal) -> None:
     deal = new_deal(1503)
     deal.amount = 100000.0
-    portal = FakePortal(deal)
+    portal = RefusingMailPortal(deal)
     async with run_deal(portal) as handle:
         portal.deal.fields.update(IN_WORK_FIELDS)
         await drive_to(handle, portal, "CONTRACT")
@@ -190,6 +208,11 @@ async def test_r_kp_5_small_deal_skips_approval(run_deal) -> None:
     chain = "\n".join(why.chain)
     assert "Счёт: сумма 100\u00a0000\u00a0₽ ≤ 150\u00a0000\u00a0₽" in chain
     assert "Счёт: внутреннее согласование не нужно" in chain
+    failures = [d for d in why.decisions if d.kind == "failure_told"]
+    assert failures and failures[0].subject == "failure:iw:client_message"
+    assert "сбой сообщён РОП: salesflow: сделка №1503: шаг «iw:client_message» не выполнен" in (
+        "\n".join(why.story)
+    )
 
 
 def _decision(kind: str, seq: int = 1, **inputs: str) -> Decision:
