@@ -163,6 +163,8 @@ def cause_text(cause: str, templates: Mapping[str, str], actor: Actor | None = N
             rest = cause[len(prefix) :]
             if name == "why_cause_kp_agreed":
                 rest = template(templates, DOC_SETS.get(rest, "")) or rest
+            elif name == "why_cause_lost":
+                rest = template(templates, f"why_loss_{rest}") or rest
             text = R.render(template(templates, name), rest=rest)
             break
     if actor is not None:

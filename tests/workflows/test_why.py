@@ -175,7 +175,7 @@ async def test_r_lose_1_a_deadline_closed_by_the_loss_is_dropped_not_met(run_dea
     assert met == ["take_into_work"]  # taken in time; the КП date was not met, but dropped
     assert why.sla is not None and why.sla.dropped == {"IN_WORK": 1}
     assert why.sla.met == {"NEW": 1}
-    assert "сделка проиграна: NO_MONEY" in "\n".join(why.story)
+    assert "сделка проиграна: нет денег" in "\n".join(why.story)
     assert why.waiting.startswith("Сделка закрыта: «Сделка провалена»")
 
 
