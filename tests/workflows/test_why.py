@@ -3,6 +3,7 @@ comments once per decision, the SLA figures; on the time-skipping server with th
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -380,6 +381,7 @@ async def test_issue_15_continue_as_new_carries_the_decisions_bounded(
     can_env,  # noqa: F811
     monkeypatch,
 ) -> None:
+    from salesflow.starter import report_commands
     from tests.workflows.conftest import deal_running
 
     monkeypatch.setattr(D, "KEEP", 12)  # the workflow reads it (passed through the sandbox)
@@ -389,6 +391,14 @@ async def test_issue_15_continue_as_new_carries_the_decisions_bounded(
         await drive_to(handle, portal, "CONTRACT")
         why = await _why(handle)
         last_run = (await handle.describe()).run_id
+        collected: list = []
+        for _ in range(50):  # what `report sla` asks Temporal (visibility, then `why`)
+            collected = await report_commands.collect(can_env.client, 100)
+            if any(s.deal_id == 1505 for s in collected):
+                break
+            await asyncio.sleep(0.1)
+    mine = [s for s in collected if s.deal_id == 1505]
+    assert len(mine) == 1 and mine[0].kp_rounds == 1
     assert first_run != last_run  # the deal went on in new runs
     assert len(why.decisions) == 12
     seqs = [d.seq for d in why.decisions]
