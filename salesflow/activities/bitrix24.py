@@ -113,8 +113,14 @@ async def timeline_comment_once(
     """A comment on the deal's timeline, found again by its exact text; True when written now."""
 
     async def present() -> bool | None:
+        # COMMENT asked for by name, as in the method's documented example (b24restdocs
+        # crm.timeline.comment.list): the lookup must not rest on the default selection
         existing = await client.list_all(
-            "crm.timeline.comment.list", {"filter": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal"}}
+            "crm.timeline.comment.list",
+            {
+                "filter": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal"},
+                "select": ["ID", "COMMENT"],
+            },
         )
         return False if any(c.get("COMMENT") == text for c in existing) else None
 

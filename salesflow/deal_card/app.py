@@ -40,6 +40,7 @@ from salesflow.deal_card.identity import (
 from salesflow.deal_card.page import Notice, PageContext, action_label, render
 from salesflow.deal_card.policy import Policy
 from salesflow.deal_card.texts import Texts
+from salesflow.deal_card.why_section import read_why
 from salesflow.integrations.bitrix24.client import Bitrix24Client, list_items
 from salesflow.integrations.bitrix24.errors import Bitrix24Error
 from salesflow.workflows.models import Actor, DealView
@@ -286,6 +287,7 @@ class DealCard:
             notice=notice,
             message=message,
             extra_hidden={"form_id": secrets.token_hex(8)},
+            why=await read_why(self.temporal, deal_id) if view is not None else None,
         )
         return HTMLResponse(render(context), status_code=status, headers=HEADERS)
 

@@ -16,9 +16,11 @@ from salesflow.deal_card.actions import (
 )
 from salesflow.deal_card.policy import ROLE_ORDER, Policy
 from salesflow.deal_card.texts import Texts
+from salesflow.deal_card.why_section import why_section
 from salesflow.workflows.children import LOGIST_PROCESS
 from salesflow.workflows.deal import SERVICES
 from salesflow.workflows.models import Actor, DealView
+from salesflow.workflows.why import WhyView
 
 _STYLE = """
 body{font:14px/1.4 "Open Sans",Arial,sans-serif;color:#333;margin:12px}
@@ -55,6 +57,7 @@ class PageContext:
     notice: Notice | None = None
     message: str = ""  # a whole-page message (no process, Temporal down)
     extra_hidden: dict[str, str] = field(default_factory=dict)
+    why: WhyView | None = None  # issue 15: the «why» section (why_section.py)
 
 
 def _e(value: object) -> str:
@@ -85,6 +88,7 @@ def render(ctx: PageContext) -> str:
     if ctx.view is not None:
         parts += _summary(ctx, ctx.view)
         parts += _actions(ctx, ctx.view)
+        parts += why_section(ctx.why)
         parts += _history(ctx, ctx.view)
     parts.append("</body></html>")
     return "\n".join(parts)

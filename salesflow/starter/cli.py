@@ -23,11 +23,18 @@ from salesflow.config.settings import (
     load_settings,
     require_event_token,
 )
-from salesflow.starter import deal_commands, report_commands, rules_commands, whatif_commands
+from salesflow.starter import (
+    deal_commands,
+    report_commands,
+    rules_commands,
+    whatif_commands,
+    why_commands,
+)
 
 app = typer.Typer(help="salesflow: the «Продажа» pipeline on Temporal.", no_args_is_help=True)
 emulate = typer.Typer(help="Emulators of Bitrix24 and 1C for the local stack and tests.")
 app.add_typer(emulate, name="emulate")
+deal_commands.app.command("why")(why_commands.why)
 app.add_typer(deal_commands.app, name="deal")
 app.add_typer(report_commands.app, name="report")
 app.add_typer(rules_commands.app, name="rules")

@@ -86,6 +86,7 @@ with workflow.unsafe.imports_passed_through():
         LogistMirrorResult,
     )
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
+    from salesflow.workflows.why import WhyRequest, WhyView, explain
 
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
@@ -126,6 +127,7 @@ class DealWorkflow:
         fx = self.fx
         if workflow.patched("deal-board"):
             self.board.start(fx)
+        fx.decisions.start()
         if self.s.deal is None:
             await fx.refresh_deal()
             assert self.s.deal is not None
@@ -162,6 +164,7 @@ class DealWorkflow:
         else:
             await self.stage_lose()
         await self.board.flush()
+        await fx.decisions.flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return fx.view()
 
@@ -296,6 +299,7 @@ class DealWorkflow:
         await fx.refresh_deal()
         assert self.s.deal is not None
         self.s.document_set = R.document_set(self.s.deal.amount, self.rules)
+        fx.decisions.document_set(self.s.deal.amount, self.s.document_set)
         return await fx.advance(Stage.CONTRACT, f"КП agreed; document set {self.s.document_set}")
 
     async def stage_contract(self) -> Transition:
@@ -303,6 +307,7 @@ class DealWorkflow:
         fx = self.fx
         doc_set = self.s.document_set or R.document_set(fx.amount(), self.rules)
         self.s.document_set = doc_set
+        fx.decisions.approval(doc_set, self.s.counters.get("approval", 0) or 1)
         if doc_set != "invoice":
             round_no = self.s.counters.get("approval", 0) or fx.bump("approval")
             await fx.task(f"ct:approval:{round_no}", "task_internal_approval")
@@ -833,6 +838,7 @@ class DealWorkflow:
         await self.fx.refresh_deal()
         missing = self.fx.missing_for_move(cmd.to)
         if missing:
+            self.fx.decisions.refusal("move_stage", "empty: " + ", ".join(missing), cmd.actor)
             raise ApplicationError(
                 "required fields are empty: " + ", ".join(missing), type="RequiredFieldsMissing"
             )
@@ -920,6 +926,11 @@ class DealWorkflow:
         )
         if reason:
             raise ValueError(reason)
+
+    @workflow.query
+    def why(self, req: WhyRequest | None = None) -> WhyView:
+        """Issue 15: the deal's story, the chain for `req.what`, what it waits for (Russian)."""
+        return explain(self.s, self.rules, req, workflow.now())
 
 
 def _human(minutes: int) -> str:

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
+    from salesflow.workflows.decisions import Decisions
     from salesflow.workflows.models import (
         FINAL_STAGES,
         STAGE_ORDER,
@@ -101,6 +102,7 @@ class DealEffects:
         self.on_deal_read: Callable[[], Awaitable[None]] | None = None
         # deadlines that follow the data (deadlines.py; on when its patch is)
         self.follow: Following | None = None
+        self.decisions = Decisions(self)  # issue 15: decisions recorded as data
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -337,6 +339,7 @@ class DealEffects:
             ),
         )
         self.record(self.s.stage, f"move to {target} refused: empty {', '.join(missing)}")
+        self.decisions.stage_refused(target, missing)
 
     async def advance(self, target: Stage, cause: str) -> Transition:
         """The automation moves on only when the stage's required fields are filled (R-X3);
@@ -419,6 +422,7 @@ class DealEffects:
             d for d in self.s.deadlines if d.task_id or d.workflow_id or d.kind == "delivery"
         ]  # «Срок поставки» too, until the goods ship (deadlines.py)
         self.record(stage, cause, actor)
+        self.decisions.stage_entered(cause, actor)
         workflow.upsert_search_attributes(
             [
                 DEAL_ID.value_set(self.s.deal_id),
@@ -437,6 +441,7 @@ class DealEffects:
         return self.s.stage_entered_at or workflow.now()
 
     def set_deadline(self, name: str, due: datetime) -> None:
+        self.decisions.deadline_armed(name, due)
         self.clear_deadline(name)
         self.s.deadlines.append(Deadline(name=name, due=due))
         self.details()
@@ -444,6 +449,7 @@ class DealEffects:
     def watch(self, deadline: Deadline) -> None:
         """R-X4: a deadline watched beside the stage's own waiting (see `Deadline`): when it
         passes first, the responsible and the РОП are told once, then reminders follow."""
+        self.decisions.deadline_armed(deadline.name, deadline.due, deadline.what, clears=False)
         self.s.deadlines = [d for d in self.s.deadlines if d.name != deadline.name]
         self.s.deadlines.append(deadline)
         self.details()
@@ -505,6 +511,7 @@ class DealEffects:
         return True
 
     def clear_deadline(self, name: str) -> None:
+        self.decisions.deadlines_closed(name)
         self.s.deadlines = [d for d in self.s.deadlines if d.name != name]
         self.sync_overdue()
 
@@ -520,6 +527,7 @@ class DealEffects:
         self.details()
 
     def mark_overdue(self, name: str) -> None:
+        self.decisions.deadline_missed(name)
         for deadline in self.s.deadlines:
             if deadline.name == name:
                 deadline.overdue = True
@@ -595,6 +603,7 @@ class DealEffects:
             await self.report_failure(purpose, err)
             return None
         self.s.done.append(purpose)
+        self.decisions.effect(purpose, arg)
         return result
 
     async def onec_once(

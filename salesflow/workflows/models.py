@@ -309,6 +309,33 @@ class PaymentRecord(Carried):
     matched: bool = False
 
 
+class Decision(Carried):
+    """One decision the deal's workflow took (issue 15): when (workflow time), which rule (a
+    PIPELINE.md id and the configuration key), the inputs it read, the outcome, who acted."""
+
+    seq: int
+    when: datetime
+    kind: str  # decisions.KINDS
+    stage: str = ""
+    rule: str = ""  # R-… of PIPELINE.md
+    key: str = ""  # the configuration key the rule reads (rules.…)
+    subject: str = ""  # what it is about: a task's purpose, a deadline's name, a stage
+    inputs: dict[str, str] = Field(default_factory=dict)
+    outcome: str = ""
+    actor: Actor | None = None
+
+
+class DecisionLog(Carried):
+    """The deal's decisions, bounded: the last entries in full, older ones as counts per kind
+    (and the business minutes of the stages they left, for SLA figures)."""
+
+    seq: int = 0
+    entries: list[Decision] = Field(default_factory=list)
+    older: dict[str, int] = Field(default_factory=dict)
+    older_stage_minutes: dict[str, int] = Field(default_factory=dict)
+    timeline: list[int] = Field(default_factory=list)  # seqs whose timeline comment is due
+
+
 class PeopleIntents(Carried):
     """What people asked for that the main loop has not acted on yet; part of `DealState`, so it
     is carried through continue-as-new."""
@@ -346,6 +373,7 @@ class DealState(Carried):
     counters: dict[str, int] = Field(default_factory=dict)
     intents: PeopleIntents = Field(default_factory=lambda: PeopleIntents())
     payments_closed: str | None = None  # the РОП closed the payment control after WON (why)
+    decisions: DecisionLog = Field(default_factory=lambda: DecisionLog())  # issue 15
 
 
 class DealInput(Carried):

@@ -292,4 +292,11 @@ async def test_r_lose_1_lost_at_kp_with_other_and_comment(dev_env, tmp_path) -> 
     assert deal["UF_CRM_LOSS_COMMENT"] == "Проект заморожен"
     # R-KP-2: outside «Россия» the rows stay empty and the timeline says why.
     assert rows == []
-    assert len(comments) == 1
+    # the 1C step's comment, and (issue 15) each stage change once: IN_WORK, KP, LOSE
+    stamped = [c for c in comments if "— salesflow, " in c["COMMENT"]]
+    assert len(comments) - len(stamped) == 1
+    assert [c["COMMENT"].split(".")[0] for c in stamped] == [
+        "Стадия сделки: Взят в работу",
+        "Стадия сделки: КП",
+        "Стадия сделки: Сделка провалена",
+    ]
