@@ -609,6 +609,12 @@ class RulesSettings(_Section):
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)
     invoice_contract_threshold: float = Field(150_000, gt=0)
+    currency_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="RUB per unit of a deal's CURRENCY_ID (e.g. USD = 92.5), so a deal in"
+        " another currency meets the RUB thresholds of R-KP-5; a currency without a rate is"
+        " refused with a notice to the manager",
+    )
     extra_holidays: tuple[str, ...] = ()
     extra_workdays: tuple[str, ...] = ()
 
@@ -618,6 +624,11 @@ class RulesSettings(_Section):
             raise ValueError("work_end must be after work_start")
         if self.invoice_contract_threshold >= self.contract_threshold:
             raise ValueError("invoice_contract_threshold must be below contract_threshold")
+        for code, rate in self.currency_rates.items():
+            if not (code.isalpha() and len(code) == 3 and code.isupper()) or not rate > 0:
+                raise ValueError(
+                    f"currency_rates.{code} = {rate}: a 3-letter upper-case code and a rate > 0"
+                )
         return self
 
 

@@ -92,6 +92,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         onec_task_poll_seconds=rules.onec_task_poll_seconds,
         contract_threshold=rules.contract_threshold,
         invoice_contract_threshold=rules.invoice_contract_threshold,
+        currency_rates=dict(rules.currency_rates),
         onec_outage_notify_minutes=settings.onec.outage_notify_after_minutes,
         onec_config_retry_minutes=settings.onec.config_retry_minutes,
         accountant_email=settings.smtp.accountant,

@@ -156,6 +156,34 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     ),
     # Timeline comments on the deal.
     "timeline_stage_moved": "Стадия сделки: {stage_name}. Причина: {cause}.",
+    # Issue 14 item 7: the deal changes under the workflow (salesflow/workflows/deal_changes.py).
+    "notify_deal_deleted": (
+        "Сделка «{deal_title}» (№{deal_id}) удалена в Битрикс24: процесс по ней завершён,"
+        " открытые задачи отложены."
+    ),
+    "notify_deal_moved_out": (
+        "Сделка «{deal_title}» (№{deal_id}) перенесена из направления «Продажа»: процесс по ней"
+        " завершён, открытые задачи отложены."
+    ),
+    "task_comment_deal_deleted": (
+        "Сделка №{deal_id} удалена в Битрикс24 — задача отложена автоматически."
+    ),
+    "task_comment_deal_moved_out": (
+        "Сделка №{deal_id} перенесена из направления «Продажа» — задача отложена автоматически."
+    ),
+    "notify_document_set_changed": (
+        "Сумма сделки «{deal_title}» (№{deal_id}) изменилась: {amount}. Комплект документов"
+        " теперь «{new}» вместо «{old}»{approval}."
+    ),
+    "notify_document_set_approval": "; внутреннее согласование проводится заново",
+    "notify_currency_rate_missing": (
+        "Сделка «{deal_title}» (№{deal_id}) в валюте {currency}: курс не настроен, комплект"
+        " документов не определить. Укажите сумму в рублях или попросите администратора"
+        " добавить курс (rules.currency_rates)."
+    ),
+    "document_set_invoice": "Счёт",
+    "document_set_invoice_contract": "Счёт-договор",
+    "document_set_contract_and_invoice": "Договор и счёт",
 }
 
 

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         LinkedDealRequest,
         NotifyRequest,
+        TaskDeferRequest,
         TaskReassignRequest,
         TaskRequest,
         TimelineCommentRequest,
@@ -119,6 +120,11 @@ async def complete_task(task_id: int) -> None:
     raise _stub()
 
 
+@activity.defn(name="defer_task")
+async def defer_task(req: TaskDeferRequest) -> None:
+    raise _stub()
+
+
 @activity.defn(name="reassign_task")
 async def reassign_task(req: TaskReassignRequest) -> None:
     raise _stub()
@@ -199,6 +205,7 @@ STUBS = (
     add_timeline_comment,
     read_task_status,
     complete_task,
+    defer_task,
     reassign_task,
     create_approval_item,
     read_approval_item_stage,

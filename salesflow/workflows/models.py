@@ -117,6 +117,8 @@ class DealRules(Carried):
     onec_outage_notify_minutes: int = 30
     onec_config_retry_minutes: int = 60  # a 1C step refused as a configuration problem
     accountant_email: str = "buh@example.ru"
+    # RUB per unit of a deal's CURRENCY_ID, for the thresholds of R-KP-5 (deal_changes.py)
+    currency_rates: dict[str, float] = Field(default_factory=dict)
     calendar: CalendarSnapshot
     templates: dict[str, str]
 
@@ -317,6 +319,9 @@ class DealState(Carried):
     counters: dict[str, int] = Field(default_factory=dict)
     intents: PeopleIntents = Field(default_factory=lambda: PeopleIntents())
     payments_closed: str | None = None  # the РОП closed the payment control after WON (why)
+    # The deal left the «Продажа» pipeline under the workflow (deal_changes.py): "deleted"
+    # (ONCRMDEALDELETE or crm.deal.get "Not found") or "moved_out" (another CATEGORY_ID).
+    ended: str = ""
 
 
 class DealInput(Carried):
@@ -364,6 +369,7 @@ class DealView(Carried):
     kp_round: int = 0
     invoice_round: int = 0
     history: list[HistoryEntry]
+    ended: str = ""  # "deleted" / "moved_out": the deal left the pipeline (DealState.ended)
 
 
 # ---- activity requests (the workflow → activities contract) -----------------------------
@@ -385,6 +391,15 @@ class TaskRequest(Carried):
     responsible_id: int
     created_by: int
     deadline: datetime | None = None
+
+
+class TaskDeferRequest(Carried):
+    """An automatic task of a deal that left the pipeline: the reason as a task comment, then
+    deferred (tasks.task.defer), so its people see why it stopped (issue 14 item 7)."""
+
+    key: str
+    task_id: int
+    comment: str
 
 
 class TaskReassignRequest(Carried):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from salesflow.workflows.models import (
     ApprovalItemRequest,
@@ -19,10 +20,12 @@ from salesflow.workflows.models import (
     EmailRequest,
     LinkedDealRequest,
     NotifyRequest,
+    TaskDeferRequest,
     TaskReassignRequest,
     TaskRequest,
     TimelineCommentRequest,
 )
+from salesflow.workflows.names import DEAL_NOT_FOUND
 from salesflow.workflows.onec_models import (
     ClosingDocsRequest,
     ClosingDocument,
@@ -66,6 +69,8 @@ class FakePortal:
     fetch_gate: asyncio.Event | None = None  # reads of the deal wait on it
     request_gate: asyncio.Event | None = None  # tasks asked for by `request_tasks` wait on it
     fail_first_create_after_success: bool = False
+    deleted: bool = False  # crm.deal.get answers "Not found" (the deal was deleted)
+    deferred: dict[int, str] = field(default_factory=dict)  # task ID → the comment it got
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
     def activities(self) -> list:
@@ -75,6 +80,10 @@ class FakePortal:
         async def fetch_deal(deal_id: int) -> DealSnapshot:
             if portal.fetch_gate is not None:
                 await portal.fetch_gate.wait()
+            if portal.deleted:
+                raise ApplicationError(
+                    f"deal {deal_id} not found in Bitrix24", type=DEAL_NOT_FOUND, non_retryable=True
+                )
             return portal.deal.model_copy(deep=True)
 
         @activity.defn(name="notify_users")
@@ -138,6 +147,10 @@ class FakePortal:
         @activity.defn(name="complete_task")
         async def complete_task(task_id: int) -> None:
             portal.completed_tasks.add(task_id)
+
+        @activity.defn(name="defer_task")
+        async def defer_task(req: TaskDeferRequest) -> None:
+            portal.deferred.setdefault(req.task_id, req.comment)
 
         @activity.defn(name="reassign_task")
         async def reassign_task(req: TaskReassignRequest) -> None:
@@ -203,6 +216,7 @@ class FakePortal:
             set_approval_item_stage,
             read_task_status,
             complete_task,
+            defer_task,
             reassign_task,
             create_linked_deal,
             send_email,
