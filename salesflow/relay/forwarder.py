@@ -47,6 +47,7 @@ from salesflow.workflows.models import Bitrix24Event, DealInput, DealRules
 from salesflow.workflows.names import (
     DEAL_EVENTS,
     DEAL_ID,
+    ONCRMDEALDELETE,
     SIGNAL_BITRIX24_EVENT,
     TASK_EVENTS,
     WORKFLOW_TYPE,
@@ -157,6 +158,8 @@ class Forwarder:
             return await self._task_event(row)
         if row.event == MOVED_TO_CATEGORY:
             return await self._moved(row)
+        if row.event == ONCRMDEALDELETE:
+            return await self._deleted(row)
         return Outcome(InboxStatus.IGNORED, f"{row.event} is not used by the pipeline")
 
     async def _deal_event(self, row: InboxEvent) -> Outcome:
@@ -212,8 +215,11 @@ class Forwarder:
         return Outcome(InboxStatus.FORWARDED, mark=mark)
 
     async def _moved(self, row: InboxEvent) -> Outcome:
-        """ONCRMDEALMOVETOCATEGORY: the deal's new pipeline is noted; the ONCRMDEALUPDATE the
-        portal sends with it is what signals (a lost or late one is made up by the scan)."""
+        """ONCRMDEALMOVETOCATEGORY: the deal's new pipeline is noted. Moved out of «Продажа»: the
+        running workflow is signalled (it ends, deal_changes.py); moved in: signal-with-start,
+        a new run when the deal's workflow had closed (left the pipeline before). Otherwise
+        the ONCRMDEALUPDATE the portal sends with it is what signals (a lost or late one is
+        made up by the scan)."""
         fields = row.payload_data().get("data")
         fields = fields.get("FIELDS") if isinstance(fields, dict) else None
         category = _int(fields.get("CATEGORY_ID")) if isinstance(fields, dict) else None
@@ -227,11 +233,48 @@ class Forwarder:
             assert category is not None
         learned = Pipeline(row.entity_id, category, summary)
         self._remember(learned)
+        wanted = self.settings.portal.category_id
+        if in_pipeline(category, wanted) and not (known and in_pipeline(known.category_id, wanted)):
+            # moved into «Продажа»: its workflow starts (a new run after one that ended when
+            # the deal left the pipeline; a deal moved in at WON/LOSE starts nothing)
+            stage = fields.get("STAGE_ID") if isinstance(fields, dict) else None
+            final = self._deal_rules().stage_code(str(stage or "")) in ("WON", "LOSE")
+            title = summary or deal_summary(row.entity_id, {})
+            if not final and await self._signal_deal(row, title, new_run=True):
+                return Outcome(InboxStatus.FORWARDED, pipeline=learned)
+        elif (
+            not in_pipeline(category, wanted)
+            and (known is None or in_pipeline(known.category_id, wanted))
+            and await self._signal_running(row)
+        ):
+            # moved out of «Продажа»: its running workflow ends (deal_changes.py)
+            return Outcome(InboxStatus.FORWARDED, pipeline=learned)
         return Outcome(
             InboxStatus.IGNORED,
             f"deal {row.entity_id} moved to category {category}: noted",
             pipeline=learned,
         )
+
+    async def _deleted(self, row: InboxEvent) -> Outcome:
+        """ONCRMDEALDELETE: the deal's running workflow ends (deal_changes.py); nothing starts."""
+        if await self._signal_running(row):
+            return Outcome(InboxStatus.FORWARDED)
+        return Outcome(
+            InboxStatus.IGNORED, f"no running deal workflow ({deal_workflow_id(row.entity_id)})"
+        )
+
+    async def _signal_running(self, row: InboxEvent) -> bool:
+        """Signal the deal's workflow if it runs (never start one); False when none runs."""
+        handle = self.temporal_client.get_workflow_handle(deal_workflow_id(row.entity_id))
+        try:
+            await handle.signal(
+                SIGNAL_BITRIX24_EVENT, _signal(row), rpc_timeout=self.options.rpc_timeout
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise _temporal_error(exc) from exc
+            return False
+        return True
 
     async def _pipeline(self, deal_id: int) -> Pipeline | None:
         known = self._pipelines.get(deal_id)
@@ -260,8 +303,9 @@ class Forwarder:
             return mark
         return None
 
-    async def _signal_deal(self, row: InboxEvent, summary: str) -> bool:
-        """Signal-with-start the deal's workflow; False when that workflow has closed.
+    async def _signal_deal(self, row: InboxEvent, summary: str, new_run: bool = False) -> bool:
+        """Signal-with-start the deal's workflow; False when that workflow has closed (with
+        `new_run`, a deal moved into the pipeline, a closed workflow gets a new run).
 
         A start carries the Web UI's static summary and details (the deal as first read);
         Temporal keeps them only when this call starts the workflow."""
@@ -273,7 +317,9 @@ class Forwarder:
                 task_queue=self.settings.temporal.task_queue,
                 start_signal=SIGNAL_BITRIX24_EVENT,
                 start_signal_args=[_signal(row)],
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if new_run
+                else WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=_deal_attributes(row.entity_id),
                 static_summary=summary,
                 static_details=self._deal_link(row.entity_id),
