@@ -117,8 +117,10 @@ async def test_r_kp_5_amount_changed_at_contract_flips_the_document_set(run_deal
         await event(handle, portal)
         view = await until(
             handle,
-            lambda v: sum(1 for p in v.processes if p.kind == "approval") == 2
-            and v.document_set == "contract_and_invoice",
+            lambda v: (
+                sum(1 for p in v.processes if p.kind == "approval") == 2
+                and v.document_set == "contract_and_invoice"
+            ),
         )
     assert [p.state for p in view.processes if p.kind == "approval"] == ["cancelled", "running"]
     assert "заново" in notices(portal, "deal:7455:document_set:2")[0].message
