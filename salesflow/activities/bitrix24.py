@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from salesflow.activities.errors import refuse, remote_errors
 from salesflow.activities.once import Settle, found, once
 from salesflow.config.settings import Settings
+from salesflow.config.snapshot import people_rules
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.bitrix24.errors import Bitrix24Error, NotFound
 from salesflow.workflows.models import (
@@ -29,6 +30,8 @@ from salesflow.workflows.models import (
     DealUpdateRequest,
     LinkedDealRequest,
     NotifyRequest,
+    PeopleAnswer,
+    PeopleRequest,
     TaskDeferRequest,
     TaskReassignRequest,
     TaskRequest,
@@ -150,6 +153,7 @@ class Bitrix24Activities:
             self.read_task_status,
             self.complete_task,
             self.defer_task,
+            self.read_people,
             self.reassign_task,
             self.create_approval_item,
             self.read_approval_item_stage,
@@ -321,6 +325,28 @@ class Bitrix24Activities:
             )
         task = found.get("task") if isinstance(found, dict) else None
         return str(task.get("status")) if task else "5"
+
+    @activity.defn(name="read_people")
+    async def read_people(self, req: PeopleRequest) -> PeopleAnswer:
+        """The people mapping of this worker's configuration (a changed mapping reaches the
+        deals once the workers run with it) and which of those users and of `user_ids` are
+        deactivated in Bitrix24: user.get answers for every user, inactive ones with
+        ACTIVE=false (DOCS `user/user-get.md`); a user it does not answer for stays as is."""
+        people = people_rules(self.settings)
+        ids = {people.rop, people.logist, people.director, *people.managers}
+        ids |= set(people.services.values()) | set(req.user_ids)
+        ids = {i for i in ids if i}
+        commands = {f"u{i}": ("user.get", {"ID": i}) for i in sorted(ids)}
+        with remote_errors():
+            outcome = await self.client.batch(commands)
+        inactive = []
+        for key, users in outcome.result.items():
+            for user in users or []:
+                if str(user.get("ID")) == key[1:] and user.get("ACTIVE") is False:
+                    inactive.append(int(key[1:]))
+        return PeopleAnswer(
+            people=people, accountant_email=self.settings.smtp.accountant, inactive=sorted(inactive)
+        )
 
     @activity.defn(name="defer_task")
     async def defer_task(self, req: TaskDeferRequest) -> None:

@@ -609,6 +609,13 @@ class RulesSettings(_Section):
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)
     invoice_contract_threshold: float = Field(150_000, gt=0)
+    people_refresh_minutes: int = Field(
+        60,
+        ge=1,
+        description="A running deal reads the people mapping (portal.users, smtp.accountant)"
+        " and its people's ACTIVE flag at most this often (on a stage or a deal change), so a"
+        " new РОП takes over running deals and a deactivated user's work goes to the РОП",
+    )
     currency_rates: dict[str, float] = Field(
         default_factory=dict,
         description="RUB per unit of a deal's CURRENCY_ID (e.g. USD = 92.5), so a deal in"

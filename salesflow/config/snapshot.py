@@ -43,10 +43,29 @@ def russian_calendar(
     )
 
 
+def people_rules(settings: Settings) -> PeopleRules:
+    """The people mapping of the configuration (РОП, managers, logist, service users); read
+    by the workflows when used (activity `read_people`), not frozen with a deal's rules."""
+    users = settings.portal.users
+    return PeopleRules(
+        rop=users.rop,
+        managers=list(users.managers),
+        logist=users.logist,
+        services={
+            "engineers": users.engineers,
+            "purchasing": users.purchasing,
+            "logistics": users.logist,
+            "production": users.production,
+            "lawyer": users.lawyer,
+            "metrologist": users.metrologist,
+        },
+        director=users.director,
+    )
+
+
 def build_rules(settings: Settings, today: date | None = None) -> DealRules:
     today = today or date.today()
     portal, rules = settings.portal, settings.rules
-    users = portal.users
     return DealRules(
         category_id=portal.category_id,
         engineers_category_id=portal.engineers_category_id,
@@ -54,20 +73,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         stages=portal.stages.model_dump(),
         fields=portal.fields.model_dump(),
         enums=portal.enums,
-        people=PeopleRules(
-            rop=users.rop,
-            managers=list(users.managers),
-            logist=users.logist,
-            services={
-                "engineers": users.engineers,
-                "purchasing": users.purchasing,
-                "logistics": users.logist,
-                "production": users.production,
-                "lawyer": users.lawyer,
-                "metrologist": users.metrologist,
-            },
-            director=users.director,
-        ),
+        people=people_rules(settings),
         timezone=rules.timezone,
         work_start=rules.work_start.strftime("%H:%M"),
         work_end=rules.work_end.strftime("%H:%M"),
@@ -96,6 +102,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         onec_outage_notify_minutes=settings.onec.outage_notify_after_minutes,
         onec_config_retry_minutes=settings.onec.config_retry_minutes,
         accountant_email=settings.smtp.accountant,
+        people_refresh_minutes=rules.people_refresh_minutes,
         calendar=russian_calendar(
             today.year - 1,
             today.year + CALENDAR_YEARS_AHEAD,

@@ -181,6 +181,11 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         " документов не определить. Укажите сумму в рублях или попросите администратора"
         " добавить курс (rules.currency_rates)."
     ),
+    "notify_user_deactivated": (
+        "Пользователь {user} деактивирован в Битрикс24: по сделке «{deal_title}» (№{deal_id})"
+        " вам переданы: {work}."
+    ),
+    "handover_manager": "ответственность за сделку",
     "document_set_invoice": "Счёт",
     "document_set_invoice_contract": "Счёт-договор",
     "document_set_contract_and_invoice": "Договор и счёт",

@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         LinkedDealRequest,
         NotifyRequest,
+        PeopleAnswer,
+        PeopleRequest,
         TaskDeferRequest,
         TaskReassignRequest,
         TaskRequest,
@@ -120,6 +122,11 @@ async def complete_task(task_id: int) -> None:
     raise _stub()
 
 
+@activity.defn(name="read_people")
+async def read_people(req: PeopleRequest) -> PeopleAnswer:
+    raise _stub()
+
+
 @activity.defn(name="defer_task")
 async def defer_task(req: TaskDeferRequest) -> None:
     raise _stub()
@@ -206,6 +213,7 @@ STUBS = (
     read_task_status,
     complete_task,
     defer_task,
+    read_people,
     reassign_task,
     create_approval_item,
     read_approval_item_stage,

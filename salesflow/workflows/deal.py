@@ -83,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
         LogistMirrorResult,
     )
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
+    from salesflow.workflows.people_lookup import PeopleLookup
 
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
@@ -112,7 +113,8 @@ class DealWorkflow:
         self.children = Children(self.fx)
         self.fields = FieldIntents(self.fx, self._request_service)
         self.changes = DealChanges(self.fx)  # the deal deleted, moved, changed (issue 14)
-        self.fx.on_deal_read = self.changes.after(self.fields.follow)
+        self.people = PeopleLookup(self.fx)  # people read when used, not frozen (issue 14)
+        self.fx.on_deal_read = self.changes.after(self.fields.follow, self.people.refresh)
         self.fx.deal_gone = self.changes.deal_gone
         self.fx.on_events = self.changes.take_events
         self.fx.left = self.changes.left_pipeline
@@ -154,6 +156,7 @@ class DealWorkflow:
             fx.rewatch()
         while self.s.stage not in FINAL_STAGES:
             await self._continue_as_new_when_suggested()
+            await self.people.refresh()
             transition = await stages[self.s.stage]()
             if self.s.ended:
                 break

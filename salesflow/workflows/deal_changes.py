@@ -251,11 +251,16 @@ class DealChanges:
                     await handle.cancel()
                 process.state = "cancelled"
 
-    def after(self, first: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """The deal-read hook: `first` (the field intents), then the amount followed."""
+    def after(
+        self, first: Callable[[], Awaitable[None]], *then: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """The deal-read hook: `first` (the field intents), the amount followed, then `then`
+        (the people read when due)."""
 
-        async def both() -> None:
+        async def all_of() -> None:
             await first()
             await self.follow_amount()
+            for step in then:
+                await step()
 
-        return both
+        return all_of

@@ -119,6 +119,7 @@ class DealRules(Carried):
     accountant_email: str = "buh@example.ru"
     # RUB per unit of a deal's CURRENCY_ID, for the thresholds of R-KP-5 (deal_changes.py)
     currency_rates: dict[str, float] = Field(default_factory=dict)
+    people_refresh_minutes: int = 60  # people read when used (people_lookup.py)
     calendar: CalendarSnapshot
     templates: dict[str, str]
 
@@ -391,6 +392,19 @@ class TaskRequest(Carried):
     responsible_id: int
     created_by: int
     deadline: datetime | None = None
+
+
+class PeopleRequest(Carried):
+    """The people mapping of the current configuration, and which of `user_ids` (and of the
+    mapping's users) Bitrix24 says are deactivated (user.get ACTIVE=false)."""
+
+    user_ids: list[int] = Field(default_factory=list)
+
+
+class PeopleAnswer(Carried):
+    people: PeopleRules
+    accountant_email: str
+    inactive: list[int] = Field(default_factory=list)
 
 
 class TaskDeferRequest(Carried):

@@ -10,6 +10,8 @@ from datetime import datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from salesflow.config.settings import Settings
+from salesflow.config.snapshot import people_rules
 from salesflow.workflows.models import (
     ApprovalItemRequest,
     ApprovalItemStage,
@@ -20,6 +22,9 @@ from salesflow.workflows.models import (
     EmailRequest,
     LinkedDealRequest,
     NotifyRequest,
+    PeopleAnswer,
+    PeopleRequest,
+    PeopleRules,
     TaskDeferRequest,
     TaskReassignRequest,
     TaskRequest,
@@ -71,6 +76,10 @@ class FakePortal:
     fail_first_create_after_success: bool = False
     deleted: bool = False  # crm.deal.get answers "Not found" (the deal was deleted)
     deferred: dict[int, str] = field(default_factory=dict)  # task ID → the comment it got
+    # the configuration's people now (read_people), and the users deactivated in Bitrix24
+    people: PeopleRules = field(default_factory=lambda: people_rules(Settings.model_validate({})))
+    inactive: set[int] = field(default_factory=set)
+    accountant_email: str = "buh@example.ru"
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
     def activities(self) -> list:
@@ -148,6 +157,14 @@ class FakePortal:
         async def complete_task(task_id: int) -> None:
             portal.completed_tasks.add(task_id)
 
+        @activity.defn(name="read_people")
+        async def read_people(req: PeopleRequest) -> PeopleAnswer:
+            return PeopleAnswer(
+                people=portal.people.model_copy(deep=True),
+                accountant_email=portal.accountant_email,
+                inactive=sorted(portal.inactive),
+            )
+
         @activity.defn(name="defer_task")
         async def defer_task(req: TaskDeferRequest) -> None:
             portal.deferred.setdefault(req.task_id, req.comment)
@@ -217,6 +234,7 @@ class FakePortal:
             read_task_status,
             complete_task,
             defer_task,
+            read_people,
             reassign_task,
             create_linked_deal,
             send_email,
