@@ -71,9 +71,12 @@ async def deal_running(
         workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
         workflow_runner=workflow_runner(),
     ):
+        rules = rules or calendar_rules()
+        if portal.people is None:  # the configuration's people: those of the rules
+            portal.people = rules.people.model_copy(deep=True)
         handle = await env.client.start_workflow(
             DealWorkflow.run,
-            DealInput(deal_id=portal.deal.id, rules=rules or calendar_rules()),
+            DealInput(deal_id=portal.deal.id, rules=rules),
             id=f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
             task_queue=queue,
         )

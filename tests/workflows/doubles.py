@@ -77,7 +77,8 @@ class FakePortal:
     deleted: bool = False  # crm.deal.get answers "Not found" (the deal was deleted)
     deferred: dict[int, str] = field(default_factory=dict)  # task ID → the comment it got
     # the configuration's people now (read_people), and the users deactivated in Bitrix24
-    people: PeopleRules = field(default_factory=lambda: people_rules(Settings.model_validate({})))
+    # None: the people of the deal's rules (`deal_running` fills it in)
+    people: PeopleRules | None = None
     inactive: set[int] = field(default_factory=set)
     accountant_email: str = "buh@example.ru"
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
@@ -159,8 +160,9 @@ class FakePortal:
 
         @activity.defn(name="read_people")
         async def read_people(req: PeopleRequest) -> PeopleAnswer:
+            people = portal.people or people_rules(Settings.model_validate({}))
             return PeopleAnswer(
-                people=portal.people.model_copy(deep=True),
+                people=people.model_copy(deep=True),
                 accountant_email=portal.accountant_email,
                 inactive=sorted(portal.inactive),
             )

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import Bitrix24Event
-from tests.workflows.conftest import new_deal
+from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, pass_days, until
 
@@ -30,6 +30,7 @@ async def test_r_x4_a_new_rop_takes_over_a_running_deal(run_deal, skip_env) -> N
     async with run_deal(portal) as handle:
         await drive_to(handle, portal, "IN_WORK")
         await until(handle, lambda v: bool(v.open_tasks))
+        assert portal.people is not None
         portal.people = portal.people.model_copy(update={"rop": NEW_ROP})
         await skip_env.sleep(timedelta(minutes=61))  # the last read is older than the interval
         await changed(handle, portal)
@@ -44,7 +45,7 @@ async def test_r_x4_a_new_rop_takes_over_a_running_deal(run_deal, skip_env) -> N
 
 async def test_r_x1_a_deactivated_users_work_goes_to_the_rop(run_deal, skip_env) -> None:
     portal = FakePortal(new_deal(7472))
-    rop = portal.people.rop
+    rop = calendar_rules().people.rop
     async with run_deal(portal) as handle:
         await drive_to(handle, portal, "IN_WORK")  # accepted by manager 3
         view = await until(handle, lambda v: bool(v.open_tasks))
@@ -53,9 +54,13 @@ async def test_r_x1_a_deactivated_users_work_goes_to_the_rop(run_deal, skip_env)
         portal.inactive = {3}
         await skip_env.sleep(timedelta(minutes=61))
         await changed(handle, portal)
-        view = await until(handle, lambda v: v.manager_id == rop)
+        view = await until(
+            handle, lambda v: v.manager_id == rop and v.open_tasks[0].responsible_id == rop
+        )
+        await until(
+            handle, lambda _: any(n.key == "deal:7472:deactivated:3" for n in portal.notifications)
+        )
     assert portal.deal.assigned_by_id == rop
     assert [(r.task_id, r.responsible_id) for r in portal.reassigned] == [(task.task_id, rop)]
-    assert view.open_tasks[0].responsible_id == rop
     (told,) = [n for n in portal.notifications if n.key == "deal:7472:deactivated:3"]
     assert told.user_ids == [rop] and "деактивирован" in told.message
