@@ -609,6 +609,12 @@ class RulesSettings(_Section):
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)
     invoice_contract_threshold: float = Field(150_000, gt=0)
+    reopen: Literal["refuse", "new_run"] = Field(
+        "refuse",
+        description="A deal moved back from «Сделка успешна»/«Сделка провалена» in Bitrix24:"
+        " refuse (it is put back to its final stage and the manager and the РОП are told) or"
+        " new_run (a new workflow run from the stage it was moved to, under new keys)",
+    )
     people_refresh_minutes: int = Field(
         60,
         ge=1,

@@ -103,6 +103,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         onec_config_retry_minutes=settings.onec.config_retry_minutes,
         accountant_email=settings.smtp.accountant,
         people_refresh_minutes=rules.people_refresh_minutes,
+        reopen=rules.reopen,
         calendar=russian_calendar(
             today.year - 1,
             today.year + CALENDAR_YEARS_AHEAD,

@@ -186,6 +186,11 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         " вам переданы: {work}."
     ),
     "handover_manager": "ответственность за сделку",
+    "notify_reopen_refused": (
+        "Сделка «{deal_title}» (№{deal_id}) закрыта ({stage}): возврат на стадию «{target}»"
+        " не предусмотрен настройками, сделка возвращена в «{stage}». Для продолжения работы"
+        " создайте новую сделку."
+    ),
     "document_set_invoice": "Счёт",
     "document_set_invoice_contract": "Счёт-договор",
     "document_set_contract_and_invoice": "Договор и счёт",

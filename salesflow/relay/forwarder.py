@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -43,7 +43,7 @@ from salesflow.store import deal_pipelines, inbox, signal_marks
 from salesflow.store.deal_pipelines import Pipeline
 from salesflow.store.inbox import InboxEvent, InboxStatus, Settlement
 from salesflow.store.signal_marks import NewMark
-from salesflow.workflows.models import Bitrix24Event, DealInput, DealRules
+from salesflow.workflows.models import Bitrix24Event, DealInput, DealRules, DealView, Stage
 from salesflow.workflows.names import (
     DEAL_EVENTS,
     DEAL_ID,
@@ -60,6 +60,8 @@ log = logging.getLogger("salesflow.relay")
 DEAL_BINDING = re.compile(r"^D_(\d+)$")
 # A deal moved to another pipeline; data[FIELDS] = {ID, CATEGORY_ID, STAGE_ID} (bitrix24.md §deals).
 MOVED_TO_CATEGORY = "ONCRMDEALMOVETOCATEGORY"
+REOPENED = "deal moved back from its final stage: a new run (rules.reopen decides)"
+COMPLETED = WorkflowExecutionStatus.COMPLETED
 PIPELINES_HELD = 200_000  # deals whose pipeline is held in memory (the table holds all)
 
 
@@ -193,6 +195,8 @@ class Forwarder:
                 pipeline=learned,
             )
         if not await self._signal_deal(row, deal_summary(row.entity_id, deal)):
+            if await self._reopen(row, deal):
+                return Outcome(InboxStatus.FORWARDED, REOPENED, pipeline=learned)
             return Outcome(InboxStatus.IGNORED, "deal workflow closed", pipeline=learned)
         mark = _mark(row, signal_marks.DEAL, modified, read_at)
         return Outcome(InboxStatus.FORWARDED, mark=mark, pipeline=learned)
@@ -208,6 +212,8 @@ class Forwarder:
             )
         sent = self.clock.now_at_least(time.monotonic())
         if not await self._signal_deal(row, known.summary or deal_summary(row.entity_id, {})):
+            if await self._reopen(row):
+                return Outcome(InboxStatus.FORWARDED, REOPENED)
             return Outcome(InboxStatus.IGNORED, "deal workflow closed")
         mark = None
         if sent is not None:  # every change of a second that had ended when the signal went
@@ -262,6 +268,52 @@ class Forwarder:
         return Outcome(
             InboxStatus.IGNORED, f"no running deal workflow ({deal_workflow_id(row.entity_id)})"
         )
+
+    async def _reopen(self, row: InboxEvent, deal: dict[str, Any] | None = None) -> bool:
+        """An event of a deal whose workflow has closed: a deal moved back from WON/LOSE in
+        Bitrix24 gets a new run told the stage its closed run ended at (the workflow refuses
+        or goes on by `rules.reopen`, deal_changes.py). Costs a Temporal describe and result
+        read, and a deal read when the event came unread — for events of closed deals only."""
+        handle = self.temporal_client.get_workflow_handle(
+            deal_workflow_id(row.entity_id), result_type=DealView
+        )
+        timeout = self.options.rpc_timeout
+        try:
+            if (await handle.describe(rpc_timeout=timeout)).status != COMPLETED:
+                return False  # terminated, failed, timed out: not a deal that was closed
+            closed = await handle.result(follow_runs=False, rpc_timeout=timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise _temporal_error(exc) from exc
+        if closed.ended or closed.stage not in (Stage.WON, Stage.LOSE):
+            return False
+        if deal is None:
+            found = await self._bitrix24("crm.deal.get", {"id": row.entity_id})
+            deal = found if isinstance(found, dict) else {}
+        rules = self._deal_rules()
+        code = rules.stage_code(str(deal.get("STAGE_ID") or ""))
+        if not in_pipeline(_int(deal.get("CATEGORY_ID")), rules.category_id):
+            return False
+        if code is None or code in (Stage.WON, Stage.LOSE):
+            return False  # still closed: an edit of a closed deal
+        try:
+            await self.temporal_client.start_workflow(
+                WORKFLOW_TYPE,
+                DealInput(deal_id=row.entity_id, rules=rules, reopened_from=closed.stage),
+                id=deal_workflow_id(row.entity_id),
+                task_queue=self.settings.temporal.task_queue,
+                start_signal=SIGNAL_BITRIX24_EVENT,
+                start_signal_args=[_signal(row)],
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=_deal_attributes(row.entity_id),
+                static_summary=deal_summary(row.entity_id, deal),
+                static_details=self._deal_link(row.entity_id),
+                rpc_timeout=timeout,
+            )
+        except RPCError as exc:
+            raise _temporal_error(exc) from exc
+        return True
 
     async def _signal_running(self, row: InboxEvent) -> bool:
         """Signal the deal's workflow if it runs (never start one); False when none runs."""

@@ -132,6 +132,8 @@ class DealWorkflow:
             await fx.refresh_deal()
             if self.s.deal is None:  # deleted before its first read (deal_changes.py)
                 return fx.view()
+            if inp.reopened_from is not None and await self.changes.reopened(inp.reopened_from):
+                return fx.view()  # refused: back at its final stage
             if not in_pipeline(self.s.deal.category_id, self.rules.category_id):
                 return fx.view()
             stage = fx.stage_of(self.s.deal.stage_id) or Stage.NEW

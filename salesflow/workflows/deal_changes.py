@@ -12,6 +12,13 @@
     a CURRENCY_ID other than RUB               converted with `rules.currency_rates`; without
                                                a rate refused with a notice, the deal waits at
                                                КП for RUB or a rate           [DOCUMENT_SET]
+    moved back from WON/LOSE (the relay starts `rules.reopen`: "refuse" (default) puts it
+    a new run with `reopened_from`)            back and tells the manager and the РОП;
+                                               "new_run" goes on from its stage under new
+                                               keys                           [REOPEN]
+
+The default is "refuse": a won deal has told the client, the accountant and «Инженеры»; a new
+run would do its stages' work again, which a person should decide by creating a new deal.
 
 A deal moved *into* «Продажа» is started by the relay (salesflow/relay/forwarder.py). The
 rates are part of the deal's rules snapshot (a rate is a business term of the deal, frozen
@@ -46,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
 LEAVES = "deal-changes-leave"
 BACK_TO_NEW = "deal-changes-back-to-new"
 DOCUMENT_SET = "deal-changes-document-set"
+REOPEN = "deal-changes-reopen"
 APPROVAL = "approval"  # ProcessState.kind of the «Согласование» child (children.py)
 BASE_CURRENCY = "RUB"
 
@@ -129,6 +137,42 @@ class DealChanges:
                 key=fx.key(purpose), user_ids=users, message=fx._rendered(f"notify_deal_{reason}")
             ),
         )
+
+    # ---- reopened after WON / LOSE ---------------------------------------------------------
+
+    async def reopened(self, final: Stage) -> bool:
+        """A new run of a deal moved back from `final` in Bitrix24 (the relay started it):
+        `rules.reopen` "refuse" puts it back to `final` and tells the manager and the РОП
+        (True: this run ends); "new_run" goes on from the stage it is at, its side effects
+        under new keys (`DealEffects.key`)."""
+        fx, s = self.fx, self.s
+        if not workflow.patched(REOPEN):
+            return False
+        assert s.deal is not None
+        target = fx.stage_of(s.deal.stage_id)
+        if self.rules.reopen == "new_run":
+            s.counters["reopen"] = s.counters.get("reopen", 0) + 1
+            fx.record(final, f"reopened after {final} in Bitrix24: a new run from {target}")
+            return False
+        cause = f"moved back from {final} to {target} in Bitrix24: refused (rules.reopen)"
+        fx.enter(final, cause, now=workflow.now())
+        await fx.update_deal({"STAGE_ID": self.rules.stages[final]})
+        names = self.rules.templates
+        purpose = f"reopen_refused:{s.deal.stage_id}"
+        await fx.once(
+            purpose,
+            act.notify_users,
+            NotifyRequest(
+                key=fx.key(purpose),
+                user_ids=list(dict.fromkeys([fx.responsible(), self.rules.people.rop])),
+                message=fx._rendered(
+                    "notify_reopen_refused",
+                    stage=names.get(f"stage_{final}", final),
+                    target=names.get(f"stage_{target}", str(target)),
+                ),
+            ),
+        )
+        return True
 
     # ---- moved back to NEW ---------------------------------------------------------------
 

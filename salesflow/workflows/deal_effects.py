@@ -573,6 +573,9 @@ class DealEffects:
     # ---- side effects (activities) -------------------------------------------------------
 
     def key(self, purpose: str) -> str:
+        reopened = self.s.counters.get("reopen")  # a new run of a reopened deal (deal_changes)
+        if reopened:
+            return f"deal:{self.s.deal_id}:reopen{reopened}:{purpose}"
         return f"deal:{self.s.deal_id}:{purpose}"
 
     async def once(

@@ -120,6 +120,7 @@ class DealRules(Carried):
     # RUB per unit of a deal's CURRENCY_ID, for the thresholds of R-KP-5 (deal_changes.py)
     currency_rates: dict[str, float] = Field(default_factory=dict)
     people_refresh_minutes: int = 60  # people read when used (people_lookup.py)
+    reopen: Literal["refuse", "new_run"] = "refuse"  # a deal moved back from WON/LOSE
     calendar: CalendarSnapshot
     templates: dict[str, str]
 
@@ -329,6 +330,9 @@ class DealInput(Carried):
     deal_id: int
     rules: DealRules
     state: DealState | None = None
+    # The relay starts a new run for a deal moved back from a final stage in Bitrix24: the
+    # stage its closed run ended at (deal_changes.py: refused or a new run, `rules.reopen`).
+    reopened_from: Stage | None = None
 
 
 class AcceptLead(Carried):

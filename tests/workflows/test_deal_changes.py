@@ -158,3 +158,29 @@ async def test_r_kp_5_a_currency_without_a_rate_is_refused_with_a_notice(run_dea
         view = await until(handle, lambda v: v.stage == "CONTRACT")
     assert view.document_set == "contract_and_invoice"
     assert any("no rate for EUR" in h.cause for h in view.history)
+
+
+async def test_r_won_a_deal_moved_back_from_won_is_refused_by_default(run_deal) -> None:
+    """The relay started a new run (reopened_from=WON): the deal is put back to WON."""
+    rules = calendar_rules()
+    deal = new_deal(7458)
+    deal.stage_id = rules.stages["SHIPPED"]
+    portal = FakePortal(deal)
+    async with run_deal(portal, rules, reopened_from="WON") as handle:
+        result = await handle.result()
+    assert result.stage == "WON" and portal.deal.stage_id == rules.stages["WON"]
+    (told,) = [n for n in portal.notifications if n.key.startswith("deal:7458:reopen_refused:")]
+    assert ROP in told.user_ids and "«Сделка успешна»" in told.message
+    assert not portal.tasks  # nothing of SHIPPED is done again
+
+
+async def test_r_won_a_deal_moved_back_from_won_gets_a_new_run_when_configured(run_deal) -> None:
+    rules = calendar_rules(reopen="new_run")
+    deal = new_deal(7459)
+    deal.stage_id = rules.stages["TO_SHIP"]
+    portal = FakePortal(deal)
+    async with run_deal(portal, rules, reopened_from="WON") as handle:
+        view = await until(handle, lambda v: bool(v.open_tasks))
+    assert view.stage == "TO_SHIP"
+    assert list(portal.task_ids) == ["deal:7459:reopen1:ts:control_shipping"]  # new keys
+    assert any("reopened after WON" in h.cause for h in view.history)
