@@ -9,15 +9,23 @@ Deal IDs of this module: 7_710_000 … 7_710_999.
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import workflow
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from salesflow.config.snapshot import build_rules
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.relay.app import EVENTS_PATH
+from salesflow.relay.forwarder import REOPENED
 from salesflow.store import inbox
-from salesflow.workflows.names import deal_workflow_id
+from salesflow.workflows.models import Bitrix24Event, DealInput, DealView, Stage
+from salesflow.workflows.names import SIGNAL_BITRIX24_EVENT, WORKFLOW_TYPE, deal_workflow_id
 from tests.relay.conftest import (
     SALES_CATEGORY,
     Emulator,
@@ -93,3 +101,81 @@ async def test_r_x8_relay_routes_delete_and_moves_out_and_in(
         "ONCRMDEALMOVETOCATEGORY",
         "ONCRMDEALUPDATE",
     ]
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class ClosedDeal:
+    """Stands in for `DealWorkflow`: a first run closes at WON, a reopened run waits."""
+
+    @workflow.run
+    async def run(self, inp: DealInput) -> DealView:
+        if inp.reopened_from is not None:
+            await workflow.wait_condition(lambda: False)
+        return DealView(
+            deal_id=inp.deal_id,
+            stage=Stage.WON,
+            manager_id=3,
+            amount=0.0,
+            document_set=None,
+            open_tasks=[],
+            deadlines=[],
+            payment_schedule=[],
+            history=[],
+        )
+
+    @workflow.signal(name=SIGNAL_BITRIX24_EVENT)
+    def bitrix24_event(self, event: Bitrix24Event) -> None:
+        pass
+
+
+async def _first_input(client: Client, deal_id: int) -> dict:
+    handle = client.get_workflow_handle(deal_workflow_id(deal_id))
+    async for event in handle.fetch_history_events():
+        attrs = event.workflow_execution_started_event_attributes
+        return json.loads(attrs.input.payloads[0].data)
+    raise AssertionError("no history")
+
+
+async def test_r_won_relay_starts_a_new_run_for_a_deal_moved_back_from_won(
+    tmp_path: Path, emulator: Emulator, dev_env: WorkflowEnvironment
+) -> None:
+    reopened, still_won = BASE + 11, BASE + 12
+    queue = f"closed-deals-{uuid.uuid4().hex[:6]}"
+    base = relay_settings(emulator.webhook_url)
+    settings = base.model_copy(
+        update={"temporal": base.temporal.model_copy(update={"task_queue": queue})}
+    )
+    rules = build_rules(settings)
+    async with (
+        database("sqlite", tmp_path) as engine,
+        Worker(
+            dev_env.client,
+            task_queue=queue,
+            workflows=[ClosedDeal],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ),
+        running_relay(settings, engine, dev_env.client) as relay,
+    ):
+        for deal_id, stage in ((reopened, "SHIPPED"), (still_won, "WON")):
+            emulator.add_deal(deal_id)
+            emulator.portal.deals[deal_id]["STAGE_ID"] = rules.stages[stage]
+            first = await dev_env.client.start_workflow(
+                WORKFLOW_TYPE,
+                DealInput(deal_id=deal_id, rules=rules),
+                id=deal_workflow_id(deal_id),
+                task_queue=queue,
+                result_type=DealView,
+            )
+            assert (await first.result()).stage == Stage.WON
+        rows = []
+        for deal_id in (reopened, still_won):
+            row_id = (await relay.post(emulator.body("ONCRMDEALUPDATE", deal_id))).json()["id"]
+            rows.append(await relay.settled(row_id))
+        started = await _first_input(dev_env.client, reopened)
+        await dev_env.client.get_workflow_handle(deal_workflow_id(reopened)).terminate()
+
+    assert [(r.status, r.reason) for r in rows] == [
+        ("forwarded", REOPENED),
+        ("ignored", "deal workflow closed"),
+    ]
+    assert started["reopened_from"] == "WON"
