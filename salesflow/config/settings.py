@@ -546,6 +546,9 @@ class PortalSettings(_Section):
     stages: PortalStages = PortalStages()
     fields: PortalFields = PortalFields()
     users: PortalUsers = PortalUsers()
+    # R-WON-1: the public link of the portal's CRM form for the client's feedback
+    # (CRM → Формы CRM → the form → «Ссылка»); empty: the WON message goes without a link
+    feedback_form_url: str = ""
     enums: dict[str, dict[str, int]] = Field(
         default_factory=lambda: {
             "priority": {"A": 11, "B": 12, "C": 13},

@@ -104,6 +104,7 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
         accountant_email=settings.smtp.accountant,
         people_refresh_minutes=rules.people_refresh_minutes,
         reopen=rules.reopen,
+        feedback_form_url=portal.feedback_form_url,
         calendar=russian_calendar(
             today.year - 1,
             today.year + CALENDAR_YEARS_AHEAD,

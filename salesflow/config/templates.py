@@ -191,6 +191,21 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         " не предусмотрен настройками, сделка возвращена в «{stage}». Для продолжения работы"
         " создайте новую сделку."
     ),
+    # Issue 14 item 6: the client told of the work on the order (client_messages.py).
+    "client_won_form_link": "Оставить отзыв: {form_url}",
+    "client_order_logist_started": (
+        "Уважаемый клиент! По вашему заказу №{deal_id} начата работа: {what}."
+    ),
+    "client_order_logist_done": (
+        "Уважаемый клиент! По вашему заказу №{deal_id} выполнено: {what}."
+    ),
+    "client_order_process_done": (
+        "Уважаемый клиент! По вашему заказу №{deal_id} завершён этап «{process}»."
+    ),
+    "client_order_delivery_term": (
+        "Уважаемый клиент! Срок поставки по вашему заказу №{deal_id} изменён: {term}."
+        " Ваш менеджер {manager_name}, {manager_phone}, {manager_email}"
+    ),
     "document_set_invoice": "Счёт",
     "document_set_invoice_contract": "Счёт-договор",
     "document_set_contract_and_invoice": "Договор и счёт",

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
     from salesflow.workflows.children import Children
+    from salesflow.workflows.client_messages import ClientMessages
     from salesflow.workflows.deal_changes import DealChanges
     from salesflow.workflows.deal_effects import FIELDS_DRIVE, DealEffects, Transition
     from salesflow.workflows.field_intents import SERVICES, FieldIntents
@@ -114,6 +115,7 @@ class DealWorkflow:
         self.fields = FieldIntents(self.fx, self._request_service)
         self.changes = DealChanges(self.fx)  # the deal deleted, moved, changed (issue 14)
         self.people = PeopleLookup(self.fx)  # people read when used, not frozen (issue 14)
+        self.messages = ClientMessages(self.fx)  # the client told of the order's work (issue 14)
         self.fx.on_deal_read = self.changes.after(self.fields.follow, self.people.refresh)
         self.fx.deal_gone = self.changes.deal_gone
         self.fx.on_events = self.changes.take_events
@@ -128,6 +130,7 @@ class DealWorkflow:
         fx = self.fx
         if workflow.patched("deal-board"):
             self.board.start(fx)
+        self.messages.start()
         if self.s.deal is None:
             await fx.refresh_deal()
             if self.s.deal is None:  # deleted before its first read (deal_changes.py)
@@ -428,7 +431,9 @@ class DealWorkflow:
             self.payments.start()  # the 1C poll goes on (or again, after continue-as-new)
         else:
             self.payments.stop()
-        await fx.client_message("won:feedback_form", "client_won_feedback")
+        await fx.client_message(
+            "won:feedback_form", "client_won_feedback", text=self.messages.won_text()
+        )
         await fx.once(
             "won:engineers_deal",
             act.create_linked_deal,

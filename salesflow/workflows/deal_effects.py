@@ -717,8 +717,9 @@ class DealEffects:
             )
         return task_id
 
-    async def client_message(self, purpose: str, template: str) -> None:
-        """A message to the client (R-IW-1, R-X5, R-WON-1) signed with the manager's card."""
+    async def client_message(self, purpose: str, template: str, text: str | None = None) -> None:
+        """A message to the client (R-IW-1, R-X5, R-WON-1) signed with the manager's card;
+        `text`: the template already filled in (client_messages.py), else `template`'s."""
         await self.once(
             purpose,
             act.send_client_message,
@@ -727,7 +728,7 @@ class DealEffects:
                 deal_id=self.s.deal_id,
                 manager_id=self.s.manager_id,
                 subject=self.text("client_subject"),
-                template=self.rules.templates[template],
+                template=text if text is not None else self.rules.templates[template],
             ),
         )
 

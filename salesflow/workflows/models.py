@@ -121,6 +121,7 @@ class DealRules(Carried):
     currency_rates: dict[str, float] = Field(default_factory=dict)
     people_refresh_minutes: int = 60  # people read when used (people_lookup.py)
     reopen: Literal["refuse", "new_run"] = "refuse"  # a deal moved back from WON/LOSE
+    feedback_form_url: str = ""  # R-WON-1: the Bitrix24 CRM form the WON message links to
     calendar: CalendarSnapshot
     templates: dict[str, str]
 
@@ -324,6 +325,8 @@ class DealState(Carried):
     # The deal left the «Продажа» pipeline under the workflow (deal_changes.py): "deleted"
     # (ONCRMDEALDELETE or crm.deal.get "Not found") or "moved_out" (another CATEGORY_ID).
     ended: str = ""
+    # what the client was last told per subject (client_messages.py), e.g. «Срок поставки»
+    client_seen: dict[str, str] = Field(default_factory=dict)
 
 
 class DealInput(Carried):
