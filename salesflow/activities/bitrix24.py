@@ -21,8 +21,9 @@ from temporalio.exceptions import ApplicationError
 from salesflow.activities.errors import refuse, remote_errors
 from salesflow.activities.once import Settle, found, once
 from salesflow.config.settings import Settings
+from salesflow.config.snapshot import people_rules
 from salesflow.integrations.bitrix24.client import Bitrix24Client
-from salesflow.integrations.bitrix24.errors import Bitrix24Error
+from salesflow.integrations.bitrix24.errors import Bitrix24Error, NotFound
 from salesflow.workflows.models import (
     ApprovalItemRequest,
     ApprovalItemStage,
@@ -31,13 +32,18 @@ from salesflow.workflows.models import (
     DealUpdateRequest,
     LinkedDealRequest,
     NotifyRequest,
+    PeopleAnswer,
+    PeopleRequest,
+    TaskDeferRequest,
     TaskReassignRequest,
     TaskRequest,
     TaskSnapshot,
     TimelineCommentRequest,
 )
-from salesflow.workflows.names import TASK_COMPLETED
+from salesflow.workflows.names import DEAL_NOT_FOUND, TASK_COMPLETED
 from salesflow.workflows.rules import render
+
+TASK_DEFERRED = "6"  # tasks.task.get STATUS of a deferred task (research/bitrix24.md §tasks)
 
 ORIGINATOR = "salesflow"
 DEAL_OWNER_TYPE = 2
@@ -156,6 +162,8 @@ class Bitrix24Activities:
             self.read_task_status,
             self.read_task,
             self.complete_task,
+            self.defer_task,
+            self.read_people,
             self.reassign_task,
             self.create_approval_item,
             self.read_approval_item_stage,
@@ -165,8 +173,16 @@ class Bitrix24Activities:
 
     @activity.defn(name="fetch_deal")
     async def fetch_deal(self, deal_id: int) -> DealSnapshot:
-        with remote_errors():
-            raw = await self.client.call("crm.deal.get", {"id": deal_id})
+        try:
+            with remote_errors():
+                raw = await self.client.call("crm.deal.get", {"id": deal_id})
+        except ApplicationError as err:
+            # crm.deal.get of a deleted deal: error "" / "Not found" (research/bitrix24.md)
+            if isinstance(err.__cause__, NotFound):
+                raise ApplicationError(
+                    f"deal {deal_id} not found in Bitrix24", type=DEAL_NOT_FOUND, non_retryable=True
+                ) from err
+            raise
         deal = deal_snapshot(raw)
         deal.assigned_by_name = await self._names.name(deal.assigned_by_id)
         return deal
@@ -343,6 +359,49 @@ class Bitrix24Activities:
             deadline=deadline,
             responsible_id=int(task.get("responsibleId") or 0),
         )
+
+    @activity.defn(name="read_people")
+    async def read_people(self, req: PeopleRequest) -> PeopleAnswer:
+        """The people mapping of this worker's configuration (a changed mapping reaches the
+        deals once the workers run with it) and which of those users and of `user_ids` are
+        deactivated in Bitrix24: user.get answers for every user, inactive ones with
+        ACTIVE=false (DOCS `user/user-get.md`); a user it does not answer for stays as is."""
+        people = people_rules(self.settings)
+        ids = {people.rop, people.logist, people.director, *people.managers}
+        ids |= set(people.services.values()) | set(req.user_ids)
+        ids = {i for i in ids if i}
+        commands = {f"u{i}": ("user.get", {"ID": i}) for i in sorted(ids)}
+        with remote_errors():
+            outcome = await self.client.batch(commands)
+        inactive = []
+        for key, users in outcome.result.items():
+            for user in users or []:
+                if str(user.get("ID")) == key[1:] and user.get("ACTIVE") is False:
+                    inactive.append(int(key[1:]))
+        return PeopleAnswer(
+            people=people, accountant_email=self.settings.smtp.accountant, inactive=sorted(inactive)
+        )
+
+    @activity.defn(name="defer_task")
+    async def defer_task(self, req: TaskDeferRequest) -> None:
+        """A deal that left the pipeline: its open automatic task gets the reason as a comment
+        (once: looked up by its text) and is deferred; a completed, deferred or deleted task
+        stays as it is."""
+        with remote_errors():
+            got = await self.client.call(
+                "tasks.task.get", {"taskId": req.task_id, "select": ["ID", "STATUS"]}
+            )
+            task = got.get("task") if isinstance(got, dict) else None
+            if not isinstance(task, dict):
+                return  # deleted with the deal
+            existing = await self.client.call("task.commentitem.getlist", {"TASKID": req.task_id})
+            if req.comment not in {str(c.get("POST_MESSAGE") or "") for c in existing or []}:
+                await self.client.call(
+                    "task.commentitem.add",
+                    {"TASKID": req.task_id, "FIELDS": {"POST_MESSAGE": req.comment}},
+                )
+            if str(task.get("status")) not in (TASK_COMPLETED, TASK_DEFERRED):
+                await self.client.call("tasks.task.defer", {"taskId": req.task_id})
 
     @activity.defn(name="complete_task")
     async def complete_task(self, task_id: int) -> None:

@@ -557,6 +557,9 @@ class PortalSettings(_Section):
     stages: PortalStages = PortalStages()
     fields: PortalFields = PortalFields()
     users: PortalUsers = PortalUsers()
+    # R-WON-1: the public link of the portal's CRM form for the client's feedback
+    # (CRM → Формы CRM → the form → «Ссылка»); empty: the WON message goes without a link
+    feedback_form_url: str = ""
     enums: dict[str, dict[str, int]] = Field(
         default_factory=lambda: {
             "priority": {"A": 11, "B": 12, "C": 13},
@@ -621,6 +624,25 @@ class RulesSettings(_Section):
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)
     invoice_contract_threshold: float = Field(150_000, gt=0)
+    reopen: Literal["refuse", "new_run"] = Field(
+        "refuse",
+        description="A deal moved back from «Сделка успешна»/«Сделка провалена» in Bitrix24:"
+        " refuse (it is put back to its final stage and the manager and the РОП are told) or"
+        " new_run (a new workflow run from the stage it was moved to, under new keys)",
+    )
+    people_refresh_minutes: int = Field(
+        60,
+        ge=1,
+        description="A running deal reads the people mapping (portal.users, smtp.accountant)"
+        " and its people's ACTIVE flag at most this often (on a stage or a deal change), so a"
+        " new РОП takes over running deals and a deactivated user's work goes to the РОП",
+    )
+    currency_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="RUB per unit of a deal's CURRENCY_ID (e.g. USD = 92.5), so a deal in"
+        " another currency meets the RUB thresholds of R-KP-5; a currency without a rate is"
+        " refused with a notice to the manager",
+    )
     extra_holidays: tuple[str, ...] = ()
     extra_workdays: tuple[str, ...] = ()
 
@@ -630,6 +652,11 @@ class RulesSettings(_Section):
             raise ValueError("work_end must be after work_start")
         if self.invoice_contract_threshold >= self.contract_threshold:
             raise ValueError("invoice_contract_threshold must be below contract_threshold")
+        for code, rate in self.currency_rates.items():
+            if not (code.isalpha() and len(code) == 3 and code.isupper()) or not rate > 0:
+                raise ValueError(
+                    f"currency_rates.{code} = {rate}: a 3-letter upper-case code and a rate > 0"
+                )
         return self
 
 

@@ -85,6 +85,26 @@ def _diff(prefix: str, a: Any, b: Any, out: list[tuple[str, Any, Any]]) -> None:
         out.append((prefix, a, b))
 
 
+def people_rules(settings: Settings) -> PeopleRules:
+    """The people mapping of the configuration (РОП, managers, logist, service users); read
+    by the workflows when used (activity `read_people`), not frozen with a deal's rules."""
+    users = settings.portal.users
+    return PeopleRules(
+        rop=users.rop,
+        managers=list(users.managers),
+        logist=users.logist,
+        services={
+            "engineers": users.engineers,
+            "purchasing": users.purchasing,
+            "logistics": users.logist,
+            "production": users.production,
+            "lawyer": users.lawyer,
+            "metrologist": users.metrologist,
+        },
+        director=users.director,
+    )
+
+
 def build_rules(settings: Settings, today: date | None = None) -> DealRules:
     return versioned(_build_rules(settings, today))
 
@@ -92,7 +112,6 @@ def build_rules(settings: Settings, today: date | None = None) -> DealRules:
 def _build_rules(settings: Settings, today: date | None) -> DealRules:
     today = today or date.today()
     portal, rules = settings.portal, settings.rules
-    users = portal.users
     return DealRules(
         name=rules.name,
         category_id=portal.category_id,
@@ -101,20 +120,7 @@ def _build_rules(settings: Settings, today: date | None) -> DealRules:
         stages=portal.stages.model_dump(),
         fields=portal.fields.model_dump(),
         enums=portal.enums,
-        people=PeopleRules(
-            rop=users.rop,
-            managers=list(users.managers),
-            logist=users.logist,
-            services={
-                "engineers": users.engineers,
-                "purchasing": users.purchasing,
-                "logistics": users.logist,
-                "production": users.production,
-                "lawyer": users.lawyer,
-                "metrologist": users.metrologist,
-            },
-            director=users.director,
-        ),
+        people=people_rules(settings),
         timezone=rules.timezone,
         work_start=rules.work_start.strftime("%H:%M"),
         work_end=rules.work_end.strftime("%H:%M"),
@@ -139,9 +145,13 @@ def _build_rules(settings: Settings, today: date | None) -> DealRules:
         onec_task_poll_seconds=rules.onec_task_poll_seconds,
         contract_threshold=rules.contract_threshold,
         invoice_contract_threshold=rules.invoice_contract_threshold,
+        currency_rates=dict(rules.currency_rates),
         onec_outage_notify_minutes=settings.onec.outage_notify_after_minutes,
         onec_config_retry_minutes=settings.onec.config_retry_minutes,
         accountant_email=settings.smtp.accountant,
+        people_refresh_minutes=rules.people_refresh_minutes,
+        reopen=rules.reopen,
+        feedback_form_url=portal.feedback_form_url,
         calendar=russian_calendar(
             today.year - 1,
             today.year + CALENDAR_YEARS_AHEAD,

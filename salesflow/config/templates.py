@@ -228,9 +228,6 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "why_waits_task": "задачу «{title}»",
     "why_waits_tranche": "оплату транша {number} до {due}",
     "why_waits_person": "действия менеджера",
-    "why_set_contract_and_invoice": "Договор и счёт",
-    "why_set_invoice_contract": "Счёт-договор",
-    "why_set_invoice": "Счёт",
     "why_cause_accepted": "заявку взял в работу менеджер {rest}",
     "why_loss_NO_MONEY": "нет денег",
     "why_loss_COMPETITOR": "выбрали конкурента",
@@ -248,6 +245,56 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "why_cause_person": "сделку перевели в Битрикс24",
     "why_cause_found": "сделка найдена в Битрикс24",
     "why_cause_automation": "автоматически",
+    # Issue 14 item 7: the deal changes under the workflow (salesflow/workflows/deal_changes.py).
+    "notify_deal_deleted": (
+        "Сделка «{deal_title}» (№{deal_id}) удалена в Битрикс24: процесс по ней завершён,"
+        " открытые задачи отложены."
+    ),
+    "notify_deal_moved_out": (
+        "Сделка «{deal_title}» (№{deal_id}) перенесена из направления «Продажа»: процесс по ней"
+        " завершён, открытые задачи отложены."
+    ),
+    "task_comment_deal_deleted": (
+        "Сделка №{deal_id} удалена в Битрикс24 — задача отложена автоматически."
+    ),
+    "task_comment_deal_moved_out": (
+        "Сделка №{deal_id} перенесена из направления «Продажа» — задача отложена автоматически."
+    ),
+    "notify_document_set_changed": (
+        "Сумма сделки «{deal_title}» (№{deal_id}) изменилась: {amount}. Комплект документов"
+        " теперь «{new}» вместо «{old}»{approval}."
+    ),
+    "notify_document_set_approval": "; внутреннее согласование проводится заново",
+    "notify_currency_rate_missing": (
+        "Сделка «{deal_title}» (№{deal_id}) в валюте {currency}: курс не настроен, комплект"
+        " документов не определить. Укажите сумму в рублях или попросите администратора"
+        " добавить курс (rules.currency_rates)."
+    ),
+    "notify_user_deactivated": (
+        "Пользователь {user} деактивирован в Битрикс24: по сделке «{deal_title}» (№{deal_id})"
+        " вам переданы: {work}."
+    ),
+    "handover_manager": "ответственность за сделку",
+    "notify_reopen_refused": (
+        "Сделка «{deal_title}» (№{deal_id}) закрыта ({stage}): возврат на стадию «{target}»"
+        " не предусмотрен настройками, сделка возвращена в «{stage}». Для продолжения работы"
+        " создайте новую сделку."
+    ),
+    # Issue 14 item 6: the client told of the work on the order (client_messages.py).
+    "client_won_form_link": "Оставить отзыв: {form_url}",
+    "client_order_logist_started": (
+        "Уважаемый клиент! По вашему заказу №{deal_id} начата работа: {what}."
+    ),
+    "client_order_logist_done": (
+        "Уважаемый клиент! По вашему заказу №{deal_id} выполнено: {what}."
+    ),
+    "client_order_process_done": (
+        "Уважаемый клиент! По вашему заказу №{deal_id} завершён этап «{process}»."
+    ),
+    "client_order_delivery_term": (
+        "Уважаемый клиент! Срок поставки по вашему заказу №{deal_id} изменён: {term}."
+        " Ваш менеджер {manager_name}, {manager_phone}, {manager_email}"
+    ),
 }
 
 

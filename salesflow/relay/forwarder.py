@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -43,10 +43,11 @@ from salesflow.store import deal_pipelines, inbox, signal_marks
 from salesflow.store.deal_pipelines import Pipeline
 from salesflow.store.inbox import InboxEvent, InboxStatus, Settlement
 from salesflow.store.signal_marks import NewMark
-from salesflow.workflows.models import Bitrix24Event, DealInput, DealRules
+from salesflow.workflows.models import Bitrix24Event, DealInput, DealRules, DealView, Stage
 from salesflow.workflows.names import (
     DEAL_EVENTS,
     DEAL_ID,
+    ONCRMDEALDELETE,
     SIGNAL_BITRIX24_EVENT,
     TASK_EVENTS,
     WORKFLOW_TYPE,
@@ -59,6 +60,8 @@ log = logging.getLogger("salesflow.relay")
 DEAL_BINDING = re.compile(r"^D_(\d+)$")
 # A deal moved to another pipeline; data[FIELDS] = {ID, CATEGORY_ID, STAGE_ID} (bitrix24.md §deals).
 MOVED_TO_CATEGORY = "ONCRMDEALMOVETOCATEGORY"
+REOPENED = "deal moved back from its final stage: a new run (rules.reopen decides)"
+COMPLETED = WorkflowExecutionStatus.COMPLETED
 PIPELINES_HELD = 200_000  # deals whose pipeline is held in memory (the table holds all)
 
 
@@ -157,6 +160,8 @@ class Forwarder:
             return await self._task_event(row)
         if row.event == MOVED_TO_CATEGORY:
             return await self._moved(row)
+        if row.event == ONCRMDEALDELETE:
+            return await self._deleted(row)
         return Outcome(InboxStatus.IGNORED, f"{row.event} is not used by the pipeline")
 
     async def _deal_event(self, row: InboxEvent) -> Outcome:
@@ -190,6 +195,8 @@ class Forwarder:
                 pipeline=learned,
             )
         if not await self._signal_deal(row, deal_summary(row.entity_id, deal)):
+            if await self._reopen(row, deal):
+                return Outcome(InboxStatus.FORWARDED, REOPENED, pipeline=learned)
             return Outcome(InboxStatus.IGNORED, "deal workflow closed", pipeline=learned)
         mark = _mark(row, signal_marks.DEAL, modified, read_at)
         return Outcome(InboxStatus.FORWARDED, mark=mark, pipeline=learned)
@@ -205,6 +212,8 @@ class Forwarder:
             )
         sent = self.clock.now_at_least(time.monotonic())
         if not await self._signal_deal(row, known.summary or deal_summary(row.entity_id, {})):
+            if await self._reopen(row):
+                return Outcome(InboxStatus.FORWARDED, REOPENED)
             return Outcome(InboxStatus.IGNORED, "deal workflow closed")
         mark = None
         if sent is not None:  # every change of a second that had ended when the signal went
@@ -212,8 +221,11 @@ class Forwarder:
         return Outcome(InboxStatus.FORWARDED, mark=mark)
 
     async def _moved(self, row: InboxEvent) -> Outcome:
-        """ONCRMDEALMOVETOCATEGORY: the deal's new pipeline is noted; the ONCRMDEALUPDATE the
-        portal sends with it is what signals (a lost or late one is made up by the scan)."""
+        """ONCRMDEALMOVETOCATEGORY: the deal's new pipeline is noted. Moved out of «Продажа»: the
+        running workflow is signalled (it ends, deal_changes.py); moved in: signal-with-start,
+        a new run when the deal's workflow had closed (left the pipeline before). Otherwise
+        the ONCRMDEALUPDATE the portal sends with it is what signals (a lost or late one is
+        made up by the scan)."""
         fields = row.payload_data().get("data")
         fields = fields.get("FIELDS") if isinstance(fields, dict) else None
         category = _int(fields.get("CATEGORY_ID")) if isinstance(fields, dict) else None
@@ -227,11 +239,94 @@ class Forwarder:
             assert category is not None
         learned = Pipeline(row.entity_id, category, summary)
         self._remember(learned)
+        wanted = self.settings.portal.category_id
+        if in_pipeline(category, wanted) and not (known and in_pipeline(known.category_id, wanted)):
+            # moved into «Продажа»: its workflow starts (a new run after one that ended when
+            # the deal left the pipeline; a deal moved in at WON/LOSE starts nothing)
+            stage = fields.get("STAGE_ID") if isinstance(fields, dict) else None
+            final = self._deal_rules().stage_code(str(stage or "")) in ("WON", "LOSE")
+            title = summary or deal_summary(row.entity_id, {})
+            if not final and await self._signal_deal(row, title, new_run=True):
+                return Outcome(InboxStatus.FORWARDED, pipeline=learned)
+        elif (
+            not in_pipeline(category, wanted)
+            and (known is None or in_pipeline(known.category_id, wanted))
+            and await self._signal_running(row)
+        ):
+            # moved out of «Продажа»: its running workflow ends (deal_changes.py)
+            return Outcome(InboxStatus.FORWARDED, pipeline=learned)
         return Outcome(
             InboxStatus.IGNORED,
             f"deal {row.entity_id} moved to category {category}: noted",
             pipeline=learned,
         )
+
+    async def _deleted(self, row: InboxEvent) -> Outcome:
+        """ONCRMDEALDELETE: the deal's running workflow ends (deal_changes.py); nothing starts."""
+        if await self._signal_running(row):
+            return Outcome(InboxStatus.FORWARDED)
+        return Outcome(
+            InboxStatus.IGNORED, f"no running deal workflow ({deal_workflow_id(row.entity_id)})"
+        )
+
+    async def _reopen(self, row: InboxEvent, deal: dict[str, Any] | None = None) -> bool:
+        """An event of a deal whose workflow has closed: a deal moved back from WON/LOSE in
+        Bitrix24 gets a new run told the stage its closed run ended at (the workflow refuses
+        or goes on by `rules.reopen`, deal_changes.py). Costs a Temporal describe and result
+        read, and a deal read when the event came unread — for events of closed deals only."""
+        handle = self.temporal_client.get_workflow_handle(
+            deal_workflow_id(row.entity_id), result_type=DealView
+        )
+        timeout = self.options.rpc_timeout
+        try:
+            if (await handle.describe(rpc_timeout=timeout)).status != COMPLETED:
+                return False  # terminated, failed, timed out: not a deal that was closed
+            closed = await handle.result(follow_runs=False, rpc_timeout=timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise _temporal_error(exc) from exc
+        if closed.ended or closed.stage not in (Stage.WON, Stage.LOSE):
+            return False
+        if deal is None:
+            found = await self._bitrix24("crm.deal.get", {"id": row.entity_id})
+            deal = found if isinstance(found, dict) else {}
+        rules = self._deal_rules()
+        code = rules.stage_code(str(deal.get("STAGE_ID") or ""))
+        if not in_pipeline(_int(deal.get("CATEGORY_ID")), rules.category_id):
+            return False
+        if code is None or code in (Stage.WON, Stage.LOSE):
+            return False  # still closed: an edit of a closed deal
+        try:
+            await self.temporal_client.start_workflow(
+                WORKFLOW_TYPE,
+                DealInput(deal_id=row.entity_id, rules=rules, reopened_from=closed.stage),
+                id=deal_workflow_id(row.entity_id),
+                task_queue=self.settings.temporal.task_queue,
+                start_signal=SIGNAL_BITRIX24_EVENT,
+                start_signal_args=[_signal(row)],
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=_deal_attributes(row.entity_id),
+                static_summary=deal_summary(row.entity_id, deal),
+                static_details=self._deal_link(row.entity_id),
+                rpc_timeout=timeout,
+            )
+        except RPCError as exc:
+            raise _temporal_error(exc) from exc
+        return True
+
+    async def _signal_running(self, row: InboxEvent) -> bool:
+        """Signal the deal's workflow if it runs (never start one); False when none runs."""
+        handle = self.temporal_client.get_workflow_handle(deal_workflow_id(row.entity_id))
+        try:
+            await handle.signal(
+                SIGNAL_BITRIX24_EVENT, _signal(row), rpc_timeout=self.options.rpc_timeout
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise _temporal_error(exc) from exc
+            return False
+        return True
 
     async def _pipeline(self, deal_id: int) -> Pipeline | None:
         known = self._pipelines.get(deal_id)
@@ -260,8 +355,9 @@ class Forwarder:
             return mark
         return None
 
-    async def _signal_deal(self, row: InboxEvent, summary: str) -> bool:
-        """Signal-with-start the deal's workflow; False when that workflow has closed.
+    async def _signal_deal(self, row: InboxEvent, summary: str, new_run: bool = False) -> bool:
+        """Signal-with-start the deal's workflow; False when that workflow has closed (with
+        `new_run`, a deal moved into the pipeline, a closed workflow gets a new run).
 
         A start carries the Web UI's static summary and details (the deal as first read);
         Temporal keeps them only when this call starts the workflow."""
@@ -273,7 +369,9 @@ class Forwarder:
                 task_queue=self.settings.temporal.task_queue,
                 start_signal=SIGNAL_BITRIX24_EVENT,
                 start_signal_args=[_signal(row)],
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if new_run
+                else WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=_deal_attributes(row.entity_id),
                 static_summary=summary,
                 static_details=self._deal_link(row.entity_id),

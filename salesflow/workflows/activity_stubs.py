@@ -27,6 +27,9 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         LinkedDealRequest,
         NotifyRequest,
+        PeopleAnswer,
+        PeopleRequest,
+        TaskDeferRequest,
         TaskReassignRequest,
         TaskRequest,
         TaskSnapshot,
@@ -127,6 +130,16 @@ async def complete_task(task_id: int) -> None:
     raise _stub()
 
 
+@activity.defn(name="read_people")
+async def read_people(req: PeopleRequest) -> PeopleAnswer:
+    raise _stub()
+
+
+@activity.defn(name="defer_task")
+async def defer_task(req: TaskDeferRequest) -> None:
+    raise _stub()
+
+
 @activity.defn(name="reassign_task")
 async def reassign_task(req: TaskReassignRequest) -> None:
     raise _stub()
@@ -213,6 +226,8 @@ STUBS = (
     read_task_status,
     read_task,
     complete_task,
+    defer_task,
+    read_people,
     reassign_task,
     create_approval_item,
     read_approval_item_stage,

@@ -40,7 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
     from salesflow.workflows.children import Children
+    from salesflow.workflows.client_messages import ClientMessages
     from salesflow.workflows.deadlines import Following
+    from salesflow.workflows.deal_changes import DealChanges
     from salesflow.workflows.deal_effects import FIELDS_DRIVE, DealEffects, Transition
     from salesflow.workflows.field_intents import SERVICES, FieldIntents
     from salesflow.workflows.models import (
@@ -86,6 +88,7 @@ with workflow.unsafe.imports_passed_through():
         LogistMirrorResult,
     )
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
+    from salesflow.workflows.people_lookup import PeopleLookup
     from salesflow.workflows.why import WhyRequest, WhyView, explain
 
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
@@ -117,6 +120,13 @@ class DealWorkflow:
         self.fields = FieldIntents(self.fx, self._request_service)
         self.fx.on_deal_read = self.fields.follow
         self.follow = self.fx.follow = Following(self.fx)  # deadlines follow the data
+        self.changes = DealChanges(self.fx)  # the deal deleted, moved, changed (issue 14)
+        self.people = PeopleLookup(self.fx)  # people read when used, not frozen (issue 14)
+        self.messages = ClientMessages(self.fx)  # the client told of the order's work (issue 14)
+        self.fx.on_deal_read = self.changes.after(self.fields.follow, self.people.refresh)
+        self.fx.deal_gone = self.changes.deal_gone
+        self.fx.on_events = self.changes.take_events
+        self.fx.left = self.changes.left_pipeline
         self._draining = False  # continue-as-new is due: handlers return once intent recorded
         self._watching = False  # WATCHED_DEADLINES, decided when the run starts
 
@@ -128,9 +138,13 @@ class DealWorkflow:
         if workflow.patched("deal-board"):
             self.board.start(fx)
         fx.decisions.start()
+        self.messages.start()
         if self.s.deal is None:
             await fx.refresh_deal()
-            assert self.s.deal is not None
+            if self.s.deal is None:  # deleted before its first read (deal_changes.py)
+                return fx.view()
+            if inp.reopened_from is not None and await self.changes.reopened(inp.reopened_from):
+                return fx.view()  # refused: back at its final stage
             if not in_pipeline(self.s.deal.category_id, self.rules.category_id):
                 return fx.view()
             stage = fx.stage_of(self.s.deal.stage_id) or Stage.NEW
@@ -156,10 +170,19 @@ class DealWorkflow:
             self.follow.start()
         while self.s.stage not in FINAL_STAGES:
             await self._continue_as_new_when_suggested()
+            await self.people.refresh()
             transition = await stages[self.s.stage]()
+            if self.s.ended:
+                break
+            left = self.s.stage
             await fx.move(transition)
+            self.changes.entered(left)
             self.payments.start()
-        if self.s.stage == Stage.WON:
+        if self.s.ended:  # deleted or moved out of «Продажа»: ends cleanly (deal_changes.py)
+            self.payments.stop()
+            await self.children.end()
+            await self.changes.finish()
+        elif self.s.stage == Stage.WON:
             await self.stage_won()
         else:
             await self.stage_lose()
@@ -172,8 +195,9 @@ class DealWorkflow:
         """NEW: notify (R-NEW-1), wait for accept/reject (R-NEW-2/3), escalate (R-NEW-4)."""
         fx, intents, people = self.fx, self.s.intents, self.rules.people
         rule = self.rules.deadlines["take_into_work"]
+        new = self.changes.new_prefix()  # "new", or "new:<n>" when moved back to NEW
         await fx.notify(
-            "new:notify", people.managers, "notify_new_deal", deadline=_human(rule.minutes)
+            f"{new}:notify", people.managers, "notify_new_deal", deadline=_human(rule.minutes)
         )
         due = R.deadline_after(fx.entered_at(), rule, self.rules)
         fx.set_deadline("take_into_work", due)
@@ -182,7 +206,11 @@ class DealWorkflow:
             if not await fx.wait(acted, until=due):
                 await self._take_overdue(due)
                 await fx.remind(
-                    acted, "new:reminder", "take_into_work", people.managers, "notify_take_reminder"
+                    acted,
+                    f"{new}:reminder",
+                    "take_into_work",
+                    people.managers,
+                    "notify_take_reminder",
                 )
         else:
             while not await fx.wait(acted, until=due):
@@ -298,8 +326,12 @@ class DealWorkflow:
             await self._continue_as_new_when_suggested()
         await fx.refresh_deal()
         assert self.s.deal is not None
-        self.s.document_set = R.document_set(self.s.deal.amount, self.rules)
-        fx.decisions.document_set(self.s.deal.amount, self.s.document_set)
+        document_set = await self.changes.agreed_document_set()  # in RUB (deal_changes.py)
+        if document_set is None:
+            return fx.take_move()
+        self.s.document_set = document_set
+        rub = self.changes.rub_amount()
+        fx.decisions.document_set(self.s.deal.amount if rub is None else rub, document_set)
         return await fx.advance(Stage.CONTRACT, f"КП agreed; document set {self.s.document_set}")
 
     async def stage_contract(self) -> Transition:
@@ -420,7 +452,9 @@ class DealWorkflow:
             self.payments.start()  # the 1C poll goes on (or again, after continue-as-new)
         else:
             self.payments.stop()
-        await fx.client_message("won:feedback_form", "client_won_feedback")
+        await fx.client_message(
+            "won:feedback_form", "client_won_feedback", text=self.messages.won_text()
+        )
         await fx.once(
             "won:engineers_deal",
             act.create_linked_deal,
@@ -506,14 +540,15 @@ class DealWorkflow:
         """R-NEW-4: nobody took the lead in time: the РОП and the managers are told, once."""
         fx, people = self.fx, self.rules.people
         fx.mark_overdue("take_into_work")
+        new = self.changes.new_prefix()
         await fx.notify(
-            "new:overdue",
+            f"{new}:overdue",
             [people.rop],
             "notify_take_overdue_rop",
             deadline=_human(self.rules.deadlines["take_into_work"].minutes),
         )
         await fx.notify(
-            "new:overdue:managers",
+            f"{new}:overdue:managers",
             people.managers,
             "notify_deadline_missed",
             what="Взять заявку в работу",

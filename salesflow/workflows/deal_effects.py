@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         FINAL_STAGES,
         STAGE_ORDER,
         Actor,
+        Bitrix24Event,
         ClientMessageRequest,
         Deadline,
         DealRules,
@@ -103,6 +104,11 @@ class DealEffects:
         # deadlines that follow the data (deadlines.py; on when its patch is)
         self.follow: Following | None = None
         self.decisions = Decisions(self)  # issue 15: decisions recorded as data
+        # the deal leaving the pipeline (deal_changes.py): a failed read that means "deleted",
+        # events that delete or move it (True: it left), a read showing it elsewhere
+        self.deal_gone: Callable[[ActivityError], bool] | None = None
+        self.on_events: Callable[[list[Bitrix24Event]], Awaitable[bool]] | None = None
+        self.left: Callable[[], bool] | None = None
 
     # ---- waiting and reconciliation -------------------------------------------------------
 
@@ -208,12 +214,15 @@ class DealEffects:
         return list(dict.fromkeys(users)) or first
 
     def interrupted(self) -> bool:
-        return self.s.intents.lose is not None or self.s.intents.moved_to is not None
+        intents = self.s.intents
+        return intents.lose is not None or intents.moved_to is not None or bool(self.s.ended)
 
     async def _reconcile_pending(self) -> None:
         """Take every event that has arrived: changed tasks are re-read once each, and the deal
         once for all its events (Bitrix24 events carry only IDs)."""
         events, self.s.pending_events = self.s.pending_events, []
+        if self.on_events is not None and await self.on_events(events):
+            return
         for task_id in dict.fromkeys(e.entity_id for e in events if e.event == ONTASKUPDATE):
             await self._reconcile_task(task_id)
         if any(e.event in DEAL_EVENTS for e in events):
@@ -222,6 +231,8 @@ class DealEffects:
     async def _reconcile_deal(self) -> None:
         """The deal changed in Bitrix24: re-read it and follow a stage move made by a person."""
         await self.refresh_deal()
+        if self.left is not None and self.left():
+            return
         deal = self.s.deal
         assert deal is not None
         seen = self.stage_of(deal.stage_id)
@@ -463,7 +474,7 @@ class DealEffects:
 
     def _watched_done(self, d: Deadline) -> bool:
         s = self.s
-        if s.stage in FINAL_STAGES:
+        if s.stage in FINAL_STAGES or s.ended:
             return True
         if d.task_id is not None:
             return not any(t.task_id == d.task_id for t in s.open_tasks)
@@ -588,6 +599,9 @@ class DealEffects:
     # ---- side effects (activities) -------------------------------------------------------
 
     def key(self, purpose: str) -> str:
+        reopened = self.s.counters.get("reopen")  # a new run of a reopened deal (deal_changes)
+        if reopened:
+            return f"deal:{self.s.deal_id}:reopen{reopened}:{purpose}"
         return f"deal:{self.s.deal_id}:{purpose}"
 
     async def once(
@@ -730,8 +744,9 @@ class DealEffects:
             )
         return task_id
 
-    async def client_message(self, purpose: str, template: str) -> None:
-        """A message to the client (R-IW-1, R-X5, R-WON-1) signed with the manager's card."""
+    async def client_message(self, purpose: str, template: str, text: str | None = None) -> None:
+        """A message to the client (R-IW-1, R-X5, R-WON-1) signed with the manager's card;
+        `text`: the template already filled in (client_messages.py), else `template`'s."""
         await self.once(
             purpose,
             act.send_client_message,
@@ -740,7 +755,7 @@ class DealEffects:
                 deal_id=self.s.deal_id,
                 manager_id=self.s.manager_id,
                 subject=self.text("client_subject"),
-                template=self.rules.templates[template],
+                template=text if text is not None else self.rules.templates[template],
             ),
         )
 
@@ -762,7 +777,12 @@ class DealEffects:
         self.s.done.append(purpose)
 
     async def refresh_deal(self) -> None:
-        deal = await call(act.fetch_deal, self.s.deal_id)
+        try:
+            deal = await call(act.fetch_deal, self.s.deal_id)
+        except ActivityError as err:
+            if self.deal_gone is not None and self.deal_gone(err):
+                return  # deleted: the last snapshot stays, `s.ended` says so
+            raise
         self.s.deal = deal
         self.bump("deal_reads")
         if self.s.manager_id is None and self.s.stage != Stage.NEW and deal.assigned_by_id:
@@ -828,4 +848,5 @@ class DealEffects:
             invoice_round=self.s.invoice_round,
             history=self.s.history,
             rules_version=self.rules.version,
+            ended=self.s.ended,
         )

@@ -121,6 +121,11 @@ class DealRules(Carried):
     onec_outage_notify_minutes: int = 30
     onec_config_retry_minutes: int = 60  # a 1C step refused as a configuration problem
     accountant_email: str = "buh@example.ru"
+    # RUB per unit of a deal's CURRENCY_ID, for the thresholds of R-KP-5 (deal_changes.py)
+    currency_rates: dict[str, float] = Field(default_factory=dict)
+    people_refresh_minutes: int = 60  # people read when used (people_lookup.py)
+    reopen: Literal["refuse", "new_run"] = "refuse"  # a deal moved back from WON/LOSE
+    feedback_form_url: str = ""  # R-WON-1: the Bitrix24 CRM form the WON message links to
     calendar: CalendarSnapshot
     # the configured calendar overrides (in `calendar` too): a rule, where the calendar is data
     extra_holidays: list[str] = Field(default_factory=list)
@@ -374,12 +379,20 @@ class DealState(Carried):
     intents: PeopleIntents = Field(default_factory=lambda: PeopleIntents())
     payments_closed: str | None = None  # the РОП closed the payment control after WON (why)
     decisions: DecisionLog = Field(default_factory=lambda: DecisionLog())  # issue 15
+    # The deal left the «Продажа» pipeline under the workflow (deal_changes.py): "deleted"
+    # (ONCRMDEALDELETE or crm.deal.get "Not found") or "moved_out" (another CATEGORY_ID).
+    ended: str = ""
+    # what the client was last told per subject (client_messages.py), e.g. «Срок поставки»
+    client_seen: dict[str, str] = Field(default_factory=dict)
 
 
 class DealInput(Carried):
     deal_id: int
     rules: DealRules
     state: DealState | None = None
+    # The relay starts a new run for a deal moved back from a final stage in Bitrix24: the
+    # stage its closed run ended at (deal_changes.py: refused or a new run, `rules.reopen`).
+    reopened_from: Stage | None = None
 
 
 class AcceptLead(Carried):
@@ -422,6 +435,7 @@ class DealView(Carried):
     invoice_round: int = 0
     history: list[HistoryEntry]
     rules_version: str = ""  # the version of the rule set the deal runs ("" before versions)
+    ended: str = ""  # "deleted" / "moved_out": the deal left the pipeline (DealState.ended)
 
 
 # ---- activity requests (the workflow → activities contract) -----------------------------
@@ -443,6 +457,28 @@ class TaskRequest(Carried):
     responsible_id: int
     created_by: int
     deadline: datetime | None = None
+
+
+class PeopleRequest(Carried):
+    """The people mapping of the current configuration, and which of `user_ids` (and of the
+    mapping's users) Bitrix24 says are deactivated (user.get ACTIVE=false)."""
+
+    user_ids: list[int] = Field(default_factory=list)
+
+
+class PeopleAnswer(Carried):
+    people: PeopleRules
+    accountant_email: str
+    inactive: list[int] = Field(default_factory=list)
+
+
+class TaskDeferRequest(Carried):
+    """An automatic task of a deal that left the pipeline: the reason as a task comment, then
+    deferred (tasks.task.defer), so its people see why it stopped (issue 14 item 7)."""
+
+    key: str
+    task_id: int
+    comment: str
 
 
 class TaskReassignRequest(Carried):

@@ -41,6 +41,13 @@ ONCRMDEALUPDATE = "ONCRMDEALUPDATE"
 ONTASKADD = "ONTASKADD"
 ONTASKUPDATE = "ONTASKUPDATE"
 DEAL_EVENTS = frozenset({ONCRMDEALADD, ONCRMDEALUPDATE})
+# The deal leaves the pipeline (deal_changes.py): forwarded to a running workflow only, never
+# starting one; ONCRMDEALMOVETOCATEGORY carries the new CATEGORY_ID (research/bitrix24.md).
+ONCRMDEALDELETE = "ONCRMDEALDELETE"
+ONCRMDEALMOVETOCATEGORY = "ONCRMDEALMOVETOCATEGORY"
+LEAVE_EVENTS = frozenset({ONCRMDEALDELETE, ONCRMDEALMOVETOCATEGORY})
+# fetch_deal's error type when crm.deal.get answers "Not found" (the deal was deleted)
+DEAL_NOT_FOUND = "DealNotFound"
 TASK_EVENTS = frozenset({ONTASKADD, ONTASKUPDATE})
 # Changes of an object that exists: a second change within the same second is a new change.
 UPDATE_EVENTS = frozenset({ONCRMDEALUPDATE, ONTASKUPDATE})

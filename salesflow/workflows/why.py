@@ -52,9 +52,9 @@ CAUSE_TEMPLATES: tuple[tuple[str, str], ...] = (
     ("automation", "why_cause_automation"),
 )
 DOC_SETS = {
-    "contract_and_invoice": "why_set_contract_and_invoice",
-    "invoice_contract": "why_set_invoice_contract",
-    "invoice": "why_set_invoice",
+    "contract_and_invoice": "document_set_contract_and_invoice",
+    "invoice_contract": "document_set_invoice_contract",
+    "invoice": "document_set_invoice",
 }
 
 

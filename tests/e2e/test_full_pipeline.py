@@ -256,7 +256,11 @@ async def test_r_pipeline_640k_russia_new_to_won(dev_env, tmp_path) -> None:
         ("5", "3"),
     }
     client_mails = [m for m in stack.portal.emails if str(m["OWNER_ID"]) == str(deal_id)]
-    assert len(client_mails) == 6  # R-X5: taken, КП, invoice, shipped, documents, feedback form
+    # R-X5: taken, КП, invoice, shipped, documents, feedback form; issue 14 item 6: the
+    # logist's 1C task put to work and executed
+    assert len(client_mails) == 8
+    started_done = [m for m in client_mails if "По вашему заказу" in str(m["BODY"])]
+    assert len(started_done) == 2
     (accountant_mail,) = stack.mailbox.messages
     assert accountant_mail["To"] == "buh@example.ru"
     body = accountant_mail.get_payload(decode=True).decode()

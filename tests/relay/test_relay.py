@@ -147,9 +147,9 @@ async def test_a_deal_missing_in_bitrix24_is_ignored(relay: Relay, emulator: Emu
 async def test_events_the_pipeline_does_not_use_are_ignored(
     relay: Relay, emulator: Emulator
 ) -> None:
-    answer = await relay.post(emulator.body("ONCRMDEALDELETE", BASE + 38))
+    answer = await relay.post(emulator.body("ONCRMLEADADD", BASE + 38))
     row = await relay.settled(answer.json()["id"])
-    assert (row.status, row.reason) == ("ignored", "ONCRMDEALDELETE is not used by the pipeline")
+    assert (row.status, row.reason) == ("ignored", "ONCRMLEADADD is not used by the pipeline")
 
 
 async def test_a_closed_deal_workflow_is_not_restarted(

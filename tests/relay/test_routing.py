@@ -69,7 +69,8 @@ async def test_R16_a_move_to_another_pipeline_is_learned_from_its_event(
     tmp_path: Path, emulator: Emulator, dev_env: WorkflowEnvironment
 ) -> None:
     """crm.item.update moves the deal: the portal sends ONCRMDEALMOVETOCATEGORY (with the new
-    CATEGORY_ID) and ONCRMDEALUPDATE; the update after a move out is ignored, unread."""
+    CATEGORY_ID) and ONCRMDEALUPDATE; the move is signalled to the running workflow (issue 14:
+    it ends there), the update after a move out is ignored, unread."""
     deal_id = BASE + 11
     emulator.add_deal(deal_id)
     settings = relay_settings(emulator.webhook_url)
@@ -100,22 +101,18 @@ async def test_R16_a_move_to_another_pipeline_is_learned_from_its_event(
         rows = await inbox.recent(engine)
 
     reasons = {(r.event, r.status, r.reason) for r in moved_out if r.id != row_id}
-    assert (
-        "ONCRMDEALMOVETOCATEGORY",
-        "ignored",
-        f"deal {deal_id} moved to category {OTHER_CATEGORY}: noted",
-    ) in reasons
+    assert ("ONCRMDEALMOVETOCATEGORY", "forwarded", None) in reasons
     assert (
         "ONCRMDEALUPDATE",
         "ignored",
         f"deal {deal_id} is in category {OTHER_CATEGORY}, not «Продажа» ({SALES_CATEGORY})"
         " as last learned",
     ) in reasons
-    assert signals_out == 1
+    assert signals_out == 2  # the ADD and the move out
     back = [r for r in rows if r.event == "ONCRMDEALUPDATE" and r.status == "forwarded"]
     assert len(back) == 1  # moved back in: signalled
     assert reads(emulator) == 1  # the ADD only
-    assert len(await deal_signals(dev_env.client, deal_id)) == 2
+    assert len(await deal_signals(dev_env.client, deal_id)) == 4  # + the move in, its update
 
 
 async def _no_pending(engine: AsyncEngine) -> bool:

@@ -4,6 +4,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -58,7 +59,7 @@ async def _terminate_all(env: WorkflowEnvironment, handle) -> None:
 
 @asynccontextmanager
 async def deal_running(
-    env: WorkflowEnvironment, portal: FakePortal, rules: DealRules | None = None
+    env: WorkflowEnvironment, portal: FakePortal, rules: DealRules | None = None, **inp: Any
 ) -> AsyncIterator:
     """A worker with the product's workflows and `portal`'s doubles, and a deal started on it;
     everything the deal started is terminated afterwards."""
@@ -71,9 +72,12 @@ async def deal_running(
         workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
         workflow_runner=workflow_runner(),
     ):
+        rules = rules or calendar_rules()
+        if portal.people is None:  # the configuration's people: those of the rules
+            portal.people = rules.people.model_copy(deep=True)
         handle = await env.client.start_workflow(
             DealWorkflow.run,
-            DealInput(deal_id=portal.deal.id, rules=rules or calendar_rules()),
+            DealInput(deal_id=portal.deal.id, rules=rules, **inp),
             id=f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
             task_queue=queue,
         )
@@ -85,7 +89,7 @@ async def deal_running(
 
 @pytest.fixture
 def run_deal(skip_env: WorkflowEnvironment) -> Callable:
-    def start(portal: FakePortal, rules: DealRules | None = None):
-        return deal_running(skip_env, portal, rules)
+    def start(portal: FakePortal, rules: DealRules | None = None, **inp: Any):
+        return deal_running(skip_env, portal, rules, **inp)
 
     return start

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from salesflow.config.settings import Settings
+from salesflow.config.snapshot import people_rules
 from salesflow.workflows.models import (
     ApprovalItemRequest,
     ApprovalItemStage,
@@ -19,11 +22,16 @@ from salesflow.workflows.models import (
     EmailRequest,
     LinkedDealRequest,
     NotifyRequest,
+    PeopleAnswer,
+    PeopleRequest,
+    PeopleRules,
+    TaskDeferRequest,
     TaskReassignRequest,
     TaskRequest,
     TaskSnapshot,
     TimelineCommentRequest,
 )
+from salesflow.workflows.names import DEAL_NOT_FOUND
 from salesflow.workflows.onec_models import (
     CancelOneCTaskRequest,
     ClosingDocsRequest,
@@ -69,6 +77,13 @@ class FakePortal:
     fetch_gate: asyncio.Event | None = None  # reads of the deal wait on it
     request_gate: asyncio.Event | None = None  # tasks asked for by `request_tasks` wait on it
     fail_first_create_after_success: bool = False
+    deleted: bool = False  # crm.deal.get answers "Not found" (the deal was deleted)
+    deferred: dict[int, str] = field(default_factory=dict)  # task ID → the comment it got
+    # the configuration's people now (read_people), and the users deactivated in Bitrix24
+    # None: the people of the deal's rules (`deal_running` fills it in)
+    people: PeopleRules | None = None
+    inactive: set[int] = field(default_factory=set)
+    accountant_email: str = "buh@example.ru"
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
     def activities(self) -> list:
@@ -78,6 +93,10 @@ class FakePortal:
         async def fetch_deal(deal_id: int) -> DealSnapshot:
             if portal.fetch_gate is not None:
                 await portal.fetch_gate.wait()
+            if portal.deleted:
+                raise ApplicationError(
+                    f"deal {deal_id} not found in Bitrix24", type=DEAL_NOT_FOUND, non_retryable=True
+                )
             return portal.deal.model_copy(deep=True)
 
         @activity.defn(name="notify_users")
@@ -151,6 +170,19 @@ class FakePortal:
         @activity.defn(name="complete_task")
         async def complete_task(task_id: int) -> None:
             portal.completed_tasks.add(task_id)
+
+        @activity.defn(name="read_people")
+        async def read_people(req: PeopleRequest) -> PeopleAnswer:
+            people = portal.people or people_rules(Settings.model_validate({}))
+            return PeopleAnswer(
+                people=people.model_copy(deep=True),
+                accountant_email=portal.accountant_email,
+                inactive=sorted(portal.inactive),
+            )
+
+        @activity.defn(name="defer_task")
+        async def defer_task(req: TaskDeferRequest) -> None:
+            portal.deferred.setdefault(req.task_id, req.comment)
 
         @activity.defn(name="reassign_task")
         async def reassign_task(req: TaskReassignRequest) -> None:
@@ -228,6 +260,8 @@ class FakePortal:
             read_task_status,
             read_task,
             complete_task,
+            defer_task,
+            read_people,
             reassign_task,
             create_linked_deal,
             send_email,

@@ -455,6 +455,7 @@ async def test_r_x5_client_told_at_key_stages(run_deal) -> None:
     assert {u.stage for u in portal.board} >= {"NEW", "KP", "INVOICE", "SHIPPED", "WON"}
     purposes = sorted(k.split(":", 2)[2] for k in portal.client_messages)
     assert purposes == [
+        "client:logist_started:deal-2020-1c-ac-ship_goods",  # issue 14 item 6
         "inv:client_message",
         "iw:client_message",
         "kp:client_message",

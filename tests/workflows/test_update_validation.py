@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 from salesflow.workflows.deal import DealWorkflow
 from tests.workflows.conftest import new_deal
 from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import drive_to
+from tests.workflows.pipeline import drive_to, until
 
 junk = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -59,6 +59,7 @@ async def parked(run_deal):
     portal = FakePortal(new_deal(3001))
     async with run_deal(portal) as handle:
         await drive_to(handle, portal, "LAUNCH")
+        await until(handle, lambda v: bool(v.open_tasks))  # the stage's entry actions are done
         yield handle
 
 
