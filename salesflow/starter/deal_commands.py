@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from temporalio.client import (
     Client,
@@ -26,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from salesflow.config.settings import ConfigError, Settings, load_settings
+from salesflow.config.templates import Templates
 from salesflow.config.temporal_client import connect
 from salesflow.store import board
 from salesflow.store.db import database_engine, init_db
@@ -47,6 +49,7 @@ from salesflow.workflows.models import (
     StartProcess,
 )
 from salesflow.workflows.names import deal_workflow_id
+from salesflow.workflows.refusals import refusal_of, refusal_text
 
 app = typer.Typer(
     help="Commands and queries for one deal's workflow (deal-<id>).", no_args_is_help=True
@@ -118,14 +121,15 @@ def with_operator(payload: M) -> M:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(1)
 
 
 def _run(action: Callable[[Client], Awaitable[Any]]) -> Any:
     async def go() -> Any:
         try:
-            client = await connect(load_settings())
+            settings = load_settings()
+            client = await connect(settings)
         except ConfigError as err:
             _fail(str(err))
         except RuntimeError as err:
@@ -136,14 +140,24 @@ def _run(action: Callable[[Client], Awaitable[Any]]) -> Any:
         except TimeoutError:
             _fail(f"no answer within {COMMAND_TIMEOUT:.0f} s — is a worker running?")
         except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            _fail(getattr(cause, "message", None) or str(cause or err))
+            _fail(refusal_message(err.cause or err, settings))
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 _fail("no workflow for this deal (has the relay seen it?)")
             _fail(err.message)
 
     return asyncio.run(go())
+
+
+def refusal_message(cause: BaseException, settings: Settings) -> str:
+    """A refused update as the CLI prints it: the Russian template of its code and the code
+    (`refusal_code`); a failure without a code as its message."""
+    found = refusal_of(cause)
+    if found is None:
+        return getattr(cause, "message", None) or str(cause)
+    texts = Templates(settings.templates, settings.deal_card.templates)
+    code, params = found
+    return texts("refusal_code", text=refusal_text(code, params, texts), code=code)
 
 
 @dataclass(frozen=True)

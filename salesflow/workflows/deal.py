@@ -82,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         LogistMirrorResult,
     )
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
+    from salesflow.workflows.refusals import refuse
 
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
@@ -610,12 +611,10 @@ class DealWorkflow:
         self.fx.require_stage("accept_lead", Stage.NEW)
         intents = self.s.intents
         if intents.accept is not None or intents.reject is not None:
-            raise ValueError("the lead has already been taken or rejected")
+            raise refuse("already_decided")
         known = self.rules.people.managers
         if cmd.manager_id not in known:
-            raise ValueError(
-                f"manager_id {cmd.manager_id} is not a sales manager (configured: {known})"
-            )
+            raise refuse("not_a_manager", manager_id=cmd.manager_id, known=list(known))
 
     @workflow.update
     async def reject_lead(self, cmd: RejectLead) -> DealView:
@@ -628,9 +627,9 @@ class DealWorkflow:
         self.fx.require_stage("reject_lead", Stage.NEW)
         intents = self.s.intents
         if intents.accept is not None or intents.reject is not None:
-            raise ValueError("the lead has already been taken or rejected")
+            raise refuse("already_decided")
         if not cmd.reason.strip():
-            raise ValueError("reason must not be empty")
+            raise refuse("reason_required")
 
     @workflow.update
     async def kp_feedback(self, cmd: KpFeedback) -> DealView:
@@ -647,7 +646,7 @@ class DealWorkflow:
     def _validate_feedback(self, cmd: KpFeedback) -> None:
         self.fx.require_stage("kp_feedback", Stage.KP)
         if self.s.intents.feedback is not None or not self.s.kp_round:
-            raise ValueError("no КП feedback is awaited right now")
+            raise refuse("no_feedback_awaited")
 
     @workflow.update
     async def approval_decision(self, cmd: ApprovalDecision) -> DealView:
@@ -663,9 +662,9 @@ class DealWorkflow:
     def _validate_approval(self, cmd: ApprovalDecision) -> None:
         self.fx.require_stage("approval_decision", Stage.CONTRACT)
         if self.children.approval_running() is None:
-            raise ValueError("no internal approval is running for this deal")
+            raise refuse("no_approval_running")
         if not cmd.approved and not (cmd.comment or "").strip():
-            raise ValueError("a rejection needs a comment for the manager")
+            raise refuse("rejection_needs_comment")
 
     @workflow.update
     async def record_payment(self, cmd: RecordPayment) -> DealView:
@@ -682,10 +681,12 @@ class DealWorkflow:
             self.fx.require_stage("record_payment", *PAYMENT_STAGES)
         today = self.fx.today()
         if cmd.paid_on > today + timedelta(days=1):
-            raise ValueError(f"paid_on {cmd.paid_on} is in the future")
+            raise refuse("paid_in_future", paid_on=cmd.paid_on.isoformat())
         started = self.s.history[0].at.date() if self.s.history else today
         if cmd.paid_on < started - timedelta(days=366):
-            raise ValueError(f"paid_on {cmd.paid_on} is long before the deal started ({started})")
+            raise refuse(
+                "paid_too_early", paid_on=cmd.paid_on.isoformat(), started=started.isoformat()
+            )
 
     @workflow.update
     async def close_payments(self, cmd: ClosePayments) -> DealView:
@@ -698,7 +699,7 @@ class DealWorkflow:
     def _validate_close_payments(self, cmd: ClosePayments) -> None:
         self.fx.require_stage("close_payments", Stage.WON)
         if not self.payments.after_won or not self.payments.open_tranches():
-            raise ValueError("no payment control is running for this deal")
+            raise refuse("no_payment_control")
 
     @workflow.update
     async def set_payment_schedule(self, cmd: PaymentSchedule) -> DealView:
@@ -714,7 +715,7 @@ class DealWorkflow:
     def _validate_schedule(self, cmd: PaymentSchedule) -> None:
         self.fx.require_stage("set_payment_schedule", *SCHEDULE_STAGES)
         if self.s.payment_schedule:
-            raise ValueError("the payment schedule is already set")
+            raise refuse("schedule_set")
         self.payments.plan(cmd)
 
     @workflow.update
@@ -762,9 +763,9 @@ class DealWorkflow:
     @request_tasks.validator
     def _validate_request(self, cmd: RequestTasks) -> None:
         if self.s.stage in FINAL_STAGES:
-            raise ValueError(f"the deal is closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
         if not any(getattr(cmd, s) for s in SERVICES):
-            raise ValueError("set at least one of: " + ", ".join(SERVICES))
+            raise refuse("nothing_requested", services=", ".join(SERVICES))
 
     @workflow.update
     async def start_process(self, cmd: StartProcess) -> DealView:
@@ -776,7 +777,7 @@ class DealWorkflow:
     @start_process.validator
     def _validate_process(self, cmd: StartProcess) -> None:
         if self.s.stage in FINAL_STAGES:
-            raise ValueError(f"the deal is closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
 
     @workflow.update
     async def documents_signed(self, cmd: DocumentsSigned) -> DealView:
@@ -815,13 +816,13 @@ class DealWorkflow:
     @move_stage.validator
     def _validate_move(self, cmd: MoveStage) -> None:
         if self.s.stage in FINAL_STAGES:
-            raise ValueError(f"the deal is closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
         if cmd.to == self.s.stage:
-            raise ValueError(f"the deal is already at {cmd.to}")
+            raise refuse("already_at", stage=cmd.to)
         if cmd.to == Stage.LOSE:
-            raise ValueError("use lose_deal, which asks for a reason")
+            raise refuse("use_lose_deal")
         if self.s.intents.moved_to is not None or self.s.intents.lose is not None:
-            raise ValueError("the deal is already moving")
+            raise refuse("already_moving")
 
     @workflow.update
     async def lose_deal(self, cmd: LoseDeal) -> DealView:
@@ -832,11 +833,11 @@ class DealWorkflow:
     @lose_deal.validator
     def _validate_lose(self, cmd: LoseDeal) -> None:
         if self.s.stage in FINAL_STAGES:
-            raise ValueError(f"the deal is already closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
         if self.s.intents.lose is not None:
-            raise ValueError("the deal is already being lost")
+            raise refuse("already_losing")
         if cmd.reason == "OTHER" and not (cmd.comment or "").strip():
-            raise ValueError("reason OTHER («Другое») requires a comment")
+            raise refuse("other_needs_comment")
 
     @workflow.signal(name=SIGNAL_BITRIX24_EVENT)
     def bitrix24_event(self, event: Bitrix24Event) -> None:

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TASK_COMPLETED,
     )
     from salesflow.workflows.outage import is_configuration_problem, run_with_outage_watch
+    from salesflow.workflows.refusals import refuse
 
 PERSON_MOVE = "moved by a person in Bitrix24"
 FIELDS_DRIVE = "bitrix24-fields-drive"  # the deal's fields become intents (field_intents.py)
@@ -780,7 +781,7 @@ class DealEffects:
     def require_stage(self, update: str, *stages: Stage) -> None:
         if self.s.stage not in stages:
             allowed = ", ".join(stages)
-            raise ValueError(f"{update} is allowed at {allowed}; the deal is at {self.s.stage}")
+            raise refuse("wrong_stage", update=update, allowed=allowed, stage=self.s.stage)
 
     def view(self) -> DealView:
         deal = self.s.deal

@@ -110,7 +110,9 @@ class DealRules(Carried):
     payment_match_days: int = 3  # a person's payment and 1C's within this many days are one
     payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = 3600
-    rework_before_next_round: bool = False  # next round after the objection task (field_intents)
+    # Next round after the objection task (field_intents). The settings default is on; a snapshot
+    # from before the field (an older deal, a recorded history) keeps the earlier behaviour: off.
+    rework_before_next_round: bool = False
     onec_task_poll_seconds: int = 60
     contract_threshold: float
     invoice_contract_threshold: float

@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 
 from emulators.onec.app import KP2_NUMBER, KP_NUMBER, ROMASHKA_INN
 from salesflow.activities.onec import task_key_in
+from salesflow.integrations.bitrix24.errors import Bitrix24Error
 from salesflow.integrations.onec import F
 from salesflow.integrations.onec.client import OneCClient
 from salesflow.workflows.models import (
@@ -280,6 +281,14 @@ class Deal:
         if not agreed:
             self.expected.tasks |= {f"kp:objection:{n}", f"kp:feedback:{n + 1}"}
             await self.until(lambda v: v.kp_round == n + 1, f"КП round {n + 1}")
+            # «Возврат на задачу» (rules.rework_before_next_round, on by default): the manager
+            # completes the objection task in Bitrix24; its ONTASKUPDATE, through the relay,
+            # starts the next round's feedback task.
+            await self.complete_task(f"kp:objection:{n}")
+            await self.until(
+                lambda v: any(t.key.endswith(f":kp:feedback:{n + 1}") for t in v.open_tasks),
+                f"КП round {n + 1}'s feedback task",
+            )
             return
         await self.until(lambda v: v.stage == "CONTRACT", "CONTRACT")
         if self.amount > 150_000:
@@ -399,6 +408,21 @@ class Deal:
             lambda: self._bitrix_task_status("ac:ship_goods") == "5",
             "the logist's Bitrix24 task completed",
         )
+
+    async def complete_task(self, purpose: str) -> None:
+        """A person completes the deal's task in Bitrix24 (`tasks.task.complete`)."""
+        self.steps.append(f"complete-{purpose}")
+        key = f"deal:{self.id}:{purpose}"
+        await self.until_portal(
+            lambda: any(t.get("XML_ID") == key for t in self.stack.portal.tasks.values()),
+            f"the task {purpose} exists",
+        )
+        task = next(t for t in self.stack.portal.tasks.values() if t.get("XML_ID") == key)
+        try:
+            await self.stack.b24("tasks.task.complete", {"taskId": int(task["ID"])})
+        except Bitrix24Error:  # a retry after a lost answer: already completed is fine
+            if str(task["STATUS"]) != "5":
+                raise
 
     def _onec_task(self, key: str) -> list[dict[str, Any]]:
         tasks = self.stack.onec_base.all("Task_ЗадачаИсполнителя")

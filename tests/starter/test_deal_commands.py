@@ -145,3 +145,17 @@ def test_a_choice_outside_the_list_is_refused_by_the_cli_naming_it() -> None:
     result = CliRunner().invoke(deal_commands.app, ["lose", "7", "--reason", "BORED"])
     assert result.exit_code == 2
     assert "BORED" in result.output and "NO_MONEY" in result.output
+
+
+def test_r_x10_the_cli_prints_a_refusal_in_russian_with_its_code() -> None:
+    """Issue 12: the workflow refuses with a code; the CLI renders its template and the code."""
+    from salesflow.config.settings import Settings
+    from salesflow.starter.deal_commands import refusal_message
+    from salesflow.workflows.refusals import refuse
+
+    settings = Settings()
+    line = refusal_message(refuse("closed", stage="WON"), settings)
+    assert line == "сделка уже закрыта («Сделка успешна») (код: closed)"
+    configured = Settings.model_validate({"templates": {"refusal_closed": "закрыта"}})
+    assert refusal_message(refuse("closed", stage="WON"), configured) == "закрыта (код: closed)"
+    assert refusal_message(RuntimeError("boom"), settings) == "boom"

@@ -10,7 +10,7 @@ from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import Bitrix24Event, RecordPayment
 from tests.workflows.conftest import new_deal
 from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import drive_to, until
+from tests.workflows.pipeline import drive_to, rework_done, until
 
 FEEDBACK = DEFAULT_TEMPLATES["task_kp_feedback"]
 OBJECTION = DEFAULT_TEMPLATES["task_kp_objection"]
@@ -39,6 +39,7 @@ async def test_r_kp_4_kp_status_field_answers_each_round_once(run_deal) -> None:
         await until(handle, lambda v: v.kp_round == 2)
         # round 2 starts with the field cleared: it holds this round's answer only
         assert portal.deal.fields["UF_CRM_KP_STATUS"] is None
+        await rework_done(handle, portal, "kp:objection:1", "kp:feedback:2")
         # a re-read of the deal (another field changed) answers nothing
         await changed_in_bitrix24(handle, portal, UF_CRM_DELIVERY_TERM="45 дней")
         await changed_in_bitrix24(handle, portal, UF_CRM_DELIVERY_TERM="40 дней")
@@ -62,6 +63,7 @@ async def test_r_kp_4_kp_status_field_set_twice_in_a_round_is_one_answer(run_dea
         await changed_in_bitrix24(handle, portal, UF_CRM_KP_STATUS=NOT_AGREED)
         await changed_in_bitrix24(handle, portal, UF_CRM_KP_STATUS=NOT_AGREED)
         await until(handle, lambda v: v.kp_round == 2)
+        await rework_done(handle, portal, "kp:objection:1", "kp:feedback:2")
         view = await until(handle, lambda v: count(portal, FEEDBACK) == 2)
     assert view.kp_round == 2
     assert count(portal, OBJECTION) == 1
