@@ -39,7 +39,12 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
     from salesflow.workflows.children import Children
-    from salesflow.workflows.deal_effects import FIELDS_DRIVE, DealEffects, Transition
+    from salesflow.workflows.deal_effects import (
+        FIELDS_DRIVE,
+        MOVE_ACTOR,
+        DealEffects,
+        Transition,
+    )
     from salesflow.workflows.field_intents import SERVICES, FieldIntents
     from salesflow.workflows.models import (
         FINAL_STAGES,
@@ -810,6 +815,8 @@ class DealWorkflow:
                 "required fields are empty: " + ", ".join(missing), type="RequiredFieldsMissing"
             )
         self.s.intents.moved_to = cmd.to
+        if workflow.patched(MOVE_ACTOR):
+            self.s.intents.moved_by = cmd.actor
         arrived = lambda: self.s.stage == cmd.to or self.s.stage in FINAL_STAGES  # noqa: E731
         return await self._answer_after_move(arrived, arrived)
 

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         TaskRequest,
     )
+    from salesflow.workflows.movers import PERSON_MOVE, bitrix24_mover, move_cause
     from salesflow.workflows.names import (
         DEAL_AMOUNT,
         DEAL_EVENTS,
@@ -50,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.outage import is_configuration_problem, run_with_outage_watch
     from salesflow.workflows.refusals import refuse
 
-PERSON_MOVE = "moved by a person in Bitrix24"
+MOVE_ACTOR = "deal12-move-actor"  # a move names who made it: Bitrix24's mover, the CLI's operator
 FIELDS_DRIVE = "bitrix24-fields-drive"  # the deal's fields become intents (field_intents.py)
 SKIPPED_STAGES_CHECKED = "skipped-stages-checked"  # a forward jump meets every skipped stage
 LOSE_NEEDS_REASON = "lose-needs-reason"  # a move to LOSE in Bitrix24 without a reason returns
@@ -245,6 +246,8 @@ class DealEffects:
             await self._refuse_move(seen, missing)
             return
         intents.moved_to = seen
+        if workflow.patched(MOVE_ACTOR):
+            intents.moved_by = bitrix24_mover(deal)
 
     async def _reconcile_task(self, task_id: int) -> None:
         if not any(t.task_id == task_id for t in self.s.open_tasks):
@@ -360,10 +363,10 @@ class DealEffects:
         if intents.lose is not None:
             return Transition(Stage.LOSE)
         target = Stage(intents.moved_to) if intents.moved_to else self.s.stage
-        intents.moved_to = None
+        actor, intents.moved_to, intents.moved_by = intents.moved_by, None, None
         if self.s.manager_id is None and self.s.deal is not None and target != Stage.NEW:
             self.s.manager_id = self.s.deal.assigned_by_id or None
-        return Transition(target, PERSON_MOVE)
+        return Transition(target, move_cause(actor), actor)
 
     # ---- stage bookkeeping ---------------------------------------------------------------
 

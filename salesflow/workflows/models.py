@@ -186,6 +186,7 @@ class DealSnapshot(Carried):
     category_id: int = 0
     assigned_by_id: int = 0
     assigned_by_name: str = ""  # the responsible's full name, for the integrator's views
+    moved_by_name: str = ""  # MOVED_BY_ID's (else MODIFY_BY_ID's) full name: who moved it last
     amount: float = 0.0
     fields: dict[str, str | list[str] | None] = Field(default_factory=dict)
 
@@ -290,6 +291,7 @@ class PeopleIntents(Carried):
     reject: RejectLead | None = None
     lose: LoseDeal | None = None
     moved_to: Stage | None = None
+    moved_by: Actor | None = None  # who made that move (patch deal12-move-actor)
     feedback: KpFeedback | None = None
     approval: ApprovalResult | None = None
 
