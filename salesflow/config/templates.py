@@ -331,8 +331,61 @@ REFUSAL_TEMPLATES: dict[str, str] = {
     "refusal_code": "{text} (код: {code})",  # the CLI's line
 }
 
+# ---- history causes on the deal card's tab (salesflow/workflows/causes.py): `cause_<code>` ----
+CAUSE_TEMPLATES: dict[str, str] = {
+    "cause_found": "сделка найдена в Bitrix24",
+    "cause_accepted": "заявка принята в работу (пользователь {user})",
+    "cause_lead_rejected": "заявка отклонена: {reason}",
+    "cause_moved_in_bitrix24": "стадия изменена в Bitrix24",
+    "cause_moved_with_cli": "стадия изменена через CLI",
+    "cause_automation": "автоматически",
+    "cause_lost": "сделка провалена: {reason}",
+    "cause_kp_feedback": "обратная связь по КП, раунд {round}: {answer}",
+    "cause_kp_agreed": "КП согласовано; комплект документов: {document_set}",
+    "cause_approval_rejected": "внутреннее согласование отклонено: {comment}",
+    "cause_payment_received": "оплата получена",
+    "cause_closing_documents": "закрывающие документы подписаны и отправлены",
+    "cause_signed": "подписан документ: {kind}",
+    "cause_signed_field": "подписан документ: {kind} (поле заполнено в Bitrix24)",
+    "cause_process_started": "запущен процесс «{name}»",
+    "cause_process_done": "процесс завершён: {kind}",
+    "cause_task_completed": "задача {task_id} завершена в Bitrix24",
+    "cause_move_refused": "переход на «{target}» отклонён: не заполнены {fields}",
+    "cause_waiting_for_fields": "ожидаются поля {fields} для перехода на «{target}»",
+    "cause_responsible_changed": "ответственный изменён в Bitrix24: {old} → {new}",
+    "cause_kp_status_field": "«Статус КП» задан в Bitrix24, раунд {round}: {answer}",
+    "cause_service_field": "в Bitrix24 запрошено задание: {service}",
+    "cause_payment": "оплата {amount} от {paid_on} ({source})",
+    "cause_payment_confirmed": "оплата {amount} подтверждена документом 1С {document}",
+    # The values a cause's parameters take (`value_<param>_<value>`), shown where defined.
+    "value_answer_agreed": "согласовано",
+    "value_answer_not agreed": "не согласовано",
+    "value_answer_not_agreed": "не согласовано",
+    "value_kind_invoice": "Счет",
+    "value_kind_contract": "Договор",
+    "value_kind_act": "Акт",
+    "value_kind_upd": "УПД",
+    "value_kind_import_order": "Заказ Импорт",
+    "value_kind_production": "Производство",
+    "value_kind_purchasing": "Закупки",
+    "value_document_set_invoice": "Счет",
+    "value_document_set_contract_and_invoice": "Счет и Договор",
+    "value_document_set_invoice_contract": "Счет и Договор (с порогом для счёта)",
+    "value_service_engineers": "инженерам",
+    "value_service_purchasing": "закупщикам",
+    "value_service_logistics": "логистике",
+    "value_service_production": "производству",
+    "value_service_lawyer": "юристу (проверка контрагента)",
+    "value_service_metrologist": "метрологу",
+}
+
 # Every template by name: what `[templates]` may replace (and config-check verifies).
-ALL_TEMPLATES: dict[str, str] = {**DEFAULT_TEMPLATES, **CARD_TEMPLATES, **REFUSAL_TEMPLATES}
+ALL_TEMPLATES: dict[str, str] = {
+    **DEFAULT_TEMPLATES,
+    **CARD_TEMPLATES,
+    **REFUSAL_TEMPLATES,
+    **CAUSE_TEMPLATES,
+}
 
 
 def merged(overrides: Mapping[str, str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from salesflow.deal_card.policy import ROLE_ORDER, Policy
 from salesflow.deal_card.texts import Texts
 from salesflow.workflows.children import LOGIST_PROCESS
 from salesflow.workflows.deal import SERVICES
-from salesflow.workflows.models import Actor, DealView
+from salesflow.workflows.models import Actor, DealView, HistoryEntry
 
 _STYLE = """
 body{font:14px/1.4 "Open Sans",Arial,sans-serif;color:#333;margin:12px}
@@ -189,10 +189,31 @@ def _history(ctx: PageContext, view: DealView) -> list[str]:
         out.append(
             f"<tr><td>{_e(_when(entry.at, ctx.timezone))}</td>"
             f"<td>{_e(ctx.stage_names.get(entry.stage, entry.stage))}</td>"
-            f"<td>{_e(entry.cause)}</td><td>{_e(who or t('actor_unknown'))}</td></tr>"
+            f"<td>{_e(cause_text(entry, ctx))}</td><td>{_e(who or t('actor_unknown'))}</td></tr>"
         )
     out.append("</table>")
     return out
+
+
+def cause_text(entry: HistoryEntry, ctx: PageContext) -> str:
+    """A history cause in Russian: the template `cause_<code>` with its parameters (a value with
+    a template `value_<param>_<value>` named by it, a stage by its Bitrix24 name); an entry
+    without a code (recorded before codes, or not coded) as the workflow wrote it."""
+    t = ctx.texts
+    if not entry.code or f"cause_{entry.code}" not in t.table:
+        return entry.cause
+    values: dict[str, object] = {}
+    for name, value in entry.params.items():
+        named = f"value_{name}_{value}"
+        if name == "target":
+            stage = f"stage_{value}"
+            default = t(stage) if stage in t.table else str(value)
+            values[name] = ctx.stage_names.get(str(value), default)
+        elif named in t.table:
+            values[name] = t(named)
+        else:
+            values[name] = value
+    return t(f"cause_{entry.code}", **values)
 
 
 def _roles(ctx: PageContext, action: str) -> str:

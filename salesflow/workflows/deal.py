@@ -36,6 +36,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows import causes as C
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
     from salesflow.workflows.children import Children
@@ -135,7 +136,7 @@ class DealWorkflow:
             stage = fx.stage_of(self.s.deal.stage_id) or Stage.NEW
             if stage != Stage.NEW:
                 self.s.manager_id = self.s.deal.assigned_by_id or None
-            fx.enter(stage, "deal found in Bitrix24", now=workflow.now())
+            fx.enter(stage, C.cause("found"), now=workflow.now())
         stages: dict[Stage, Callable[[], Awaitable[Transition]]] = {
             Stage.NEW: self.stage_new,
             Stage.IN_WORK: self.stage_in_work,
@@ -198,14 +199,16 @@ class DealWorkflow:
             self.s.reject_reason = intents.reject.reason
             await fx.update_deal({self.rules.fields["reject_reason"]: intents.reject.reason})
             return Transition(
-                Stage.LOSE, f"lead rejected: {intents.reject.reason}", intents.reject.actor
+                Stage.LOSE,
+                C.cause("lead_rejected", reason=intents.reject.reason),
+                intents.reject.actor,
             )
         if intents.accept is not None:
             self.s.manager_id = intents.accept.manager_id
             workflow.upsert_search_attributes([DEAL_MANAGER.value_set(self.s.manager_id)])
             await fx.update_deal({"ASSIGNED_BY_ID": self.s.manager_id})
             return Transition(
-                Stage.IN_WORK, f"accepted by user {self.s.manager_id}", intents.accept.actor
+                Stage.IN_WORK, C.cause("accepted", user=self.s.manager_id), intents.accept.actor
             )
         return fx.take_move()
 
@@ -283,7 +286,9 @@ class DealWorkflow:
             await fx.set_fields_once(f"kp:status:{n}", {self.rules.fields["kp_status"]: status})
             fx.record(
                 Stage.KP,
-                f"КП feedback round {n}: {'agreed' if feedback.agreed else 'not agreed'}",
+                C.cause(
+                    "kp_feedback", round=n, answer="agreed" if feedback.agreed else "not agreed"
+                ),
                 feedback.actor,
             )
             if feedback.agreed:
@@ -293,7 +298,9 @@ class DealWorkflow:
         await fx.refresh_deal()
         assert self.s.deal is not None
         self.s.document_set = R.document_set(self.s.deal.amount, self.rules)
-        return await fx.advance(Stage.CONTRACT, f"КП agreed; document set {self.s.document_set}")
+        return await fx.advance(
+            Stage.CONTRACT, C.cause("kp_agreed", document_set=self.s.document_set)
+        )
 
     async def stage_contract(self) -> Transition:
         """CONTRACT: internal approval when the document set needs it (R-CT-1, R-KP-5…7)."""
@@ -315,7 +322,9 @@ class DealWorkflow:
                     "notify_approval_rejected",
                     comment=result.comment or "—",
                 )
-                return Transition(Stage.KP, f"internal approval rejected: {result.comment or '—'}")
+                return Transition(
+                    Stage.KP, C.cause("approval_rejected", comment=result.comment or "—")
+                )
             self.s.approved = True
         await fx.task("ct:send_documents", "task_send_documents_to_client")
         await fx.wait(lambda: False)
@@ -358,7 +367,7 @@ class DealWorkflow:
                 "inv:payment_date",
                 {self.rules.fields["payment_date"]: self.s.payments[0].paid_on.isoformat()},
             )
-        return await fx.advance(Stage.LAUNCH, "payment received")
+        return await fx.advance(Stage.LAUNCH, C.cause("payment_received"))
 
     async def stage_launch(self) -> Transition:
         """LAUNCH: the payment schedule (R-LA-1, via `set_payment_schedule`) and R-LA-2."""
@@ -396,7 +405,7 @@ class DealWorkflow:
             return fx.take_move()
         await self._send_documents_to_accountant()
         await fx.client_message("sh:client_documents", "client_documents_sent")
-        return await fx.advance(Stage.WON, "closing documents signed and sent")
+        return await fx.advance(Stage.WON, C.cause("closing_documents"))
 
     async def stage_won(self) -> None:
         """WON: the feedback form to the client (R-WON-1), the «Инженеры» deal (R-WON-2)."""
@@ -776,7 +785,7 @@ class DealWorkflow:
     async def start_process(self, cmd: StartProcess) -> DealView:
         """R-X7: «Заказ Импорт», «Производство», «Закупки» as tracked children."""
         name = await self.children.start_process(cmd)
-        self.fx.record(self.s.stage, f"process started: {name}")
+        self.fx.record(self.s.stage, C.cause("process_started", name=name))
         return self.fx.view()
 
     @start_process.validator
@@ -794,7 +803,7 @@ class DealWorkflow:
                 self.s.done.append(f"signed:{cmd.kind}")
             field = self.rules.fields[f"signed_{cmd.kind}"]
             await self.fx.update_deal({field: f"Подписан {self.fx.today():%d.%m.%Y}"})
-        self.fx.record(self.s.stage, f"{cmd.kind} signed")
+        self.fx.record(self.s.stage, C.cause("signed", kind=cmd.kind))
         return self.fx.view()
 
     @documents_signed.validator
@@ -857,7 +866,7 @@ class DealWorkflow:
     @workflow.signal(name=SIGNAL_PROCESS_DONE)
     def process_done(self, result: ProcessResult) -> None:
         self.children.finish(result.workflow_id, "done")
-        self.fx.record(self.s.stage, f"process {result.kind} done")
+        self.fx.record(self.s.stage, C.cause("process_done", kind=result.kind))
 
     @workflow.signal(name=SIGNAL_LOGIST_TASK_DONE)
     def logist_task_done(self, result: LogistMirrorResult) -> None:

@@ -20,6 +20,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows.causes import cause
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.models import (
         FINAL_STAGES,
@@ -77,7 +78,7 @@ class FieldIntents:
         workflow.upsert_search_attributes([DEAL_MANAGER.value_set(new)])
         actor = self.actor()
         by = f" by user {actor.user_id}" if actor else ""
-        self.fx.record(s.stage, f"responsible changed in Bitrix24{by}: user {old} → user {new}")
+        self.fx.record(s.stage, cause("responsible_changed", by=by, old=old, new=new), actor)
         for task in s.open_tasks:
             if task.responsible_id != old:
                 continue  # a service's or the logist's task stays theirs
@@ -119,7 +120,7 @@ class FieldIntents:
             return
         s.done.append(purpose)
         s.intents.feedback = KpFeedback(agreed=meaning == "agreed", actor=self.actor())
-        self.fx.record(s.stage, f"«Статус КП» set in Bitrix24 (round {n}): {meaning}")
+        self.fx.record(s.stage, cause("kp_status_field", round=n, answer=meaning), self.actor())
 
     async def _services(self) -> None:
         """«Да» in a service field: that service's task, once per deal however often toggled."""
@@ -131,7 +132,7 @@ class FieldIntents:
                 continue
             # marked before the task is created: a re-read while it is created asks nothing again
             self.s.counters[purpose] = 1
-            self.fx.record(self.s.stage, f"{service} task asked for in Bitrix24")
+            self.fx.record(self.s.stage, cause("service_field", service=service), self.actor())
             await self._request_service(service, purpose)
 
     def _signed(self) -> None:
@@ -145,4 +146,4 @@ class FieldIntents:
                 if kind in self.s.signed:
                     continue  # known already (the workflow wrote the field itself)
                 self.s.signed.append(kind)
-            self.fx.record(self.s.stage, f"{kind} signed (field filled in Bitrix24)")
+            self.fx.record(self.s.stage, cause("signed_field", kind=kind), self.actor())

@@ -150,8 +150,10 @@ class Actor(Carried):
 class HistoryEntry(Carried):
     at: datetime
     stage: str
-    cause: str
+    cause: str  # English, for the integrator (with `code`: causes.CAUSES[code] filled in)
     actor: Actor | None = None  # the person whose command caused it (R-X10); None: automation
+    code: str = ""  # the cause's code (causes.py); the tab shows the template cause_<code>
+    params: dict[str, str | int | float] = Field(default_factory=dict)
 
 
 class OpenTask(Carried):

@@ -4,10 +4,11 @@ deal names the person; a CLI move names the operator."""
 
 from __future__ import annotations
 
+from salesflow.workflows.causes import cause
 from salesflow.workflows.models import Actor, DealSnapshot
 
-PERSON_MOVE = "moved by a person in Bitrix24"
-CLI_MOVE = "moved with the CLI"
+PERSON_MOVE = cause("moved_in_bitrix24")
+CLI_MOVE = cause("moved_with_cli")
 
 
 def bitrix24_mover(deal: DealSnapshot | None) -> Actor | None:

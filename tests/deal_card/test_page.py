@@ -283,3 +283,27 @@ def _context(v: DealView, actor: Actor, texts: Texts = TEXTS) -> PageContext:
         policy=Policy.from_settings(Settings()),
         view=v,
     )
+
+
+def test_r_x10_history_causes_in_russian_by_code_and_the_english_kept_for_the_integrator() -> None:
+    """Issue 12: the tab renders a coded cause through its template; the state keeps the
+    English text and the code; an uncoded (older) entry shows as recorded."""
+    from salesflow.deal_card.page import cause_text
+    from salesflow.workflows.causes import cause
+
+    def entry(text: str) -> HistoryEntry:
+        made = HistoryEntry(at=NOW, stage="KP", cause=text)
+        if hasattr(text, "code"):
+            made.code, made.params = text.code, dict(text.params)  # as DealEffects.record does
+        return made
+
+    v = view("KP")
+    ctx = _context(v, ROP)
+    feedback = cause("kp_feedback", round=2, answer="not agreed")
+    assert str(feedback) == "КП feedback round 2: not agreed"
+    assert cause_text(entry(feedback), ctx) == "обратная связь по КП, раунд 2: не согласовано"
+    refused = entry(cause("move_refused", target="INVOICE", fields="UF_CRM_INVOICE"))
+    assert cause_text(refused, ctx) == "переход на «Счет» отклонён: не заполнены UF_CRM_INVOICE"
+    assert cause_text(entry("deal created"), ctx) == "deal created"
+    html = render(_context(v.model_copy(update={"history": [entry(cause("found"))]}), ROP))
+    assert "сделка найдена в Bitrix24" in html and "deal found in Bitrix24" not in html

@@ -27,6 +27,15 @@ async def test_r_x10_a_move_in_bitrix24_names_the_person_who_moved_the_deal(run_
         view = await until(handle, lambda v: v.stage == "KP")
     entry = next(h for h in view.history if h.stage == "KP")
     assert entry.cause == "moved by a person in Bitrix24"
+    assert (
+        entry.code == "moved_in_bitrix24"
+    )  # the tab renders cause_<code> (patch deal12-history-codes)
+    accepted = next(h for h in view.history if h.stage == "IN_WORK")
+    assert (accepted.cause, accepted.code, accepted.params) == (
+        "accepted by user 3",
+        "accepted",
+        {"user": 3},
+    )
     assert entry.actor == Actor(user_id=4, name="Сергей Кузнецов", source="bitrix24")
 
 
