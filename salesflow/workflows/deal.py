@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         DealEffects,
         Transition,
     )
-    from salesflow.workflows.field_intents import SERVICES, FieldIntents
+    from salesflow.workflows.field_intents import ONE_SERVICE_TASK, SERVICES, FieldIntents
     from salesflow.workflows.models import (
         FINAL_STAGES,
         AcceptLead,
@@ -740,7 +740,10 @@ class DealWorkflow:
         for service in SERVICES:
             if not getattr(cmd, service):
                 continue
-            await self._request_service(service, f"request:{service}:{ref}")
+            if not workflow.patched(ONE_SERVICE_TASK):
+                await self._request_service(service, f"request:{service}:{ref}")
+            elif (purpose := self.fields.service_round(service)) is not None:
+                await self.fields.request(service, purpose)  # None: asked for already
         return self.fx.view()
 
     async def _request_service(self, service: str, purpose: str) -> None:

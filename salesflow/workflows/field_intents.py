@@ -32,6 +32,10 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.names import DEAL_MANAGER
 
 RESPONSIBLE_FOLLOWED = "bitrix24-responsible-followed"
+# One service task per (deal, service, round), whether asked for on the card/CLI or with the
+# Да/Нет field: purpose `request:<service>:r<round>`; a request while that round's task is
+# being created or open is the same request. A new round once it is completed.
+ONE_SERVICE_TASK = "deal12-one-service-task"
 
 SERVICES = ("engineers", "purchasing", "logistics", "production", "lawyer", "metrologist")
 SIGNED_FIELDS = {
@@ -122,6 +126,29 @@ class FieldIntents:
         s.intents.feedback = KpFeedback(agreed=meaning == "agreed", actor=self.actor())
         self.fx.record(s.stage, cause("kp_status_field", round=n, answer=meaning), self.actor())
 
+    def service_round(self, service: str) -> str | None:
+        """The purpose of a new request for `service` (patch ONE_SERVICE_TASK), or None when
+        the service's current round is still being created or open."""
+        counter = f"request:{service}:round"
+        n = self.s.counters.get(counter, 0)
+        if n:
+            key = self.fx.key(f"request:{service}:r{n}")
+            creating = self.s.counters.get(f"request:{service}:creating", 0)
+            if creating or any(t.key == key for t in self.s.open_tasks):
+                return None
+        self.s.counters[counter] = n + 1
+        return f"request:{service}:r{n + 1}"
+
+    async def request(self, service: str, purpose: str) -> None:
+        """The service's task of `purpose`, marked as being created meanwhile (a request that
+        comes then is the same one)."""
+        marker = f"request:{service}:creating"
+        self.s.counters[marker] = 1
+        try:
+            await self._request_service(service, purpose)
+        finally:
+            self.s.counters.pop(marker, None)
+
     async def _services(self) -> None:
         """«Да» in a service field: that service's task, once per deal however often toggled."""
         for service in SERVICES:
@@ -132,6 +159,13 @@ class FieldIntents:
                 continue
             # marked before the task is created: a re-read while it is created asks nothing again
             self.s.counters[purpose] = 1
+            if workflow.patched(ONE_SERVICE_TASK):
+                shared = self.service_round(service)
+                if shared is None:
+                    continue  # asked for already (the card, the CLI): that task is this one
+                self.fx.record(self.s.stage, cause("service_field", service=service), self.actor())
+                await self.request(service, shared)
+                continue
             self.fx.record(self.s.stage, cause("service_field", service=service), self.actor())
             await self._request_service(service, purpose)
 

@@ -466,11 +466,12 @@ class Deal:
 
     async def request_tasks(self) -> None:
         """R-X6: engineers and logistics (mirrored into 1C)."""
-        taken = await self.update(
+        await self.update(
             "request-tasks", "request_tasks", RequestTasks(engineers=True, logistics=True)
         )
-        self.expected.tasks |= {f"request:engineers:{taken}", f"request:logistics:{taken}"}
-        self.expected.onec_tasks.add(f"request:logistics:{taken}:1c")
+        # one key per (deal, service, round): the first round of each (deal12-one-service-task)
+        self.expected.tasks |= {"request:engineers:r1", "request:logistics:r1"}
+        self.expected.onec_tasks.add("request:logistics:r1:1c")
 
     async def start_process(self) -> None:
         await self.update("process", "start_process", StartProcess(kind="import_order"))

@@ -128,7 +128,7 @@ async def test_r_kp_4_r_x6_r_x1_fields_and_tasks_set_in_the_emulator_drive_the_d
     # the Да/Нет field, toggled: one task for the lawyer
     for value in ("Y", "N", "Y"):
         await change(UF_CRM_NEED_LAWYER=value)
-    await until(handle, lambda v: any(":request:lawyer:field" in t.key for t in v.open_tasks))
+    await until(handle, lambda v: any(":request:lawyer:r1" in t.key for t in v.open_tasks))
     await change(UF_CRM_NEED_LAWYER="Y")
 
     # a task completed in Bitrix24 closes its step
@@ -146,8 +146,8 @@ async def test_r_kp_4_r_x6_r_x1_fields_and_tasks_set_in_the_emulator_drive_the_d
         handle, lambda v: v.manager_id == 4 and all(t.responsible_id != 3 for t in v.open_tasks)
     )
     tasks = await tasks_of(client, deal_id)
-    assert [k for k in tasks if k.startswith("request:")] == ["request:lawyer:field"]
-    assert tasks["request:lawyer:field"]["responsibleId"] == "9"
+    assert [k for k in tasks if k.startswith("request:")] == ["request:lawyer:r1"]
+    assert tasks["request:lawyer:r1"]["responsibleId"] == "9"
     # Completed tasks stay the old manager's: «Отправить КП» done by a person, IN_WORK's
     # «Проверить товарные позиции» completed when the deal left IN_WORK (complete-left-stage-tasks).
     for purpose in ("kp:send_kp", "iw:check_products"):
