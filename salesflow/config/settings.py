@@ -650,6 +650,7 @@ def default_deal_card_permissions() -> dict[str, tuple[DealCardRole, ...]]:
         "accept_lead": ("manager",),
         "reject_lead": ("manager", "rop"),
         "kp_feedback": deal,
+        "approval_decision": ("rop",),  # R-KP-6: the approver (the «Согласование» item's)
         "set_payment_schedule": deal,
         "record_payment": ("accountant",),
         "request_tasks": deal,

@@ -16,6 +16,7 @@ from salesflow.workflows.models import (
     FINAL_STAGES,
     AcceptLead,
     Actor,
+    ApprovalDecision,
     DealView,
     DocumentsSigned,
     KpFeedback,
@@ -60,6 +61,10 @@ def offered(view: DealView) -> list[str]:
         actions += ["accept_lead", "reject_lead"]
     if stage == "KP" and view.kp_round:
         actions.append("kp_feedback")
+    if stage == "CONTRACT" and any(
+        p.kind == "approval" and p.state == "running" for p in view.processes
+    ):
+        actions.append("approval_decision")
     if stage in SCHEDULE_STAGES and not view.payment_schedule:
         actions.append("set_payment_schedule")
     if stage in PAYMENT_STAGES:
@@ -140,6 +145,14 @@ def _feedback(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
     return {"agreed": agreed == "yes", "comment": _text(form, "comment") or None}
 
 
+def _approval(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
+    approved = _choice(_text(form, "approved"), ("yes", "no"), texts) == "yes"
+    comment = _text(form, "comment") or None
+    if not approved and not comment:
+        raise BadInput(texts("input_comment_required_rejection"))
+    return {"approved": approved, "comment": comment}
+
+
 def _tasks(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
     chosen = {service: _text(form, service) == "yes" for service in SERVICES}
     if not any(chosen.values()):
@@ -151,6 +164,7 @@ _BUILDERS: dict[str, tuple[type[BaseModel], Callable[[Mapping[str, str], Texts, 
     "accept_lead": (AcceptLead, lambda f, t, d: {}),
     "reject_lead": (RejectLead, lambda f, t, d: _reject(f, t)),
     "kp_feedback": (KpFeedback, lambda f, t, d: _feedback(f, t)),
+    "approval_decision": (ApprovalDecision, lambda f, t, d: _approval(f, t)),
     "set_payment_schedule": (PaymentSchedule, lambda f, t, d: _schedule(f, t)),
     "record_payment": (RecordPayment, _payment),
     "request_tasks": (RequestTasks, lambda f, t, d: _tasks(f, t)),

@@ -364,8 +364,20 @@ def _f_lose(ctx: PageContext, view: DealView) -> list[str]:
     ]
 
 
+def _f_approval(ctx: PageContext, view: DealView) -> list[str]:
+    """R-KP-6: the approver's decision on the running «Согласование» (the item's stage in
+    Bitrix24 stays the primary way; the workflow moves the item to agree)."""
+    t = ctx.texts
+    return [
+        f'<label>{_e(t("field_approval_comment"))} <input name="comment"></label>',
+        _button(t("action_approve"), "approved", "yes"),
+        _button(t("action_disapprove"), "approved", "no"),
+    ]
+
+
 _FORMS = {
     "accept_lead": _f_accept,
+    "approval_decision": _f_approval,
     "reject_lead": _f_reject,
     "kp_feedback": _f_kp,
     "set_payment_schedule": _f_schedule,
@@ -385,6 +397,7 @@ _LABELS = {
     "start_process": lambda t: t("action_process"),
     "documents_signed": lambda t: t("action_signed"),
     "lose_deal": lambda t: t("action_lose"),
+    "approval_decision": lambda t: t("action_approval"),
 }
 
 

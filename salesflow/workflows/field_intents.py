@@ -3,7 +3,7 @@ Bitrix24 event is turned into people's intents, each taken once.
 
     field                      becomes                                     key (state.done)
     «Статус КП» (list)         the КП answer of the running round (R-KP-4) kp:field_answer:<round>
-    six Да/Нет service fields  one task per service (R-X6)                 request:<service>:field
+    six Да/Нет service fields  one task per service and round (R-X6)      request:<service>:r<n>
     Подписанный счет/договор,  that document signed (R-INV, R-SH)          signed:<kind>
     Акт, УПД (file: filled)
     Ответственный              the deal's manager; open automatic tasks    reassign:<task>:<user>

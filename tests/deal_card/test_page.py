@@ -307,3 +307,24 @@ def test_r_x10_history_causes_in_russian_by_code_and_the_english_kept_for_the_in
     assert cause_text(entry("deal created"), ctx) == "deal created"
     html = render(_context(v.model_copy(update={"history": [entry(cause("found"))]}), ROP))
     assert "сделка найдена в Bitrix24" in html and "deal found in Bitrix24" not in html
+
+
+def test_r_kp_6_the_approval_decision_is_offered_to_the_approver_while_it_runs() -> None:
+    """Issue 12: «Согласование» decided on the card too — at CONTRACT while the child runs, to
+    the РОП by default (the item's approver); a rejection needs a comment."""
+    running = [ProcessState(kind="approval", workflow_id="deal-7-approval-1")]
+    v = view("CONTRACT", processes=running)
+    assert "approval_decision" in offered(v)
+    assert "approval_decision" not in offered(view("CONTRACT"))
+    done = [running[0].model_copy(update={"state": "done"})]
+    assert "approval_decision" not in offered(view("CONTRACT", processes=done))
+    policy = Policy.from_settings(Settings())
+    assert policy.may("approval_decision", ROP.user_id, 3)
+    assert not policy.may("approval_decision", 3, 3)
+    html = render(_context(v, ROP))
+    assert 'data-action="approval_decision"' in html and "Согласовать" in html
+    command = build("approval_decision", {"approved": "yes"}, ROP, TEXTS, NOW.date())
+    assert command.payload.model_dump()["approved"] is True
+    assert command.payload.model_dump()["actor"]["user_id"] == ROP.user_id
+    with pytest.raises(BadInput, match="комментарий"):
+        build("approval_decision", {"approved": "no"}, ROP, TEXTS, NOW.date())
