@@ -823,8 +823,11 @@ class DealWorkflow:
         await self.fx.refresh_deal()
         missing = self.fx.missing_for_move(cmd.to)
         if missing:
-            raise ApplicationError(
-                "required fields are empty: " + ", ".join(missing), type="RequiredFieldsMissing"
+            listed = ", ".join(missing)
+            raise ApplicationError(  # the type kept; the details as a refusal's (refusals.py)
+                "required fields are empty: " + listed,
+                {"code": "required_fields", "params": {"fields": listed}},
+                type="RequiredFieldsMissing",
             )
         self.s.intents.moved_to = cmd.to
         if workflow.patched(MOVE_ACTOR):

@@ -83,7 +83,8 @@ def _english(code: str, params: Mapping[str, Any]) -> str:
 def refusal_of(err: BaseException | None) -> tuple[str, dict[str, Any]] | None:
     """(code, params) of a refusal as the client sees it (an update's failure cause), if so."""
     while err is not None:
-        if isinstance(err, ApplicationError) and err.type == REFUSAL_TYPE and err.details:
+        # any ApplicationError with a code: move_stage's RequiredFieldsMissing carries one too
+        if isinstance(err, ApplicationError) and err.details:
             detail = err.details[0]
             if isinstance(detail, Mapping) and isinstance(detail.get("code"), str):
                 return detail["code"], dict(detail.get("params") or {})
