@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -78,6 +79,16 @@ def deal_snapshot(raw: dict[str, Any]) -> DealSnapshot:
         amount=float(raw.get("OPPORTUNITY") or 0),
         fields=fields,
     )
+
+
+def mover_id(fields: Mapping[str, Any]) -> int:
+    """Who last moved the deal's stage: MOVED_BY_ID, else the last modifier MODIFY_BY_ID (both
+    crm.deal fields, research/bitrix24.md); 0 when neither is known."""
+    for name in ("MOVED_BY_ID", "MODIFY_BY_ID"):
+        raw = fields.get(name)
+        if isinstance(raw, str) and raw.isdigit() and int(raw):
+            return int(raw)
+    return 0
 
 
 def full_name(user: dict[str, Any]) -> str:
@@ -185,6 +196,9 @@ class Bitrix24Activities:
             raise
         deal = deal_snapshot(raw)
         deal.assigned_by_name = await self._names.name(deal.assigned_by_id)
+        mover = mover_id(deal.fields)
+        if mover:  # who moved the deal (a real crm.deal field, research/bitrix24.md)
+            deal.moved_by_name = await self._names.name(mover)
         return deal
 
     @activity.defn(name="update_deal")

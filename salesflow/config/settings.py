@@ -616,10 +616,11 @@ class RulesSettings(_Section):
     payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = Field(3600, ge=1)
     rework_before_next_round: bool = Field(
-        False,
+        True,
         description="The seed's «Возврат на задачу»: after a «не согласовано» КП answer (or an"
         " unpaid invoice round) the next round's task is created only once the objection task"
-        " is completed in Bitrix24 (or the answer/payment comes first); off: both at once",
+        " is completed in Bitrix24 (or the answer/payment comes first); off: both at once."
+        " Travels in each deal's rules snapshot: a deal started without it keeps both at once",
     )
     onec_task_poll_seconds: int = Field(60, ge=1)
     contract_threshold: float = Field(500_000, gt=0)
@@ -688,6 +689,7 @@ def default_deal_card_permissions() -> dict[str, tuple[DealCardRole, ...]]:
         "accept_lead": ("manager",),
         "reject_lead": ("manager", "rop"),
         "kp_feedback": deal,
+        "approval_decision": ("rop",),  # R-KP-6: the approver (the «Согласование» item's)
         "set_payment_schedule": deal,
         "record_payment": ("accountant",),
         "request_tasks": deal,
@@ -717,7 +719,9 @@ class DealCardSettings(_Section):
     update_timeout_seconds: float = Field(20.0, gt=0)
     stage_names_ttl_seconds: float = Field(300.0, ge=0)
     templates: dict[str, str] = Field(
-        default_factory=dict, description="the tab's texts by name (salesflow/deal_card/texts.py)"
+        default_factory=dict,
+        description="the tab's texts by name — kept for older files; `[templates]` takes every"
+        " name (salesflow/config/templates.py) and this table is applied on top of it",
     )
 
     @field_validator("member_id")
@@ -928,11 +932,14 @@ def load_settings(
 
 
 def _check_templates(settings: Settings) -> None:
-    from salesflow.config.templates import DEFAULT_TEMPLATES
+    """Every configured template: a known name, placeholders its default offers."""
+    from salesflow.config.templates import template_problems
 
-    unknown = sorted(set(settings.templates) - set(DEFAULT_TEMPLATES))
-    if unknown:
-        raise ConfigError(f"templates.{unknown[0]}: unknown template name")
+    problems = template_problems(settings.templates) + template_problems(
+        settings.deal_card.templates, "deal_card.templates"
+    )
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def event_token_problem(settings: Settings) -> str | None:

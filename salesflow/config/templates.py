@@ -1,9 +1,17 @@
 """User-facing texts (Russian, from the customer's specification) as configurable templates.
 
-Placeholders use `str.format` names; a configured template replaces the default of the same name.
+Placeholders use `str.format` names; a configured template (`[templates]`) replaces the default
+of the same name. One mechanism for every text: the workflow's (tasks, notices, messages), the
+deal card's and the refusals'. `salesflow config-check` verifies each configured name and
+placeholder (`template_problems`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from string import Formatter
+
+from salesflow.config.settings import ConfigError
 
 DEFAULT_TEMPLATES: dict[str, str] = {
     # `salesflow rules migrate` refusals (issue 15): why a running deal cannot take new rules.
@@ -298,5 +306,286 @@ DEFAULT_TEMPLATES: dict[str, str] = {
 }
 
 
-def merged(overrides: dict[str, str]) -> dict[str, str]:
-    return {**DEFAULT_TEMPLATES, **overrides}
+CARD_TEMPLATES: dict[str, str] = {
+    # ---- the deal card (salesflow/deal_card), formerly `[deal_card.templates]` ----
+    "page_title": "Сделка №{deal_id}",
+    "tab_title": "Процесс сделки",  # the tab's name in the deal card (`salesflow app install`)
+    "stage": "Стадия",
+    "waits_for": "Ожидается",
+    "responsible": "Ответственный",
+    "amount": "Сумма",
+    "open_tasks": "Открытые задачи",
+    "no_open_tasks": "Открытых задач нет.",
+    "deadline": "Срок",
+    "overdue": "просрочено",
+    "deadlines": "Сроки процесса",
+    "payment_schedule": "График платежей",
+    "no_schedule": "График платежей не задан.",
+    "tranche_row": "Платёж {number}: {percent}% — {amount} ₽ до {due}",
+    "payments": "Поступившие оплаты",
+    "processes": "Процессы и задания",
+    "logist_task": "Задание логисту в 1С",
+    "no_logist_task": "Задание логисту в 1С не ставилось.",
+    "history": "История",
+    "who": "Кто",
+    "cause": "Причина",
+    "when": "Когда",
+    "actions": "Действия",
+    "no_actions": "Сейчас по сделке нет действий для вас.",
+    "not_for_you": "«{action}» недоступно: {reason}",
+    "done": "Готово: {action}.",
+    "refused": "Не выполнено: {reason}",
+    "unknown_outcome": (
+        "Процесс сделки не ответил за {seconds} с — результат неизвестен. Обновите вкладку"
+        " через минуту и проверьте историю."
+    ),
+    "no_process": "По этой сделке процесс не запущен (сделка не в воронке «Продажа»?).",
+    "closed": "Сделка закрыта ({stage}); действий больше нет.",
+    "temporal_down": "Процесс сделки сейчас недоступен; повторите позже.",
+    "forbidden": "Доступ запрещён: {reason}",
+    "forbidden_portal": "вызов пришёл не с портала компании",
+    "forbidden_token": (
+        "авторизация пользователя недействительна или истекла, откройте вкладку заново"
+    ),
+    "forbidden_form": "форма устарела или подделана, откройте вкладку заново",
+    "bad_placement": "вкладка открыта не из карточки сделки",
+    "portal_down": "Bitrix24 не ответил при проверке пользователя; повторите позже.",
+    # The workflow's deadlines (`state.deadlines[].name`; a number suffix is the round).
+    "deadline_take_into_work": "Взять заявку в работу",
+    "deadline_kp_agreement": "Согласовать КП с клиентом",
+    "deadline_kp_feedback": "Обратная связь по КП, раунд {round}",
+    "deadline_payment": "Оплата по счёту, раунд {round}",
+    "deadline_closing_documents": "Подписанные закрывающие документы",
+    # Stages: what the deal waits for (PIPELINE.md codes).
+    "waits_NEW": "менеджер принимает заявку в работу или отказывает (с причиной)",
+    "waits_IN_WORK": "проверка товарных позиций и КП из 1С",
+    "waits_KP": "обратная связь клиента по КП",
+    "waits_CONTRACT": "согласование Счета/Договора внутри компании и подписание с клиентом",
+    "waits_INVOICE": "оплата по счёту",
+    "waits_LAUNCH": "график платежей и запуск реализации",
+    "waits_ACCEPTED": "выполнение работ",
+    "waits_TO_SHIP": "упаковка, проверка оплаты и отгрузка",
+    "waits_SHIPPED": "подписанные Акт и УПД",
+    "waits_WON": "ничего: сделка успешна",
+    "waits_LOSE": "ничего: сделка провалена",
+    # Actions (the buttons) and their fields.
+    "action_accept": "Принять заявку",
+    "action_reject": "Отказ",
+    "field_reject_reason": "Причина отказа (обязательно)",
+    "action_kp_agreed": "КП согласовано",
+    "action_kp_not_agreed": "КП не согласовано",
+    "action_approval": "Согласование Счета/Договора",
+    "action_approve": "Согласовать",
+    "action_disapprove": "Отклонить",
+    "field_approval_comment": "Комментарий для менеджера (обязателен при отклонении)",
+    "field_comment": "Комментарий",
+    "action_schedule": "Задать график платежей",
+    "field_percent": "%",
+    "field_due": "Дата",
+    "action_payment": "Отметить оплату",
+    "field_amount": "Сумма, ₽",
+    "field_paid_on": "Дата оплаты",
+    "action_tasks": "Поставить задания",
+    "yes": "Да",
+    "no": "Нет",
+    "service_engineers": "Требуется поставить задание инженерам",
+    "service_purchasing": "Требуется поставить задание закупщикам",
+    "service_logistics": "Требуется поставить задание логистике",
+    "service_production": "Требуется поставить задание производству",
+    "service_lawyer": "Требуется проверка контрагента юристом",
+    "service_metrologist": "Требуется поставить задание метрологу",
+    "action_process": "Запустить процесс",
+    "action_signed": "Подписано",
+    "signed_invoice": "Счет подписан",
+    "signed_contract": "Договор подписан",
+    "signed_act": "Акт подписан",
+    "signed_upd": "УПД подписан",
+    "action_lose": "Сделка провалена",
+    "field_lose_reason": "Причина",
+    "lose_NO_MONEY": "Нет денег",
+    "lose_COMPETITOR": "Выбрали конкурента",
+    "lose_NOT_TARGET": "Нецелевой клиент",
+    "lose_NO_DECISION": "Не приняли решение",
+    "lose_TOO_LONG": "Долгие сроки",
+    "lose_OTHER": "Другое (укажите комментарий)",
+    # States.
+    "tranche_planned": "ожидается",
+    "tranche_reminded": "напоминание отправлено",
+    "tranche_overdue": "просрочен",
+    "tranche_paid": "оплачен",
+    "process_running": "в работе",
+    "process_done": "выполнено",
+    "process_failed": "ошибка",
+    "actor_unknown": "—",
+    # Roles (who may do what) and refusals.
+    "role_manager": "менеджер по продажам",
+    "role_responsible": "ответственный за сделку",
+    "role_rop": "руководитель отдела продаж",
+    "role_accountant": "бухгалтер",
+    "role_logist": "логист",
+    "role_anyone": "любой сотрудник",
+    "policy_refused": "это могут сделать только: {roles}",
+    # Input checks of the forms.
+    "input_reason_required": "укажите причину отказа",
+    "input_comment_required_other": "для причины «Другое» нужен комментарий",
+    "input_bad_number": "«{value}» — не число",
+    "input_bad_date": "«{value}» — не дата (ГГГГ-ММ-ДД)",
+    "input_no_tranches": "заполните хотя бы один платёж (процент и дату)",
+    "input_tranche_incomplete": "платёж {number}: укажите и процент, и дату",
+    "input_amount_positive": "сумма должна быть больше нуля",
+    "input_comment_required_rejection": "при отклонении нужен комментарий для менеджера",
+    "input_no_service": "выберите «Да» хотя бы для одного задания",
+    "input_unknown_choice": "неизвестный вариант «{value}»",
+    "input_unknown_action": "неизвестное действие",
+    "input_invalid": "данные формы неверны ({details})",
+    "deal_gone": "сделка уже закрыта",
+}
+
+
+# ---- the workflow's refusals (salesflow/workflows/refusals.py): `refusal_<code>` ----
+# The parameters are the refusal's; `{stage}` is the stage's name (`stage_<code>` or the
+# portal's own name). Shown by the deal card and the CLI.
+REFUSAL_TEMPLATES: dict[str, str] = {
+    "refusal_wrong_stage": "на стадии «{stage}» это действие недоступно",
+    "refusal_already_decided": "заявка уже принята в работу или отклонена",
+    "refusal_not_a_manager": "вы не в списке менеджеров по продажам (portal.users.managers)",
+    "refusal_reason_required": "укажите причину отказа",
+    "refusal_no_feedback_awaited": "обратная связь по КП сейчас не ожидается",
+    "refusal_no_approval_running": "внутреннее согласование по сделке сейчас не идёт",
+    "refusal_rejection_needs_comment": "для отклонения нужен комментарий для менеджера",
+    "refusal_paid_in_future": "дата оплаты {paid_on} в будущем",
+    "refusal_paid_too_early": "дата оплаты {paid_on} намного раньше начала сделки ({started})",
+    "refusal_no_payment_control": "контроль оплат по сделке не ведётся",
+    "refusal_schedule_set": "график платежей уже задан",
+    "refusal_schedule_invalid": "график платежей неверен: {details}",
+    "refusal_closed": "сделка уже закрыта («{stage}»)",
+    "refusal_nothing_requested": "выберите хотя бы одно задание",
+    "refusal_already_at": "сделка уже на стадии «{stage}»",
+    "refusal_use_lose_deal": "для провала сделки укажите причину (действие «Сделка провалена»)",
+    "refusal_already_moving": "сделка уже переходит на другую стадию",
+    "refusal_already_losing": "сделка уже закрывается как проваленная",
+    "refusal_other_needs_comment": "для причины «Другое» нужен комментарий",
+    "refusal_required_fields": "не заполнены обязательные поля: {fields}",
+    "refusal_schedule_no_tranches": "в графике нет платежей",
+    "refusal_schedule_too_many": "не больше {max} платежей",
+    "refusal_tranche_not_positive": "платёж {number}: процент {percent} не больше нуля",
+    "refusal_tranche_before_start": "платёж {number}: дата {due} раньше начала сделки {start}",
+    "refusal_schedule_repeated_dues": "повторяются даты: {dues}",
+    "refusal_schedule_percent_sum": "сумма процентов {total}, а не 100",
+    "refusal_unknown": "процесс сделки отклонил действие ({details})",
+    "refusal_code": "{text} (код: {code})",  # the CLI's line
+}
+
+# ---- history causes on the deal card's tab (salesflow/workflows/causes.py): `cause_<code>` ----
+CAUSE_TEMPLATES: dict[str, str] = {
+    "cause_found": "сделка найдена в Bitrix24",
+    "cause_accepted": "заявка принята в работу (пользователь {user})",
+    "cause_lead_rejected": "заявка отклонена: {reason}",
+    "cause_moved_in_bitrix24": "стадия изменена в Bitrix24",
+    "cause_moved_with_cli": "стадия изменена через CLI",
+    "cause_automation": "автоматически",
+    "cause_lost": "сделка провалена: {reason}",
+    "cause_kp_feedback": "обратная связь по КП, раунд {round}: {answer}",
+    "cause_kp_agreed": "КП согласовано; комплект документов: {document_set}",
+    "cause_approval_rejected": "внутреннее согласование отклонено: {comment}",
+    "cause_payment_received": "оплата получена",
+    "cause_closing_documents": "закрывающие документы подписаны и отправлены",
+    "cause_signed": "подписан документ: {kind}",
+    "cause_signed_field": "подписан документ: {kind} (поле заполнено в Bitrix24)",
+    "cause_process_started": "запущен процесс «{name}»",
+    "cause_process_done": "процесс завершён: {kind}",
+    "cause_task_completed": "задача {task_id} завершена в Bitrix24",
+    "cause_move_refused": "переход на «{target}» отклонён: не заполнены {fields}",
+    "cause_waiting_for_fields": "ожидаются поля {fields} для перехода на «{target}»",
+    "cause_responsible_changed": "ответственный изменён в Bitrix24: {old} → {new}",
+    "cause_kp_status_field": "«Статус КП» задан в Bitrix24, раунд {round}: {answer}",
+    "cause_service_field": "в Bitrix24 запрошено задание: {service}",
+    "cause_payment": "оплата {amount} от {paid_on} ({source})",
+    "cause_payment_confirmed": "оплата {amount} подтверждена документом 1С {document}",
+    # The values a cause's parameters take (`value_<param>_<value>`), shown where defined.
+    "value_answer_agreed": "согласовано",
+    "value_answer_not agreed": "не согласовано",
+    "value_answer_not_agreed": "не согласовано",
+    "value_kind_invoice": "Счет",
+    "value_kind_contract": "Договор",
+    "value_kind_act": "Акт",
+    "value_kind_upd": "УПД",
+    "value_kind_import_order": "Заказ Импорт",
+    "value_kind_production": "Производство",
+    "value_kind_purchasing": "Закупки",
+    "value_document_set_invoice": "Счет",
+    "value_document_set_contract_and_invoice": "Счет и Договор",
+    "value_document_set_invoice_contract": "Счет и Договор (с порогом для счёта)",
+    "value_service_engineers": "инженерам",
+    "value_service_purchasing": "закупщикам",
+    "value_service_logistics": "логистике",
+    "value_service_production": "производству",
+    "value_service_lawyer": "юристу (проверка контрагента)",
+    "value_service_metrologist": "метрологу",
+}
+
+# Every template by name: what `[templates]` may replace (and config-check verifies).
+ALL_TEMPLATES: dict[str, str] = {
+    **DEFAULT_TEMPLATES,
+    **CARD_TEMPLATES,
+    **REFUSAL_TEMPLATES,
+    **CAUSE_TEMPLATES,
+}
+
+
+def merged(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The workflow's templates (they travel in each deal's rules snapshot) with the configured
+    replacements; the card's and the refusals' texts stay with the processes that show them."""
+    return {**DEFAULT_TEMPLATES, **{k: v for k, v in overrides.items() if k in DEFAULT_TEMPLATES}}
+
+
+def placeholders(template: str) -> set[str]:
+    """The `{name}` placeholders of a template (ValueError when its braces are malformed)."""
+    names = set()
+    for _, field, _, _ in Formatter().parse(template):
+        if field is not None:
+            names.add(field.split(".")[0].split("[")[0])
+    return names
+
+
+def template_problems(overrides: Mapping[str, str], where: str = "templates") -> list[str]:
+    """What is wrong with configured templates: an unknown name, malformed braces, or a
+    placeholder the default does not offer (it would never be filled in)."""
+    problems = []
+    for name in sorted(overrides):
+        default = ALL_TEMPLATES.get(name)
+        if default is None:
+            problems.append(f"{where}.{name}: unknown template name")
+            continue
+        try:
+            used = placeholders(overrides[name])
+        except ValueError as exc:
+            problems.append(f"{where}.{name}: malformed placeholder ({exc})")
+            continue
+        extra = sorted(used - placeholders(default))
+        if extra:
+            offered = ", ".join(sorted(placeholders(default))) or "none"
+            problems.append(
+                f"{where}.{name}: unknown placeholder {{{extra[0]}}} (offered: {offered})"
+            )
+    return problems
+
+
+class Templates:
+    """`texts("name", **values)`: a template filled in (defaults with the configured
+    replacements); a missing value leaves the template as it is, visible."""
+
+    def __init__(self, *overrides: Mapping[str, str] | None) -> None:
+        self.table = dict(ALL_TEMPLATES)
+        for more in overrides:
+            problems = template_problems(more or {})
+            if problems:
+                raise ConfigError(problems[0])
+            self.table.update(more or {})
+
+    def __call__(self, name: str, **values: object) -> str:
+        template = self.table[name]
+        try:
+            return template.format(**values)
+        except (KeyError, IndexError, ValueError):
+            return template

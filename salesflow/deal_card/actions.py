@@ -1,9 +1,8 @@
 """The card's actions: which of the workflow's updates are valid now, the update built from a
-submitted form (with the acting user), and the workflow's refusals in Russian."""
+submitted form (with the acting user), and the workflow's refusals in Russian (by their code)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +16,7 @@ from salesflow.workflows.models import (
     FINAL_STAGES,
     AcceptLead,
     Actor,
+    ApprovalDecision,
     DealView,
     DocumentsSigned,
     KpFeedback,
@@ -28,6 +28,7 @@ from salesflow.workflows.models import (
     StartProcess,
 )
 from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES
+from salesflow.workflows.refusals import refusal_of, refusal_text
 
 PROCESS_KINDS = ("import_order", "production", "purchasing")
 LOSE_REASONS = ("NO_MONEY", "COMPETITOR", "NOT_TARGET", "NO_DECISION", "TOO_LONG", "OTHER")
@@ -60,6 +61,10 @@ def offered(view: DealView) -> list[str]:
         actions += ["accept_lead", "reject_lead"]
     if stage == "KP" and view.kp_round:
         actions.append("kp_feedback")
+    if stage == "CONTRACT" and any(
+        p.kind == "approval" and p.state == "running" for p in view.processes
+    ):
+        actions.append("approval_decision")
     if stage in SCHEDULE_STAGES and not view.payment_schedule:
         actions.append("set_payment_schedule")
     if stage in PAYMENT_STAGES:
@@ -140,6 +145,14 @@ def _feedback(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
     return {"agreed": agreed == "yes", "comment": _text(form, "comment") or None}
 
 
+def _approval(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
+    approved = _choice(_text(form, "approved"), ("yes", "no"), texts) == "yes"
+    comment = _text(form, "comment") or None
+    if not approved and not comment:
+        raise BadInput(texts("input_comment_required_rejection"))
+    return {"approved": approved, "comment": comment}
+
+
 def _tasks(form: Mapping[str, str], texts: Texts) -> dict[str, Any]:
     chosen = {service: _text(form, service) == "yes" for service in SERVICES}
     if not any(chosen.values()):
@@ -151,6 +164,7 @@ _BUILDERS: dict[str, tuple[type[BaseModel], Callable[[Mapping[str, str], Texts, 
     "accept_lead": (AcceptLead, lambda f, t, d: {}),
     "reject_lead": (RejectLead, lambda f, t, d: _reject(f, t)),
     "kp_feedback": (KpFeedback, lambda f, t, d: _feedback(f, t)),
+    "approval_decision": (ApprovalDecision, lambda f, t, d: _approval(f, t)),
     "set_payment_schedule": (PaymentSchedule, lambda f, t, d: _schedule(f, t)),
     "record_payment": (RecordPayment, _payment),
     "request_tasks": (RequestTasks, lambda f, t, d: _tasks(f, t)),
@@ -180,61 +194,28 @@ def build(action: str, form: Mapping[str, str], actor: Actor, texts: Texts, toda
     try:
         payload = model.model_validate({**fields, "actor": actor})
     except ValidationError as exc:
-        raise BadInput(texts("wf_other", details=exc.errors()[0]["msg"])) from None
+        raise BadInput(texts("input_invalid", details=exc.errors()[0]["msg"])) from None
     return Command(action, payload)
 
 
-# ---- the workflow's refusals (validator messages, CONTRACT.md) in Russian -----------------
-
-_SCHEDULE_DETAILS = (
-    (r"percents sum to ([\d.]+), not 100", r"сумма процентов \1, а не 100"),
-    (
-        r"tranche (\d+): percent must be positive, got ([-\d.]+)",
-        r"платёж \1: процент \2 не больше нуля",
-    ),
-    (
-        r"tranche (\d+): due (\S+) is before the deal's start (\S+)",
-        r"платёж \1: дата \2 раньше начала сделки \3",
-    ),
-    (r"repeated due dates: (.+)", r"повторяются даты: \1"),
-    (r"the schedule has no tranches", r"в графике нет платежей"),
-    (r"at most (\d+) tranches", r"не больше \1 платежей"),
-)
-_SCHEDULE_MARKERS = ("percents sum", "tranche", "schedule has no", "at most")
+# ---- the workflow's refusals (codes and parameters, workflows/refusals.py) in Russian ------
 
 
-def refusal(message: str, texts: Texts, stage_names: Mapping[str, str] | None = None) -> str:
-    """A validator's or the update's refusal as the person reads it; stage codes are named
-    with `stage_names` (code → Bitrix24 name) where given."""
+def refusal(
+    cause: BaseException | None, texts: Texts, stage_names: Mapping[str, str] | None = None
+) -> str:
+    """An update's refusal (its failure cause) as the person reads it: the template of its
+    code; stage codes are named with `stage_names` (code → Bitrix24 name) where given."""
+    found = refusal_of(cause)
+    if found is None:
+        details = getattr(cause, "message", None) or str(cause or "")
+        return texts("refusal_unknown", details=details)
+    code, params = found
     names = stage_names or {}
-    if "already been taken or rejected" in message:
-        return texts("wf_already_decided")
-    if "is not a sales manager" in message:
-        return texts("wf_not_a_manager")
-    wrong_stage = re.search(r"is allowed at .*; the deal is at (\w+)", message)
-    if wrong_stage:
-        code = wrong_stage.group(1)
-        return texts("wf_wrong_stage", stage=names.get(code, code))
-    if "feedback is awaited" in message:
-        return texts("wf_no_feedback_awaited")
-    if "schedule is already set" in message:
-        return texts("wf_schedule_set")
-    if any(marker in message for marker in _SCHEDULE_MARKERS):
-        details = message
-        for pattern, russian in _SCHEDULE_DETAILS:
-            details = re.sub(pattern, russian, details)
-        return texts("wf_schedule_invalid", details=details)
-    if "is in the future" in message:
-        return texts("wf_paid_in_future")
-    if "long before the deal started" in message:
-        return texts("wf_paid_too_early")
-    if "already being lost" in message:
-        return texts("wf_already_losing")
-    if "closed" in message:
-        return texts("wf_closed")
-    if "requires a comment" in message:
-        return texts("wf_other_needs_comment")
-    missing = re.search(r"required fields are empty: (.+)", message)
-    if missing:
-        return texts("wf_required_fields", fields=missing.group(1))
-    return texts("wf_other", details=message)
+
+    def text(name: str, **values: object) -> str:
+        if name.startswith("stage_") and name[6:] in names:
+            return names[name[6:]]
+        return texts(name, **values)
+
+    return refusal_text(code, params, text)

@@ -112,7 +112,7 @@ class DealCard:
         self._temporal = temporal_client
         self.transport = transport
         self.clock = clock
-        self.texts = Texts(settings.deal_card.templates)
+        self.texts = Texts(settings.deal_card.templates, settings.templates)
         self.policy = Policy.from_settings(settings)
         self.stage_names = StageNames(settings, transport)
         self.rest_base = settings.bitrix24.app_rest_base()
@@ -164,7 +164,7 @@ class DealCard:
             return await self._page(request, deal_id, actor, auth_id)
         if name not in A.offered(view):
             stage = await self.stage_names.name(view.stage)
-            reason = self.texts("wf_wrong_stage", stage=stage)
+            reason = self.texts("refusal_wrong_stage", stage=stage)
             return await self._refused(request, deal_id, actor, auth_id, name, reason, 409, view)
         if not self.policy.may(name, actor.user_id, view.manager_id):
             roles = ", ".join(self.texts(f"role_{r}") for r in self.policy.allowed_roles(name))
@@ -184,15 +184,14 @@ class DealCard:
                     command.update, command.payload, id=update_id, result_type=DealView
                 )
         except WorkflowUpdateFailedError as exc:
-            message = getattr(exc.cause, "message", None) or str(exc.cause or exc)
-            reason = A.refusal(message, self.texts, await self.stage_names.all())
+            reason = A.refusal(exc.cause or exc, self.texts, await self.stage_names.all())
             return await self._refused(request, deal_id, actor, auth_id, name, reason, 409)
         except TimeoutError:
             reason = self.texts("unknown_outcome", seconds=f"{timeout:g}")
             return await self._refused(request, deal_id, actor, auth_id, name, reason, 504)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                reason = self.texts("wf_closed")
+                reason = self.texts("deal_gone")
                 return await self._refused(request, deal_id, actor, auth_id, name, reason, 409)
             log.warning("update %s of deal %s failed: %s", name, deal_id, exc.status)
             reason = self.texts("temporal_down")

@@ -19,7 +19,7 @@ from salesflow.deal_card.texts import Texts
 from salesflow.deal_card.why_section import why_section
 from salesflow.workflows.children import LOGIST_PROCESS
 from salesflow.workflows.deal import SERVICES
-from salesflow.workflows.models import Actor, DealView
+from salesflow.workflows.models import Actor, DealView, HistoryEntry
 from salesflow.workflows.why import WhyView
 
 _STYLE = """
@@ -193,10 +193,31 @@ def _history(ctx: PageContext, view: DealView) -> list[str]:
         out.append(
             f"<tr><td>{_e(_when(entry.at, ctx.timezone))}</td>"
             f"<td>{_e(ctx.stage_names.get(entry.stage, entry.stage))}</td>"
-            f"<td>{_e(entry.cause)}</td><td>{_e(who or t('actor_unknown'))}</td></tr>"
+            f"<td>{_e(cause_text(entry, ctx))}</td><td>{_e(who or t('actor_unknown'))}</td></tr>"
         )
     out.append("</table>")
     return out
+
+
+def cause_text(entry: HistoryEntry, ctx: PageContext) -> str:
+    """A history cause in Russian: the template `cause_<code>` with its parameters (a value with
+    a template `value_<param>_<value>` named by it, a stage by its Bitrix24 name); an entry
+    without a code (recorded before codes, or not coded) as the workflow wrote it."""
+    t = ctx.texts
+    if not entry.code or f"cause_{entry.code}" not in t.table:
+        return entry.cause
+    values: dict[str, object] = {}
+    for name, value in entry.params.items():
+        named = f"value_{name}_{value}"
+        if name == "target":
+            stage = f"stage_{value}"
+            default = t(stage) if stage in t.table else str(value)
+            values[name] = ctx.stage_names.get(str(value), default)
+        elif named in t.table:
+            values[name] = t(named)
+        else:
+            values[name] = value
+    return t(f"cause_{entry.code}", **values)
 
 
 def _roles(ctx: PageContext, action: str) -> str:
@@ -347,8 +368,20 @@ def _f_lose(ctx: PageContext, view: DealView) -> list[str]:
     ]
 
 
+def _f_approval(ctx: PageContext, view: DealView) -> list[str]:
+    """R-KP-6: the approver's decision on the running «Согласование» (the item's stage in
+    Bitrix24 stays the primary way; the workflow moves the item to agree)."""
+    t = ctx.texts
+    return [
+        f'<label>{_e(t("field_approval_comment"))} <input name="comment"></label>',
+        _button(t("action_approve"), "approved", "yes"),
+        _button(t("action_disapprove"), "approved", "no"),
+    ]
+
+
 _FORMS = {
     "accept_lead": _f_accept,
+    "approval_decision": _f_approval,
     "reject_lead": _f_reject,
     "kp_feedback": _f_kp,
     "set_payment_schedule": _f_schedule,
@@ -368,6 +401,7 @@ _LABELS = {
     "start_process": lambda t: t("action_process"),
     "documents_signed": lambda t: t("action_signed"),
     "lose_deal": lambda t: t("action_lose"),
+    "approval_decision": lambda t: t("action_approval"),
 }
 
 

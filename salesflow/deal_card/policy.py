@@ -13,6 +13,7 @@ ACTIONS = (
     "accept_lead",
     "reject_lead",
     "kp_feedback",
+    "approval_decision",
     "set_payment_schedule",
     "record_payment",
     "request_tasks",

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from temporalio.client import (
     Client,
@@ -26,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from salesflow.config.settings import ConfigError, Settings, load_settings
+from salesflow.config.templates import Templates
 from salesflow.config.temporal_client import connect
 from salesflow.store import board
 from salesflow.store.db import database_engine, init_db
@@ -47,12 +49,12 @@ from salesflow.workflows.models import (
     StartProcess,
 )
 from salesflow.workflows.names import deal_workflow_id
+from salesflow.workflows.refusals import refusal_of, refusal_text
 
 app = typer.Typer(
     help="Commands and queries for one deal's workflow (deal-<id>).", no_args_is_help=True
 )
 console = Console(soft_wrap=True)  # whole lines when output goes to a file
-OPERATOR: dict[str, Actor] = {}  # who runs these commands, set by `operator()`
 COMMAND_TIMEOUT = 30.0
 M = TypeVar("M", bound=BaseModel)
 DealId = Annotated[int, typer.Argument(help="the Bitrix24 deal ID")]
@@ -89,6 +91,7 @@ class DocumentKind(StrEnum):
 
 @app.callback()
 def operator(
+    ctx: typer.Context,
     as_user: int = typer.Option(
         0,
         "--as",
@@ -96,8 +99,9 @@ def operator(
         help="the Bitrix24 user ID you act for (recorded on each update; default: your OS user)",
     ),
 ) -> None:
-    """Every update records who sent it (R-X10): the integrator's commands name the operator."""
-    OPERATOR["actor"] = operator_actor(as_user)
+    """Every update records who sent it (R-X10): the integrator's commands name the operator,
+    handed to each command in its context (`ctx.obj`)."""
+    ctx.obj = operator_actor(as_user)
 
 
 def operator_actor(as_user: int = 0) -> Actor:
@@ -109,23 +113,23 @@ def operator_actor(as_user: int = 0) -> Actor:
     return Actor(user_id=as_user, name=f"{login} (CLI)", source="cli")
 
 
-def with_operator(payload: M) -> M:
+def with_operator(payload: M, operator: Actor | None) -> M:
     """The payload with the operator as its actor, unless it names one already."""
     if "actor" in type(payload).model_fields and getattr(payload, "actor", None) is None:
-        actor = OPERATOR.get("actor") or operator_actor()
-        return payload.model_copy(update={"actor": actor})
+        return payload.model_copy(update={"actor": operator or operator_actor()})
     return payload
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(1)
 
 
 def _run(action: Callable[[Client], Awaitable[Any]]) -> Any:
     async def go() -> Any:
         try:
-            client = await connect(load_settings())
+            settings = load_settings()
+            client = await connect(settings)
         except ConfigError as err:
             _fail(str(err))
         except RuntimeError as err:
@@ -136,14 +140,24 @@ def _run(action: Callable[[Client], Awaitable[Any]]) -> Any:
         except TimeoutError:
             _fail(f"no answer within {COMMAND_TIMEOUT:.0f} s — is a worker running?")
         except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            _fail(getattr(cause, "message", None) or str(cause or err))
+            _fail(refusal_message(err.cause or err, settings))
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 _fail("no workflow for this deal (has the relay seen it?)")
             _fail(err.message)
 
     return asyncio.run(go())
+
+
+def refusal_message(cause: BaseException, settings: Settings) -> str:
+    """A refused update as the CLI prints it: the Russian template of its code and the code
+    (`refusal_code`); a failure without a code as its message."""
+    found = refusal_of(cause)
+    if found is None:
+        return getattr(cause, "message", None) or str(cause)
+    texts = Templates(settings.templates, settings.deal_card.templates)
+    code, params = found
+    return texts("refusal_code", text=refusal_text(code, params, texts), code=code)
 
 
 @dataclass(frozen=True)
@@ -212,12 +226,13 @@ def update_reply(deal_id: int, outcome: Outcome, target: str | None = None) -> s
 
 
 def _update(
+    operator: Actor | None,
     deal_id: int,
     update: UpdateMethodMultiParam[[DealWorkflow, M], DealView],
     payload: M,
     target: str | None = None,
 ) -> None:
-    payload = with_operator(payload)
+    payload = with_operator(payload, operator)
 
     async def action(client: Client) -> Outcome:
         handle = client.get_workflow_handle(deal_workflow_id(deal_id))
@@ -254,27 +269,37 @@ def _model(factory: Callable[[], M]) -> M:
 
 
 @app.command()
-def accept(deal_id: DealId, manager: Annotated[int, typer.Option(help="Bitrix24 user ID")]) -> None:
+def accept(
+    ctx: typer.Context,
+    deal_id: DealId,
+    manager: Annotated[int, typer.Option(help="Bitrix24 user ID")],
+) -> None:
     """Take the lead into work (R-NEW-2/3): the manager becomes responsible."""
-    _update(deal_id, DealWorkflow.accept_lead, _model(lambda: AcceptLead(manager_id=manager)))
+    _update(
+        ctx.obj, deal_id, DealWorkflow.accept_lead, _model(lambda: AcceptLead(manager_id=manager))
+    )
 
 
 @app.command()
 def reject(
-    deal_id: DealId, reason: Annotated[str, typer.Option(help="why the lead is rejected")]
+    ctx: typer.Context,
+    deal_id: DealId,
+    reason: Annotated[str, typer.Option(help="why the lead is rejected")],
 ) -> None:
     """Reject the lead with a reason (R-NEW-2)."""
-    _update(deal_id, DealWorkflow.reject_lead, _model(lambda: RejectLead(reason=reason)))
+    _update(ctx.obj, deal_id, DealWorkflow.reject_lead, _model(lambda: RejectLead(reason=reason)))
 
 
 @app.command()
 def lose(
+    ctx: typer.Context,
     deal_id: DealId,
     reason: Annotated[LoseReason, typer.Option(help="why the deal is lost")],
     comment: Annotated[str, typer.Option(help="required for OTHER")] = "",
 ) -> None:
     """Lose the deal at any stage (R-LOSE-1, R-X8)."""
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.lose_deal,
         _model(
@@ -285,12 +310,14 @@ def lose(
 
 @app.command("kp-feedback")
 def kp_feedback(
+    ctx: typer.Context,
     deal_id: DealId,
     agreed: Annotated[bool, typer.Option("--agreed/--not-agreed", help="the client's answer")],
     comment: Annotated[str, typer.Option(help="what the client said")] = "",
 ) -> None:
     """The client's answer on the КП (R-KP-4): not agreed starts another round."""
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.kp_feedback,
         _model(lambda: KpFeedback(agreed=agreed, comment=comment or None)),
@@ -299,12 +326,14 @@ def kp_feedback(
 
 @app.command()
 def approval(
+    ctx: typer.Context,
     deal_id: DealId,
     approved: Annotated[bool, typer.Option("--approve/--reject", help="the internal decision")],
     comment: Annotated[str, typer.Option(help="required for a rejection")] = "",
 ) -> None:
     """The internal approval of the invoice/contract (R-KP-6/7), as «Согласование» would."""
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.approval_decision,
         _model(lambda: ApprovalDecision(approved=approved, comment=comment or None)),
@@ -313,6 +342,7 @@ def approval(
 
 @app.command()
 def pay(
+    ctx: typer.Context,
     deal_id: DealId,
     amount: Annotated[float, typer.Option(help="roubles")],
     paid_on: Annotated[str, typer.Option("--date", help="YYYY-MM-DD")],
@@ -322,6 +352,7 @@ def pay(
 ) -> None:
     """Record a payment (R-INV-3, R-PS-1)."""
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.record_payment,
         _model(
@@ -334,6 +365,7 @@ def pay(
 
 @app.command()
 def schedule(
+    ctx: typer.Context,
     deal_id: DealId,
     tranches: Annotated[list[str], typer.Argument(help="PERCENT:YYYY-MM-DD, e.g. 50:2026-12-10")],
 ) -> None:
@@ -345,6 +377,7 @@ def schedule(
             _fail(f"{item!r}: write PERCENT:YYYY-MM-DD")
         parsed.append({"percent": percent, "due": due})
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.set_payment_schedule,
         _model(lambda: PaymentSchedule.model_validate({"tranches": parsed})),
@@ -353,6 +386,7 @@ def schedule(
 
 @app.command("request-tasks")
 def request_tasks(
+    ctx: typer.Context,
     deal_id: DealId,
     engineers: bool = False,
     purchasing: bool = False,
@@ -363,6 +397,7 @@ def request_tasks(
 ) -> None:
     """Ask services for tasks (R-X6); logistics is mirrored into 1C."""
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.request_tasks,
         _model(
@@ -380,10 +415,13 @@ def request_tasks(
 
 @app.command()
 def process(
-    deal_id: DealId, kind: Annotated[ProcessKind, typer.Argument(help="the sub-process")]
+    ctx: typer.Context,
+    deal_id: DealId,
+    kind: Annotated[ProcessKind, typer.Argument(help="the sub-process")],
 ) -> None:
     """Start a tracked sub-process (R-X7)."""
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.start_process,
         _model(lambda: StartProcess.model_validate({"kind": kind.value})),
@@ -392,10 +430,13 @@ def process(
 
 @app.command()
 def signed(
-    deal_id: DealId, kind: Annotated[DocumentKind, typer.Argument(help="the signed document")]
+    ctx: typer.Context,
+    deal_id: DealId,
+    kind: Annotated[DocumentKind, typer.Argument(help="the signed document")],
 ) -> None:
     """A document was signed by the client (R-SH-3, R-INV-F)."""
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.documents_signed,
         _model(lambda: DocumentsSigned.model_validate({"kind": kind.value})),
@@ -404,11 +445,13 @@ def signed(
 
 @app.command()
 def move(
+    ctx: typer.Context,
     deal_id: DealId,
     to: Annotated[Stage, typer.Argument(help="stage code", case_sensitive=False)],
 ) -> None:
     """Move the deal as a person would in Bitrix24; required fields are checked (R-X3)."""
     _update(
+        ctx.obj,
         deal_id,
         DealWorkflow.move_stage,
         _model(lambda: MoveStage.model_validate({"to": to.value})),

@@ -36,6 +36,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows import causes as C
     from salesflow.workflows import migration
     from salesflow.workflows import rules as R
     from salesflow.workflows.board import BoardPublisher
@@ -43,8 +44,13 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.client_messages import ClientMessages
     from salesflow.workflows.deadlines import Following
     from salesflow.workflows.deal_changes import DealChanges
-    from salesflow.workflows.deal_effects import FIELDS_DRIVE, DealEffects, Transition
-    from salesflow.workflows.field_intents import SERVICES, FieldIntents
+    from salesflow.workflows.deal_effects import (
+        FIELDS_DRIVE,
+        MOVE_ACTOR,
+        DealEffects,
+        Transition,
+    )
+    from salesflow.workflows.field_intents import ONE_SERVICE_TASK, SERVICES, FieldIntents
     from salesflow.workflows.models import (
         FINAL_STAGES,
         AcceptLead,
@@ -89,6 +95,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
     from salesflow.workflows.people_lookup import PeopleLookup
+    from salesflow.workflows.refusals import refuse
     from salesflow.workflows.why import WhyRequest, WhyView, explain
 
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
@@ -150,7 +157,7 @@ class DealWorkflow:
             stage = fx.stage_of(self.s.deal.stage_id) or Stage.NEW
             if stage != Stage.NEW:
                 self.s.manager_id = self.s.deal.assigned_by_id or None
-            fx.enter(stage, "deal found in Bitrix24", now=workflow.now())
+            fx.enter(stage, C.cause("found"), now=workflow.now())
         stages: dict[Stage, Callable[[], Awaitable[Transition]]] = {
             Stage.NEW: self.stage_new,
             Stage.IN_WORK: self.stage_in_work,
@@ -229,14 +236,16 @@ class DealWorkflow:
             self.s.reject_reason = intents.reject.reason
             await fx.update_deal({self.rules.fields["reject_reason"]: intents.reject.reason})
             return Transition(
-                Stage.LOSE, f"lead rejected: {intents.reject.reason}", intents.reject.actor
+                Stage.LOSE,
+                C.cause("lead_rejected", reason=intents.reject.reason),
+                intents.reject.actor,
             )
         if intents.accept is not None:
             self.s.manager_id = intents.accept.manager_id
             workflow.upsert_search_attributes([DEAL_MANAGER.value_set(self.s.manager_id)])
             await fx.update_deal({"ASSIGNED_BY_ID": self.s.manager_id})
             return Transition(
-                Stage.IN_WORK, f"accepted by user {self.s.manager_id}", intents.accept.actor
+                Stage.IN_WORK, C.cause("accepted", user=self.s.manager_id), intents.accept.actor
             )
         return fx.take_move()
 
@@ -317,7 +326,9 @@ class DealWorkflow:
             await fx.set_fields_once(f"kp:status:{n}", {self.rules.fields["kp_status"]: status})
             fx.record(
                 Stage.KP,
-                f"КП feedback round {n}: {'agreed' if feedback.agreed else 'not agreed'}",
+                C.cause(
+                    "kp_feedback", round=n, answer="agreed" if feedback.agreed else "not agreed"
+                ),
                 feedback.actor,
             )
             if feedback.agreed:
@@ -332,7 +343,9 @@ class DealWorkflow:
         self.s.document_set = document_set
         rub = self.changes.rub_amount()
         fx.decisions.document_set(self.s.deal.amount if rub is None else rub, document_set)
-        return await fx.advance(Stage.CONTRACT, f"КП agreed; document set {self.s.document_set}")
+        return await fx.advance(
+            Stage.CONTRACT, C.cause("kp_agreed", document_set=self.s.document_set)
+        )
 
     async def stage_contract(self) -> Transition:
         """CONTRACT: internal approval when the document set needs it (R-CT-1, R-KP-5…7)."""
@@ -355,7 +368,9 @@ class DealWorkflow:
                     "notify_approval_rejected",
                     comment=result.comment or "—",
                 )
-                return Transition(Stage.KP, f"internal approval rejected: {result.comment or '—'}")
+                return Transition(
+                    Stage.KP, C.cause("approval_rejected", comment=result.comment or "—")
+                )
             self.s.approved = True
         await fx.task("ct:send_documents", "task_send_documents_to_client")
         await fx.wait(lambda: False)
@@ -403,7 +418,7 @@ class DealWorkflow:
                 "inv:payment_date",
                 {self.rules.fields["payment_date"]: self.s.payments[0].paid_on.isoformat()},
             )
-        return await fx.advance(Stage.LAUNCH, "payment received")
+        return await fx.advance(Stage.LAUNCH, C.cause("payment_received"))
 
     async def stage_launch(self) -> Transition:
         """LAUNCH: the payment schedule (R-LA-1, via `set_payment_schedule`) and R-LA-2."""
@@ -441,7 +456,7 @@ class DealWorkflow:
             return fx.take_move()
         await self._send_documents_to_accountant()
         await fx.client_message("sh:client_documents", "client_documents_sent")
-        return await fx.advance(Stage.WON, "closing documents signed and sent")
+        return await fx.advance(Stage.WON, C.cause("closing_documents"))
 
     async def stage_won(self) -> None:
         """WON: the feedback form to the client (R-WON-1), the «Инженеры» deal (R-WON-2)."""
@@ -664,12 +679,10 @@ class DealWorkflow:
         self.fx.require_stage("accept_lead", Stage.NEW)
         intents = self.s.intents
         if intents.accept is not None or intents.reject is not None:
-            raise ValueError("the lead has already been taken or rejected")
+            raise refuse("already_decided")
         known = self.rules.people.managers
         if cmd.manager_id not in known:
-            raise ValueError(
-                f"manager_id {cmd.manager_id} is not a sales manager (configured: {known})"
-            )
+            raise refuse("not_a_manager", manager_id=cmd.manager_id, known=list(known))
 
     @workflow.update
     async def reject_lead(self, cmd: RejectLead) -> DealView:
@@ -682,9 +695,9 @@ class DealWorkflow:
         self.fx.require_stage("reject_lead", Stage.NEW)
         intents = self.s.intents
         if intents.accept is not None or intents.reject is not None:
-            raise ValueError("the lead has already been taken or rejected")
+            raise refuse("already_decided")
         if not cmd.reason.strip():
-            raise ValueError("reason must not be empty")
+            raise refuse("reason_required")
 
     @workflow.update
     async def kp_feedback(self, cmd: KpFeedback) -> DealView:
@@ -701,7 +714,7 @@ class DealWorkflow:
     def _validate_feedback(self, cmd: KpFeedback) -> None:
         self.fx.require_stage("kp_feedback", Stage.KP)
         if self.s.intents.feedback is not None or not self.s.kp_round:
-            raise ValueError("no КП feedback is awaited right now")
+            raise refuse("no_feedback_awaited")
 
     @workflow.update
     async def approval_decision(self, cmd: ApprovalDecision) -> DealView:
@@ -717,9 +730,9 @@ class DealWorkflow:
     def _validate_approval(self, cmd: ApprovalDecision) -> None:
         self.fx.require_stage("approval_decision", Stage.CONTRACT)
         if self.children.approval_running() is None:
-            raise ValueError("no internal approval is running for this deal")
+            raise refuse("no_approval_running")
         if not cmd.approved and not (cmd.comment or "").strip():
-            raise ValueError("a rejection needs a comment for the manager")
+            raise refuse("rejection_needs_comment")
 
     @workflow.update
     async def record_payment(self, cmd: RecordPayment) -> DealView:
@@ -736,10 +749,12 @@ class DealWorkflow:
             self.fx.require_stage("record_payment", *PAYMENT_STAGES)
         today = self.fx.today()
         if cmd.paid_on > today + timedelta(days=1):
-            raise ValueError(f"paid_on {cmd.paid_on} is in the future")
+            raise refuse("paid_in_future", paid_on=cmd.paid_on.isoformat())
         started = self.s.history[0].at.date() if self.s.history else today
         if cmd.paid_on < started - timedelta(days=366):
-            raise ValueError(f"paid_on {cmd.paid_on} is long before the deal started ({started})")
+            raise refuse(
+                "paid_too_early", paid_on=cmd.paid_on.isoformat(), started=started.isoformat()
+            )
 
     @workflow.update
     async def close_payments(self, cmd: ClosePayments) -> DealView:
@@ -752,7 +767,7 @@ class DealWorkflow:
     def _validate_close_payments(self, cmd: ClosePayments) -> None:
         self.fx.require_stage("close_payments", Stage.WON)
         if not self.payments.after_won or not self.payments.open_tranches():
-            raise ValueError("no payment control is running for this deal")
+            raise refuse("no_payment_control")
 
     @workflow.update
     async def set_payment_schedule(self, cmd: PaymentSchedule) -> DealView:
@@ -768,7 +783,7 @@ class DealWorkflow:
     def _validate_schedule(self, cmd: PaymentSchedule) -> None:
         self.fx.require_stage("set_payment_schedule", *SCHEDULE_STAGES)
         if self.s.payment_schedule:
-            raise ValueError("the payment schedule is already set")
+            raise refuse("schedule_set")
         self.payments.plan(cmd)
 
     @workflow.update
@@ -793,7 +808,10 @@ class DealWorkflow:
         for service in SERVICES:
             if not getattr(cmd, service):
                 continue
-            await self._request_service(service, f"request:{service}:{ref}")
+            if not workflow.patched(ONE_SERVICE_TASK):
+                await self._request_service(service, f"request:{service}:{ref}")
+            elif (purpose := self.fields.service_round(service)) is not None:
+                await self.fields.request(service, purpose)  # None: asked for already
         return self.fx.view()
 
     async def _request_service(self, service: str, purpose: str) -> None:
@@ -830,21 +848,21 @@ class DealWorkflow:
     @request_tasks.validator
     def _validate_request(self, cmd: RequestTasks) -> None:
         if self.s.stage in FINAL_STAGES:
-            raise ValueError(f"the deal is closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
         if not any(getattr(cmd, s) for s in SERVICES):
-            raise ValueError("set at least one of: " + ", ".join(SERVICES))
+            raise refuse("nothing_requested", services=", ".join(SERVICES))
 
     @workflow.update
     async def start_process(self, cmd: StartProcess) -> DealView:
         """R-X7: «Заказ Импорт», «Производство», «Закупки» as tracked children."""
         name = await self.children.start_process(cmd)
-        self.fx.record(self.s.stage, f"process started: {name}")
+        self.fx.record(self.s.stage, C.cause("process_started", name=name))
         return self.fx.view()
 
     @start_process.validator
     def _validate_process(self, cmd: StartProcess) -> None:
         if self.s.stage in FINAL_STAGES:
-            raise ValueError(f"the deal is closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
 
     @workflow.update
     async def documents_signed(self, cmd: DocumentsSigned) -> DealView:
@@ -856,7 +874,7 @@ class DealWorkflow:
                 self.s.done.append(f"signed:{cmd.kind}")
             field = self.rules.fields[f"signed_{cmd.kind}"]
             await self.fx.update_deal({field: f"Подписан {self.fx.today():%d.%m.%Y}"})
-        self.fx.record(self.s.stage, f"{cmd.kind} signed")
+        self.fx.record(self.s.stage, C.cause("signed", kind=cmd.kind))
         return self.fx.view()
 
     @documents_signed.validator
@@ -874,23 +892,28 @@ class DealWorkflow:
         missing = self.fx.missing_for_move(cmd.to)
         if missing:
             self.fx.decisions.refusal("move_stage", "empty: " + ", ".join(missing), cmd.actor)
-            raise ApplicationError(
-                "required fields are empty: " + ", ".join(missing), type="RequiredFieldsMissing"
+            listed = ", ".join(missing)
+            raise ApplicationError(  # the type kept; the details as a refusal's (refusals.py)
+                "required fields are empty: " + listed,
+                {"code": "required_fields", "params": {"fields": listed}},
+                type="RequiredFieldsMissing",
             )
         self.s.intents.moved_to = cmd.to
+        if workflow.patched(MOVE_ACTOR):
+            self.s.intents.moved_by = cmd.actor
         arrived = lambda: self.s.stage == cmd.to or self.s.stage in FINAL_STAGES  # noqa: E731
         return await self._answer_after_move(arrived, arrived)
 
     @move_stage.validator
     def _validate_move(self, cmd: MoveStage) -> None:
         if self.s.stage in FINAL_STAGES:
-            raise ValueError(f"the deal is closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
         if cmd.to == self.s.stage:
-            raise ValueError(f"the deal is already at {cmd.to}")
+            raise refuse("already_at", stage=cmd.to)
         if cmd.to == Stage.LOSE:
-            raise ValueError("use lose_deal, which asks for a reason")
+            raise refuse("use_lose_deal")
         if self.s.intents.moved_to is not None or self.s.intents.lose is not None:
-            raise ValueError("the deal is already moving")
+            raise refuse("already_moving")
 
     @workflow.update
     async def lose_deal(self, cmd: LoseDeal) -> DealView:
@@ -901,11 +924,11 @@ class DealWorkflow:
     @lose_deal.validator
     def _validate_lose(self, cmd: LoseDeal) -> None:
         if self.s.stage in FINAL_STAGES:
-            raise ValueError(f"the deal is already closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
         if self.s.intents.lose is not None:
-            raise ValueError("the deal is already being lost")
+            raise refuse("already_losing")
         if cmd.reason == "OTHER" and not (cmd.comment or "").strip():
-            raise ValueError("reason OTHER («Другое») requires a comment")
+            raise refuse("other_needs_comment")
 
     @workflow.signal(name=SIGNAL_BITRIX24_EVENT)
     def bitrix24_event(self, event: Bitrix24Event) -> None:
@@ -918,7 +941,7 @@ class DealWorkflow:
     @workflow.signal(name=SIGNAL_PROCESS_DONE)
     def process_done(self, result: ProcessResult) -> None:
         self.children.finish(result.workflow_id, "done")
-        self.fx.record(self.s.stage, f"process {result.kind} done")
+        self.fx.record(self.s.stage, C.cause("process_done", kind=result.kind))
 
     @workflow.signal(name=SIGNAL_LOGIST_TASK_DONE)
     def logist_task_done(self, result: LogistMirrorResult) -> None:

@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 with workflow.unsafe.imports_passed_through():
     from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows import causes as C
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.decisions import Decisions
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         TaskRequest,
     )
+    from salesflow.workflows.movers import PERSON_MOVE, bitrix24_mover, move_cause
     from salesflow.workflows.names import (
         DEAL_AMOUNT,
         DEAL_EVENTS,
@@ -50,11 +52,13 @@ with workflow.unsafe.imports_passed_through():
         TASK_COMPLETED,
     )
     from salesflow.workflows.outage import is_configuration_problem, run_with_outage_watch
+    from salesflow.workflows.refusals import refuse
 
 if TYPE_CHECKING:
     from salesflow.workflows.deadlines import Following
 
-PERSON_MOVE = "moved by a person in Bitrix24"
+HISTORY_CODES = "deal12-history-codes"  # a history entry keeps its cause's code (causes.py)
+MOVE_ACTOR = "deal12-move-actor"  # a move names who made it: Bitrix24's mover, the CLI's operator
 FIELDS_DRIVE = "bitrix24-fields-drive"  # the deal's fields become intents (field_intents.py)
 SKIPPED_STAGES_CHECKED = "skipped-stages-checked"  # a forward jump meets every skipped stage
 LOSE_NEEDS_REASON = "lose-needs-reason"  # a move to LOSE in Bitrix24 without a reason returns
@@ -267,6 +271,8 @@ class DealEffects:
             await self._refuse_move(seen, missing)
             return
         intents.moved_to = seen
+        if workflow.patched(MOVE_ACTOR):
+            intents.moved_by = bitrix24_mover(deal)
 
     async def _reconcile_task(self, task_id: int) -> None:
         if not any(t.task_id == task_id for t in self.s.open_tasks):
@@ -278,7 +284,7 @@ class DealEffects:
         if status == TASK_COMPLETED:
             keys = [t.key for t in self.s.open_tasks if t.task_id == task_id]
             self.s.open_tasks = [t for t in self.s.open_tasks if t.task_id != task_id]
-            self.record(self.s.stage, f"task {task_id} completed in Bitrix24")
+            self.record(self.s.stage, C.cause("task_completed", task_id=task_id))
             for key in keys:
                 follow_up = self.on_task_completed.pop(key, None)
                 if follow_up is not None:
@@ -349,7 +355,7 @@ class DealEffects:
                 message=self._rendered(template, fields=", ".join(missing)),
             ),
         )
-        self.record(self.s.stage, f"move to {target} refused: empty {', '.join(missing)}")
+        self.record(self.s.stage, C.cause("move_refused", target=target, fields=", ".join(missing)))
         self.decisions.stage_refused(target, missing)
 
     async def advance(self, target: Stage, cause: str) -> Transition:
@@ -370,7 +376,7 @@ class DealEffects:
                 "notify_missing_fields",
                 fields=listed,
             )
-            self.record(self.s.stage, f"waiting for {listed} before {target}")
+            self.record(self.s.stage, C.cause("waiting_for_fields", fields=listed, target=target))
             reads = self.s.counters.get("deal_reads", 0)
 
             def reread(r: int = reads) -> bool:
@@ -386,10 +392,10 @@ class DealEffects:
         if intents.lose is not None:
             return Transition(Stage.LOSE)
         target = Stage(intents.moved_to) if intents.moved_to else self.s.stage
-        intents.moved_to = None
+        actor, intents.moved_to, intents.moved_by = intents.moved_by, None, None
         if self.s.manager_id is None and self.s.deal is not None and target != Stage.NEW:
             self.s.manager_id = self.s.deal.assigned_by_id or None
-        return Transition(target, PERSON_MOVE)
+        return Transition(target, move_cause(actor), actor)
 
     # ---- stage bookkeeping ---------------------------------------------------------------
 
@@ -398,9 +404,9 @@ class DealEffects:
         lose = self.s.intents.lose
         actor = transition.actor
         if stage == Stage.LOSE and lose is not None and cause in ("", PERSON_MOVE):
-            cause = f"lost: {lose.reason}"
+            cause = C.cause("lost", reason=lose.reason)
             actor = actor or lose.actor
-        cause = cause or "automation"
+        cause = cause or C.cause("automation")
         if stage == self.s.stage:
             return
         in_bitrix = self.s.deal is not None and self.s.deal.stage_id == self.rules.stages[stage]
@@ -444,9 +450,12 @@ class DealEffects:
         self.details()
 
     def record(self, stage: str, cause: str, actor: Actor | None = None) -> None:
-        self.s.history.append(
-            HistoryEntry(at=workflow.now(), stage=stage, cause=cause, actor=actor)
-        )
+        entry = HistoryEntry(at=workflow.now(), stage=stage, cause=cause, actor=actor)
+        # duck-typed: deal.py's `causes` may be the sandbox's copy of the module
+        code, params = getattr(cause, "code", ""), getattr(cause, "params", {})
+        if code and workflow.patched(HISTORY_CODES):
+            entry.code, entry.params = code, dict(params)
+        self.s.history.append(entry)
 
     def entered_at(self) -> datetime:
         return self.s.stage_entered_at or workflow.now()
@@ -829,7 +838,7 @@ class DealEffects:
     def require_stage(self, update: str, *stages: Stage) -> None:
         if self.s.stage not in stages:
             allowed = ", ".join(stages)
-            raise ValueError(f"{update} is allowed at {allowed}; the deal is at {self.s.stage}")
+            raise refuse("wrong_stage", update=update, allowed=allowed, stage=self.s.stage)
 
     def view(self) -> DealView:
         deal = self.s.deal

@@ -3,7 +3,7 @@ Bitrix24 event is turned into people's intents, each taken once.
 
     field                      becomes                                     key (state.done)
     «Статус КП» (list)         the КП answer of the running round (R-KP-4) kp:field_answer:<round>
-    six Да/Нет service fields  one task per service (R-X6)                 request:<service>:field
+    six Да/Нет service fields  one task per service and round (R-X6)      request:<service>:r<n>
     Подписанный счет/договор,  that document signed (R-INV, R-SH)          signed:<kind>
     Акт, УПД (file: filled)
     Ответственный              the deal's manager; open automatic tasks    reassign:<task>:<user>
@@ -20,6 +20,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows.causes import cause
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.models import (
         FINAL_STAGES,
@@ -31,6 +32,10 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.names import DEAL_MANAGER
 
 RESPONSIBLE_FOLLOWED = "bitrix24-responsible-followed"
+# One service task per (deal, service, round), whether asked for on the card/CLI or with the
+# Да/Нет field: purpose `request:<service>:r<round>`; a request while that round's task is
+# being created or open is the same request. A new round once it is completed.
+ONE_SERVICE_TASK = "deal12-one-service-task"
 
 SERVICES = ("engineers", "purchasing", "logistics", "production", "lawyer", "metrologist")
 SIGNED_FIELDS = {
@@ -77,7 +82,7 @@ class FieldIntents:
         workflow.upsert_search_attributes([DEAL_MANAGER.value_set(new)])
         actor = self.actor()
         by = f" by user {actor.user_id}" if actor else ""
-        self.fx.record(s.stage, f"responsible changed in Bitrix24{by}: user {old} → user {new}")
+        self.fx.record(s.stage, cause("responsible_changed", by=by, old=old, new=new), actor)
         for task in s.open_tasks:
             if task.responsible_id != old:
                 continue  # a service's or the logist's task stays theirs
@@ -119,7 +124,30 @@ class FieldIntents:
             return
         s.done.append(purpose)
         s.intents.feedback = KpFeedback(agreed=meaning == "agreed", actor=self.actor())
-        self.fx.record(s.stage, f"«Статус КП» set in Bitrix24 (round {n}): {meaning}")
+        self.fx.record(s.stage, cause("kp_status_field", round=n, answer=meaning), self.actor())
+
+    def service_round(self, service: str) -> str | None:
+        """The purpose of a new request for `service` (patch ONE_SERVICE_TASK), or None when
+        the service's current round is still being created or open."""
+        counter = f"request:{service}:round"
+        n = self.s.counters.get(counter, 0)
+        if n:
+            key = self.fx.key(f"request:{service}:r{n}")
+            creating = self.s.counters.get(f"request:{service}:creating", 0)
+            if creating or any(t.key == key for t in self.s.open_tasks):
+                return None
+        self.s.counters[counter] = n + 1
+        return f"request:{service}:r{n + 1}"
+
+    async def request(self, service: str, purpose: str) -> None:
+        """The service's task of `purpose`, marked as being created meanwhile (a request that
+        comes then is the same one)."""
+        marker = f"request:{service}:creating"
+        self.s.counters[marker] = 1
+        try:
+            await self._request_service(service, purpose)
+        finally:
+            self.s.counters.pop(marker, None)
 
     async def _services(self) -> None:
         """«Да» in a service field: that service's task, once per deal however often toggled."""
@@ -131,7 +159,14 @@ class FieldIntents:
                 continue
             # marked before the task is created: a re-read while it is created asks nothing again
             self.s.counters[purpose] = 1
-            self.fx.record(self.s.stage, f"{service} task asked for in Bitrix24")
+            if workflow.patched(ONE_SERVICE_TASK):
+                shared = self.service_round(service)
+                if shared is None:
+                    continue  # asked for already (the card, the CLI): that task is this one
+                self.fx.record(self.s.stage, cause("service_field", service=service), self.actor())
+                await self.request(service, shared)
+                continue
+            self.fx.record(self.s.stage, cause("service_field", service=service), self.actor())
             await self._request_service(service, purpose)
 
     def _signed(self) -> None:
@@ -145,4 +180,4 @@ class FieldIntents:
                 if kind in self.s.signed:
                     continue  # known already (the workflow wrote the field itself)
                 self.s.signed.append(kind)
-            self.fx.record(self.s.stage, f"{kind} signed (field filled in Bitrix24)")
+            self.fx.record(self.s.stage, cause("signed_field", kind=kind), self.actor())

@@ -114,7 +114,9 @@ class DealRules(Carried):
     payment_match_days: int = 3  # a person's payment and 1C's within this many days are one
     payment_control_after_won: bool = False  # R-PS-1: open tranches chased after WON
     onec_poll_seconds: int = 3600
-    rework_before_next_round: bool = False  # next round after the objection task (field_intents)
+    # Next round after the objection task (field_intents). The settings default is on; a snapshot
+    # from before the field (an older deal, a recorded history) keeps the earlier behaviour: off.
+    rework_before_next_round: bool = False
     onec_task_poll_seconds: int = 60
     contract_threshold: float
     invoice_contract_threshold: float
@@ -160,8 +162,10 @@ class Actor(Carried):
 class HistoryEntry(Carried):
     at: datetime
     stage: str
-    cause: str
+    cause: str  # English, for the integrator (with `code`: causes.CAUSES[code] filled in)
     actor: Actor | None = None  # the person whose command caused it (R-X10); None: automation
+    code: str = ""  # the cause's code (causes.py); the tab shows the template cause_<code>
+    params: dict[str, str | int | float] = Field(default_factory=dict)
 
 
 class OpenTask(Carried):
@@ -211,6 +215,7 @@ class DealSnapshot(Carried):
     category_id: int = 0
     assigned_by_id: int = 0
     assigned_by_name: str = ""  # the responsible's full name, for the integrator's views
+    moved_by_name: str = ""  # MOVED_BY_ID's (else MODIFY_BY_ID's) full name: who moved it last
     amount: float = 0.0
     fields: dict[str, str | list[str] | None] = Field(default_factory=dict)
 
@@ -349,6 +354,7 @@ class PeopleIntents(Carried):
     reject: RejectLead | None = None
     lose: LoseDeal | None = None
     moved_to: Stage | None = None
+    moved_by: Actor | None = None  # who made that move (patch deal12-move-actor)
     feedback: KpFeedback | None = None
     approval: ApprovalResult | None = None
 

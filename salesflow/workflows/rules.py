@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from salesflow.workflows.models import CalendarSnapshot, DeadlineRule, DealRules
+from salesflow.workflows.refusals import refuse
 
 
 class Calendar:
@@ -256,28 +257,40 @@ def plan_schedule(
 ) -> list[tuple[float, date, float]]:
     """R-LA-1: validate a payment schedule; return (percent, due, amount) per tranche.
 
-    Raises ValueError naming the problem: no tranches, a non-positive percent, a sum other
-    than 100, a due date before the deal's start, a repeated due date.
+    Raises a Refusal (a ValueError) `schedule_invalid` listing the problems by code: no
+    tranches, too many, a non-positive percent, a sum other than 100, a due date before the
+    deal's start, a repeated due date.
     """
+
+    def problem(code: str, **params: object) -> dict[str, object]:
+        return {"code": code, "params": params}
+
+    problems: list[dict[str, object]] = []
     if not tranches:
-        raise ValueError("the schedule has no tranches")
-    if len(tranches) > MAX_TRANCHES:
-        raise ValueError(f"at most {MAX_TRANCHES} tranches")
-    problems: list[str] = []
+        problems.append(problem("schedule_no_tranches"))
+    elif len(tranches) > MAX_TRANCHES:
+        problems.append(problem("schedule_too_many", max=MAX_TRANCHES))
     for number, (percent, due) in enumerate(tranches, start=1):
         if not percent > 0:
-            problems.append(f"tranche {number}: percent must be positive, got {percent}")
+            problems.append(problem("tranche_not_positive", number=number, percent=percent))
         if due < not_before:
-            problems.append(f"tranche {number}: due {due} is before the deal's start {not_before}")
+            problems.append(
+                problem(
+                    "tranche_before_start",
+                    number=number,
+                    due=due.isoformat(),
+                    start=not_before.isoformat(),
+                )
+            )
     dues = [due for _, due in tranches]
     repeated = sorted({d for d in dues if dues.count(d) > 1})
     if repeated:
-        problems.append("repeated due dates: " + ", ".join(str(d) for d in repeated))
+        problems.append(problem("schedule_repeated_dues", dues=", ".join(str(d) for d in repeated)))
     total = round(sum(p for p, _ in tranches), 6)
-    if abs(total - 100) > 1e-6:
-        problems.append(f"percents sum to {total:g}, not 100")
+    if tranches and abs(total - 100) > 1e-6:
+        problems.append(problem("schedule_percent_sum", total=f"{total:g}"))
     if problems:
-        raise ValueError("; ".join(problems))
+        raise refuse("schedule_invalid", problems=problems)
     kopecks = round(amount * 100)
     planned: list[tuple[float, date, float]] = []
     given = 0

@@ -48,6 +48,12 @@ def test_environment_overrides_file_and_contract_variables() -> None:
         ("[rules]\nreminder_interval_minutes = 0\n", "rules.reminder_interval_minutes"),
         ("[portal]\nunknown_key = 1\n", "portal.unknown_key"),
         ('[templates]\nno_such_template = "x"\n', "templates.no_such_template"),
+        # one mechanism for every text (issue 12): names and placeholders checked
+        ('[templates]\ntask_send_kp = "КП {deal_nme}"\n', "templates.task_send_kp: unknown"),
+        ('[templates]\nrefusal_closed = "закрыто {stage"\n', "templates.refusal_closed: malformed"),
+        ('[templates]\nrefusal_closed = "{fields}"\n', "unknown placeholder {fields}"),
+        ('[deal_card.templates]\nno_such_text = "x"\n', "deal_card.templates.no_such_text"),
+        ('[deal_card.templates]\nstage = "{x}"\n', "deal_card.templates.stage: unknown"),
         ("[smtp]\nport = 99999\n", "smtp.port"),
         ("[temporal\n", "not valid TOML"),
     ],
@@ -244,3 +250,28 @@ def test_r_11_no_public_application_token_outside_the_local_stack(
 def test_a_portal_token_is_accepted() -> None:
     settings = load_settings(SAMPLE, environ={"BITRIX24_APPLICATION_TOKEN": "k3j4h5g6"})
     assert event_token_problem(settings) is None
+
+
+def test_every_text_is_one_template_table(tmp_path: Path) -> None:
+    """The deal card's texts, the refusals and the workflow's templates are replaced in
+    `[templates]`; `[deal_card.templates]` (older files) still applies on top; a card text never
+    travels in a deal's rules snapshot."""
+    from salesflow.config.snapshot import build_rules
+    from salesflow.deal_card.texts import Texts
+
+    path = tmp_path / "salesflow.toml"
+    path.write_text(
+        '[templates]\nstage = "Этап"\nrefusal_closed = "закрыто: {stage}"\n'
+        'task_send_kp = "КП клиенту"\n[deal_card.templates]\nyes = "Ага"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(path, environ={})
+    texts = Texts(settings.deal_card.templates, settings.templates)
+    assert (texts("stage"), texts("yes"), texts("refusal_closed", stage="X")) == (
+        "Этап",
+        "Ага",
+        "закрыто: X",
+    )
+    snapshot = build_rules(settings).templates
+    assert snapshot["task_send_kp"] == "КП клиенту"
+    assert "stage" not in snapshot and "refusal_closed" not in snapshot

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from salesflow.config.settings import Settings
+from salesflow.config.templates import REFUSAL_TEMPLATES
 from salesflow.deal_card.actions import BadInput, build, offered, refusal
 from salesflow.deal_card.page import PageContext, render
 from salesflow.deal_card.policy import Policy
@@ -21,6 +23,7 @@ from salesflow.workflows.models import (
     ProcessState,
     TrancheState,
 )
+from salesflow.workflows.refusals import MESSAGES, refuse
 from tests.deal_card.conftest import Forms
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -213,33 +216,58 @@ def test_r_x10_forms_become_the_workflows_updates_with_the_actor() -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "russian"),
+    ("code", "params", "russian"),
     [
+        ("already_decided", {}, "заявка уже принята в работу или отклонена"),
+        ("not_a_manager", {"manager_id": 2, "known": [3, 4]}, "не в списке менеджеров"),
         (
-            "the lead has already been taken or rejected",
-            "заявка уже принята в работу или отклонена",
+            "wrong_stage",
+            {"update": "kp_feedback", "allowed": "KP", "stage": "CONTRACT"},
+            "на стадии «Договор»",
         ),
-        ("manager_id 2 is not a sales manager (configured: [3, 4])", "не в списке менеджеров"),
-        ("kp_feedback is allowed at KP; the deal is at CONTRACT", "на стадии «CONTRACT»"),
-        ("percents sum to 90, not 100", "сумма процентов 90, а не 100"),
         (
-            "tranche 1: due 2020-01-01 is before the deal's start 2026-12-01",
-            "платёж 1: дата 2020-01-01 раньше начала сделки 2026-12-01",
+            "schedule_invalid",
+            {
+                "problems": [
+                    {"code": "schedule_percent_sum", "params": {"total": "90"}},
+                    {
+                        "code": "tranche_before_start",
+                        "params": {"number": 1, "due": "2020-01-01", "start": "2026-12-01"},
+                    },
+                ]
+            },
+            "сумма процентов 90, а не 100; платёж 1: дата 2020-01-01 раньше начала сделки",
         ),
-        ("the payment schedule is already set", "график платежей уже задан"),
-        ("paid_on 2030-01-01 is in the future", "дата оплаты в будущем"),
-        ("the deal is closed (WON)", "сделка уже закрыта"),
-        ("required fields are empty: UF_CRM_KP", "не заполнены обязательные поля: UF_CRM_KP"),
-        ("something new", "процесс сделки отклонил действие (something new)"),
+        ("schedule_set", {}, "график платежей уже задан"),
+        ("paid_in_future", {"paid_on": "2030-01-01"}, "дата оплаты 2030-01-01 в будущем"),
+        ("closed", {"stage": "WON"}, "сделка уже закрыта («Сделка успешна»)"),
+        ("required_fields", {"fields": "UF_CRM_KP"}, "не заполнены обязательные поля: UF_CRM_KP"),
     ],
 )
-def test_r_x10_workflow_refusals_in_russian(message: str, russian: str) -> None:
-    assert russian in refusal(message, TEXTS)
+def test_r_x10_workflow_refusals_in_russian_by_code(
+    code: str, params: dict[str, object], russian: str
+) -> None:
+    assert russian in refusal(refuse(code, **params), TEXTS)
+
+
+def test_r_x10_every_refusal_code_has_a_russian_template() -> None:
+    assert {f"refusal_{code}" for code in MESSAGES} <= set(REFUSAL_TEMPLATES)
+
+
+def test_r_x10_a_failure_without_a_code_is_shown_as_it_is() -> None:
+    assert "процесс сделки отклонил действие (something new)" in refusal(
+        ApplicationError("something new"), TEXTS
+    )
 
 
 def test_r_x10_refusal_names_the_stage_as_bitrix24_does() -> None:
-    message = "kp_feedback is allowed at KP; the deal is at CONTRACT"
-    assert "на стадии «Договор»" in refusal(message, TEXTS, {"CONTRACT": "Договор"})
+    cause = refuse("wrong_stage", update="kp_feedback", allowed="KP", stage="CONTRACT")
+    assert "на стадии «Договор (портал)»" in refusal(cause, TEXTS, {"CONTRACT": "Договор (портал)"})
+
+
+def test_r_x10_refusal_texts_are_templates_a_configuration_replaces() -> None:
+    texts = Texts(templates={"refusal_schedule_set": "график уже есть"})
+    assert refusal(refuse("schedule_set"), texts) == "график уже есть"
 
 
 def _context(v: DealView, actor: Actor, texts: Texts = TEXTS) -> PageContext:
@@ -255,3 +283,48 @@ def _context(v: DealView, actor: Actor, texts: Texts = TEXTS) -> PageContext:
         policy=Policy.from_settings(Settings()),
         view=v,
     )
+
+
+def test_r_x10_history_causes_in_russian_by_code_and_the_english_kept_for_the_integrator() -> None:
+    """Issue 12: the tab renders a coded cause through its template; the state keeps the
+    English text and the code; an uncoded (older) entry shows as recorded."""
+    from salesflow.deal_card.page import cause_text
+    from salesflow.workflows.causes import cause
+
+    def entry(text: str) -> HistoryEntry:
+        made = HistoryEntry(at=NOW, stage="KP", cause=text)
+        if hasattr(text, "code"):
+            made.code, made.params = text.code, dict(text.params)  # as DealEffects.record does
+        return made
+
+    v = view("KP")
+    ctx = _context(v, ROP)
+    feedback = cause("kp_feedback", round=2, answer="not agreed")
+    assert str(feedback) == "КП feedback round 2: not agreed"
+    assert cause_text(entry(feedback), ctx) == "обратная связь по КП, раунд 2: не согласовано"
+    refused = entry(cause("move_refused", target="INVOICE", fields="UF_CRM_INVOICE"))
+    assert cause_text(refused, ctx) == "переход на «Счет» отклонён: не заполнены UF_CRM_INVOICE"
+    assert cause_text(entry("deal created"), ctx) == "deal created"
+    html = render(_context(v.model_copy(update={"history": [entry(cause("found"))]}), ROP))
+    assert "сделка найдена в Bitrix24" in html and "deal found in Bitrix24" not in html
+
+
+def test_r_kp_6_the_approval_decision_is_offered_to_the_approver_while_it_runs() -> None:
+    """Issue 12: «Согласование» decided on the card too — at CONTRACT while the child runs, to
+    the РОП by default (the item's approver); a rejection needs a comment."""
+    running = [ProcessState(kind="approval", workflow_id="deal-7-approval-1")]
+    v = view("CONTRACT", processes=running)
+    assert "approval_decision" in offered(v)
+    assert "approval_decision" not in offered(view("CONTRACT"))
+    done = [running[0].model_copy(update={"state": "done"})]
+    assert "approval_decision" not in offered(view("CONTRACT", processes=done))
+    policy = Policy.from_settings(Settings())
+    assert policy.may("approval_decision", ROP.user_id, 3)
+    assert not policy.may("approval_decision", 3, 3)
+    html = render(_context(v, ROP))
+    assert 'data-action="approval_decision"' in html and "Согласовать" in html
+    command = build("approval_decision", {"approved": "yes"}, ROP, TEXTS, NOW.date())
+    assert command.payload.model_dump()["approved"] is True
+    assert command.payload.model_dump()["actor"]["user_id"] == ROP.user_id
+    with pytest.raises(BadInput, match="комментарий"):
+        build("approval_decision", {"approved": "no"}, ROP, TEXTS, NOW.date())

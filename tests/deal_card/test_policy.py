@@ -37,7 +37,8 @@ DEFAULT = Policy.from_settings(Settings())
         ("lose_deal", MANAGER, MANAGER, True),
         ("lose_deal", MANAGER, None, False),
         ("lose_deal", OTHER_MANAGER, MANAGER, False),
-        ("approval_decision", ROP, MANAGER, False),  # not a card action: nobody
+        ("approval_decision", ROP, MANAGER, True),  # R-KP-6: the item's approver
+        ("approval_decision", MANAGER, MANAGER, False),
     ],
 )
 def test_r_x10_default_policy(

@@ -280,7 +280,9 @@ async def test_r_lose_1_lost_at_kp_with_other_and_comment(dev_env, tmp_path) -> 
         )
         await stack.wait_until(deal_id, lambda v: v.stage == "KP" and v.kp_round == 1)
         code, out = await stack.cli("deal", "lose", str(deal_id), "--reason", "OTHER")
-        assert code == 1 and "requires a comment" in out
+        # the refusal in Russian with its code (issue 12: refusals at the right depth)
+        assert code == 1 and "для причины «Другое» нужен комментарий" in out
+        assert "(код: other_needs_comment)" in out
         await _cli_ok(
             stack, "lose", str(deal_id), "--reason", "OTHER", "--comment", "Проект заморожен"
         )

@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 
 from emulators.onec.app import KP2_NUMBER, KP_NUMBER, ROMASHKA_INN
 from salesflow.activities.onec import task_key_in
+from salesflow.integrations.bitrix24.errors import Bitrix24Error
 from salesflow.integrations.onec import F
 from salesflow.integrations.onec.client import OneCClient
 from salesflow.workflows.models import (
@@ -280,6 +281,14 @@ class Deal:
         if not agreed:
             self.expected.tasks |= {f"kp:objection:{n}", f"kp:feedback:{n + 1}"}
             await self.until(lambda v: v.kp_round == n + 1, f"КП round {n + 1}")
+            # «Возврат на задачу» (rules.rework_before_next_round, on by default): the manager
+            # completes the objection task in Bitrix24; its ONTASKUPDATE, through the relay,
+            # starts the next round's feedback task.
+            await self.complete_task(f"kp:objection:{n}")
+            await self.until(
+                lambda v: any(t.key.endswith(f":kp:feedback:{n + 1}") for t in v.open_tasks),
+                f"КП round {n + 1}'s feedback task",
+            )
             return
         await self.until(lambda v: v.stage == "CONTRACT", "CONTRACT")
         if self.amount > 150_000:
@@ -400,6 +409,21 @@ class Deal:
             "the logist's Bitrix24 task completed",
         )
 
+    async def complete_task(self, purpose: str) -> None:
+        """A person completes the deal's task in Bitrix24 (`tasks.task.complete`)."""
+        self.steps.append(f"complete-{purpose}")
+        key = f"deal:{self.id}:{purpose}"
+        await self.until_portal(
+            lambda: any(t.get("XML_ID") == key for t in self.stack.portal.tasks.values()),
+            f"the task {purpose} exists",
+        )
+        task = next(t for t in self.stack.portal.tasks.values() if t.get("XML_ID") == key)
+        try:
+            await self.stack.b24("tasks.task.complete", {"taskId": int(task["ID"])})
+        except Bitrix24Error:  # a retry after a lost answer: already completed is fine
+            if str(task["STATUS"]) != "5":
+                raise
+
     def _onec_task(self, key: str) -> list[dict[str, Any]]:
         tasks = self.stack.onec_base.all("Task_ЗадачаИсполнителя")
         return [t for t in tasks if task_key_in(t.get("Описание")) == key]
@@ -442,11 +466,12 @@ class Deal:
 
     async def request_tasks(self) -> None:
         """R-X6: engineers and logistics (mirrored into 1C)."""
-        taken = await self.update(
+        await self.update(
             "request-tasks", "request_tasks", RequestTasks(engineers=True, logistics=True)
         )
-        self.expected.tasks |= {f"request:engineers:{taken}", f"request:logistics:{taken}"}
-        self.expected.onec_tasks.add(f"request:logistics:{taken}:1c")
+        # one key per (deal, service, round): the first round of each (deal12-one-service-task)
+        self.expected.tasks |= {"request:engineers:r1", "request:logistics:r1"}
+        self.expected.onec_tasks.add("request:logistics:r1:1c")
 
     async def start_process(self) -> None:
         await self.update("process", "start_process", StartProcess(kind="import_order"))

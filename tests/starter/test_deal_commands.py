@@ -119,13 +119,19 @@ def test_deadlines_print_in_the_portal_zone() -> None:
 def test_r_x10_every_cli_update_names_the_operator(monkeypatch) -> None:
     """No anonymous action: `--as <user id>` (or SALESFLOW_OPERATOR), else the OS user."""
     monkeypatch.setattr("getpass.getuser", lambda: "integrator")
-    deal_commands.operator(as_user=0)
-    sent = deal_commands.with_operator(KpFeedback(agreed=True))
+    operator = deal_commands.operator_actor(0)
+    sent = deal_commands.with_operator(KpFeedback(agreed=True), operator)
     assert sent.actor == Actor(user_id=0, name="integrator (CLI)", source="cli")
-    deal_commands.operator(as_user=5)
-    assert deal_commands.with_operator(AcceptLead(manager_id=5)).actor.user_id == 5
+    as_five = deal_commands.operator_actor(5)
+    assert deal_commands.with_operator(AcceptLead(manager_id=5), as_five).actor.user_id == 5
     own = Actor(user_id=9, name="Иванов", source="bitrix24")
-    assert deal_commands.with_operator(KpFeedback(agreed=True, actor=own)).actor == own
+    assert deal_commands.with_operator(KpFeedback(agreed=True, actor=own), as_five).actor == own
+    # the callback hands the operator to the command in its context, no module state
+    sent_with: list[object] = []
+    monkeypatch.setattr(deal_commands, "_update", lambda op, *a, **k: sent_with.append(op))
+    result = CliRunner().invoke(deal_commands.app, ["--as", "4", "accept", "7", "--manager", "4"])
+    assert result.exit_code == 0, result.output
+    assert sent_with == [Actor(user_id=4, name="integrator (CLI)", source="cli")]
 
 
 @pytest.mark.parametrize(
@@ -145,3 +151,17 @@ def test_a_choice_outside_the_list_is_refused_by_the_cli_naming_it() -> None:
     result = CliRunner().invoke(deal_commands.app, ["lose", "7", "--reason", "BORED"])
     assert result.exit_code == 2
     assert "BORED" in result.output and "NO_MONEY" in result.output
+
+
+def test_r_x10_the_cli_prints_a_refusal_in_russian_with_its_code() -> None:
+    """Issue 12: the workflow refuses with a code; the CLI renders its template and the code."""
+    from salesflow.config.settings import Settings
+    from salesflow.starter.deal_commands import refusal_message
+    from salesflow.workflows.refusals import refuse
+
+    settings = Settings()
+    line = refusal_message(refuse("closed", stage="WON"), settings)
+    assert line == "сделка уже закрыта («Сделка успешна») (код: closed)"
+    configured = Settings.model_validate({"templates": {"refusal_closed": "закрыта"}})
+    assert refusal_message(refuse("closed", stage="WON"), configured) == "закрыта (код: closed)"
+    assert refusal_message(RuntimeError("boom"), settings) == "boom"

@@ -14,6 +14,7 @@ from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import (
     AcceptLead,
     ApprovalDecision,
+    Bitrix24Event,
     DealView,
     DocumentsSigned,
     KpFeedback,
@@ -50,6 +51,27 @@ async def until(
             return view
         await asyncio.sleep(0.05)
     raise AssertionError(f"state never satisfied the check: {view}")
+
+
+async def complete_in_bitrix24(
+    handle: WorkflowHandle[Any, Any], portal: FakePortal, purpose: str
+) -> None:
+    """A person completes the deal's task in Bitrix24: its ONTASKUPDATE reaches the deal."""
+    task_id = portal.task_ids[f"deal:{portal.deal.id}:{purpose}"]
+    portal.completed_tasks.add(task_id)
+    await handle.signal(
+        DealWorkflow.bitrix24_event, Bitrix24Event(event="ONTASKUPDATE", entity_id=task_id)
+    )
+
+
+async def rework_done(
+    handle: WorkflowHandle[Any, Any], portal: FakePortal, objection: str, then: str
+) -> DealView:
+    """«Возврат на задачу»: the objection task `objection` completed, the next round's task
+    `then` is created (rules.rework_before_next_round, on by default)."""
+    await until(handle, lambda v: any(t.key.endswith(f":{objection}") for t in v.open_tasks))
+    await complete_in_bitrix24(handle, portal, objection)
+    return await until(handle, lambda v: any(t.key.endswith(f":{then}") for t in v.open_tasks))
 
 
 async def at_stage(handle: WorkflowHandle[Any, Any], stage: str) -> DealView:

@@ -28,7 +28,7 @@ from salesflow.workflows.models import (
 from salesflow.workflows.onec_models import Payment
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import CONTRACT_FIELDS, drive_to, pass_days, until
+from tests.workflows.pipeline import CONTRACT_FIELDS, drive_to, pass_days, rework_done, until
 
 REFUSED = (WorkflowUpdateFailedError,)
 try:  # the refusal of a validator arrives as an RPC error on some servers
@@ -54,6 +54,9 @@ async def test_r_kp_1_r_kp_3_r_kp_4_three_rejected_rounds_make_three_pairs(run_d
             await until(handle, lambda v, n=round_no: v.kp_round == n)
             await handle.execute_update(
                 DealWorkflow.kp_feedback, KpFeedback(agreed=False, comment="дорого")
+            )
+            await rework_done(
+                handle, portal, f"kp:objection:{round_no}", f"kp:feedback:{round_no + 1}"
             )
         await until(handle, lambda v: v.kp_round == 4)
         view = await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=True))
@@ -188,8 +191,10 @@ async def test_r_inv_1_r_inv_2_unpaid_loops_until_manual_payment(run_deal, skip_
         await until(handle, lambda v: v.invoice_round == 1)
         portal.deal.fields["UF_CRM_PAYMENT_DATE"] = ""
         await pass_days(skip_env, 6)
+        await rework_done(handle, portal, "inv:objection:1", "inv:get_payment:2")
         await until(handle, lambda v: v.invoice_round == 2)
         await pass_days(skip_env, 6)
+        await rework_done(handle, portal, "inv:objection:2", "inv:get_payment:3")
         await until(handle, lambda v: v.invoice_round == 3)
         for kind in ("invoice", "contract"):
             await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind=kind))

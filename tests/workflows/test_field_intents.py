@@ -7,10 +7,10 @@ from datetime import date
 
 from salesflow.config.templates import DEFAULT_TEMPLATES
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import Bitrix24Event, RecordPayment
+from salesflow.workflows.models import Bitrix24Event, RecordPayment, RequestTasks
 from tests.workflows.conftest import new_deal
 from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import drive_to, until
+from tests.workflows.pipeline import complete_in_bitrix24, drive_to, rework_done, until
 
 FEEDBACK = DEFAULT_TEMPLATES["task_kp_feedback"]
 OBJECTION = DEFAULT_TEMPLATES["task_kp_objection"]
@@ -39,6 +39,7 @@ async def test_r_kp_4_kp_status_field_answers_each_round_once(run_deal) -> None:
         await until(handle, lambda v: v.kp_round == 2)
         # round 2 starts with the field cleared: it holds this round's answer only
         assert portal.deal.fields["UF_CRM_KP_STATUS"] is None
+        await rework_done(handle, portal, "kp:objection:1", "kp:feedback:2")
         # a re-read of the deal (another field changed) answers nothing
         await changed_in_bitrix24(handle, portal, UF_CRM_DELIVERY_TERM="45 дней")
         await changed_in_bitrix24(handle, portal, UF_CRM_DELIVERY_TERM="40 дней")
@@ -62,6 +63,7 @@ async def test_r_kp_4_kp_status_field_set_twice_in_a_round_is_one_answer(run_dea
         await changed_in_bitrix24(handle, portal, UF_CRM_KP_STATUS=NOT_AGREED)
         await changed_in_bitrix24(handle, portal, UF_CRM_KP_STATUS=NOT_AGREED)
         await until(handle, lambda v: v.kp_round == 2)
+        await rework_done(handle, portal, "kp:objection:1", "kp:feedback:2")
         view = await until(handle, lambda v: count(portal, FEEDBACK) == 2)
     assert view.kp_round == 2
     assert count(portal, OBJECTION) == 1
@@ -144,4 +146,32 @@ async def test_r_inv_signed_invoice_and_contract_fields_count_as_signed(run_deal
     assert signed == [
         "invoice signed (field filled in Bitrix24)",
         "contract signed (field filled in Bitrix24)",
+    ]
+
+
+async def test_r_x6_a_service_asked_for_on_the_card_and_with_its_field_is_one_task(
+    run_deal,
+) -> None:
+    """Issue 12: one key per (deal, service, round) whichever way the request came (patch
+    deal12-one-service-task); a new round once the task is completed."""
+    portal = FakePortal(new_deal(4105))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "KP")
+        await until(handle, lambda v: v.kp_round == 1)
+        await handle.execute_update(DealWorkflow.request_tasks, RequestTasks(lawyer=True))
+        await until(handle, lambda v: bool(service_tasks(portal, "lawyer")))
+        await changed_in_bitrix24(handle, portal, UF_CRM_NEED_LAWYER="1")  # the same request
+        await handle.execute_update(DealWorkflow.request_tasks, RequestTasks(lawyer=True))
+        view = await handle.query(DealWorkflow.state)
+        assert len(service_tasks(portal, "lawyer")) == 1
+        assert [t.key for t in view.open_tasks if ":request:" in t.key] == [
+            "deal:4105:request:lawyer:r1"
+        ]
+        await complete_in_bitrix24(handle, portal, "request:lawyer:r1")
+        await until(handle, lambda v: not any(":request:" in t.key for t in v.open_tasks))
+        await handle.execute_update(DealWorkflow.request_tasks, RequestTasks(lawyer=True))
+        await until(handle, lambda v: len(service_tasks(portal, "lawyer")) == 2)
+    assert sorted(k.rsplit(":", 1)[1] for k in portal.tasks if ":request:lawyer:" in k) == [
+        "r1",
+        "r2",
     ]

@@ -116,11 +116,19 @@ async def test_r_kp_4_r_x6_r_x1_fields_and_tasks_set_in_the_emulator_drive_the_d
     await until(handle, lambda v: v.kp_round == 2)
     deal = await client.call("crm.deal.get", {"id": deal_id})
     assert not deal["UF_CRM_KP_STATUS"]
+    # «Возврат на задачу»: the objection task completed in Bitrix24 starts round 2's task
+    await until(handle, lambda v: any(t.key.endswith(":kp:objection:1") for t in v.open_tasks))
+    objection = int((await tasks_of(client, deal_id))["kp:objection:1"]["id"])
+    await client.call("tasks.task.complete", {"taskId": objection})
+    await handle.signal(
+        DealWorkflow.bitrix24_event, Bitrix24Event(event="ONTASKUPDATE", entity_id=objection)
+    )
+    await until(handle, lambda v: any(t.key.endswith(":kp:feedback:2") for t in v.open_tasks))
 
     # the Да/Нет field, toggled: one task for the lawyer
     for value in ("Y", "N", "Y"):
         await change(UF_CRM_NEED_LAWYER=value)
-    await until(handle, lambda v: any(":request:lawyer:field" in t.key for t in v.open_tasks))
+    await until(handle, lambda v: any(":request:lawyer:r1" in t.key for t in v.open_tasks))
     await change(UF_CRM_NEED_LAWYER="Y")
 
     # a task completed in Bitrix24 closes its step
@@ -138,12 +146,12 @@ async def test_r_kp_4_r_x6_r_x1_fields_and_tasks_set_in_the_emulator_drive_the_d
         handle, lambda v: v.manager_id == 4 and all(t.responsible_id != 3 for t in v.open_tasks)
     )
     tasks = await tasks_of(client, deal_id)
-    assert [k for k in tasks if k.startswith("request:")] == ["request:lawyer:field"]
-    assert tasks["request:lawyer:field"]["responsibleId"] == "9"
+    assert [k for k in tasks if k.startswith("request:")] == ["request:lawyer:r1"]
+    assert tasks["request:lawyer:r1"]["responsibleId"] == "9"
     # Completed tasks stay the old manager's: «Отправить КП» done by a person, IN_WORK's
     # «Проверить товарные позиции» completed when the deal left IN_WORK (complete-left-stage-tasks).
     for purpose in ("kp:send_kp", "iw:check_products"):
         assert tasks[purpose]["responsibleId"] == "3", purpose
-    for purpose in ("kp:feedback:2", "kp:objection:1"):
-        assert tasks[purpose]["responsibleId"] == "4", purpose
+    assert tasks["kp:feedback:2"]["responsibleId"] == "4"
+    assert tasks["kp:objection:1"]["responsibleId"] == "3"  # completed before the change
     assert any("responsible changed in Bitrix24" in h.cause for h in view.history)

@@ -7,20 +7,37 @@ from __future__ import annotations
 from datetime import date
 
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import Bitrix24Event, KpFeedback, RecordPayment, RequestTasks
+from salesflow.workflows.models import (
+    Bitrix24Event,
+    DealRules,
+    KpFeedback,
+    RecordPayment,
+    RequestTasks,
+)
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import drive_to, pass_days, until
+from tests.workflows.pipeline import complete_in_bitrix24, drive_to, pass_days, rework_done, until
 
-SEQUENCED = calendar_rules(rework_before_next_round=True)
+SEQUENCED = calendar_rules()  # rework_before_next_round is on by default
 
 
-async def complete_in_bitrix24(handle, portal: FakePortal, purpose: str) -> None:
-    task_id = portal.task_ids[f"deal:{portal.deal.id}:{purpose}"]
-    portal.completed_tasks.add(task_id)
-    await handle.signal(
-        DealWorkflow.bitrix24_event, Bitrix24Event(event="ONTASKUPDATE", entity_id=task_id)
-    )
+def test_r_kp_4_rework_before_next_round_is_on_by_default_and_off_for_older_snapshots() -> None:
+    """New deals sequence the rounds; a rules snapshot from before the setting (an older deal,
+    a recorded history) keeps both tasks at once, as it was started."""
+    assert SEQUENCED.rework_before_next_round is True
+    older = SEQUENCED.model_dump(mode="json")
+    del older["rework_before_next_round"]
+    assert DealRules.model_validate(older).rework_before_next_round is False
+
+
+async def test_r_kp_4_with_the_rule_off_both_tasks_come_at_once(run_deal) -> None:
+    portal = FakePortal(new_deal(4205))
+    async with run_deal(portal, calendar_rules(rework_before_next_round=False)) as handle:
+        await drive_to(handle, portal, "KP")
+        await until(handle, lambda v: v.kp_round == 1)
+        await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=False))
+        await until(handle, lambda v: any("kp:feedback:2" in t.key for t in v.open_tasks))
+    assert keys(portal, ":kp:objection:") == ["kp:objection:1"]
 
 
 def keys(portal: FakePortal, part: str) -> list[str]:
@@ -113,7 +130,7 @@ async def test_r_x1_responsible_changed_in_bitrix24_takes_the_deal_and_its_tasks
             Bitrix24Event(event="ONCRMDEALUPDATE", entity_id=portal.deal.id),
         )
         await handle.execute_update(DealWorkflow.kp_feedback, KpFeedback(agreed=False))
-        view = await until(handle, lambda v: any("kp:feedback:2" in t.key for t in v.open_tasks))
+        view = await rework_done(handle, portal, "kp:objection:1", "kp:feedback:2")
     # IN_WORK's «Проверить товарные позиции» was completed when the deal left IN_WORK.
     manager_tasks = {"kp:send_kp", "kp:feedback:1"}
     moved = {r.task_id for r in portal.reassigned}

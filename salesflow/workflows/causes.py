@@ -1,0 +1,56 @@
+"""History causes as codes (issue 12): `cause(code, **params)` is the English text the state
+and the integrator have always had — a `str` — that also carries its code and parameters.
+`DealEffects.record` keeps both in the `HistoryEntry` (patch deal12-history-codes); the deal
+card's Russian tab renders the template `cause_<code>` (salesflow/config/templates.py) with
+the parameters, and an entry without a code (older histories, causes not yet coded) as its
+English text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# code → the English text (str.format with the parameters)
+CAUSES: dict[str, str] = {
+    "found": "deal found in Bitrix24",
+    "accepted": "accepted by user {user}",
+    "lead_rejected": "lead rejected: {reason}",
+    "moved_in_bitrix24": "moved by a person in Bitrix24",
+    "moved_with_cli": "moved with the CLI",
+    "automation": "automation",
+    "lost": "lost: {reason}",
+    "kp_feedback": "КП feedback round {round}: {answer}",
+    "kp_agreed": "КП agreed; document set {document_set}",
+    "approval_rejected": "internal approval rejected: {comment}",
+    "payment_received": "payment received",
+    "closing_documents": "closing documents signed and sent",
+    "signed": "{kind} signed",
+    "signed_field": "{kind} signed (field filled in Bitrix24)",
+    "process_started": "process started: {name}",
+    "process_done": "process {kind} done",
+    "task_completed": "task {task_id} completed in Bitrix24",
+    "move_refused": "move to {target} refused: empty {fields}",
+    "waiting_for_fields": "waiting for {fields} before {target}",
+    "responsible_changed": "responsible changed in Bitrix24{by}: user {old} → user {new}",
+    "kp_status_field": "«Статус КП» set in Bitrix24 (round {round}): {answer}",
+    "service_field": "{service} task asked for in Bitrix24",
+    "payment": "payment {amount} on {paid_on} ({source})",
+    "payment_confirmed": "payment {amount} confirmed by 1C {document}",
+}
+
+Param = str | int | float
+
+
+class Cause(str):
+    """An English cause that knows its code and parameters."""
+
+    code: str
+    params: dict[str, Param]
+
+    def __new__(cls, code: str, params: dict[str, Param]) -> Cause:
+        made = super().__new__(cls, CAUSES[code].format(**params))
+        made.code, made.params = code, params
+        return made
+
+
+def cause(code: str, **params: Any) -> Cause:
+    return Cause(code, {k: v if isinstance(v, int | float) else str(v) for k, v in params.items()})
