@@ -238,12 +238,17 @@ class CpuMeter:
         return time.process_time(), server, cpu_seconds(self.relay_pid)
 
 
-def cpu_line(name: str, before: tuple[float, ...], after: tuple[float, ...], n: int) -> str:
+def cpu_line(
+    name: str, before: tuple[float, ...], after: tuple[float, ...], n: int
+) -> tuple[str, float]:
+    """A line of CPU ms per event by process, and their sum (the machine's CPU per event)."""
+    each = [(b - a) / max(n, 1) * 1000 for a, b in zip(before, after, strict=True)]
     parts = [
-        f"{what} {(b - a) / max(n, 1) * 1000:.2f}"
-        for what, a, b in zip(("bench client", "dev server", "relay"), before, after, strict=True)
+        f"{what} {ms:.2f}"
+        for what, ms in zip(("bench client", "dev server", "relay"), each, strict=True)
     ]
-    return f"  {name:<36} " + ", ".join(parts) + " ms per event"
+    total = sum(x for x in each if not math.isnan(x))
+    return f"  {name:<36} " + ", ".join(parts) + f" ms per event (sum {total:.2f})", total
 
 
 Event = tuple[int, int]  # (deal ID, ts): one inbox row
@@ -484,7 +489,8 @@ async def report(
 
     # The limit at the POSTs' concurrency and at the relay's forwards in flight: the better one.
     meter = CpuMeter(dev_server_pid(), relay.pid)
-    limits, cpu_lines = [], []
+    limits: list[Phase] = []
+    cpu_lines: list[tuple[str, float]] = []
     for lanes in sorted({c, ForwarderOptions().max_kicks}):
         ids = [deal_id for deal_id, _ in spread(baseline, n, 0)]
         cpu_start = meter.sample()
@@ -535,7 +541,14 @@ async def report(
         f" {warm_requests} for {len(deals)} deals ({warm_requests / max(len(deals), 1):.2f} each)"
     )
     print(f"CPU per event by process ({os.cpu_count()} CPUs; the relay's includes its inbox):")
-    print("\n".join(cpu_lines))
+    print("\n".join(line for line, _ in cpu_lines))
+    limit_cpu = cpu_lines[limits.index(limit)][1]
+    relay_path_cpu = cpu_lines[-1][1]
+    if relay_path_cpu:
+        print(
+            f"the ratio's ceiling while the processes share {os.cpu_count()} CPUs flat out:"
+            f" the limit's CPU per event / the relay path's = {limit_cpu / relay_path_cpu:.2f}"
+        )
     print(f"load average after the run: {os.getloadavg()[0]:.1f}")
 
 

@@ -94,14 +94,39 @@ def counted(text: str, name_part: str, label: str | None = None) -> float:
     return total
 
 
-async def scrape(http: httpx.AsyncClient, workers: Workers) -> tuple[float, float]:
-    """(notify_users activities run, workflow tasks run) over all workers."""
-    parked = tasks = 0.0
+def within(text: str, name_part: str, seconds: float) -> tuple[float, float]:
+    """(bound, samples at most `bound` s) of a histogram: its largest bucket bound ≤ `seconds`
+    (in the histogram's unit: seconds, or milliseconds when its name says `_ms`)."""
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        found = _SAMPLE.match(line.strip())
+        if not found or name_part not in found.group(1) or not found.group(1).endswith("_bucket"):
+            continue
+        le = re.search(r'le="([^"]+)"', found.group(2) or "")
+        if le is None or le.group(1) == "+Inf":
+            continue
+        scale = 1000.0 if "_ms" in found.group(1) else 1.0
+        bound = float(le.group(1)) / scale
+        if bound <= seconds:
+            buckets[bound] = buckets.get(bound, 0.0) + float(found.group(3))
+    if not buckets:
+        return float("nan"), float("nan")
+    bound = max(buckets)
+    return bound, buckets[bound]
+
+
+async def scrape(http: httpx.AsyncClient, workers: Workers) -> tuple[float, float, float, float]:
+    """(notify_users activities run, workflow tasks run, the bound of `slow`, workflow tasks
+    longer than that bound: the largest bucket bound ≤ 5 s) over all workers."""
+    parked = tasks = fast = 0.0
+    bound = float("nan")
     for url in workers.metrics:
         text = (await http.get(url, timeout=30)).text
         parked += counted(text, "activity_execution_latency", f'activity_type="{PARKED_BY}"')
         tasks += counted(text, "workflow_task_execution_latency")
-    return parked, tasks
+        bound, quick = within(text, "workflow_task_execution_latency", 5.0)
+        fast += quick
+    return parked, tasks, bound, tasks - fast
 
 
 async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]:
@@ -120,9 +145,10 @@ async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]
                     cpu_before = sum(cpu_seconds(pid) for pid in workers.pids)
                     started = time.perf_counter()
                     await start_deals(env.client, ids, 50)
-                    parked = tasks = 0.0
+                    parked = tasks = slow = 0.0
+                    bound = float("nan")
                     while time.perf_counter() - started < args.timeout:
-                        parked, tasks = await scrape(http, workers)
+                        parked, tasks, bound, slow = await scrape(http, workers)
                         if parked >= len(ids):
                             break
                         await asyncio.sleep(0.5)
@@ -135,8 +161,8 @@ async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]
     print(
         f"{count} worker process{'es' if count > 1 else ''}: parked {parked:.0f}/{len(ids)} in"
         f" {seconds:.1f} s = {rate:.1f} deals/s; {tasks:.0f} workflow tasks,"
-        f" worker CPU {cpu:.1f} s = {per_task:.1f} ms per workflow task"
-        f" (load average {os.getloadavg()[0]:.1f})"
+        f" worker CPU {cpu:.1f} s = {per_task:.1f} ms per workflow task,"
+        f" {slow:.0f} workflow tasks over {bound:g} s (load average {os.getloadavg()[0]:.1f})"
     )
     return rate, per_task
 
