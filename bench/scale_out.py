@@ -96,7 +96,8 @@ def counted(text: str, name_part: str, label: str | None = None) -> float:
 
 def within(text: str, name_part: str, seconds: float) -> tuple[float, float]:
     """(bound, samples at most `bound` s) of a histogram: its largest bucket bound ≤ `seconds`
-    (in the histogram's unit: seconds, or milliseconds when its name says `_ms`)."""
+    (its unit: milliseconds — the SDK's Prometheus default, `durations_as_seconds` off — unless
+    its name says `seconds`)."""
     buckets: dict[float, float] = {}
     for line in text.splitlines():
         found = _SAMPLE.match(line.strip())
@@ -105,7 +106,7 @@ def within(text: str, name_part: str, seconds: float) -> tuple[float, float]:
         le = re.search(r'le="([^"]+)"', found.group(2) or "")
         if le is None or le.group(1) == "+Inf":
             continue
-        scale = 1000.0 if "_ms" in found.group(1) else 1.0
+        scale = 1.0 if "seconds" in found.group(1) else 1000.0
         bound = float(le.group(1)) / scale
         if bound <= seconds:
             buckets[bound] = buckets.get(bound, 0.0) + float(found.group(3))
