@@ -94,11 +94,10 @@ def counted(text: str, name_part: str, label: str | None = None) -> float:
     return total
 
 
-def within(text: str, name_part: str, seconds: float) -> tuple[float, float]:
-    """(bound, samples at most `bound` s) of a histogram: its largest bucket bound ≤ `seconds`
-    (its unit: milliseconds — the SDK's Prometheus default, `durations_as_seconds` off — unless
-    its name says `seconds`)."""
-    buckets: dict[float, float] = {}
+def buckets(text: str, name_part: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts by bound in seconds (its unit: milliseconds — the
+    SDK's Prometheus default, `durations_as_seconds` off — unless its name says `seconds`)."""
+    found_buckets: dict[float, float] = {}
     for line in text.splitlines():
         found = _SAMPLE.match(line.strip())
         if not found or name_part not in found.group(1) or not found.group(1).endswith("_bucket"):
@@ -108,26 +107,33 @@ def within(text: str, name_part: str, seconds: float) -> tuple[float, float]:
             continue
         scale = 1.0 if "seconds" in found.group(1) else 1000.0
         bound = float(le.group(1)) / scale
-        if bound <= seconds:
-            buckets[bound] = buckets.get(bound, 0.0) + float(found.group(3))
-    if not buckets:
-        return float("nan"), float("nan")
-    bound = max(buckets)
-    return bound, buckets[bound]
+        found_buckets[bound] = found_buckets.get(bound, 0.0) + float(found.group(3))
+    return found_buckets
 
 
-async def scrape(http: httpx.AsyncClient, workers: Workers) -> tuple[float, float, float, float]:
-    """(notify_users activities run, workflow tasks run, the bound of `slow`, workflow tasks
-    longer than that bound: the largest bucket bound ≤ 5 s) over all workers."""
-    parked = tasks = fast = 0.0
-    bound = float("nan")
+def over(histogram: dict[float, float], total: float, seconds: float) -> str:
+    """How many samples took longer than the bucket bounds around `seconds`: the counts over
+    the largest bound ≤ it and over the smallest ≥ it (the histogram has no finer bounds)."""
+    below = [b for b in histogram if b <= seconds]
+    above = [b for b in histogram if b >= seconds]
+    bounds = sorted(({max(below)} if below else set()) | ({min(above)} if above else set()))
+    return ", ".join(f"{total - histogram[b]:.0f} over {b:g} s" for b in bounds) or "n/a"
+
+
+async def scrape(
+    http: httpx.AsyncClient, workers: Workers
+) -> tuple[float, float, dict[float, float]]:
+    """(notify_users activities run, workflow tasks run, their execution-latency histogram)
+    over all workers."""
+    parked = tasks = 0.0
+    histogram: dict[float, float] = {}
     for url in workers.metrics:
         text = (await http.get(url, timeout=30)).text
         parked += counted(text, "activity_execution_latency", f'activity_type="{PARKED_BY}"')
         tasks += counted(text, "workflow_task_execution_latency")
-        bound, quick = within(text, "workflow_task_execution_latency", 5.0)
-        fast += quick
-    return parked, tasks, bound, tasks - fast
+        for bound, n in buckets(text, "workflow_task_execution_latency").items():
+            histogram[bound] = histogram.get(bound, 0.0) + n
+    return parked, tasks, histogram
 
 
 async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]:
@@ -146,10 +152,10 @@ async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]
                     cpu_before = sum(cpu_seconds(pid) for pid in workers.pids)
                     started = time.perf_counter()
                     await start_deals(env.client, ids, 50)
-                    parked = tasks = slow = 0.0
-                    bound = float("nan")
+                    parked = tasks = 0.0
+                    histogram: dict[float, float] = {}
                     while time.perf_counter() - started < args.timeout:
-                        parked, tasks, bound, slow = await scrape(http, workers)
+                        parked, tasks, histogram = await scrape(http, workers)
                         if parked >= len(ids):
                             break
                         await asyncio.sleep(0.5)
@@ -163,7 +169,8 @@ async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]
         f"{count} worker process{'es' if count > 1 else ''}: parked {parked:.0f}/{len(ids)} in"
         f" {seconds:.1f} s = {rate:.1f} deals/s; {tasks:.0f} workflow tasks,"
         f" worker CPU {cpu:.1f} s = {per_task:.1f} ms per workflow task,"
-        f" {slow:.0f} workflow tasks over {bound:g} s (load average {os.getloadavg()[0]:.1f})"
+        f" workflow tasks {over(histogram, tasks, 5.0)}"
+        f" (load average {os.getloadavg()[0]:.1f})"
     )
     return rate, per_task
 
