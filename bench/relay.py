@@ -207,6 +207,50 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes started (directly or not) by `pid` (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for child in task.read_text().split():
+                found += [int(child), *descendants(int(child))]
+    return found
+
+
+def dev_server_pid() -> int | None:
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            if b"start-dev" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    return None
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of the bench's own process (its client), the dev server and the relay
+    over one phase: on 2 cores every one of them takes from the others."""
+
+    server_pid: int | None
+    relay_pid: int
+
+    def sample(self) -> tuple[float, float, float]:
+        server = cpu_seconds(self.server_pid) if self.server_pid else math.nan
+        return time.process_time(), server, cpu_seconds(self.relay_pid)
+
+
+def cpu_line(
+    name: str, before: tuple[float, ...], after: tuple[float, ...], n: int
+) -> tuple[str, float]:
+    """A line of CPU ms per event by process, and their sum (the machine's CPU per event)."""
+    each = [(b - a) / max(n, 1) * 1000 for a, b in zip(before, after, strict=True)]
+    parts = [
+        f"{what} {ms:.2f}"
+        for what, ms in zip(("bench client", "dev server", "relay"), each, strict=True)
+    ]
+    total = sum(x for x in each if not math.isnan(x))
+    return f"  {name:<36} " + ", ".join(parts) + f" ms per event (sum {total:.2f})", total
+
+
 Event = tuple[int, int]  # (deal ID, ts): one inbox row
 
 
@@ -216,42 +260,115 @@ def spread(deals: list[int], count: int, ts: int) -> list[Event]:
     return [(deals[i % len(deals)], ts - i // len(deals)) for i in range(count)]
 
 
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection that sends prepared request bytes and reads the
+    status and Content-Length body of each answer: the client's own CPU per POST is a small
+    fraction of httpx's, so on a 2-core machine the bench's client takes from the relay about
+    what the Temporal client takes from the server in the limit's phase."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, request: bytes) -> int:
+        for attempt in (1, 2):  # the relay may have closed an idle keep-alive connection
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            assert self.reader is not None
+            try:
+                self.writer.write(request)
+                head = await self.reader.readuntil(b"\r\n\r\n")
+            except (OSError, asyncio.IncompleteReadError):
+                await self.close()
+                if attempt == 2:
+                    raise
+                continue
+            lines = head.split(b"\r\n")
+            status = int(lines[0].split(b" ", 2)[1])
+            length, close = 0, False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            await self.reader.readexactly(length)
+            if close:
+                await self.close()
+            return status
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+def post_request(host: str, port: int, body: str) -> bytes:
+    data = body.encode()
+    return (
+        f"POST /bitrix24/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
 async def post_events(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient | None,
     url: str,
     portal: Portal,
     events: list[Event],
     concurrency: int,
     rate: float | None = None,
 ) -> tuple[Phase, dict[Event, float]]:
-    """POST each event; with `rate`, the i-th POST goes out no earlier than i/rate s."""
+    """POST each event; with `rate`, the i-th POST goes out no earlier than i/rate s. Without
+    `http`, over `concurrency` raw keep-alive connections with the requests built beforehand."""
     phase = Phase("relay accepted (POST → 200)")
     sent_at: dict[Event, float] = {}
+    target = httpx.URL(url)
+    host, port = target.host, target.port or 80
+    requests = [post_request(host, port, event_body(d, portal, ts)) for d, ts in events]
+    idle = [RawConnection(host, port) for _ in range(concurrency)]
     begin = time.perf_counter()
 
     async def one(index: int) -> None:
         if rate:
             await asyncio.sleep(max(0.0, begin + index / rate - time.perf_counter()))
-        deal_id, ts = events[index]
-        body = event_body(deal_id, portal, ts)
         sent_at[events[index]] = time.time()
         started = time.perf_counter()
         try:
-            answer = await http.post(
-                f"{url}/bitrix24/events",
-                content=body,
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-            )
-        except httpx.HTTPError:
+            if http is None:
+                connection = idle.pop()
+                try:
+                    status = await connection.post(requests[index])
+                finally:
+                    idle.append(connection)
+            else:
+                deal_id, ts = events[index]
+                answer = await http.post(
+                    f"{url}/bitrix24/events",
+                    content=event_body(deal_id, portal, ts),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
+                status = answer.status_code
+        except (httpx.HTTPError, OSError, asyncio.IncompleteReadError):
             phase.errors += 1
             return
-        if answer.status_code != 200:
+        if status != 200:
             phase.errors += 1
             return
         phase.latencies.append(time.perf_counter() - started)
         phase.count += 1
 
-    phase.seconds = await run_pool(range(len(events)), concurrency, one)
+    try:
+        phase.seconds = await run_pool(range(len(events)), concurrency, one)
+    finally:
+        for connection in idle:
+            await connection.close()
     return phase, sent_at
 
 
@@ -345,7 +462,8 @@ async def run(args: argparse.Namespace) -> None:
                 httpx.AsyncClient(limits=httpx.Limits(max_connections=args.concurrency)) as http,
             ):
                 relay = RelayUnderTest(url, relay_pid, database_url)
-                await report(args, env.client, rules, portal, http, relay, deals)
+                client = http if args.client == "httpx" else None
+                await report(args, env.client, rules, portal, client, relay, deals)
         finally:
             await env.shutdown()
 
@@ -355,7 +473,7 @@ async def report(
     client: Client,
     rules: DealRules,
     portal: Portal,
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient | None,
     relay: RelayUnderTest,
     deals: list[int],
 ) -> None:
@@ -370,21 +488,27 @@ async def report(
     warm_requests = portal.requests - warm_requests
 
     # The limit at the POSTs' concurrency and at the relay's forwards in flight: the better one.
-    limits = []
+    meter = CpuMeter(dev_server_pid(), relay.pid)
+    limits: list[Phase] = []
+    cpu_lines: list[tuple[str, float]] = []
     for lanes in sorted({c, ForwarderOptions().max_kicks}):
         ids = [deal_id for deal_id, _ in spread(baseline, n, 0)]
+        cpu_start = meter.sample()
         phase = await bare_signal_with_start(client, rules, ids, lanes)
         phase.name = f"signal-with-start ({lanes} in flight)"
         limits.append(phase)
+        cpu_lines.append(cpu_line(phase.name, cpu_start, meter.sample(), n))
     limit = max(limits, key=lambda p: p.rate)
     measured = spread(deals, n, now - 2)
     after = await last_row_id(relay.database_url)
     cpu_before, before_requests = cpu_seconds(relay.pid), portal.requests
+    cpu_start = meter.sample()
     accepted, sent_at = await post_events(http, url, portal, measured, c, args.rate)
     done, not_forwarded, complete = await wait_settled(
         relay.database_url, after, len(measured), args.timeout
     )
     relay_cpu = cpu_seconds(relay.pid) - cpu_before
+    cpu_lines.append(cpu_line("relay (POST → signalled)", cpu_start, meter.sample(), n))
     lookups = portal.requests - before_requests
     first_sent = min(sent_at.values(), default=time.time())
     forwarded = Phase("relay forwarded (POST → signalled)", count=len(done))
@@ -416,6 +540,15 @@ async def report(
         f" ({lookups} for {n} events; goal ≤ 0.05); warm-up, the first event of each deal:"
         f" {warm_requests} for {len(deals)} deals ({warm_requests / max(len(deals), 1):.2f} each)"
     )
+    print(f"CPU per event by process ({os.cpu_count()} CPUs; the relay's includes its inbox):")
+    print("\n".join(line for line, _ in cpu_lines))
+    limit_cpu = cpu_lines[limits.index(limit)][1]
+    relay_path_cpu = cpu_lines[-1][1]
+    if relay_path_cpu:
+        print(
+            f"the ratio's ceiling while the processes share {os.cpu_count()} CPUs flat out:"
+            f" the limit's CPU per event / the relay path's = {limit_cpu / relay_path_cpu:.2f}"
+        )
     print(f"load average after the run: {os.getloadavg()[0]:.1f}")
 
 
@@ -434,6 +567,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for forwarding"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="the POSTs' client: raw keep-alive sockets, requests built beforehand (default),"
+        " or httpx (several times the client CPU per POST)",
     )
     parser.add_argument(
         "--database-url", default=None, help="relay inbox (default: SQLite in a temp folder)"

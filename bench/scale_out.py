@@ -94,14 +94,46 @@ def counted(text: str, name_part: str, label: str | None = None) -> float:
     return total
 
 
-async def scrape(http: httpx.AsyncClient, workers: Workers) -> tuple[float, float]:
-    """(notify_users activities run, workflow tasks run) over all workers."""
+def buckets(text: str, name_part: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts by bound in seconds (its unit: milliseconds — the
+    SDK's Prometheus default, `durations_as_seconds` off — unless its name says `seconds`)."""
+    found_buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        found = _SAMPLE.match(line.strip())
+        if not found or name_part not in found.group(1) or not found.group(1).endswith("_bucket"):
+            continue
+        le = re.search(r'le="([^"]+)"', found.group(2) or "")
+        if le is None or le.group(1) == "+Inf":
+            continue
+        scale = 1.0 if "seconds" in found.group(1) else 1000.0
+        bound = float(le.group(1)) / scale
+        found_buckets[bound] = found_buckets.get(bound, 0.0) + float(found.group(3))
+    return found_buckets
+
+
+def over(histogram: dict[float, float], total: float, seconds: float) -> str:
+    """How many samples took longer than the bucket bounds around `seconds`: the counts over
+    the largest bound ≤ it and over the smallest ≥ it (the histogram has no finer bounds)."""
+    below = [b for b in histogram if b <= seconds]
+    above = [b for b in histogram if b >= seconds]
+    bounds = sorted(({max(below)} if below else set()) | ({min(above)} if above else set()))
+    return ", ".join(f"{total - histogram[b]:.0f} over {b:g} s" for b in bounds) or "n/a"
+
+
+async def scrape(
+    http: httpx.AsyncClient, workers: Workers
+) -> tuple[float, float, dict[float, float]]:
+    """(notify_users activities run, workflow tasks run, their execution-latency histogram)
+    over all workers."""
     parked = tasks = 0.0
+    histogram: dict[float, float] = {}
     for url in workers.metrics:
         text = (await http.get(url, timeout=30)).text
         parked += counted(text, "activity_execution_latency", f'activity_type="{PARKED_BY}"')
         tasks += counted(text, "workflow_task_execution_latency")
-    return parked, tasks
+        for bound, n in buckets(text, "workflow_task_execution_latency").items():
+            histogram[bound] = histogram.get(bound, 0.0) + n
+    return parked, tasks, histogram
 
 
 async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]:
@@ -121,8 +153,9 @@ async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]
                     started = time.perf_counter()
                     await start_deals(env.client, ids, 50)
                     parked = tasks = 0.0
+                    histogram: dict[float, float] = {}
                     while time.perf_counter() - started < args.timeout:
-                        parked, tasks = await scrape(http, workers)
+                        parked, tasks, histogram = await scrape(http, workers)
                         if parked >= len(ids):
                             break
                         await asyncio.sleep(0.5)
@@ -135,7 +168,8 @@ async def one_count(args: argparse.Namespace, count: int) -> tuple[float, float]
     print(
         f"{count} worker process{'es' if count > 1 else ''}: parked {parked:.0f}/{len(ids)} in"
         f" {seconds:.1f} s = {rate:.1f} deals/s; {tasks:.0f} workflow tasks,"
-        f" worker CPU {cpu:.1f} s = {per_task:.1f} ms per workflow task"
+        f" worker CPU {cpu:.1f} s = {per_task:.1f} ms per workflow task,"
+        f" workflow tasks {over(histogram, tasks, 5.0)}"
         f" (load average {os.getloadavg()[0]:.1f})"
     )
     return rate, per_task

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from salesflow.config.settings import Settings
 from salesflow.deal_card.app import deal_card_router
 from salesflow.integrations.bitrix24.client import Bitrix24Client
+from salesflow.relay.fast_path import EVENTS_PATH, EventsFastPath
 from salesflow.relay.forwarder import Bitrix24Caller, Forwarder, ForwarderOptions
 from salesflow.relay.group_commit import Overloaded
 from salesflow.relay.health import OK, CachedProbe
@@ -49,7 +50,6 @@ from salesflow.workflows.names import DEAL_EVENTS, TASK_EVENTS, UPDATE_EVENTS
 
 log = logging.getLogger("salesflow.relay")
 
-EVENTS_PATH = "/bitrix24/events"
 INLINE_PARSE_BYTES = 2048  # larger forms are decoded in a thread (over ~1 ms of work)
 REFUSAL_LOG_SECONDS = 10.0  # refused POSTs are logged once per this, with the count between
 
@@ -105,10 +105,6 @@ EVENT_BODY = {
         },
     }
 }
-
-
-def _error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
 
 
 def create_app(
@@ -184,12 +180,6 @@ def create_app(
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.add_middleware(
-        BodyGuard,
-        max_bytes=relay.max_body_bytes,
-        timeout=relay.body_timeout_seconds,
-        refusal_delay=relay.refusal_delay_seconds,
-    )
     if settings.deal_card.enabled:  # the deal card's tab shares the public port (issue 12)
         app.include_router(deal_card_router(settings, temporal_client))
     app.state.forwarder = forwarder
@@ -204,13 +194,11 @@ def create_app(
     refusals = _RefusalLog()
     nudging: set[int] = set()  # rows whose repeat is being looked at (in the background)
 
-    @app.post(EVENTS_PATH, responses=EVENT_RESPONSES, openapi_extra=EVENT_BODY)
-    async def bitrix24_event(request: Request) -> JSONResponse:
-        content_type = request.headers.get("content-type", FORM_CONTENT_TYPE)
+    async def accept_event(content_type: str, body: bytes, peer: str) -> tuple[int, dict[str, Any]]:
+        """POST /bitrix24/events: (status, JSON answer). `body` is whole (BodyGuard)."""
         if not content_type.lower().startswith(FORM_CONTENT_TYPE):
             await asyncio.sleep(relay.refusal_delay_seconds)
-            return _error(415, f"expected {FORM_CONTENT_TYPE}")
-        body = await request.body()  # BodyGuard has bounded its size and time
+            return 415, {"detail": f"expected {FORM_CONTENT_TYPE}"}
         # Nothing but a count and one pass over the pairs before the caller is known.
         fields: dict[str, bytes] = {}
         try:
@@ -220,12 +208,12 @@ def create_app(
         except BadEvent as exc:
             metrics.received_event("", "bad")
             await asyncio.sleep(relay.refusal_delay_seconds)
-            return _error(400, str(exc))
+            return 400, {"detail": str(exc)}
         except Unauthorized as exc:
             metrics.received_event(_event_name(fields), "rejected")
-            refusals.note(_peer(request), str(exc))
+            refusals.note(peer, str(exc))
             await asyncio.sleep(relay.refusal_delay_seconds)
-            return _error(401, "wrong or missing auth[application_token]")
+            return 401, {"detail": "wrong or missing auth[application_token]"}
         try:
             if len(body) > INLINE_PARSE_BYTES:
                 form = await asyncio.to_thread(decode_form, body)
@@ -234,7 +222,7 @@ def create_app(
             event = parse_event(form)
         except BadEvent as exc:
             metrics.received_event(_event_name(fields), "bad")
-            return _error(400, str(exc))
+            return 400, {"detail": str(exc)}
         timeout = relay.database_timeout_seconds
         try:
             async with asyncio.timeout(timeout):  # the write itself goes on (group commit)
@@ -245,17 +233,33 @@ def create_app(
             why = str(exc) or f"the inbox did not answer within {timeout:g} s"
             log.warning("%s: %s %s not recorded", why, event.event, event.entity_id)
             metrics.received_event(event.event, "unavailable")
-            return _error(503, f"{why}; send it again")
+            return 503, {"detail": f"{why}; send it again"}
         except Exception:
             log.exception("could not record %s %s", event.event, event.entity_id)
             metrics.received_event(event.event, "unavailable")
-            return _error(503, "the inbox is unavailable; the event was not recorded")
+            return 503, {"detail": "the inbox is unavailable; the event was not recorded"}
         row_id, is_new = recorded.id, recorded.is_new
         metrics.received_event(event.event, "recorded" if is_new else "duplicate")
         if not is_new and event.event in UPDATE_EVENTS and row_id not in nudging:
             nudging.add(row_id)
             forwarder.spawn(_nudge_again(row_id, event), lambda: nudging.discard(row_id))
-        return JSONResponse({"status": "recorded" if is_new else "duplicate", "id": row_id})
+        return 200, {"status": "recorded" if is_new else "duplicate", "id": row_id}
+
+    # The route documents the endpoint (OpenAPI); `EventsFastPath` answers it before FastAPI's
+    # routing, request and response objects (a third of the relay's CPU per event).
+    @app.post(EVENTS_PATH, responses=EVENT_RESPONSES, openapi_extra=EVENT_BODY)
+    async def bitrix24_event(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", FORM_CONTENT_TYPE)
+        status, answer = await accept_event(content_type, await request.body(), _peer(request))
+        return JSONResponse(answer, status_code=status)
+
+    app.add_middleware(EventsFastPath, accept=accept_event)  # inside BodyGuard (added last)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=relay.max_body_bytes,
+        timeout=relay.body_timeout_seconds,
+        refusal_delay=relay.refusal_delay_seconds,
+    )
 
     async def _nudge_again(row_id: int, event: InboundEvent) -> None:
         """Bitrix24 stamps events by the second and sends only IDs, so a second change within
