@@ -59,9 +59,10 @@ from emulators.asgi_server import free_port
 from salesflow.config.settings import Settings
 from salesflow.config.snapshot import build_rules
 from salesflow.integrations.bitrix24.client import Bitrix24Client
-from salesflow.worker import WORKFLOW_TASK_SLOTS, WORKFLOWS, running_worker, workflow_runner
+from salesflow.worker import WORKFLOW_TASK_SLOTS, WORKFLOWS, running_worker
 from salesflow.workflows.models import Bitrix24Event, DealInput, DealSnapshot
 from salesflow.workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT, deal_workflow_id
+from salesflow.workflows.sandbox import workflow_runner
 
 QUEUE = "bench-open-deals"
 SECRET = "benchsecret"

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Interceptor, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from salesflow.activities.bitrix24 import Bitrix24Activities
 from salesflow.activities.board import BoardActivities
@@ -39,20 +38,6 @@ from salesflow.workflows.process import DealProcess
 
 WORKFLOWS: list[type] = [DealWorkflow, InternalApproval, DealProcess, LogistTaskMirror]
 
-# Plain data and pure functions the workflow code imports, passed through the sandbox: imported
-# once per process instead of once per workflow run (Temporal's documented way, "Passthrough
-# modules"; pydantic itself is passed through by default). Re-importing the models built every
-# pydantic class of them again for each new deal: `python -X importtime` 0.3–0.6 s of CPU of
-# the ~2 s the workflow modules take — the bulk of a deal's first workflow task (issue 16).
-# None of them keeps state between calls or reads the clock, the environment or files.
-SANDBOX_PASSTHROUGH = (
-    "salesflow.workflows.models",
-    "salesflow.workflows.onec_models",
-    "salesflow.workflows.rules",
-    "salesflow.workflows.names",
-    "salesflow.config.templates",
-)
-
 
 # Workflow tasks at once in one worker process. Workflow code runs under the GIL, so more
 # tasks at once do not finish sooner: the SDK's default of 100 let a burst of new deals share
@@ -60,14 +45,6 @@ SANDBOX_PASSTHROUGH = (
 # timeout and were retried, and the worker parked fewer deals (issue 16). Tasks beyond these
 # wait on the server's task queue (a second worker process takes them) rather than in the GIL.
 WORKFLOW_TASK_SLOTS = 8
-
-
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox of `salesflow.workflows.sandbox` with the data modules passed through."""
-    restrictions = sandbox.workflow_runner().restrictions
-    return SandboxedWorkflowRunner(
-        restrictions=restrictions.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
-    )
 
 
 # What an exception raised by workflow code does, in production and in the tests alike: only
@@ -131,7 +108,7 @@ async def running_worker(
             workflows=WORKFLOWS,
             activities=build_activities(settings, bitrix24, onec, engine),
             workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
-            workflow_runner=workflow_runner(),
+            workflow_runner=sandbox.workflow_runner(),
             max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
             interceptors=worker_interceptors(settings),
         )
