@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         RequestTasks,
         Stage,
         StartProcess,
+        UpdateAck,
     )
     from salesflow.workflows.names import (
         DEAL_MANAGER,
@@ -82,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
         LogistMirrorResult,
     )
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
+    from salesflow.workflows.update_ack import ack, since
 
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
 CAN_DRAINS_INTENTS = "continue-as-new-drains-intents"
@@ -582,7 +584,7 @@ class DealWorkflow:
 
     async def _answer_after_move(
         self, moved: Callable[[], bool], recorded: Callable[[], bool]
-    ) -> DealView:
+    ) -> None:
         """The reply of an update after which the deal moves on: once it has (`moved`), or
         after MOVE_WAIT; runs before this patch answered once the intent was taken
         (`recorded`). Continue-as-new being due answers at once (the intent is carried)."""
@@ -595,15 +597,16 @@ class DealWorkflow:
                 )
         else:
             await workflow.wait_condition(lambda: recorded() or self._draining)
-        return self.fx.view()
 
     # ---- updates, signals, query -----------------------------------------------------------
 
     @workflow.update
-    async def accept_lead(self, cmd: AcceptLead) -> DealView:
+    async def accept_lead(self, cmd: AcceptLead) -> UpdateAck:
+        mark = since(self.s)
         self.s.intents.accept = cmd
         left_new = lambda: self.s.stage != Stage.NEW  # noqa: E731
-        return await self._answer_after_move(left_new, left_new)
+        await self._answer_after_move(left_new, left_new)
+        return ack(self.s, mark)
 
     @accept_lead.validator
     def _validate_accept(self, cmd: AcceptLead) -> None:
@@ -618,10 +621,12 @@ class DealWorkflow:
             )
 
     @workflow.update
-    async def reject_lead(self, cmd: RejectLead) -> DealView:
+    async def reject_lead(self, cmd: RejectLead) -> UpdateAck:
+        mark = since(self.s)
         self.s.intents.reject = cmd
         left_new = lambda: self.s.stage != Stage.NEW  # noqa: E731
-        return await self._answer_after_move(left_new, left_new)
+        await self._answer_after_move(left_new, left_new)
+        return ack(self.s, mark)
 
     @reject_lead.validator
     def _validate_reject(self, cmd: RejectLead) -> None:
@@ -633,15 +638,17 @@ class DealWorkflow:
             raise ValueError("reason must not be empty")
 
     @workflow.update
-    async def kp_feedback(self, cmd: KpFeedback) -> DealView:
+    async def kp_feedback(self, cmd: KpFeedback) -> UpdateAck:
+        mark = since(self.s)
         self.s.intents.feedback = cmd
         round_no = self.s.kp_round
         left_kp = lambda: self.s.stage != Stage.KP  # noqa: E731
-        return await self._answer_after_move(
+        await self._answer_after_move(
             # agreed: on to CONTRACT; not agreed: the next round has begun
             lambda: left_kp() or (not cmd.agreed and self.s.kp_round > round_no),
             lambda: self.s.intents.feedback is None or left_kp(),
         )
+        return ack(self.s, mark)
 
     @kp_feedback.validator
     def _validate_feedback(self, cmd: KpFeedback) -> None:
@@ -650,14 +657,16 @@ class DealWorkflow:
             raise ValueError("no КП feedback is awaited right now")
 
     @workflow.update
-    async def approval_decision(self, cmd: ApprovalDecision) -> DealView:
+    async def approval_decision(self, cmd: ApprovalDecision) -> UpdateAck:
+        mark = since(self.s)
         await self.children.decide(cmd)
         left_contract = lambda: self.s.stage != Stage.CONTRACT  # noqa: E731
-        return await self._answer_after_move(
+        await self._answer_after_move(
             # approved: the deal stays at CONTRACT for the signatures; rejected: back to KP
             lambda: left_contract() or self.s.approved is True,
             lambda: left_contract() or self.s.approved is not None,
         )
+        return ack(self.s, mark)
 
     @approval_decision.validator
     def _validate_approval(self, cmd: ApprovalDecision) -> None:
@@ -668,13 +677,14 @@ class DealWorkflow:
             raise ValueError("a rejection needs a comment for the manager")
 
     @workflow.update
-    async def record_payment(self, cmd: RecordPayment) -> DealView:
+    async def record_payment(self, cmd: RecordPayment) -> UpdateAck:
+        mark = since(self.s)
         info = workflow.current_update_info()
         self.payments.add(cmd.amount, cmd.paid_on, cmd.source, info.id if info else "")
         await self.payments.tell_overpaid()
         if self.s.payment_schedule:
             await self.payments.publish_schedule()
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @record_payment.validator
     def _validate_payment(self, cmd: RecordPayment) -> None:
@@ -688,11 +698,12 @@ class DealWorkflow:
             raise ValueError(f"paid_on {cmd.paid_on} is long before the deal started ({started})")
 
     @workflow.update
-    async def close_payments(self, cmd: ClosePayments) -> DealView:
+    async def close_payments(self, cmd: ClosePayments) -> UpdateAck:
         """R-PS-1: the РОП ends the payment control of a won deal with tranches still open."""
+        mark = since(self.s)
         self.s.payments_closed = cmd.comment
         self.fx.record(self.s.stage, f"payment control closed by the РОП: {cmd.comment}")
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @close_payments.validator
     def _validate_close_payments(self, cmd: ClosePayments) -> None:
@@ -701,14 +712,15 @@ class DealWorkflow:
             raise ValueError("no payment control is running for this deal")
 
     @workflow.update
-    async def set_payment_schedule(self, cmd: PaymentSchedule) -> DealView:
+    async def set_payment_schedule(self, cmd: PaymentSchedule) -> UpdateAck:
+        mark = since(self.s)
         self.s.payment_schedule = self.payments.plan(cmd)
         self.fx.record(
             self.s.stage, f"payment schedule set: {len(self.s.payment_schedule)} tranches"
         )
         await self.payments.publish_schedule()
         self.payments.start_control()
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @set_payment_schedule.validator
     def _validate_schedule(self, cmd: PaymentSchedule) -> None:
@@ -718,15 +730,16 @@ class DealWorkflow:
         self.payments.plan(cmd)
 
     @workflow.update
-    async def request_tasks(self, cmd: RequestTasks) -> DealView:
+    async def request_tasks(self, cmd: RequestTasks) -> UpdateAck:
         """R-X6: one task per service asked for; the logistics task is mirrored into 1C."""
+        mark = since(self.s)
         info = workflow.current_update_info()
         ref = info.id if info else str(self.fx.bump("request_tasks"))
         for service in SERVICES:
             if not getattr(cmd, service):
                 continue
             await self._request_service(service, f"request:{service}:{ref}")
-        return self.fx.view()
+        return ack(self.s, mark)
 
     async def _request_service(self, service: str, purpose: str) -> None:
         """R-X6: the service's task (watched with its SLA), the logistics one mirrored to 1C."""
@@ -767,11 +780,12 @@ class DealWorkflow:
             raise ValueError("set at least one of: " + ", ".join(SERVICES))
 
     @workflow.update
-    async def start_process(self, cmd: StartProcess) -> DealView:
+    async def start_process(self, cmd: StartProcess) -> UpdateAck:
         """R-X7: «Заказ Импорт», «Производство», «Закупки» as tracked children."""
+        mark = since(self.s)
         name = await self.children.start_process(cmd)
         self.fx.record(self.s.stage, f"process started: {name}")
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @start_process.validator
     def _validate_process(self, cmd: StartProcess) -> None:
@@ -779,7 +793,8 @@ class DealWorkflow:
             raise ValueError(f"the deal is closed ({self.s.stage})")
 
     @workflow.update
-    async def documents_signed(self, cmd: DocumentsSigned) -> DealView:
+    async def documents_signed(self, cmd: DocumentsSigned) -> UpdateAck:
+        mark = since(self.s)
         if cmd.kind in ("act", "upd"):
             if cmd.kind not in self.s.signed:
                 self.s.signed.append(cmd.kind)
@@ -789,7 +804,7 @@ class DealWorkflow:
             field = self.rules.fields[f"signed_{cmd.kind}"]
             await self.fx.update_deal({field: f"Подписан {self.fx.today():%d.%m.%Y}"})
         self.fx.record(self.s.stage, f"{cmd.kind} signed")
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @documents_signed.validator
     def _validate_signed(self, cmd: DocumentsSigned) -> None:
@@ -801,7 +816,8 @@ class DealWorkflow:
             )
 
     @workflow.update
-    async def move_stage(self, cmd: MoveStage) -> DealView:
+    async def move_stage(self, cmd: MoveStage) -> UpdateAck:
+        mark = since(self.s)
         await self.fx.refresh_deal()
         missing = self.fx.missing_for_move(cmd.to)
         if missing:
@@ -810,7 +826,8 @@ class DealWorkflow:
             )
         self.s.intents.moved_to = cmd.to
         arrived = lambda: self.s.stage == cmd.to or self.s.stage in FINAL_STAGES  # noqa: E731
-        return await self._answer_after_move(arrived, arrived)
+        await self._answer_after_move(arrived, arrived)
+        return ack(self.s, mark)
 
     @move_stage.validator
     def _validate_move(self, cmd: MoveStage) -> None:
@@ -824,10 +841,12 @@ class DealWorkflow:
             raise ValueError("the deal is already moving")
 
     @workflow.update
-    async def lose_deal(self, cmd: LoseDeal) -> DealView:
+    async def lose_deal(self, cmd: LoseDeal) -> UpdateAck:
+        mark = since(self.s)
         self.s.intents.lose = cmd
         lost = lambda: self.s.stage == Stage.LOSE  # noqa: E731
-        return await self._answer_after_move(lost, lost)
+        await self._answer_after_move(lost, lost)
+        return ack(self.s, mark)
 
     @lose_deal.validator
     def _validate_lose(self, cmd: LoseDeal) -> None:
