@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
+    from salesflow.workflows import stage_batch
     from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.models import (
         FINAL_STAGES,
@@ -377,11 +378,19 @@ class DealEffects:
         if stage == self.s.stage:
             return
         in_bitrix = self.s.deal is not None and self.s.deal.stage_id == self.rules.stages[stage]
-        if not in_bitrix:
+        batched = workflow.patched(stage_batch.BATCHED_MOVE)  # issue 16: one request
+        if not in_bitrix and not batched:
             await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
         left = self.s.stage
         self.enter(stage, cause, now=workflow.now(), actor=actor)
-        if workflow.patched(COMPLETE_LEFT_TASKS):
+        if batched:
+            prefix = STAGE_TASKS.get(left)
+            await stage_batch.leave(
+                self,
+                None if in_bitrix else self.rules.stages[stage],
+                [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))],
+            )
+        elif workflow.patched(COMPLETE_LEFT_TASKS):
             prefix = STAGE_TASKS.get(left)
             await self.complete_tasks(
                 [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))]

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from temporalio import activity
 
+from salesflow.workflows.batch_models import LeaveStageRequest, LeaveStageResult
 from salesflow.workflows.models import (
     ApprovalItemRequest,
     ApprovalItemStage,
@@ -139,6 +140,16 @@ class FakePortal:
         async def complete_task(task_id: int) -> None:
             portal.completed_tasks.add(task_id)
 
+        @activity.defn(name="leave_stage")
+        async def leave_stage(req: LeaveStageRequest) -> LeaveStageResult:
+            if req.stage_id is not None:
+                await update_deal(
+                    DealUpdateRequest(deal_id=req.deal_id, fields={"STAGE_ID": req.stage_id})
+                )
+            for task_id in req.task_ids:
+                await complete_task(task_id)
+            return LeaveStageResult(completed=list(req.task_ids))
+
         @activity.defn(name="reassign_task")
         async def reassign_task(req: TaskReassignRequest) -> None:
             portal.reassigned.append(req)
@@ -203,6 +214,7 @@ class FakePortal:
             set_approval_item_stage,
             read_task_status,
             complete_task,
+            leave_stage,
             reassign_task,
             create_linked_deal,
             send_email,
