@@ -399,6 +399,9 @@ class DealEffects:
     async def complete_tasks(self, keys: list[str]) -> None:
         """The automatic tasks `keys` are done with (their stage left, their round answered):
         completed in Bitrix24, once each; the logist's task mirrored into 1C is 1C's to end."""
+        if len(stage_batch.pending(self, keys)) > 1 and workflow.patched(stage_batch.BATCHED_MOVE):
+            await stage_batch.leave(self, None, keys)  # issue 16: all in one batch
+            return
         for task in [t for t in self.s.open_tasks if t.key in keys]:
             purpose = task.key.removeprefix(self.key(""))
             if f"mirror:{purpose}" in self.s.done:

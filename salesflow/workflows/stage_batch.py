@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from temporalio import activity, workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
@@ -41,23 +42,35 @@ def _purpose(fx: DealEffects, task: OpenTask) -> str:
     return task.key.removeprefix(fx.key(""))
 
 
-async def leave(fx: DealEffects, stage_id: str | None, keys: list[str]) -> None:
-    """Write `stage_id` (None: Bitrix24 has it) and complete the open tasks `keys`."""
-    s = fx.s
-    tasks = [
+def pending(fx: DealEffects, keys: list[str]) -> list[OpenTask]:
+    """The open tasks of `keys` still to complete here (not mirrored to 1C, not done)."""
+    return [
         t
-        for t in s.open_tasks
+        for t in fx.s.open_tasks
         if t.key in keys
-        and f"mirror:{_purpose(fx, t)}" not in s.done
-        and f"complete:{_purpose(fx, t)}" not in s.done
+        and f"mirror:{_purpose(fx, t)}" not in fx.s.done
+        and f"complete:{_purpose(fx, t)}" not in fx.s.done
     ]
+
+
+async def leave(fx: DealEffects, stage_id: str | None, keys: list[str]) -> None:
+    """Write `stage_id` (None: Bitrix24 has it) and complete the open tasks `keys`. Also
+    a КП round's tasks once its answer is in (`DealEffects.complete_tasks`, two or more)."""
+    s = fx.s
+    tasks = pending(fx, keys)
     if stage_id is None and not tasks:
         return
     request = LeaveStageRequest(
         deal_id=s.deal_id, stage_id=stage_id, task_ids=[t.task_id for t in tasks]
     )
-    # a STAGE_ID refused for good fails as `update_deal` did; a task refused is told below
-    result = await call(leave_stage, request)
+    try:
+        result = await call(leave_stage, request)
+    except ActivityError as err:
+        if stage_id is not None:
+            raise  # a STAGE_ID refused for good fails the move, as `update_deal` did
+        purposes = ", ".join(_purpose(fx, t) for t in tasks)
+        await fx.report_failure(f"complete:{purposes}", err)  # as `once` did per task
+        return
     if stage_id is not None and s.deal is not None:
         s.deal.stage_id = stage_id
     completed = set(result.completed)
