@@ -379,18 +379,18 @@ class DealEffects:
             return
         in_bitrix = self.s.deal is not None and self.s.deal.stage_id == self.rules.stages[stage]
         batched = workflow.patched(stage_batch.BATCHED_MOVE)  # issue 16: one request
-        if not in_bitrix and not batched:
-            await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
-        left = self.s.stage
-        self.enter(stage, cause, now=workflow.now(), actor=actor)
-        if batched:
-            prefix = STAGE_TASKS.get(left)
+        if batched:  # Bitrix24 shows the stage before the workflow enters it, as before
+            prefix = STAGE_TASKS.get(self.s.stage)
             await stage_batch.leave(
                 self,
                 None if in_bitrix else self.rules.stages[stage],
                 [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))],
             )
-        elif workflow.patched(COMPLETE_LEFT_TASKS):
+        elif not in_bitrix:
+            await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
+        left = self.s.stage
+        self.enter(stage, cause, now=workflow.now(), actor=actor)
+        if not batched and workflow.patched(COMPLETE_LEFT_TASKS):
             prefix = STAGE_TASKS.get(left)
             await self.complete_tasks(
                 [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))]
