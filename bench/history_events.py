@@ -31,10 +31,11 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
@@ -56,6 +57,28 @@ from tests.workflows.pipeline import drive_to, until
 
 CONTINUED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
 DEFAULT_SUGGEST = 4096  # limit.historyCount.suggestContinueAsNew of a server left alone
+HISTORIES = Path(__file__).resolve().parents[1] / "tests" / "histories"
+# Issue 16 item 3: the lifecycle before lean histories, measured by this bench (doubles) on
+# main at 7cb4663 (2026-12-03): every update answered with the whole DealView, a stage left in
+# 1 + N activities. The real stack's "today" is the recorded generation in tests/histories.
+TODAY_DOUBLES = (640, 142, 156)  # events, KB, Temporal actions — the deal and its children
+GOAL_DOUBLES = (300, 60)
+GOAL_REAL_KB = 150
+RECORDED = ("full-lifecycle-deal.json", "full-lifecycle-approval.json", "full-lifecycle-1c-ac.json")
+
+
+def recorded_today() -> tuple[int, float]:
+    """Events and KB (protobuf, as the server stores them) of the recorded real-stack
+    lifecycle (tests/e2e/test_full_pipeline.py's deal and its children)."""
+    events, size = 0, 0
+    for name in RECORDED:
+        path = HISTORIES / name
+        if not path.exists():
+            continue
+        history = WorkflowHistory.from_json(name, path.read_text(encoding="utf-8"))
+        events += len(history.events)
+        size += sum(event.ByteSize() for event in history.events)
+    return events, size / 1024
 
 
 @dataclass
@@ -182,7 +205,7 @@ async def lifecycle(client: Client) -> None:
         )
         for kind in ("act", "upd"):
             await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind=kind))
-        view: DealView = await handle.result()
+        view: DealView = await handle.result()  # the run's result: the final state
         seconds = time.perf_counter() - started
         runs = await count_runs(client, handle.id, first_run)
         children = [await count_runs(client, p.workflow_id, None) for p in view.processes]
@@ -205,6 +228,19 @@ async def lifecycle(client: Client) -> None:
         actions.update(item.actions)
     detail = ", ".join(f"{kind} {n}" for kind, n in actions.most_common())
     print(f"   Temporal actions per lifecycle (Cloud's billing unit): {actions.total()} — {detail}")
+    events, kb, acts = TODAY_DOUBLES
+    print(
+        f"   against today's (before lean histories, doubles): events {total} / {events}"
+        f" = {total / events:.2f}, KB {total_kb:.0f} / {kb} = {total_kb / kb:.2f},"
+        f" actions {actions.total()} / {acts} = {actions.total() / acts:.2f};"
+        f" goal ≤ {GOAL_DOUBLES[0]} events and ≤ {GOAL_DOUBLES[1]} KB"
+    )
+    real_events, real_kb = recorded_today()
+    print(
+        f"   the real stack's today (recorded, tests/histories): {real_events} events,"
+        f" {real_kb:.0f} KB (goal ≤ {GOAL_REAL_KB} KB; measured by running"
+        " tests/e2e/test_full_pipeline.py, see bench/README.md)"
+    )
 
 
 async def kp_loop(client: Client, rounds: int, suggest_after: int) -> None:

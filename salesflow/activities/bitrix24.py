@@ -19,6 +19,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from salesflow.activities.bitrix24_batch import Bitrix24Batch
 from salesflow.activities.errors import refuse, remote_errors
 from salesflow.activities.once import Settle, found, once
 from salesflow.config.settings import Settings
@@ -153,8 +154,9 @@ async def timeline_comment_once(
         return await once(settle, f"deal:{deal_id}:comment:{digest}", present, write)
 
 
-class Bitrix24Activities:
-    """Holds the worker's one Bitrix24 client (one throttle per portal)."""
+class Bitrix24Activities(Bitrix24Batch):
+    """Holds the worker's one Bitrix24 client (one throttle per portal); the batched
+    activities come from `Bitrix24Batch`."""
 
     def __init__(self, client: Bitrix24Client, settings: Settings) -> None:
         self.client = client
@@ -180,6 +182,7 @@ class Bitrix24Activities:
             self.read_approval_item_stage,
             self.set_approval_item_stage,
             self.create_linked_deal,
+            self.leave_stage,  # issue 16: a stage's effects in one batch (bitrix24_batch.py)
         ]
 
     @activity.defn(name="fetch_deal")

@@ -43,7 +43,7 @@ from salesflow.deal_card.texts import Texts
 from salesflow.deal_card.why_section import read_why
 from salesflow.integrations.bitrix24.client import Bitrix24Client, list_items
 from salesflow.integrations.bitrix24.errors import Bitrix24Error
-from salesflow.workflows.models import Actor, DealView
+from salesflow.workflows.models import Actor, DealView, UpdateAck
 from salesflow.workflows.names import deal_workflow_id
 
 log = logging.getLogger("salesflow.deal_card")
@@ -180,8 +180,9 @@ class DealCard:
         timeout = self.settings.deal_card.update_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                view = await handle.execute_update(
-                    command.update, command.payload, id=update_id, result_type=DealView
+                # the reply is a small UpdateAck; the page reads the deal with `state`
+                await handle.execute_update(
+                    command.update, command.payload, id=update_id, result_type=UpdateAck
                 )
         except WorkflowUpdateFailedError as exc:
             reason = A.refusal(exc.cause or exc, self.texts, await self.stage_names.all())

@@ -47,6 +47,7 @@ from salesflow.workflows.models import (
     RequestTasks,
     Stage,
     StartProcess,
+    UpdateAck,
 )
 from salesflow.workflows.names import deal_workflow_id
 from salesflow.workflows.refusals import refusal_of, refusal_text
@@ -195,14 +196,16 @@ async def _finished_or_raise(handle: WorkflowHandle[Any, Any], err: RPCError) ->
 
 async def send_update(
     handle: WorkflowHandle[Any, Any],
-    update: UpdateMethodMultiParam[[DealWorkflow, M], DealView],
+    update: UpdateMethodMultiParam[[DealWorkflow, M], UpdateAck],
     payload: M,
 ) -> Outcome:
-    """Send the update; its reply is the deal after the step the update makes it take (the
-    workflow waits for that step, briefly), or the deal closed meanwhile."""
+    """Send the update; the deal after the step the update makes it take (the workflow waits
+    for that step, briefly, before it answers), or the deal closed meanwhile. The update's
+    reply is a small `UpdateAck`; the deal is read with the `state` query after it."""
     try:
         before = (await handle.query(DealWorkflow.state)).stage
-        view = await handle.execute_update(update, payload)
+        await handle.execute_update(update, payload)
+        view = await handle.query(DealWorkflow.state)
     except RPCError as err:
         return await _finished_or_raise(handle, err)
     return Outcome(view=view, before=before)
@@ -228,7 +231,7 @@ def update_reply(deal_id: int, outcome: Outcome, target: str | None = None) -> s
 def _update(
     operator: Actor | None,
     deal_id: int,
-    update: UpdateMethodMultiParam[[DealWorkflow, M], DealView],
+    update: UpdateMethodMultiParam[[DealWorkflow, M], UpdateAck],
     payload: M,
     target: str | None = None,
 ) -> None:

@@ -77,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         RequestTasks,
         Stage,
         StartProcess,
+        UpdateAck,
     )
     from salesflow.workflows.names import (
         DEAL_MANAGER,
@@ -96,6 +97,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.payments import PAYMENT_STAGES, SCHEDULE_STAGES, Payments
     from salesflow.workflows.people_lookup import PeopleLookup
     from salesflow.workflows.refusals import refuse
+    from salesflow.workflows.update_ack import ack, since
     from salesflow.workflows.why import WhyRequest, WhyView, explain
 
 DOCUMENT_TITLES = {"act": "Акт выполненных работ", "upd": "УПД"}
@@ -651,7 +653,7 @@ class DealWorkflow:
 
     async def _answer_after_move(
         self, moved: Callable[[], bool], recorded: Callable[[], bool]
-    ) -> DealView:
+    ) -> None:
         """The reply of an update after which the deal moves on: once it has (`moved`), or
         after MOVE_WAIT; runs before this patch answered once the intent was taken
         (`recorded`). Continue-as-new being due answers at once (the intent is carried)."""
@@ -664,15 +666,16 @@ class DealWorkflow:
                 )
         else:
             await workflow.wait_condition(lambda: recorded() or self._draining)
-        return self.fx.view()
 
     # ---- updates, signals, query -----------------------------------------------------------
 
     @workflow.update
-    async def accept_lead(self, cmd: AcceptLead) -> DealView:
+    async def accept_lead(self, cmd: AcceptLead) -> UpdateAck:
+        mark = since(self.s)
         self.s.intents.accept = cmd
         left_new = lambda: self.s.stage != Stage.NEW  # noqa: E731
-        return await self._answer_after_move(left_new, left_new)
+        await self._answer_after_move(left_new, left_new)
+        return ack(self.s, mark)
 
     @accept_lead.validator
     def _validate_accept(self, cmd: AcceptLead) -> None:
@@ -685,10 +688,12 @@ class DealWorkflow:
             raise refuse("not_a_manager", manager_id=cmd.manager_id, known=list(known))
 
     @workflow.update
-    async def reject_lead(self, cmd: RejectLead) -> DealView:
+    async def reject_lead(self, cmd: RejectLead) -> UpdateAck:
+        mark = since(self.s)
         self.s.intents.reject = cmd
         left_new = lambda: self.s.stage != Stage.NEW  # noqa: E731
-        return await self._answer_after_move(left_new, left_new)
+        await self._answer_after_move(left_new, left_new)
+        return ack(self.s, mark)
 
     @reject_lead.validator
     def _validate_reject(self, cmd: RejectLead) -> None:
@@ -700,15 +705,17 @@ class DealWorkflow:
             raise refuse("reason_required")
 
     @workflow.update
-    async def kp_feedback(self, cmd: KpFeedback) -> DealView:
+    async def kp_feedback(self, cmd: KpFeedback) -> UpdateAck:
+        mark = since(self.s)
         self.s.intents.feedback = cmd
         round_no = self.s.kp_round
         left_kp = lambda: self.s.stage != Stage.KP  # noqa: E731
-        return await self._answer_after_move(
+        await self._answer_after_move(
             # agreed: on to CONTRACT; not agreed: the next round has begun
             lambda: left_kp() or (not cmd.agreed and self.s.kp_round > round_no),
             lambda: self.s.intents.feedback is None or left_kp(),
         )
+        return ack(self.s, mark)
 
     @kp_feedback.validator
     def _validate_feedback(self, cmd: KpFeedback) -> None:
@@ -717,14 +724,16 @@ class DealWorkflow:
             raise refuse("no_feedback_awaited")
 
     @workflow.update
-    async def approval_decision(self, cmd: ApprovalDecision) -> DealView:
+    async def approval_decision(self, cmd: ApprovalDecision) -> UpdateAck:
+        mark = since(self.s)
         await self.children.decide(cmd)
         left_contract = lambda: self.s.stage != Stage.CONTRACT  # noqa: E731
-        return await self._answer_after_move(
+        await self._answer_after_move(
             # approved: the deal stays at CONTRACT for the signatures; rejected: back to KP
             lambda: left_contract() or self.s.approved is True,
             lambda: left_contract() or self.s.approved is not None,
         )
+        return ack(self.s, mark)
 
     @approval_decision.validator
     def _validate_approval(self, cmd: ApprovalDecision) -> None:
@@ -735,13 +744,14 @@ class DealWorkflow:
             raise refuse("rejection_needs_comment")
 
     @workflow.update
-    async def record_payment(self, cmd: RecordPayment) -> DealView:
+    async def record_payment(self, cmd: RecordPayment) -> UpdateAck:
+        mark = since(self.s)
         info = workflow.current_update_info()
         self.payments.add(cmd.amount, cmd.paid_on, cmd.source, info.id if info else "")
         await self.payments.tell_overpaid()
         if self.s.payment_schedule:
             await self.payments.publish_schedule()
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @record_payment.validator
     def _validate_payment(self, cmd: RecordPayment) -> None:
@@ -757,11 +767,12 @@ class DealWorkflow:
             )
 
     @workflow.update
-    async def close_payments(self, cmd: ClosePayments) -> DealView:
+    async def close_payments(self, cmd: ClosePayments) -> UpdateAck:
         """R-PS-1: the РОП ends the payment control of a won deal with tranches still open."""
+        mark = since(self.s)
         self.s.payments_closed = cmd.comment
         self.fx.record(self.s.stage, f"payment control closed by the РОП: {cmd.comment}")
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @close_payments.validator
     def _validate_close_payments(self, cmd: ClosePayments) -> None:
@@ -770,14 +781,15 @@ class DealWorkflow:
             raise refuse("no_payment_control")
 
     @workflow.update
-    async def set_payment_schedule(self, cmd: PaymentSchedule) -> DealView:
+    async def set_payment_schedule(self, cmd: PaymentSchedule) -> UpdateAck:
+        mark = since(self.s)
         self.s.payment_schedule = self.payments.plan(cmd)
         self.fx.record(
             self.s.stage, f"payment schedule set: {len(self.s.payment_schedule)} tranches"
         )
         await self.payments.publish_schedule()
         self.payments.start_control()
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @set_payment_schedule.validator
     def _validate_schedule(self, cmd: PaymentSchedule) -> None:
@@ -787,10 +799,11 @@ class DealWorkflow:
         self.payments.plan(cmd)
 
     @workflow.update
-    async def amend_payment_schedule(self, cmd: PaymentSchedule) -> DealView:
+    async def amend_payment_schedule(self, cmd: PaymentSchedule) -> UpdateAck:
         """Issue 14 item 2: the schedule changed while tranches are unpaid (payments.py)."""
+        mark = since(self.s)
         await self.payments.amend(cmd)
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @amend_payment_schedule.validator
     def _validate_amend_schedule(self, cmd: PaymentSchedule) -> None:
@@ -801,8 +814,9 @@ class DealWorkflow:
             raise ValueError(refusal)
 
     @workflow.update
-    async def request_tasks(self, cmd: RequestTasks) -> DealView:
+    async def request_tasks(self, cmd: RequestTasks) -> UpdateAck:
         """R-X6: one task per service asked for; the logistics task is mirrored into 1C."""
+        mark = since(self.s)
         info = workflow.current_update_info()
         ref = info.id if info else str(self.fx.bump("request_tasks"))
         for service in SERVICES:
@@ -812,7 +826,7 @@ class DealWorkflow:
                 await self._request_service(service, f"request:{service}:{ref}")
             elif (purpose := self.fields.service_round(service)) is not None:
                 await self.fields.request(service, purpose)  # None: asked for already
-        return self.fx.view()
+        return ack(self.s, mark)
 
     async def _request_service(self, service: str, purpose: str) -> None:
         """R-X6: the service's task (watched with its SLA), the logistics one mirrored to 1C."""
@@ -853,11 +867,12 @@ class DealWorkflow:
             raise refuse("nothing_requested", services=", ".join(SERVICES))
 
     @workflow.update
-    async def start_process(self, cmd: StartProcess) -> DealView:
+    async def start_process(self, cmd: StartProcess) -> UpdateAck:
         """R-X7: «Заказ Импорт», «Производство», «Закупки» as tracked children."""
+        mark = since(self.s)
         name = await self.children.start_process(cmd)
         self.fx.record(self.s.stage, C.cause("process_started", name=name))
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @start_process.validator
     def _validate_process(self, cmd: StartProcess) -> None:
@@ -865,7 +880,8 @@ class DealWorkflow:
             raise refuse("closed", stage=self.s.stage)
 
     @workflow.update
-    async def documents_signed(self, cmd: DocumentsSigned) -> DealView:
+    async def documents_signed(self, cmd: DocumentsSigned) -> UpdateAck:
+        mark = since(self.s)
         if cmd.kind in ("act", "upd"):
             if cmd.kind not in self.s.signed:
                 self.s.signed.append(cmd.kind)
@@ -875,7 +891,7 @@ class DealWorkflow:
             field = self.rules.fields[f"signed_{cmd.kind}"]
             await self.fx.update_deal({field: f"Подписан {self.fx.today():%d.%m.%Y}"})
         self.fx.record(self.s.stage, C.cause("signed", kind=cmd.kind))
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @documents_signed.validator
     def _validate_signed(self, cmd: DocumentsSigned) -> None:
@@ -887,7 +903,8 @@ class DealWorkflow:
             )
 
     @workflow.update
-    async def move_stage(self, cmd: MoveStage) -> DealView:
+    async def move_stage(self, cmd: MoveStage) -> UpdateAck:
+        mark = since(self.s)
         await self.fx.refresh_deal()
         missing = self.fx.missing_for_move(cmd.to)
         if missing:
@@ -902,7 +919,8 @@ class DealWorkflow:
         if workflow.patched(MOVE_ACTOR):
             self.s.intents.moved_by = cmd.actor
         arrived = lambda: self.s.stage == cmd.to or self.s.stage in FINAL_STAGES  # noqa: E731
-        return await self._answer_after_move(arrived, arrived)
+        await self._answer_after_move(arrived, arrived)
+        return ack(self.s, mark)
 
     @move_stage.validator
     def _validate_move(self, cmd: MoveStage) -> None:
@@ -916,10 +934,12 @@ class DealWorkflow:
             raise refuse("already_moving")
 
     @workflow.update
-    async def lose_deal(self, cmd: LoseDeal) -> DealView:
+    async def lose_deal(self, cmd: LoseDeal) -> UpdateAck:
+        mark = since(self.s)
         self.s.intents.lose = cmd
         lost = lambda: self.s.stage == Stage.LOSE  # noqa: E731
-        return await self._answer_after_move(lost, lost)
+        await self._answer_after_move(lost, lost)
+        return ack(self.s, mark)
 
     @lose_deal.validator
     def _validate_lose(self, cmd: LoseDeal) -> None:
@@ -960,14 +980,15 @@ class DealWorkflow:
         return self.rules
 
     @workflow.update
-    async def migrate_rules(self, cmd: MigrateRules) -> DealView:
+    async def migrate_rules(self, cmd: MigrateRules) -> UpdateAck:
         """Issue 15: the deal takes another rule set on purpose (in place: every part of the
         workflow holds this one object); running deadlines keep their due time."""
+        mark = since(self.s)
         was = self.rules.version or "—"
         for name in type(self.rules).model_fields:
             setattr(self.rules, name, getattr(cmd.rules, name))
         self.fx.record(self.s.stage, f"rules migrated: {was} → {self.rules.version}", cmd.actor)
-        return self.fx.view()
+        return ack(self.s, mark)
 
     @migrate_rules.validator
     def _validate_migrate(self, cmd: MigrateRules) -> None:

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import causes as C
     from salesflow.workflows import rules as R
+    from salesflow.workflows import stage_batch
     from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.decisions import Decisions
     from salesflow.workflows.models import (
@@ -410,11 +411,19 @@ class DealEffects:
         if stage == self.s.stage:
             return
         in_bitrix = self.s.deal is not None and self.s.deal.stage_id == self.rules.stages[stage]
-        if not in_bitrix:
+        batched = workflow.patched(stage_batch.BATCHED_MOVE)  # issue 16: one request
+        if batched:  # Bitrix24 shows the stage before the workflow enters it, as before
+            prefix = STAGE_TASKS.get(self.s.stage)
+            await stage_batch.leave(
+                self,
+                None if in_bitrix else self.rules.stages[stage],
+                [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))],
+            )
+        elif not in_bitrix:
             await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
         left = self.s.stage
         self.enter(stage, cause, now=workflow.now(), actor=actor)
-        if workflow.patched(COMPLETE_LEFT_TASKS):
+        if not batched and workflow.patched(COMPLETE_LEFT_TASKS):
             prefix = STAGE_TASKS.get(left)
             await self.complete_tasks(
                 [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))]
@@ -423,6 +432,9 @@ class DealEffects:
     async def complete_tasks(self, keys: list[str]) -> None:
         """The automatic tasks `keys` are done with (their stage left, their round answered):
         completed in Bitrix24, once each; the logist's task mirrored into 1C is 1C's to end."""
+        if len(stage_batch.pending(self, keys)) > 1 and workflow.patched(stage_batch.BATCHED_MOVE):
+            await stage_batch.leave(self, None, keys)  # issue 16: all in one batch
+            return
         for task in [t for t in self.s.open_tasks if t.key in keys]:
             purpose = task.key.removeprefix(self.key(""))
             if f"mirror:{purpose}" in self.s.done:

@@ -444,6 +444,20 @@ class DealView(Carried):
     ended: str = ""  # "deleted" / "moved_out": the deal left the pipeline (DealState.ended)
 
 
+class UpdateAck(Carried):
+    """The reply of every update (issue 16, lean histories): accepted, the deal's stage and
+    KП round after it, and the causes the update added to the deal's history — not the whole
+    `DealView`, which went into history with every reply. The full state is the `state`
+    query. Every field has a default, so a `DealView` (what workers before this answered)
+    reads as an `UpdateAck` too (extra fields ignored)."""
+
+    accepted: bool = True
+    deal_id: int = 0
+    stage: Stage | None = None
+    kp_round: int = 0
+    changed: list[str] = Field(default_factory=list)
+
+
 # ---- activity requests (the workflow → activities contract) -----------------------------
 
 

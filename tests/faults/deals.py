@@ -40,6 +40,7 @@ from salesflow.workflows.models import (
     RejectLead,
     RequestTasks,
     StartProcess,
+    UpdateAck,
 )
 from salesflow.workflows.names import deal_workflow_id
 from tests.faults.stack import FaultStack
@@ -165,7 +166,7 @@ class Deal:
             update_id = f"faults-{self.id}-{step}-{attempt}"
             try:
                 async with asyncio.timeout(25):
-                    await handle.execute_update(name, payload, id=update_id, result_type=DealView)
+                    await handle.execute_update(name, payload, id=update_id, result_type=UpdateAck)
                 return update_id
             except WorkflowUpdateFailedError as err:  # refused (or failed): not taken
                 attempt += 1

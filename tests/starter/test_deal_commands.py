@@ -28,6 +28,7 @@ from salesflow.workflows.models import (
     LoseDeal,
     RecordPayment,
     StartProcess,
+    UpdateAck,
 )
 
 
@@ -70,12 +71,12 @@ class FakeHandle:
         self.queries.append(query)
         return _view(self.stage)
 
-    async def execute_update(self, update: Any, payload: Any, result_type: Any = None) -> DealView:
+    async def execute_update(self, update: Any, payload: Any, result_type: Any = None) -> UpdateAck:
         if self.closed:
             raise RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
         self.updates.append(update)
         self.stage = self.after
-        return _view(self.stage)
+        return UpdateAck(deal_id=7, stage=self.stage)
 
 
 async def test_an_update_on_a_finished_deal_says_closed_and_at_which_stage() -> None:
@@ -100,9 +101,10 @@ async def test_kp_feedback_answers_with_the_stage_after_the_move() -> None:
     outcome = await send_update(handle, DealWorkflow.kp_feedback, KpFeedback(agreed=True))  # type: ignore[arg-type]  # a fake handle
     assert outcome.view.stage == "CONTRACT"
     assert update_reply(7, outcome) == "deal 7: moved from KP to [bold]CONTRACT[/bold]"
-    # by reference: the workflow's update and query methods, one query (no polling)
+    # by reference: the workflow's update and query methods; the reply is a small UpdateAck,
+    # so the deal is queried once before and once after (no polling)
     assert handle.updates == [DealWorkflow.kp_feedback]
-    assert handle.queries == [DealWorkflow.state]
+    assert handle.queries == [DealWorkflow.state, DealWorkflow.state]
 
 
 def test_a_move_not_yet_taken_says_moving_to() -> None:

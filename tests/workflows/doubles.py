@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from salesflow.config.settings import Settings
 from salesflow.config.snapshot import people_rules
+from salesflow.workflows.batch_models import LeaveStageRequest, LeaveStageResult
 from salesflow.workflows.models import (
     ApprovalItemRequest,
     ApprovalItemStage,
@@ -184,6 +185,16 @@ class FakePortal:
         async def defer_task(req: TaskDeferRequest) -> None:
             portal.deferred.setdefault(req.task_id, req.comment)
 
+        @activity.defn(name="leave_stage")
+        async def leave_stage(req: LeaveStageRequest) -> LeaveStageResult:
+            if req.stage_id is not None:
+                await update_deal(
+                    DealUpdateRequest(deal_id=req.deal_id, fields={"STAGE_ID": req.stage_id})
+                )
+            for task_id in req.task_ids:
+                await complete_task(task_id)
+            return LeaveStageResult(completed=list(req.task_ids))
+
         @activity.defn(name="reassign_task")
         async def reassign_task(req: TaskReassignRequest) -> None:
             portal.reassigned.append(req)
@@ -262,6 +273,7 @@ class FakePortal:
             complete_task,
             defer_task,
             read_people,
+            leave_stage,
             reassign_task,
             create_linked_deal,
             send_email,

@@ -22,8 +22,9 @@ async def test_r_new_1_r_new_3_r_iw_1_r_iw_2_r_iw_3_r_x1_accept_then_in_work_act
 ):
     portal = FakePortal(new_deal(1001))
     async with run_deal(portal) as handle:
-        view = await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
-        assert view.stage == "IN_WORK"
+        ack = await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
+        assert ack.stage == "IN_WORK"
+        view = await handle.query(DealWorkflow.state)
         assert view.manager_id == 3
         await skip_env.sleep(timedelta(minutes=1))
         state = await handle.query(DealWorkflow.state)

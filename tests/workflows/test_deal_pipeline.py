@@ -495,9 +495,8 @@ async def test_r_x7_process_started_tracked_and_finished(run_deal, skip_env) -> 
     portal = FakePortal(new_deal(2022))
     async with run_deal(portal) as handle:
         await drive_to(handle, portal, "IN_WORK")
-        view = await handle.execute_update(
-            DealWorkflow.start_process, StartProcess(kind="import_order")
-        )
+        await handle.execute_update(DealWorkflow.start_process, StartProcess(kind="import_order"))
+        view = await handle.query(DealWorkflow.state)
         assert [(p.kind, p.state) for p in view.processes] == [("import_order", "running")]
         await until(handle, lambda _: any(":process:import_order:1" in k for k in portal.tasks))
         task_id = portal.task_ids["deal:2022:process:import_order:1"]

@@ -44,7 +44,8 @@ async def test_r_ps_1_r_inv_3_manual_and_1c_are_one_payment_partial_and_overpaid
         )
         await skip_env.sleep(timedelta(hours=1))
         await until(handle, lambda v: len(v.payments) == 2)
-        view = await handle.execute_update(DealWorkflow.record_payment, _pay(100000))
+        await handle.execute_update(DealWorkflow.record_payment, _pay(100000))
+        view = await handle.query(DealWorkflow.state)
         assert [(p.amount, p.document, p.matched) for p in view.payments] == [
             (320000, "ПБ-1", True),
             (100000, "ПБ-2", True),

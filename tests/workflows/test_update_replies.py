@@ -23,7 +23,11 @@ from tests.workflows.pipeline import drive_to, until
 async def test_r_new_3_accept_answers_at_in_work(run_deal) -> None:
     portal = FakePortal(new_deal(2601))
     async with run_deal(portal) as handle:
-        view = await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
+        ack = await handle.execute_update(DealWorkflow.accept_lead, AcceptLead(manager_id=3))
+        view = await handle.query(DealWorkflow.state)
+    # issue 16: the reply is a small UpdateAck — the stage after the step and what changed
+    assert ack.stage == "IN_WORK"
+    assert "accepted by user 3" in ack.changed
     assert view.stage == "IN_WORK"
     assert view.manager_id == 3
 
@@ -91,9 +95,10 @@ async def test_r_x10_the_history_names_who_acted(run_deal) -> None:
         view = await handle.execute_update(
             DealWorkflow.kp_feedback, KpFeedback(agreed=False, actor=cli)
         )
-        lost = await handle.execute_update(
+        await handle.execute_update(
             DealWorkflow.lose_deal, LoseDeal(reason="NO_MONEY", actor=manager)
         )
+        lost = await handle.query(DealWorkflow.state)
     by_cause = {h.cause: h.actor for h in lost.history}
     assert by_cause["accepted by user 3"] == manager
     assert by_cause["КП feedback round 1: not agreed"] == cli

@@ -92,4 +92,6 @@ async def test_the_same_deal_accepts_a_well_formed_update(parked) -> None:
     view = await parked.execute_update(
         "record_payment", {"amount": 1000, "paid_on": date.today().isoformat(), "source": "manual"}
     )
-    assert view["payments"][-1]["amount"] == 1000
+    assert view["accepted"] is True  # the reply is an UpdateAck (issue 16)
+    state = await parked.query("state")
+    assert state["payments"][-1]["amount"] == 1000
