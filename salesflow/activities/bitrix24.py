@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -36,6 +36,7 @@ from salesflow.workflows.models import (
     NotifyRequest,
     PeopleAnswer,
     PeopleRequest,
+    TaskDeadlineRequest,
     TaskDeferRequest,
     TaskReassignRequest,
     TaskRequest,
@@ -175,6 +176,7 @@ class Bitrix24Activities(Bitrix24Batch):
             self.read_task_status,
             self.read_task,
             self.complete_task,
+            self.set_task_deadline,
             self.defer_task,
             self.read_people,
             self.reassign_task,
@@ -433,6 +435,26 @@ class Bitrix24Activities(Bitrix24Batch):
             if await self.read_task_status(task_id) == TASK_COMPLETED:
                 return  # completed by a person meanwhile
             raise
+
+    @activity.defn(name="set_task_deadline")
+    async def set_task_deadline(self, req: TaskDeadlineRequest) -> bool:
+        """The automatic task's DEADLINE moved with the deal field it follows (fin14):
+        `tasks.task.update` with `fields.DEADLINE` (b24restdocs tasks/tasks-task-update.md), read
+        first — a task completed, deleted or already at that moment (to the minute) is left as
+        it is. True: rewritten now."""
+        current = await self.read_task(req.task_id)
+        if current.status == TASK_COMPLETED:
+            return False
+        if current.deadline is not None and abs(current.deadline - req.deadline) < timedelta(
+            minutes=1
+        ):
+            return False
+        with remote_errors():
+            await self.client.call(
+                "tasks.task.update",
+                {"taskId": req.task_id, "fields": {"DEADLINE": req.deadline}},
+            )
+        return True
 
     @activity.defn(name="reassign_task")
     async def reassign_task(self, req: TaskReassignRequest) -> None:

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -74,6 +74,7 @@ from salesflow.workflows.onec_models import (
     LOAD_KP_INTO_DEAL,
     READ_ONEC_TASK,
     REFLECT_TASK_PROGRESS,
+    SET_ONEC_TASK_DEADLINE,
     CancelOneCTaskRequest,
     ClosingDocsRequest,
     ClosingDocument,
@@ -82,6 +83,7 @@ from salesflow.workflows.onec_models import (
     KpLine,
     LoadKpRequest,
     LoadKpResult,
+    OneCTaskDeadlineRequest,
     OneCTaskStatus,
     Payment,
     ReflectProgressRequest,
@@ -322,6 +324,7 @@ class OneCActivities:
             self.create_onec_task,
             self.read_onec_task,
             self.cancel_onec_task,
+            self.set_onec_task_deadline,
             self.reflect_task_progress,
             self.find_invoice_payments,
             self.fetch_closing_documents,
@@ -698,6 +701,32 @@ class OneCActivities:
                 return False
             result = "\n".join(filter(None, [_text(task.get(n.task_result)), req.reason]))
             await self.onec.update(n.task, ref, {"DeletionMark": True, n.task_result: result})
+        return True
+
+    @activity.defn(name=SET_ONEC_TASK_DEADLINE)
+    async def set_onec_task_deadline(self, req: OneCTaskDeadlineRequest) -> bool:
+        """The logist's 1C task follows its Bitrix24 task's DEADLINE moved by a person (fin14):
+        PATCH СрокИсполнения (Task_ЗадачаИсполнителя, БСП; onec-real.md), read first — a task
+        executed, marked for deletion, never created or already at that moment (to the
+        minute) is left as it is. True: rewritten now."""
+        n = self.names
+        ref = task_ref_for(req.key)
+        with onec_errors(self.names, self.profile):
+            try:
+                task = await self.onec.get(
+                    n.task, ref, select=["Ref_Key", "Executed", "DeletionMark", n.task_deadline]
+                )
+            except OneCNotFound as err:
+                if not err.instance_missing:
+                    raise
+                return False
+            if task.get("Executed") or task.get("DeletionMark"):
+                return False
+            current = task.get(n.task_deadline)
+            moment = current if isinstance(current, datetime) and current.tzinfo else None
+            if moment is not None and abs(moment - req.deadline) < timedelta(minutes=1):
+                return False
+            await self.onec.update(n.task, ref, {n.task_deadline: req.deadline})
         return True
 
     @activity.defn(name=READ_ONEC_TASK)

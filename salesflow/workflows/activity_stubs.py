@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyRequest,
         PeopleAnswer,
         PeopleRequest,
+        TaskDeadlineRequest,
         TaskDeferRequest,
         TaskReassignRequest,
         TaskRequest,
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         LOAD_KP_INTO_DEAL,
         READ_ONEC_TASK,
         REFLECT_TASK_PROGRESS,
+        SET_ONEC_TASK_DEADLINE,
         CancelOneCTaskRequest,
         ClosingDocsRequest,
         ClosingDocument,
@@ -50,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         FindPaymentsRequest,
         LoadKpRequest,
         LoadKpResult,
+        OneCTaskDeadlineRequest,
         OneCTaskStatus,
         Payment,
         ReflectProgressRequest,
@@ -130,6 +133,11 @@ async def complete_task(task_id: int) -> None:
     raise _stub()
 
 
+@activity.defn(name="set_task_deadline")
+async def set_task_deadline(req: TaskDeadlineRequest) -> bool:
+    raise _stub()
+
+
 @activity.defn(name="read_people")
 async def read_people(req: PeopleRequest) -> PeopleAnswer:
     raise _stub()
@@ -196,6 +204,11 @@ async def cancel_onec_task(req: CancelOneCTaskRequest) -> bool:
     raise _stub()
 
 
+@activity.defn(name=SET_ONEC_TASK_DEADLINE)
+async def set_onec_task_deadline(req: OneCTaskDeadlineRequest) -> bool:
+    raise _stub()
+
+
 @activity.defn(name=READ_ONEC_TASK)
 async def read_onec_task(ref: str) -> OneCTaskStatus:
     raise _stub()
@@ -226,6 +239,7 @@ STUBS = (
     read_task_status,
     read_task,
     complete_task,
+    set_task_deadline,
     defer_task,
     read_people,
     reassign_task,
@@ -239,6 +253,7 @@ STUBS = (
     create_onec_task,
     read_onec_task,
     cancel_onec_task,
+    set_onec_task_deadline,
     reflect_task_progress,
     find_invoice_payments,
     fetch_closing_documents,

@@ -25,6 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.names import SIGNAL_APPROVAL_DONE
 
 CLOSE_ITEM_WHEN_CANCELLED = "approval-item-closed-when-cancelled"
+# fin14: the compensation reads the item first — one a person already closed (SUCCESS/FAIL,
+# crm.item stageId, bitrix24.md §6) keeps the person's decision
+CLOSE_READS_FIRST = "fin14-approval-close-reads-first"
 
 
 @workflow.defn(name="InternalApproval")
@@ -47,6 +50,15 @@ class InternalApproval:
             # the deal closed under the approval (LOSE): the item is closed, not left open
             if workflow.patched(CLOSE_ITEM_WHEN_CANCELLED):
                 rules = inp.rules
+                if workflow.patched(CLOSE_READS_FIRST):
+                    stage = await call(
+                        act.read_approval_item_stage,
+                        ApprovalItemStage(
+                            entity_type_id=rules.entity_type_id, item_id=item_id, stage_id=""
+                        ),
+                    )
+                    if stage in (rules.stage_approved, rules.stage_rejected):
+                        raise
                 await call(
                     act.set_approval_item_stage,
                     ApprovalItemStage(

@@ -24,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
-    from salesflow.workflows.models import Deadline, Stage, TaskSnapshot
+    from salesflow.workflows.models import Deadline, Stage, TaskDeadlineRequest, TaskSnapshot
+    from salesflow.workflows.names import TASK_COMPLETED
+    from salesflow.workflows.onec_models import OneCTaskDeadlineRequest
 
 if TYPE_CHECKING:
     from salesflow.workflows.deal_effects import DealEffects
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
 FOLLOW = "timers-follow-data"  # issue 14 item 2: deadlines re-computed from the current data
 DELIVERY = "timers-delivery-watched"  # R-X4: «Срок поставки» watched until the goods ship
 DELIVERY_KIND = "delivery"
+# fin14: a field's move rewrites the DEADLINE of the tasks that watch it (tasks.task.update)
+TASK_DEADLINE_FOLLOWS_FIELD = "fin14-task-deadline-follows-field"
+# fin14: the logist's Bitrix24 DEADLINE moved by a person → 1C's СрокИсполнения
+ONEC_DEADLINE_FOLLOWS_TASK = "fin14-onec-deadline-follows-task"
 SAME_MOMENT = timedelta(minutes=1)
 DELIVERY_NAME = "delivery_term"
 # «Срок поставки» is kept until the goods are shipped (R-SH); watched from IN_WORK on
@@ -60,6 +66,7 @@ class Following:
         self.on = False  # FOLLOW, decided when the run starts
         self.delivery = False  # DELIVERY, decided when the run starts
         self.version = 0  # bumped when a due moves (waits wake and re-read it)
+        self.pending: list[tuple[str, datetime]] = []  # (task key, due) to write to Bitrix24
 
     def start(self) -> None:
         self.on = workflow.patched(FOLLOW)
@@ -69,9 +76,10 @@ class Following:
 
     # ---- what a deadline follows -----------------------------------------------------------
 
-    def link(self, name: str, field: str = "", task_purpose: str = "") -> None:
+    def link(self, name: str, field: str = "", task_purpose: str = "", *more_purposes: str) -> None:
         """Deadline `name` follows deal field `field` and/or the DEADLINE of the task created for
-        `task_purpose`, from now on (the values seen now are its basis)."""
+        `task_purpose` (and of those for `more_purposes`), from now on (the values seen now are
+        its basis)."""
         if not self.on:
             return
         for d in self.s.deadlines:
@@ -80,6 +88,9 @@ class Following:
                     d.field, d.basis = field, self.fx.field(field)
                 if task_purpose:
                     d.task_key = self.fx.key(task_purpose)
+                for purpose in more_purposes:
+                    if self.fx.key(purpose) not in d.more_task_keys:
+                        d.more_task_keys.append(self.fx.key(purpose))
 
     def field_due(self, field: str) -> datetime | None:
         """The end of the working day of the date in deal field `field`, if it holds one."""
@@ -110,31 +121,72 @@ class Following:
             day = parse_day(raw)
             if day is not None:
                 title = R.FIELD_TITLES.get(d.field, d.field)
-                self.move(d, self.fx.end_of_working_day(day), f"«{title}» changed to {raw}")
+                due = self.fx.end_of_working_day(day)
+                self.move(d, due, f"«{title}» changed to {raw}")
+                self.pending += [(k, due) for k in [d.task_key, *d.more_task_keys] if k]
         self.watch_delivery()
+
+    async def push_task_deadlines(self) -> None:
+        """After `deal_read`: the open automatic tasks that watch a moved field («Получить
+        оплату от клиента» ← «Дата оплаты», «Отправить КП клиенту» ← «Дата согласования КП»)
+        get the new due as their DEADLINE in Bitrix24 (`set_task_deadline`, read first)."""
+        pending, self.pending = self.pending, []
+        for key, due in pending:
+            task = next((t for t in self.s.open_tasks if t.key == key), None)
+            if task is None:
+                continue
+            if task.deadline is not None and abs(task.deadline - due) < SAME_MOMENT:
+                continue
+            if not workflow.patched(TASK_DEADLINE_FOLLOWS_FIELD):
+                return
+            request = TaskDeadlineRequest(task_id=task.task_id, deadline=due)
+            await call(act.set_task_deadline, request)
+            task.deadline = due
+            self.fx.record(self.s.stage, f"task {task.task_id} DEADLINE {self.fx.local(due)}")
 
     async def read_task(self, task_id: int) -> str:
         """ONTASKUPDATE: the task re-read (tasks.task.get); a DEADLINE or a responsible a person
         changed moves what follows it. Returns the task's STATUS."""
         task: TaskSnapshot = await call(act.read_task, task_id)
         keys = set()
+        moved: list[str] = []  # the keys of the open tasks whose DEADLINE a person moved
         for t in self.s.open_tasks:
             if t.task_id != task_id:
                 continue
             keys.add(t.key)
             if task.deadline is not None:
+                if t.deadline is None or abs(task.deadline - t.deadline) >= SAME_MOMENT:
+                    moved.append(t.key)
                 t.deadline = task.deadline
             if task.responsible_id:
                 t.responsible_id = task.responsible_id
         for d in list(self.s.deadlines):
-            if d.task_id != task_id and d.task_key not in keys:
+            if d.task_id != task_id and d.task_key not in keys and not keys & {*d.more_task_keys}:
                 continue
             if d.task_id == task_id and task.responsible_id:
                 d.responsible_id = task.responsible_id
             # Bitrix24 keeps DEADLINE to the second: a due that differs by less is the same one
             if task.deadline is not None and abs(task.deadline - d.due) >= SAME_MOMENT:
                 self.move(d, task.deadline, f"task {task_id} DEADLINE moved in Bitrix24")
+        if task.deadline is not None and task.status != TASK_COMPLETED:
+            await self._onec_follows(moved, task.deadline)
         return task.status
+
+    async def _onec_follows(self, keys: list[str], deadline: datetime) -> None:
+        """R-X4 / R-X6: the logist's task mirrored into 1C gets the DEADLINE a person set on its
+        Bitrix24 task as its СрокИсполнения (`set_onec_task_deadline`, read first)."""
+        fx = self.fx
+        for key in keys:
+            purpose = key.removeprefix(fx.key(""))
+            if f"mirror:{purpose}" not in self.s.done:
+                continue
+            if not workflow.patched(ONEC_DEADLINE_FOLLOWS_TASK):
+                return
+            await fx.onec_once(
+                f"{purpose}:1c_deadline:{deadline.isoformat()}",
+                act.set_onec_task_deadline,
+                OneCTaskDeadlineRequest(key=fx.key(f"{purpose}:1c"), deadline=deadline),
+            )
 
     def move(self, d: Deadline, due: datetime, cause: str) -> None:
         """Deadline `d` is due at `due` now; waits on it wake and wait again."""

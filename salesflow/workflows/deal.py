@@ -111,6 +111,7 @@ KP_MESSAGE_WHEN_SENT = "kp-message-when-sent"  # «КП отправлено» a
 POSTPAYMENT = "postpayment-skips-the-pay-loop"  # R-CT-2
 PAYMENTS_AFTER_WON = "payments-after-won"  # R-PS-1: tranches chased after WON
 CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
+CLOSING_TASKS_LINKED = "fin14-closing-tasks-linked"  # the Акт/УПД DEADLINEs move closing_documents
 KP_RELOAD_PER_ROUND = "kp-load-per-round"  # a re-formed КП is read from 1C again (R-KP-4)
 REWORK_BEFORE_NEXT_ROUND = "rework-before-next-round"
 MOVE_WAIT = timedelta(seconds=10)  # how long an update waits for the deal to take its step
@@ -452,6 +453,8 @@ class DealWorkflow:
         await fx.task("sh:act", "task_send_act", deadline=due)
         await fx.task("sh:upd", "task_send_upd", deadline=due)
         fx.set_deadline("closing_documents", due)
+        if workflow.patched(CLOSING_TASKS_LINKED):  # a DEADLINE a person moves moves it
+            self.follow.link("closing_documents", "", "sh:act", "sh:upd")
         both = lambda: {"act", "upd"} <= set(self.s.signed)  # noqa: E731
         what = "Подписать Акт и УПД с клиентом"
         if not await fx.wait_or_remind(both, due, "closing_documents", what):

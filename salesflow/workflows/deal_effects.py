@@ -812,6 +812,7 @@ class DealEffects:
             workflow.upsert_search_attributes([DEAL_AMOUNT.value_set(deal.amount)])
         if self.follow is not None:
             self.follow.deal_read()  # deadlines re-computed from what was read
+            await self.follow.push_task_deadlines()  # and the tasks that watch them
 
     # ---- small helpers -------------------------------------------------------------------
 

@@ -186,6 +186,14 @@ class TaskSnapshot(Carried):
     responsible_id: int = 0
 
 
+class TaskDeadlineRequest(Carried):
+    """An automatic task's DEADLINE rewritten because the deal field it follows moved
+    (fin14, tasks.task.update DEADLINE)."""
+
+    task_id: int
+    deadline: datetime
+
+
 class Deadline(Carried):
     """A running deadline. Those watched beside the stage (R-X4) say what they watch: the
     stage they end with, or the task / child workflow whose completion ends them."""
@@ -204,6 +212,8 @@ class Deadline(Carried):
     field: str = ""
     basis: str = ""
     task_key: str = ""
+    # fin14: further tasks sharing this due (the Акт and УПД tasks of `closing_documents`)
+    more_task_keys: list[str] = Field(default_factory=list)
 
 
 class DealSnapshot(Carried):

@@ -21,6 +21,7 @@ LOAD_KP_INTO_DEAL = "load_kp_into_deal"
 CREATE_ONEC_TASK = "create_onec_task"
 READ_ONEC_TASK = "read_onec_task"
 CANCEL_ONEC_TASK = "cancel_onec_task"
+SET_ONEC_TASK_DEADLINE = "set_onec_task_deadline"
 REFLECT_TASK_PROGRESS = "reflect_task_progress"
 FIND_INVOICE_PAYMENTS = "find_invoice_payments"
 FETCH_CLOSING_DOCUMENTS = "fetch_closing_documents"
@@ -94,6 +95,14 @@ class CancelOneCTaskRequest(Carried):
 
     key: str
     reason: str
+
+
+class OneCTaskDeadlineRequest(Carried):
+    """The logist's 1C task (created with `key`) gets `deadline` as its СрокИсполнения: the
+    mirrored Bitrix24 task's DEADLINE was moved by a person (fin14)."""
+
+    key: str
+    deadline: datetime
 
 
 class OneCTaskStatus(Carried):

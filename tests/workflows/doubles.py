@@ -26,6 +26,7 @@ from salesflow.workflows.models import (
     PeopleAnswer,
     PeopleRequest,
     PeopleRules,
+    TaskDeadlineRequest,
     TaskDeferRequest,
     TaskReassignRequest,
     TaskRequest,
@@ -41,6 +42,7 @@ from salesflow.workflows.onec_models import (
     FindPaymentsRequest,
     LoadKpRequest,
     LoadKpResult,
+    OneCTaskDeadlineRequest,
     OneCTaskStatus,
     Payment,
     ReflectProgressRequest,
@@ -63,6 +65,7 @@ class FakePortal:
     approval_items: dict[str, dict] = field(default_factory=dict)
     completed_tasks: set[int] = field(default_factory=set)
     moved_deadlines: dict[int, datetime] = field(default_factory=dict)  # a person's DEADLINE
+    rewritten_deadlines: list[tuple[int, datetime]] = field(default_factory=list)  # the workflow's
     reassigned: list[TaskReassignRequest] = field(default_factory=list)
     linked_deals: dict[str, LinkedDealRequest] = field(default_factory=dict)
     emails: dict[str, EmailRequest] = field(default_factory=dict)
@@ -172,6 +175,15 @@ class FakePortal:
         async def complete_task(task_id: int) -> None:
             portal.completed_tasks.add(task_id)
 
+        @activity.defn(name="set_task_deadline")
+        async def set_task_deadline(req: TaskDeadlineRequest) -> bool:
+            current = await read_task(req.task_id)
+            if current.status == "5" or current.deadline == req.deadline:
+                return False
+            portal.moved_deadlines[req.task_id] = req.deadline
+            portal.rewritten_deadlines.append((req.task_id, req.deadline))
+            return True
+
         @activity.defn(name="read_people")
         async def read_people(req: PeopleRequest) -> PeopleAnswer:
             people = portal.people or people_rules(Settings.model_validate({}))
@@ -254,6 +266,17 @@ class FakePortal:
             task["cancelled"] = req.reason
             return True
 
+        @activity.defn(name="set_onec_task_deadline")
+        async def set_onec_task_deadline(req: OneCTaskDeadlineRequest) -> bool:
+            portal.check_onec()
+            task = portal.onec_tasks.get(req.key)
+            if task is None or task["done"] or task.get("cancelled"):
+                return False
+            if task["deadline"] == req.deadline:
+                return False
+            task["deadline"] = req.deadline
+            return True
+
         @activity.defn(name="read_onec_task")
         async def read_onec_task(ref: str) -> OneCTaskStatus:
             task = next(t for t in portal.onec_tasks.values() if t["ref"] == ref)
@@ -271,6 +294,7 @@ class FakePortal:
             read_task_status,
             read_task,
             complete_task,
+            set_task_deadline,
             defer_task,
             read_people,
             leave_stage,
@@ -283,6 +307,7 @@ class FakePortal:
             create_onec_task,
             read_onec_task,
             cancel_onec_task,
+            set_onec_task_deadline,
             reflect_task_progress,
             fetch_deal,
             notify_users,
