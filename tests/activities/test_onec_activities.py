@@ -19,6 +19,7 @@ from salesflow.workflows.onec_models import (
     CreateOneCTaskRequest,
     FindPaymentsRequest,
     LoadKpRequest,
+    OneCTaskDeadlineRequest,
     ReflectProgressRequest,
 )
 from tests.activities.systems import Systems
@@ -351,3 +352,39 @@ async def test_r_lose_1_logist_task_withdrawn_in_1c_once_executed_one_kept(
     tasks = {t["Ref_Key"]: t for t in s.base.all(TASKS)}
     assert tasks[open_ref]["DeletionMark"] and reason in tasks[open_ref]["РезультатВыполнения"]
     assert not tasks[done_ref]["DeletionMark"]
+
+
+async def test_r_x4_r_x6_logist_task_srok_follows_the_bitrix24_deadline(systems: Systems) -> None:
+    s = systems
+    deal_id = await s.new_deal()
+    task_id = await s.new_task(deal_id)
+    tz = ZoneInfo("Europe/Moscow")
+    first_due = datetime(2026, 12, 7, 18, 0, tzinfo=tz)
+    open_req, done_req = (
+        CreateOneCTaskRequest(
+            key=f"deal:{deal_id}:{name}:1c",
+            deal_id=deal_id,
+            bitrix_task_id=task_id,
+            title="Отгрузить товар клиенту",
+            responsible_id=5,
+            deadline=first_due,
+        )
+        for name in ("open", "done")
+    )
+    open_ref = await s.activities.create_onec_task(open_req)
+    done_ref = await s.activities.create_onec_task(done_req)
+    await s.onec.execute_task(done_ref)
+    moved = datetime(2026, 12, 9, 18, 0, tzinfo=tz)
+
+    def req(key: str, due: datetime) -> OneCTaskDeadlineRequest:
+        return OneCTaskDeadlineRequest(key=key, deadline=due)
+
+    first = await s.activities.set_onec_task_deadline(req(open_req.key, moved))
+    again = await s.activities.set_onec_task_deadline(req(open_req.key, moved))
+    executed = await s.activities.set_onec_task_deadline(req(done_req.key, moved))
+    never = await s.activities.set_onec_task_deadline(req(f"deal:{deal_id}:never:1c", moved))
+
+    assert (first, again, executed, never) == (True, False, False, False)
+    tasks = {t["Ref_Key"]: t for t in s.base.all(TASKS)}
+    assert str(tasks[open_ref]["СрокИсполнения"]).startswith("2026-12-09 18:00")
+    assert str(tasks[done_ref]["СрокИсполнения"]).startswith("2026-12-07 18:00")
