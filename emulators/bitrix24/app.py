@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request, Response
 from starlette.background import BackgroundTask
@@ -42,6 +42,7 @@ from emulators.bitrix24.auth import Caller, oauth_caller, take_token, webhook_ca
 from emulators.bitrix24.batch import run_counted, timing
 from emulators.bitrix24.card_page import card_page_routes
 from emulators.bitrix24.events import EventDispatcher, Origin
+from emulators.bitrix24.files import GET_FILE, file_by_token
 from emulators.bitrix24.limits import BUCKET_PLANS, DEFAULT_OPERATING_LIMIT
 from emulators.bitrix24.oauth import oauth_routes
 from emulators.bitrix24.query import Page
@@ -210,6 +211,17 @@ async def handle_rest(
     if not portal.bucket.try_acquire(source=_source(request)):
         portal.rejected[name] += 1
         return _error(RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503))
+    if name == GET_FILE.lower():  # a file field's `urlMachine` (files.py): the content, not JSON
+        found = file_by_token(portal, str(params.get("token") or ""))
+        if found is None:
+            return _error(RestError("NOT_FOUND", "File not found", 404))
+        file_name, content = found
+        return Response(
+            content,
+            200,
+            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(file_name)}"},
+            media_type="application/octet-stream",
+        )
     connector = params.pop("auth_connector", "")
     ctx = CallContext(
         portal,

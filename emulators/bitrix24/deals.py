@@ -6,6 +6,7 @@ import datetime as dt
 from functools import partial
 from typing import Any
 
+from emulators.bitrix24.files import store_file
 from emulators.bitrix24.query import (
     Page,
     matches,
@@ -268,7 +269,9 @@ def _write_fields(
     parents = set(_parent_fields(portal))
     changed: dict[str, Any] = {}
     for key, value in fields.items():
-        if key in ufs:
+        if key in ufs and ufs[key]["USER_TYPE_ID"] == "file":
+            new = store_file(portal, int(deal["ID"]), key, value, deal.get(key))
+        elif key in ufs:
             new = _uf_value(ufs[key], value)
         elif key in _FIELDS or key in parents:
             if key in _SERVER_FIELDS or key in {

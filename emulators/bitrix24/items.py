@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulators.bitrix24 import deals as emulator_deals
+from emulators.bitrix24.files import item_file
 from emulators.bitrix24.query import (
     Page,
     filter_fields,
@@ -243,13 +244,17 @@ def _deal_names(portal: Portal) -> dict[str, str]:
     return names
 
 
-def deal_item(portal: Portal, deal: dict[str, Any]) -> dict[str, Any]:
-    """A deal as crm.item.get {entityTypeId: 2} returns it."""
+def deal_item(
+    portal: Portal, deal: dict[str, Any], ctx: CallContext | None = None
+) -> dict[str, Any]:
+    """A deal as crm.item.get {entityTypeId: 2} returns it (file fields: files.py)."""
     ufs = _userfields(portal, DEAL)
     view: dict[str, Any] = {}
     for name, source in _deal_names(portal).items():
         if not source:
             view[name] = DEAL
+        elif name in ufs and ufs[name]["USER_TYPE_ID"] == "file":
+            view[name] = item_file(ctx, deal.get(source))
         elif name in ufs:
             view[name] = _uf_value(ufs[name], deal.get(source))
         else:
@@ -488,7 +493,7 @@ def item_add(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     fields = _fields(params)
     if entity_type_id == DEAL:
         deal_id = emulator_deals.create_deal(ctx, _deal_fields_from_item(portal, fields))
-        return {"item": deal_item(portal, portal.deals[deal_id])}
+        return {"item": deal_item(portal, portal.deals[deal_id], ctx)}
     category_id = to_int(fields.get("categoryId")) or _default_category(portal, entity_type_id)
     if not _stages(portal, entity_type_id, category_id):
         raise RestError("CRM_FIELD_ERROR_VALUE_NOT_VALID", "Invalid value for field categoryId")
@@ -505,7 +510,7 @@ def item_get(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     portal = ctx.portal
     entity_type_id = _type(portal, params)
     if entity_type_id == DEAL:
-        return {"item": deal_item(portal, _deal(portal, params))}
+        return {"item": deal_item(portal, _deal(portal, params), ctx)}
     item = _item(portal, entity_type_id, params)
     return {"item": _present(portal, entity_type_id, item, _original_names(params))}
 
@@ -521,7 +526,7 @@ def item_update(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
         emulator_deals.update_deal(
             ctx, deal, _deal_fields_from_item(portal, fields), category_id=category
         )
-        return {"item": deal_item(portal, deal)}
+        return {"item": deal_item(portal, deal, ctx)}
     item = _item(portal, entity_type_id, params)
     category_id = item["categoryId"]
     if "categoryId" in fields and to_int(fields["categoryId"]) != category_id:
@@ -572,7 +577,7 @@ def item_list(ctx: CallContext, params: dict[str, Any]) -> Page:
         [*filter_fields(filter_), *(order_param if isinstance(order_param, dict) else {}), *select],
     )
     if entity_type_id == DEAL:
-        records = [deal_item(portal, d) for d in portal.deals.values()]
+        records = [deal_item(portal, d, ctx) for d in portal.deals.values()]
     else:
         records = list(portal.items[entity_type_id].values())
     rows = [r for r in records if matches(r, filter_, _kind, upper=False, groups=True)]

@@ -180,6 +180,9 @@ _DEAL_USERFIELDS = [
     _uf("UF_CRM_PAYMENT_DATE", "date", "Дата оплаты"),
     _uf("UF_CRM_ACT", "string", "Акт выполненных работ"),
     _uf("UF_CRM_UPD", "string", "УПД"),
+    # the signed closing documents as files (R-SH-3): a `file` user field
+    _uf("UF_CRM_SIGNED_ACT", "file", "Подписанный акт"),
+    _uf("UF_CRM_SIGNED_UPD", "file", "Подписанный УПД"),
     _uf(
         "UF_CRM_LOSS_REASON",
         "enumeration",

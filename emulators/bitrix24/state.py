@@ -280,6 +280,8 @@ class Portal:
         self.companies: dict[int, dict[str, Any]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}
         self.deals: dict[int, dict[str, Any]] = {}
+        # the files of `file` user fields: id → (name, content) (emulators/bitrix24/files.py)
+        self.files: dict[int, tuple[str, bytes]] = {}
         self.deal_contacts: dict[int, list[int]] = {}
         self.product_rows: dict[int, list[dict[str, Any]]] = {}
         self.products: dict[int, dict[str, Any]] = {}  # crm.product.* (products.py)
