@@ -66,7 +66,7 @@ def build_activities(
     if onec is not None:
         activities += OneCActivities(onec, bitrix24, settings).all()
     if engine is not None:
-        activities += MailActivities(settings.smtp, engine).all()
+        activities += MailActivities(settings.smtp, engine, bitrix24).all()
         activities += BoardActivities(engine).all()
     return activities
 

@@ -14,6 +14,8 @@ of the Bitrix24 and 1C creates (`once.py`) cannot help here.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import mimetypes
 import smtplib
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -21,28 +23,69 @@ from email.message import EmailMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from salesflow.activities.errors import refuse
+from salesflow.activities.errors import refuse, remote_errors
 from salesflow.config import redact
 from salesflow.config.settings import SmtpSettings
+from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.store.outbox import count_attempt, mark_sent, was_sent
 from salesflow.workflows.models import EmailRequest
 
 
-def build_message(req: EmailRequest, sender: str) -> EmailMessage:
+def build_message(
+    req: EmailRequest, sender: str, attachments: list[tuple[str, bytes]] | None = None
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(req.to)
     message["Subject"] = req.subject
     message["Message-ID"] = f"<{req.key.replace(':', '.')}@salesflow>"
     message.set_content(req.body)
+    for name, content in attachments or []:
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        maintype, _, subtype = kind.partition("/")
+        message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
     return message
 
 
+def uf_camel(name: str) -> str:
+    """A deal user field as crm.item.get names it: `UF_CRM_SIGNED_ACT` → `ufCrmSignedAct`,
+    `UF_CRM_44_1638795037` → `ufCrm44_1638795037` (bitrix24.md §5, crm/universal)."""
+    parts = name.lower().split("_")
+    out = parts[0]
+    for previous, part in itertools.pairwise(parts):
+        out += "_" + part if part.isdigit() and previous.isdigit() else part.capitalize()
+    return out
+
+
+async def deal_files(
+    bitrix24: Bitrix24Client, deal_id: int, fields: list[str]
+) -> list[tuple[str, bytes]]:
+    """The files in the deal's `file` fields `fields`: crm.item.get {entityTypeId: 2} answers
+    each as `{id, url, urlMachine}` and `urlMachine` is downloaded with a GET (b24restdocs
+    api-reference/files/index.md, how-to-upload-files.md "Response Content"; crm.deal.get's
+    `downloadUrl` is a show_file.php page for a browser session, b24-rest-docs issue #94).
+    An empty field gives nothing."""
+    with remote_errors():
+        found = await bitrix24.call("crm.item.get", {"entityTypeId": 2, "id": deal_id})
+        item = found.get("item") or {}
+        files: list[tuple[str, bytes]] = []
+        for field in fields:
+            value = item.get(uf_camel(field))
+            for entry in value if isinstance(value, list) else [value]:
+                if isinstance(entry, dict) and entry.get("urlMachine"):
+                    name, content = await bitrix24.download(str(entry["urlMachine"]))
+                    files.append((name or f"{field.lower()}-{entry.get('id')}", content))
+    return files
+
+
 class MailActivities:
-    def __init__(self, smtp: SmtpSettings, engine: AsyncEngine) -> None:
+    def __init__(
+        self, smtp: SmtpSettings, engine: AsyncEngine, bitrix24: Bitrix24Client | None = None
+    ) -> None:
         redact.register(smtp.password)
         self.smtp = smtp
         self.engine = engine
+        self.bitrix24 = bitrix24  # the deal's signed files (R-SH-3 attachments)
 
     def all(self) -> list[object]:
         return [self.send_email]
@@ -53,7 +96,12 @@ class MailActivities:
             raise refuse(f"bad recipient list {req.to}", "BadRecipient")
         if await was_sent(self.engine, req.key):
             return
-        message = build_message(req, self.smtp.sender)
+        attachments: list[tuple[str, bytes]] = []
+        if req.attach_fields:
+            if self.bitrix24 is None:
+                raise refuse("no Bitrix24 client to read the deal's files", "NoBitrix24Client")
+            attachments = await deal_files(self.bitrix24, req.deal_id, req.attach_fields)
+        message = build_message(req, self.smtp.sender, attachments)
         loop = asyncio.get_running_loop()
 
         def counted() -> None:

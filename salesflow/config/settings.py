@@ -504,6 +504,9 @@ class PortalFields(_Section):
     payment_date: Required = "UF_CRM_PAYMENT_DATE"
     act: Required = "UF_CRM_ACT"
     upd: Required = "UF_CRM_UPD"
+    # R-SH-3: the signed Акт and УПД as `file` user fields, attached to the accountant's e-mail
+    signed_act: Required = "UF_CRM_SIGNED_ACT"
+    signed_upd: Required = "UF_CRM_SIGNED_UPD"
     loss_reason: Required = "UF_CRM_LOSS_REASON"
     loss_comment: Required = "UF_CRM_LOSS_COMMENT"
     reject_reason: Required = "UF_CRM_REJECT_REASON"

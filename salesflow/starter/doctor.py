@@ -72,6 +72,8 @@ FIELD_TYPES: dict[str, frozenset[str]] = {
     "client": frozenset({"crm_contact"}),
     "kp_date": _DATE,
     "payment_date": _DATE,
+    "signed_act": frozenset({"file"}),  # R-SH-3: the signed files attached to the e-mail
+    "signed_upd": frozenset({"file"}),
     **{
         f"need_{service}": frozenset({"boolean"})
         for service in (

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -111,6 +112,7 @@ KP_MESSAGE_WHEN_SENT = "kp-message-when-sent"  # «КП отправлено» a
 POSTPAYMENT = "postpayment-skips-the-pay-loop"  # R-CT-2
 PAYMENTS_AFTER_WON = "payments-after-won"  # R-PS-1: tranches chased after WON
 CLOSING_BUSINESS_DAYS = "closing-documents-business-days"  # R-X9: «1 день» in business days
+ACCOUNTANT_ATTACHMENTS = "fin14-accountant-mail-attachments"  # R-SH-3: the signed files
 CLOSING_TASKS_LINKED = "fin14-closing-tasks-linked"  # the Акт/УПД DEADLINEs move closing_documents
 KP_RELOAD_PER_ROUND = "kp-load-per-round"  # a re-formed КП is read from 1C again (R-KP-4)
 REWORK_BEFORE_NEXT_ROUND = "rework-before-next-round"
@@ -635,12 +637,22 @@ class DealWorkflow:
                 to=[self.rules.accountant_email],
                 subject=fx.text("mail_accountant_subject"),
                 body=fx.text("mail_accountant_body", documents="\n".join(lines)),
+                **self._signed_files(),
             ),
         )
         fields = self.rules.fields
         await fx.set_fields_once(
             "sh:fields", {fields["act"]: "Подписан", fields["upd"]: "Подписан"}
         )
+
+    def _signed_files(self) -> dict[str, Any]:
+        """R-SH-3: the deal's signed Акт and УПД files attached to the accountant's e-mail
+        (patched; rules from before the file fields existed attach nothing)."""
+        fields = [self.rules.fields.get(k) for k in ("signed_act", "signed_upd")]
+        present = [f for f in fields if f]
+        if not present or not workflow.patched(ACCOUNTANT_ATTACHMENTS):
+            return {}
+        return {"deal_id": self.s.deal_id, "attach_fields": present}
 
     async def _continue_as_new_when_suggested(self) -> None:
         if workflow.info().is_continue_as_new_suggested():

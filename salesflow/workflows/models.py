@@ -564,6 +564,9 @@ class EmailRequest(Carried):
     to: list[str]
     subject: str
     body: str
+    # fin14 (R-SH-3): the files in these `file` fields of deal `deal_id` go as attachments
+    deal_id: int = 0
+    attach_fields: list[str] = Field(default_factory=list)
 
 
 class LinkedDealRequest(Carried):

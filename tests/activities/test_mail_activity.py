@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from aiosmtpd.handlers import Message
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from emulators.asgi_server import free_port
+from emulators.asgi_server import free_port, serve
+from emulators.bitrix24.app import create_app
 from salesflow.activities.mail import MailActivities
 from salesflow.config.settings import SmtpSettings
+from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.store.db import init_db, make_engine
 from salesflow.store.outbox import attempts_of, count_attempt
 from salesflow.workflows.models import EmailRequest
@@ -152,3 +155,43 @@ async def test_r_sh_3_late_250_is_an_unknown_outcome_resent_with_the_same_messag
     first, again = inbox.messages
     assert first["Message-ID"] == again["Message-ID"] == "<deal.45.sh.mail_accountant@salesflow>"
     assert again["X-Salesflow-Attempt"] == "2" and attempts == 2
+
+
+async def test_r_sh_3_signed_act_and_upd_files_attached(smtp_server, tmp_path: Path) -> None:
+    """The signed files from the deal's `file` fields (crm.item.get urlMachine) are attached;
+    an empty field attaches nothing."""
+    inbox, port = smtp_server
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    await init_db(engine)
+    async with serve(create_app(rate_per_second=None)) as server:
+        client = Bitrix24Client(f"{server.url}/rest/1/devsecret/", rate_per_second=50, burst=50)
+        try:
+            deal_id = int(
+                await client.call(
+                    "crm.deal.add",
+                    {"fields": {"TITLE": "Поставка", "CATEGORY_ID": 1, "STAGE_ID": "C1:NEW"}},
+                )
+            )
+            act = base64.b64encode(b"%PDF-1.4 act").decode()
+            await client.call(
+                "crm.deal.update",
+                {"id": deal_id, "fields": {"UF_CRM_SIGNED_ACT": {"fileData": ["Акт.pdf", act]}}},
+            )
+            acts = MailActivities(SmtpSettings(host="127.0.0.1", port=port), engine, client)
+            req = EmailRequest(
+                key=f"deal:{deal_id}:sh:mail_accountant",
+                to=["buh@example.ru"],
+                subject="Подписанные документы",
+                body="— Акт: подписан",
+                deal_id=deal_id,
+                attach_fields=["UF_CRM_SIGNED_ACT", "UF_CRM_SIGNED_UPD"],
+            )
+            await ActivityEnvironment().run(acts.send_email, req)
+        finally:
+            await client.aclose()
+    await engine.dispose()
+    (mail,) = inbox.messages
+    parts = [p for p in mail.walk() if p.get_filename()]
+    assert [p.get_filename() for p in parts] == ["Акт.pdf"]
+    assert parts[0].get_payload(decode=True) == b"%PDF-1.4 act"
+    assert parts[0].get_content_type() == "application/pdf"

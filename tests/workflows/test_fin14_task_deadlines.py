@@ -12,6 +12,7 @@ from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import (
     Bitrix24Event,
     DealRules,
+    DocumentsSigned,
     LoseDeal,
     RequestTasks,
 )
@@ -135,3 +136,16 @@ async def test_r_x8_r_kp_6_lost_deal_keeps_the_approval_a_person_decided(run_dea
         result = await handle.result()
     assert result.stage == "LOSE"
     assert item["stage"] == rules.approval.stage_approved
+
+
+async def test_r_sh_3_accountant_mail_attaches_the_signed_act_and_upd(run_deal) -> None:
+    portal = FakePortal(new_deal(7606))
+    async with run_deal(portal, calendar_rules()) as handle:
+        await drive_to(handle, portal, "SHIPPED")
+        for kind in ("act", "upd"):
+            await handle.execute_update(DealWorkflow.documents_signed, DocumentsSigned(kind=kind))
+        result = await handle.result()
+    assert result.stage == "WON"
+    (mail,) = portal.emails.values()
+    assert mail.deal_id == 7606
+    assert mail.attach_fields == ["UF_CRM_SIGNED_ACT", "UF_CRM_SIGNED_UPD"]

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -452,6 +452,37 @@ class Bitrix24Client:
                 return await self._coalescer.submit(method, params, command)
         await self._throttle()
         return await self._post(method, params)
+
+    async def download(self, url: str) -> tuple[str, bytes]:
+        """A file by a signed link of the portal (a file field's `urlMachine`): a plain GET
+        with the headers the portal wants (b24restdocs api-reference/files/how-to-upload-files.md
+        "Response Content"). Returns (file name, content). Only links on this portal are
+        followed; the link carries a token, so no error or log line shows it."""
+        parts = urlsplit(url)
+        if f"{parts.scheme}://{parts.netloc}" != self._origin:
+            raise Bitrix24Error("FILE_LINK_FOREIGN", "the file link is not on this portal")
+        headers = {
+            "User-Agent": "Mozilla/5.0 (compatible; salesflow)",
+            "Accept": "*/*",
+            "Accept-Language": "ru-RU,ru;q=0.9",
+            "Referer": self._origin + "/",
+        }
+        try:
+            response = await self._http.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ServerError("FILE_DOWNLOAD_FAILED", type(exc).__name__, 503) from None
+        self.http_requests += 1
+        if response.status_code >= 500:
+            raise ServerError("FILE_DOWNLOAD_FAILED", f"HTTP {response.status_code}", 503)
+        if response.status_code != 200:
+            raise Bitrix24Error("FILE_DOWNLOAD_FAILED", f"HTTP {response.status_code}", 404)
+        disposition = response.headers.get("content-disposition", "")
+        name = ""
+        if "filename*=UTF-8''" in disposition:
+            name = unquote(disposition.split("filename*=UTF-8''", 1)[1].split(";")[0])
+        elif "filename=" in disposition:
+            name = disposition.split("filename=", 1)[1].split(";")[0].strip('"')
+        return name, response.content
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """The `result` of one method call."""
