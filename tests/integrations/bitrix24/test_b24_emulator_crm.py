@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import TYPE_CHECKING
+
+from emulators.asgi_server import serve
+from emulators.bitrix24.app import create_app
+from salesflow.integrations.bitrix24.client import Bitrix24Client
 
 if TYPE_CHECKING:
     from tests.integrations.bitrix24.conftest import Emulator, Rest
@@ -310,3 +315,36 @@ async def test_smart_process_items(rest: Rest, emu: Emulator) -> None:
     assert [i["id"] for i in body["result"]["items"]] == [item["id"]]
     status, body = await rest("crm.item.get", {"entityTypeId": 1032, "id": 999})
     assert (status, body["error"]) == (400, "NOT_FOUND")
+
+
+async def test_r_sh_3_file_field_answered_as_the_portal_does() -> None:
+    """A `file` user field: crm.deal.get answers {id, showUrl, downloadUrl}, crm.item.get
+    {id, url, urlMachine}; urlMachine downloads the content (b24restdocs files/index.md)."""
+    async with serve(create_app(rate_per_second=None)) as server:
+        client = Bitrix24Client(f"{server.url}/rest/1/devsecret/", rate_per_second=50, burst=50)
+        try:
+            deal_id = int(
+                await client.call(
+                    "crm.deal.add",
+                    {"fields": {"TITLE": "Поставка", "CATEGORY_ID": 1, "STAGE_ID": "C1:NEW"}},
+                )
+            )
+            content = base64.b64encode("УПД".encode()).decode()
+            await client.call(
+                "crm.item.update",
+                {
+                    "entityTypeId": 2,
+                    "id": deal_id,
+                    "fields": {"ufCrmSignedUpd": ["УПД.pdf", content]},
+                },
+            )
+            deal = await client.call("crm.deal.get", {"id": deal_id})
+            item = (await client.call("crm.item.get", {"entityTypeId": 2, "id": deal_id}))["item"]
+            downloaded = await client.download(item["ufCrmSignedUpd"]["urlMachine"])
+        finally:
+            await client.aclose()
+    assert set(deal["UF_CRM_SIGNED_UPD"]) == {"id", "showUrl", "downloadUrl"}
+    assert deal["UF_CRM_SIGNED_UPD"]["showUrl"].startswith("/bitrix/components/bitrix/crm.deal")
+    assert deal["UF_CRM_SIGNED_ACT"] is None
+    assert set(item["ufCrmSignedUpd"]) == {"id", "url", "urlMachine"}
+    assert downloaded == ("УПД.pdf", "УПД".encode())

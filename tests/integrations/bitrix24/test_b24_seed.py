@@ -92,7 +92,8 @@ def test_deal_user_fields_and_option_ids() -> None:
     assert fields["UF_CRM_KP_DATE"]["USER_TYPE_ID"] == "date"
     assert fields["UF_CRM_NEED_METROLOGIST"]["USER_TYPE_ID"] == "boolean"
     assert fields["UF_CRM_INN"]["EDIT_FORM_LABEL"] == "ИНН клиента"
-    assert len(fields) == 25
+    assert fields["UF_CRM_SIGNED_ACT"]["USER_TYPE_ID"] == "file"  # R-SH-3 (fin14)
+    assert len(fields) == 27
 
 
 def test_seed_file_merges_over_builtin(tmp_path: Path) -> None:
