@@ -27,6 +27,7 @@ from salesflow.config.snapshot import people_rules
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.bitrix24.errors import Bitrix24Error, NotFound
 from salesflow.workflows.models import (
+    ApprovalItemRead,
     ApprovalItemRequest,
     ApprovalItemStage,
     ClientMessageRequest,
@@ -180,6 +181,7 @@ class Bitrix24Activities(Bitrix24Batch):
             self.reassign_task,
             self.create_approval_item,
             self.read_approval_item_stage,
+            self.read_approval_item,
             self.set_approval_item_stage,
             self.create_linked_deal,
             self.leave_stage,  # issue 16: a stage's effects in one batch (bitrix24_batch.py)
@@ -489,6 +491,22 @@ class Bitrix24Activities(Bitrix24Batch):
                 "crm.item.get", {"entityTypeId": req.entity_type_id, "id": req.item_id}
             )
         return str(found["item"].get("stageId") or "")
+
+    @activity.defn(name="read_approval_item")
+    async def read_approval_item(self, req: ApprovalItemStage) -> ApprovalItemRead:
+        """The item's stage and its last mover (`movedBy` of crm.item.get, camelCase as every
+        crm.item key — research/bitrix24.md §6), named by user.get (issue 12: who decided)."""
+        with remote_errors():
+            found = await self.client.call(
+                "crm.item.get", {"entityTypeId": req.entity_type_id, "id": req.item_id}
+            )
+        item = found["item"]
+        raw = item.get("movedBy") or item.get("updatedBy") or 0
+        mover = int(raw) if str(raw).isdigit() else 0
+        name = await self._names.name(mover) if mover else ""
+        return ApprovalItemRead(
+            stage_id=str(item.get("stageId") or ""), moved_by=mover, moved_by_name=name
+        )
 
     @activity.defn(name="set_approval_item_stage")
     async def set_approval_item_stage(self, req: ApprovalItemStage) -> None:

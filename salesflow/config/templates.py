@@ -488,6 +488,7 @@ CAUSE_TEMPLATES: dict[str, str] = {
     "cause_kp_feedback": "обратная связь по КП, раунд {round}: {answer}",
     "cause_kp_agreed": "КП согласовано; комплект документов: {document_set}",
     "cause_approval_rejected": "внутреннее согласование отклонено: {comment}",
+    "cause_approval_approved": "внутреннее согласование пройдено",
     "cause_payment_received": "оплата получена",
     "cause_closing_documents": "закрывающие документы подписаны и отправлены",
     "cause_signed": "подписан документ: {kind}",

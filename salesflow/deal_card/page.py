@@ -102,7 +102,9 @@ def _summary(ctx: PageContext, view: DealView) -> list[str]:
         f"<dt>{_e(t('stage'))}</dt>"
         f'<dd id="stage" data-stage="{_e(view.stage)}">{_e(ctx.stage_name or view.stage)}</dd>',
         f'<dt>{_e(t("waits_for"))}</dt><dd id="waits">{_e(waits)}</dd>',
-        f"<dt>{_e(t('responsible'))}</dt><dd>{_e(view.manager_id or '—')}</dd>",
+        f"<dt>{_e(t('responsible'))}</dt>"
+        f'<dd id="responsible" data-user-id="{view.manager_id or ""}">'
+        f"{_e(view.manager_name or view.manager_id or '—')}</dd>",
         f"<dt>{_e(t('amount'))}</dt><dd>{_e(_money(view.amount))} ₽</dd>",
         "</dl>",
         f'<h2>{_e(t("open_tasks"))}</h2><section id="tasks">',

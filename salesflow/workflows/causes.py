@@ -21,6 +21,7 @@ CAUSES: dict[str, str] = {
     "kp_feedback": "КП feedback round {round}: {answer}",
     "kp_agreed": "КП agreed; document set {document_set}",
     "approval_rejected": "internal approval rejected: {comment}",
+    "approval_approved": "internal approval approved",
     "payment_received": "payment received",
     "closing_documents": "closing documents signed and sent",
     "signed": "{kind} signed",

@@ -371,9 +371,12 @@ class DealWorkflow:
                     comment=result.comment or "—",
                 )
                 return Transition(
-                    Stage.KP, C.cause("approval_rejected", comment=result.comment or "—")
+                    Stage.KP,
+                    C.cause("approval_rejected", comment=result.comment or "—"),
+                    result.actor,
                 )
             self.s.approved = True
+            fx.record(Stage.CONTRACT, C.cause("approval_approved"), result.actor)
         await fx.task("ct:send_documents", "task_send_documents_to_client")
         await fx.wait(lambda: False)
         return fx.take_move()
@@ -747,7 +750,9 @@ class DealWorkflow:
     async def record_payment(self, cmd: RecordPayment) -> UpdateAck:
         mark = since(self.s)
         info = workflow.current_update_info()
-        self.payments.add(cmd.amount, cmd.paid_on, cmd.source, info.id if info else "")
+        self.payments.add(
+            cmd.amount, cmd.paid_on, cmd.source, info.id if info else "", actor=cmd.actor
+        )
         await self.payments.tell_overpaid()
         if self.s.payment_schedule:
             await self.payments.publish_schedule()
@@ -771,7 +776,7 @@ class DealWorkflow:
         """R-PS-1: the РОП ends the payment control of a won deal with tranches still open."""
         mark = since(self.s)
         self.s.payments_closed = cmd.comment
-        self.fx.record(self.s.stage, f"payment control closed by the РОП: {cmd.comment}")
+        self.fx.record(self.s.stage, f"payment control closed by the РОП: {cmd.comment}", cmd.actor)
         return ack(self.s, mark)
 
     @close_payments.validator
@@ -785,7 +790,9 @@ class DealWorkflow:
         mark = since(self.s)
         self.s.payment_schedule = self.payments.plan(cmd)
         self.fx.record(
-            self.s.stage, f"payment schedule set: {len(self.s.payment_schedule)} tranches"
+            self.s.stage,
+            f"payment schedule set: {len(self.s.payment_schedule)} tranches",
+            cmd.actor,
         )
         await self.payments.publish_schedule()
         self.payments.start_control()
@@ -871,7 +878,7 @@ class DealWorkflow:
         """R-X7: «Заказ Импорт», «Производство», «Закупки» as tracked children."""
         mark = since(self.s)
         name = await self.children.start_process(cmd)
-        self.fx.record(self.s.stage, C.cause("process_started", name=name))
+        self.fx.record(self.s.stage, C.cause("process_started", name=name), cmd.actor)
         return ack(self.s, mark)
 
     @start_process.validator
@@ -890,7 +897,7 @@ class DealWorkflow:
                 self.s.done.append(f"signed:{cmd.kind}")
             field = self.rules.fields[f"signed_{cmd.kind}"]
             await self.fx.update_deal({field: f"Подписан {self.fx.today():%d.%m.%Y}"})
-        self.fx.record(self.s.stage, C.cause("signed", kind=cmd.kind))
+        self.fx.record(self.s.stage, C.cause("signed", kind=cmd.kind), cmd.actor)
         return ack(self.s, mark)
 
     @documents_signed.validator

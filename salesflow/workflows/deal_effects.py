@@ -858,6 +858,9 @@ class DealEffects:
             deal_id=self.s.deal_id,
             stage=self.s.stage,
             manager_id=self.s.manager_id,
+            manager_name=(
+                deal.assigned_by_name if deal and deal.assigned_by_id == self.s.manager_id else ""
+            ),
             amount=deal.amount if deal else 0.0,
             document_set=self.s.document_set,
             open_tasks=self.s.open_tasks,

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.models import (
         FINAL_STAGES,
+        Actor,
         NotifyRequest,
         PaymentRecord,
         PaymentSchedule,
@@ -146,21 +147,27 @@ class Payments:
         return f"ps:{n}" if k == 0 else f"ps:a{k}:{n}"
 
     def add(
-        self, amount: float, paid_on: Any, source: str, number: str = "", onec: bool = False
+        self,
+        amount: float,
+        paid_on: Any,
+        source: str,
+        number: str = "",
+        onec: bool = False,
+        actor: Actor | None = None,
     ) -> bool:
         """A payment, once per reference (`source:number`); False when already known. `onec`:
-        a payment document read from 1C (`number` is its number)."""
+        a payment document read from 1C (`number` is its number); `actor`: who recorded it."""
         if self._ledger:
             if onec:
                 return self._from_onec(amount, paid_on, number)
-            return self._from_person(amount, paid_on, source, number)
+            return self._from_person(amount, paid_on, source, number, actor)
         reference = f"{source}:{number}" if number else ""
         if reference and any(p.source == reference for p in self.s.payments):
             return False
         self.s.payments.append(
             PaymentRecord(amount=amount, paid_on=paid_on, source=reference or source)
         )
-        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
+        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})", actor)
         return True
 
     # ---- the ledger (R-PS-1): one payment however many ways it is told ----------------
@@ -201,7 +208,9 @@ class Payments:
         self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} (1C {document})")
         return True
 
-    def _from_person(self, amount: float, paid_on: date, source: str, ref: str) -> bool:
+    def _from_person(
+        self, amount: float, paid_on: date, source: str, ref: str, actor: Actor | None = None
+    ) -> bool:
         """A payment a person records: once per update; the same money already read from 1C
         (and not yet matched to a person's record) is that payment, not a second one."""
         reference = f"{source}:{ref}" if ref else source
@@ -211,11 +220,13 @@ class Payments:
             if p.document and not p.matched and self._same(p, amount, paid_on):
                 p.matched = True
                 self.fx.record(
-                    self.s.stage, f"payment {amount:.2f} already received from 1C {p.document}"
+                    self.s.stage,
+                    f"payment {amount:.2f} already received from 1C {p.document}",
+                    actor,
                 )
                 return False
         self.s.payments.append(PaymentRecord(amount=amount, paid_on=paid_on, source=reference))
-        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
+        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})", actor)
         return True
 
     async def reverse(self, document: str) -> bool:
