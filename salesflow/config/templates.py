@@ -417,6 +417,7 @@ CARD_TEMPLATES: dict[str, str] = {
     "process_done": "выполнено",
     "process_failed": "ошибка",
     "actor_unknown": "—",
+    "actor_automatic": "автоматически",
     # Roles (who may do what) and refusals.
     "role_manager": "менеджер по продажам",
     "role_responsible": "ответственный за сделку",

@@ -17,6 +17,7 @@ from salesflow.deal_card.actions import (
 from salesflow.deal_card.policy import ROLE_ORDER, Policy
 from salesflow.deal_card.texts import Texts
 from salesflow.deal_card.why_section import why_section
+from salesflow.workflows.causes import AUTOMATIC
 from salesflow.workflows.children import LOGIST_PROCESS
 from salesflow.workflows.deal import SERVICES
 from salesflow.workflows.models import Actor, DealView, HistoryEntry
@@ -192,6 +193,8 @@ def _history(ctx: PageContext, view: DealView) -> list[str]:
     for entry in reversed(view.history):
         actor = entry.model_dump().get("actor")  # recorded by the workflow once it keeps it
         who = actor.get("name") or actor.get("user_id") if isinstance(actor, dict) else None
+        if who is None and entry.code in AUTOMATIC:
+            who = t("actor_automatic")
         out.append(
             f"<tr><td>{_e(_when(entry.at, ctx.timezone))}</td>"
             f"<td>{_e(ctx.stage_names.get(entry.stage, entry.stage))}</td>"

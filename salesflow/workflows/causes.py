@@ -38,6 +38,20 @@ CAUSES: dict[str, str] = {
     "payment_confirmed": "payment {amount} confirmed by 1C {document}",
 }
 
+# the workflow's own doing (no person behind it): the tab's «Кто» says so (actor_automatic)
+AUTOMATIC: frozenset[str] = frozenset(
+    {
+        "found",
+        "automation",
+        "payment_received",
+        "payment_confirmed",
+        "closing_documents",
+        "process_done",
+        "move_refused",
+        "waiting_for_fields",
+    }
+)
+
 Param = str | int | float
 
 

@@ -346,7 +346,7 @@ class DealWorkflow:
         rub = self.changes.rub_amount()
         fx.decisions.document_set(self.s.deal.amount if rub is None else rub, document_set)
         return await fx.advance(
-            Stage.CONTRACT, C.cause("kp_agreed", document_set=self.s.document_set)
+            Stage.CONTRACT, C.cause("kp_agreed", document_set=self.s.document_set), feedback.actor
         )
 
     async def stage_contract(self) -> Transition:

@@ -359,7 +359,7 @@ class DealEffects:
         self.record(self.s.stage, C.cause("move_refused", target=target, fields=", ".join(missing)))
         self.decisions.stage_refused(target, missing)
 
-    async def advance(self, target: Stage, cause: str) -> Transition:
+    async def advance(self, target: Stage, cause: str, actor: Actor | None = None) -> Transition:
         """The automation moves on only when the stage's required fields are filled (R-X3);
         until then the manager is told which are empty, and the deal waits for them."""
         while True:
@@ -369,7 +369,7 @@ class DealEffects:
                 self.s.stage, self.s.deal.fields, self.rules, self.s.document_set
             )
             if not missing:
-                return Transition(target, cause)
+                return Transition(target, cause, actor)
             listed = ", ".join(missing)
             await self.notify(
                 f"blocked:{self.s.stage}:{listed}",
