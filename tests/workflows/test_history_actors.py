@@ -4,7 +4,7 @@ the deal's last modifier for what a field in Bitrix24 drove."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from temporalio.client import WorkflowHandle
@@ -24,7 +24,7 @@ from salesflow.workflows.models import (
 )
 from tests.workflows.conftest import new_deal
 from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import CONTRACT_FIELDS, IN_WORK_FIELDS, schedule, until
+from tests.workflows.pipeline import CONTRACT_FIELDS, IN_WORK_FIELDS, drive_to, schedule, until
 
 MANAGER = Actor(user_id=3, name="Иван Петров")
 ROP = Actor(user_id=2, name="Ольга Смирнова")
@@ -83,3 +83,20 @@ async def test_r_x10_every_entry_a_person_caused_names_them(run_deal) -> None:
     assert by_cause["payment schedule set: 4 tranches"] == MANAGER
     paid = [h for h in view.history if h.cause.startswith("payment 320000.00")]
     assert paid and paid[0].actor == ACCOUNTANT
+
+
+async def test_r_kp_6_a_decision_on_the_item_in_bitrix24_names_who_moved_it(
+    run_deal, skip_env
+) -> None:
+    """The «Согласование» item moved in Bitrix24: the poll reads its `movedBy` (crm.item.get)
+    and the history names that user (patch fin12-approval-item-mover)."""
+    portal = FakePortal(new_deal(4352))
+    async with run_deal(portal) as handle:
+        await drive_to(handle, portal, "CONTRACT")
+        await until(handle, lambda v: any(p.kind == "approval" for p in v.processes))
+        item = next(iter(portal.approval_items.values()))
+        item.update(stage="DT1032_3:SUCCESS", moved_by=2, moved_by_name=ROP.name)
+        await skip_env.sleep(timedelta(minutes=31))  # the item's next poll
+        view = await until(handle, lambda v: any(h.code == "approval_approved" for h in v.history))
+    entry = next(h for h in view.history if h.code == "approval_approved")
+    assert entry.actor == Actor(user_id=2, name=ROP.name)
