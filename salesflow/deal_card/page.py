@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ class Notice:
     action: str
     ok: bool
     message: str
+    entered: dict[str, str] = field(default_factory=dict)  # a refused form's values, shown again
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PageContext:
     message: str = ""  # a whole-page message (no process, Temporal down)
     extra_hidden: dict[str, str] = field(default_factory=dict)
     why: WhyView | None = None  # issue 15: the «why» section (why_section.py)
+    entered: dict[str, str] = field(default_factory=dict)  # the form being drawn: its values
 
 
 def _e(value: object) -> str:
@@ -250,7 +252,8 @@ def _actions(ctx: PageContext, view: DealView) -> list[str]:
         shown += 1
         out.append(f'<form method="post" action="{_e(ctx.action_url)}" data-action="{action}">')
         out += _hidden(ctx, action)
-        out += _FORMS[action](ctx, view)
+        entered = notice.entered if notice is not None and not notice.ok else {}
+        out += _FORMS[action](replace(ctx, entered=entered), view)
         out.append("</form>")
         if notice is not None:
             out.append(_notice(ctx, notice))
@@ -284,9 +287,18 @@ def _button(label: str, name: str = "", value: str = "") -> str:
     return f'<button type="submit"{named}>{_e(label)}</button>'
 
 
-def _select(name: str, options: list[tuple[str, str]]) -> str:
-    items = "".join(f'<option value="{_e(v)}">{_e(label)}</option>' for v, label in options)
+def _select(name: str, options: list[tuple[str, str]], chosen: str = "") -> str:
+    items = "".join(
+        f'<option value="{_e(v)}"{" selected" if v == chosen else ""}>{_e(label)}</option>'
+        for v, label in options
+    )
     return f'<select name="{_e(name)}">{items}</select>'
+
+
+def _value(ctx: PageContext, name: str, default: str = "") -> str:
+    """` value="…"` of input `name`: what a refused form held, else `default`."""
+    value = ctx.entered.get(name, default)
+    return f' value="{_e(value)}"' if value else ""
 
 
 def _f_accept(ctx: PageContext, view: DealView) -> list[str]:
@@ -296,7 +308,8 @@ def _f_accept(ctx: PageContext, view: DealView) -> list[str]:
 def _f_reject(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     return [
-        f'<label>{_e(t("field_reject_reason"))} <input name="reason" required></label>',
+        f"<label>{_e(t('field_reject_reason'))}"
+        f' <input name="reason" required{_value(ctx, "reason")}></label>',
         _button(t("action_reject")),
     ]
 
@@ -304,7 +317,7 @@ def _f_reject(ctx: PageContext, view: DealView) -> list[str]:
 def _f_kp(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     return [
-        f'<label>{_e(t("field_comment"))} <input name="comment"></label>',
+        f'<label>{_e(t("field_comment"))} <input name="comment"{_value(ctx, "comment")}></label>',
         _button(t("action_kp_agreed"), "agreed", "yes"),
         _button(t("action_kp_not_agreed"), "agreed", "no"),
     ]
@@ -315,9 +328,10 @@ def _f_schedule(ctx: PageContext, view: DealView) -> list[str]:
     rows = [f"<p>{_e(t('action_schedule'))}</p>"]
     for n in range(1, SCHEDULE_ROWS + 1):
         rows.append(
-            f'<div>{n}. <input name="percent_{n}" size="5" inputmode="decimal">'
-            f" {_e(t('field_percent'))}"
-            f' <input name="due_{n}" type="date"> {_e(t("field_due"))}</div>'
+            f'<div>{n}. <input name="percent_{n}" size="5" inputmode="decimal"'
+            f"{_value(ctx, f'percent_{n}')}> {_e(t('field_percent'))}"
+            f' <input name="due_{n}" type="date"{_value(ctx, f"due_{n}")}>'
+            f" {_e(t('field_due'))}</div>"
         )
     rows.append(_button(t("action_schedule")))
     return rows
@@ -328,9 +342,9 @@ def _f_payment(ctx: PageContext, view: DealView) -> list[str]:
     today = ctx.now.astimezone(ZoneInfo(ctx.timezone)).date()
     return [
         f"<label>{_e(t('field_amount'))}"
-        ' <input name="amount" inputmode="decimal" required></label>',
+        f' <input name="amount" inputmode="decimal" required{_value(ctx, "amount")}></label>',
         f'<label>{_e(t("field_paid_on"))} <input name="paid_on" type="date"'
-        f' value="{today.isoformat()}"></label>',
+        f"{_value(ctx, 'paid_on', today.isoformat())}></label>",
         _button(t("action_payment")),
     ]
 
@@ -339,10 +353,13 @@ def _f_tasks(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     rows = []
     for s in SERVICES:
+        yes = ctx.entered.get(s) == "yes"
         rows.append(
             f"<div>{_e(t(f'service_{s}'))}:"
-            f' <label><input type="radio" name="{s}" value="yes"> {_e(t("yes"))}</label>'
-            f' <label><input type="radio" name="{s}" value="no" checked> {_e(t("no"))}</label>'
+            f' <label><input type="radio" name="{s}" value="yes"{" checked" if yes else ""}>'
+            f" {_e(t('yes'))}</label>"
+            f' <label><input type="radio" name="{s}" value="no"{"" if yes else " checked"}>'
+            f" {_e(t('no'))}</label>"
             "</div>"
         )
     rows.append(_button(t("action_tasks")))
@@ -352,7 +369,9 @@ def _f_tasks(ctx: PageContext, view: DealView) -> list[str]:
 def _f_process(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     return [
-        _select("kind", [(k, t(f"process_{k}")) for k in PROCESS_KINDS]),
+        _select(
+            "kind", [(k, t(f"process_{k}")) for k in PROCESS_KINDS], ctx.entered.get("kind", "")
+        ),
         _button(t("action_process")),
     ]
 
@@ -366,9 +385,11 @@ def _f_lose(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     return [
         f"<label>{_e(t('field_lose_reason'))} "
-        + _select("reason", [(r, t(f"lose_{r}")) for r in LOSE_REASONS])
+        + _select(
+            "reason", [(r, t(f"lose_{r}")) for r in LOSE_REASONS], ctx.entered.get("reason", "")
+        )
         + "</label>",
-        f'<label>{_e(t("field_comment"))} <input name="comment"></label>',
+        f'<label>{_e(t("field_comment"))} <input name="comment"{_value(ctx, "comment")}></label>',
         _button(t("action_lose")),
     ]
 
@@ -378,7 +399,8 @@ def _f_approval(ctx: PageContext, view: DealView) -> list[str]:
     Bitrix24 stays the primary way; the workflow moves the item to agree)."""
     t = ctx.texts
     return [
-        f'<label>{_e(t("field_approval_comment"))} <input name="comment"></label>',
+        f"<label>{_e(t('field_approval_comment'))}"
+        f' <input name="comment"{_value(ctx, "comment")}></label>',
         _button(t("action_approve"), "approved", "yes"),
         _button(t("action_disapprove"), "approved", "no"),
     ]
