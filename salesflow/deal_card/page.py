@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
@@ -220,11 +220,20 @@ def cause_text(entry: HistoryEntry, ctx: PageContext) -> str:
             stage = f"stage_{value}"
             default = t(stage) if stage in t.table else str(value)
             values[name] = ctx.stage_names.get(str(value), default)
+        elif name == "paid_on" and _iso_day(value):
+            values[name] = f"{_iso_day(value):%d.%m.%Y}"
         elif named in t.table:
             values[name] = t(named)
         else:
             values[name] = value
     return t(f"cause_{entry.code}", **values)
+
+
+def _iso_day(value: object) -> date | None:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        return None
 
 
 def _roles(ctx: PageContext, action: str) -> str:

@@ -36,6 +36,16 @@ CAUSES: dict[str, str] = {
     "service_field": "{service} task asked for in Bitrix24",
     "payment": "payment {amount} on {paid_on} ({source})",
     "payment_confirmed": "payment {amount} confirmed by 1C {document}",
+    "payment_onec": "payment {amount} on {paid_on} (1C {document})",
+    "payment_posted_again": "payment {amount} posted again in 1C {document}",
+    "payment_known_from_onec": "payment {amount} already received from 1C {document}",
+    "payment_reversed": "payment {amount} reversed: 1C {document} unposted or deleted",
+    "schedule_set": "payment schedule set: {count} tranches",
+    "schedule_amended": "payment schedule amended: {old} → {new}",
+    "payments_closed": "payment control closed by the РОП: {comment}",
+    "payments_go_on": "payment control goes on: tranches {numbers} open",
+    "postpayment": "postpayment: waiting for the signatures, not the money",
+    "kp_loaded": "КП {number}: {lines} lines",
 }
 
 # the workflow's own doing (no person behind it): the tab's «Кто» says so (actor_automatic)

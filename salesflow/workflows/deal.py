@@ -498,7 +498,7 @@ class DealWorkflow:
         )
         if unsettled() and "won:payments_open" not in self.s.done:
             numbers = ", ".join(str(t.number) for t in self.payments.open_tranches())
-            self.fx.record(Stage.WON, f"payment control goes on: tranches {numbers} open")
+            self.fx.record(Stage.WON, C.cause("payments_go_on", numbers=numbers))
             self.s.done.append("won:payments_open")
         while unsettled():
             await workflow.wait_condition(
@@ -541,7 +541,7 @@ class DealWorkflow:
             fields.append("signed_contract")
         signed = lambda: all(fx.field(f).strip() for f in fields)  # noqa: E731
         if "inv:postpaid" not in self.s.done:
-            fx.record(Stage.INVOICE, "postpayment: waiting for the signatures, not the money")
+            fx.record(Stage.INVOICE, C.cause("postpayment"))
             self.s.done.append("inv:postpaid")
         await fx.wait(signed)
         if not signed():
@@ -586,7 +586,9 @@ class DealWorkflow:
         )
         if result is not None:
             fx.record(
-                Stage.KP, result.comment or f"КП {result.kp_number}: {len(result.lines)} lines"
+                Stage.KP,
+                result.comment
+                or C.cause("kp_loaded", number=result.kp_number, lines=len(result.lines)),
             )
 
     async def _rework_first(self, purpose: str, answered: Callable[[], bool]) -> bool:
@@ -776,7 +778,7 @@ class DealWorkflow:
         """R-PS-1: the РОП ends the payment control of a won deal with tranches still open."""
         mark = since(self.s)
         self.s.payments_closed = cmd.comment
-        self.fx.record(self.s.stage, f"payment control closed by the РОП: {cmd.comment}", cmd.actor)
+        self.fx.record(self.s.stage, C.cause("payments_closed", comment=cmd.comment), cmd.actor)
         return ack(self.s, mark)
 
     @close_payments.validator
@@ -791,7 +793,7 @@ class DealWorkflow:
         self.s.payment_schedule = self.payments.plan(cmd)
         self.fx.record(
             self.s.stage,
-            f"payment schedule set: {len(self.s.payment_schedule)} tranches",
+            C.cause("schedule_set", count=len(self.s.payment_schedule)),
             cmd.actor,
         )
         await self.payments.publish_schedule()
