@@ -208,7 +208,8 @@ def _history(ctx: PageContext, view: DealView) -> list[str]:
 
 def cause_text(entry: HistoryEntry, ctx: PageContext) -> str:
     """A history cause in Russian: the template `cause_<code>` with its parameters (a value with
-    a template `value_<param>_<value>` named by it, a stage by its Bitrix24 name); an entry
+    a template `value_<param>_<value>` named by it, a stage (`target`, `final`) by its Bitrix24
+    name); an entry
     without a code (recorded before codes, or not coded) as the workflow wrote it."""
     t = ctx.texts
     if not entry.code or f"cause_{entry.code}" not in t.table:
@@ -216,7 +217,9 @@ def cause_text(entry: HistoryEntry, ctx: PageContext) -> str:
     values: dict[str, object] = {}
     for name, value in entry.params.items():
         named = f"value_{name}_{value}"
-        if name == "target":
+        if name in ("old_set", "new_set"):  # a document set, named as `document_set` is
+            named = f"value_document_set_{value}"
+        if name in ("target", "final"):
             stage = f"stage_{value}"
             default = t(stage) if stage in t.table else str(value)
             values[name] = ctx.stage_names.get(str(value), default)

@@ -46,6 +46,20 @@ CAUSES: dict[str, str] = {
     "payments_go_on": "payment control goes on: tranches {numbers} open",
     "postpayment": "postpayment: waiting for the signatures, not the money",
     "kp_loaded": "КП {number}: {lines} lines",
+    "reopened": "reopened after {final} in Bitrix24: a new run from {target}",
+    "reopen_refused": "moved back from {final} to {target} in Bitrix24: refused (rules.reopen)",
+    "new_round": "back at NEW: waiting for a new acceptance (round {round})",
+    "no_rate": "no rate for {currency}: the document set cannot be chosen",
+    "document_set_changed": "amount {rub} RUB: document set {old_set} → {new_set}",
+    "ended_not_found": "deal not found in Bitrix24 (crm.deal.get): deleted: the workflow ends",
+    "ended_deleted": "deal deleted in Bitrix24 (ONCRMDEALDELETE): the workflow ends",
+    "ended_moved_out": "deal moved to pipeline {category} in Bitrix24: the workflow ends",
+    "logist_failed": "1C logist task failed: {error}",
+    "logist_done": "1C logist task {ref} executed={executed}",
+    "logist_withdrawn": "1C logist task of {purpose} withdrawn (deal lost)",
+    "rop_changed": "РОП changed: user {old} → user {new}",
+    "user_deactivated": "user {user} deactivated in Bitrix24: work handed to the РОП {rop}",
+    "people_not_read": "people not read, the last known kept: {error}",
 }
 
 # the workflow's own doing (no person behind it): the tab's «Кто» says so (actor_automatic)

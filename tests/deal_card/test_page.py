@@ -383,9 +383,14 @@ def test_r_x10_every_history_cause_code_has_a_russian_template() -> None:
     """Issue 12: each coded cause (payments, schedule, postpayment, КП from 1C …) is shown in
     Russian on the tab; its English text for the integrator is unchanged."""
     from salesflow.deal_card.page import cause_text
+    from string import Formatter
+
     from salesflow.workflows.causes import CAUSES, cause
 
     assert [code for code in CAUSES if f"cause_{code}" not in TEXTS.table] == []
+    for code, english in CAUSES.items():  # a template uses only its cause's parameters
+        names = {f for _, f, _, _ in Formatter().parse(english) if f}
+        TEXTS(f"cause_{code}", **dict.fromkeys(names, "x"))
     paid = cause("payment", amount="320000.00", paid_on=date(2026, 12, 3), source="manual")
     assert str(paid) == "payment 320000.00 on 2026-12-03 (manual)"
     entry = HistoryEntry(at=NOW, stage="INVOICE", cause=paid, code=paid.code, params=paid.params)
