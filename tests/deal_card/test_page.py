@@ -382,9 +382,9 @@ def _form_html(page: str) -> dict[str, str]:
 def test_r_x10_every_history_cause_code_has_a_russian_template() -> None:
     """Issue 12: each coded cause (payments, schedule, postpayment, КП from 1C …) is shown in
     Russian on the tab; its English text for the integrator is unchanged."""
-    from salesflow.deal_card.page import cause_text
     from string import Formatter
 
+    from salesflow.deal_card.page import cause_text
     from salesflow.workflows.causes import CAUSES, cause
 
     assert [code for code in CAUSES if f"cause_{code}" not in TEXTS.table] == []
