@@ -73,6 +73,19 @@ AUTOMATIC: frozenset[str] = frozenset(
         "process_done",
         "move_refused",
         "waiting_for_fields",
+        "payment_onec",
+        "payment_posted_again",
+        "payment_reversed",
+        "payments_go_on",
+        "postpayment",
+        "kp_loaded",
+        "no_rate",
+        "document_set_changed",
+        "ended_not_found",
+        "logist_done",
+        "logist_failed",
+        "logist_withdrawn",
+        "people_not_read",
     }
 )
 
