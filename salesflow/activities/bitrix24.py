@@ -362,7 +362,10 @@ class Bitrix24Activities(Bitrix24Batch):
         with remote_errors():
             found = await self.client.call(
                 "tasks.task.get",
-                {"taskId": task_id, "select": ["ID", "STATUS", "DEADLINE", "RESPONSIBLE_ID"]},
+                {
+                    "taskId": task_id,
+                    "select": ["ID", "STATUS", "DEADLINE", "RESPONSIBLE_ID", "CLOSED_BY"],
+                },
             )
         task = found.get("task") if isinstance(found, dict) else None
         if not task:
@@ -372,11 +375,16 @@ class Bitrix24Activities(Bitrix24Batch):
         if raw:
             with contextlib.suppress(ValueError):
                 deadline = datetime.fromisoformat(str(raw))
+        # CLOSED_BY: who completed it (a tasks.task field, research/bitrix24.md §7 `closedBy`)
+        closer = str(task.get("closedBy") or "")
+        closed_by = int(closer) if closer.isdigit() else 0
         return TaskSnapshot(
             task_id=task_id,
             status=str(task.get("status")),
             deadline=deadline,
             responsible_id=int(task.get("responsibleId") or 0),
+            closed_by=closed_by,
+            closed_by_name=await self._names.name(closed_by) if closed_by else "",
         )
 
     @activity.defn(name="read_people")

@@ -278,14 +278,16 @@ class DealEffects:
     async def _reconcile_task(self, task_id: int) -> None:
         if not any(t.task_id == task_id for t in self.s.open_tasks):
             return
+        closer: Actor | None = None
         if self.follow is not None and self.follow.on:  # its DEADLINE too (deadlines.py)
             status = await self.follow.read_task(task_id)
+            closer = self.follow.closers.pop(task_id, None)
         else:
             status = await call(act.read_task_status, task_id)
         if status == TASK_COMPLETED:
             keys = [t.key for t in self.s.open_tasks if t.task_id == task_id]
             self.s.open_tasks = [t for t in self.s.open_tasks if t.task_id != task_id]
-            self.record(self.s.stage, C.cause("task_completed", task_id=task_id))
+            self.record(self.s.stage, C.cause("task_completed", task_id=task_id), closer)
             for key in keys:
                 follow_up = self.on_task_completed.pop(key, None)
                 if follow_up is not None:

@@ -178,12 +178,14 @@ class OpenTask(Carried):
 
 class TaskSnapshot(Carried):
     """What `read_task` returns of a Bitrix24 task (tasks.task.get): its STATUS code, its
-    DEADLINE (None: none) and its responsible."""
+    DEADLINE (None: none), its responsible, and who closed it (CLOSED_BY; 0: open/unknown)."""
 
     task_id: int
     status: str
     deadline: datetime | None = None
     responsible_id: int = 0
+    closed_by: int = 0
+    closed_by_name: str = ""
 
 
 class Deadline(Carried):

@@ -418,7 +418,7 @@ async def test_r_pipeline_new_to_won_from_bitrix24_alone(
     rows = await frame.eval_on_selector_all(
         "#history tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
     )
-    person = ("подписан документ", "задан график платежей", "оплата 220000")
+    person = ("подписан документ", "задан график платежей", "оплата 220000", "задача ")
     unnamed = [r for r in rows if r[2].startswith(person) and r[3] in ("—", "")]
     assert [r for r in rows if r[2].startswith(person)] and unnamed == []
 
