@@ -375,7 +375,8 @@ class Bitrix24Activities(Bitrix24Batch):
         if raw:
             with contextlib.suppress(ValueError):
                 deadline = datetime.fromisoformat(str(raw))
-        # CLOSED_BY: who completed it (a tasks.task field, research/bitrix24.md §7 `closedBy`)
+        # CLOSED_BY: who completed it (a tasks.task field, returned camelCase `closedBy`; the
+        # emulator's BASE_FIELDS follow the portal's task field list)
         closer = str(task.get("closedBy") or "")
         closed_by = int(closer) if closer.isdigit() else 0
         return TaskSnapshot(
