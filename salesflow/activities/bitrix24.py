@@ -27,6 +27,7 @@ from salesflow.config.snapshot import people_rules
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.integrations.bitrix24.errors import Bitrix24Error, NotFound
 from salesflow.workflows.models import (
+    ApprovalItemRead,
     ApprovalItemRequest,
     ApprovalItemStage,
     ClientMessageRequest,
@@ -182,6 +183,7 @@ class Bitrix24Activities(Bitrix24Batch):
             self.reassign_task,
             self.create_approval_item,
             self.read_approval_item_stage,
+            self.read_approval_item,
             self.set_approval_item_stage,
             self.create_linked_deal,
             self.leave_stage,  # issue 16: a stage's effects in one batch (bitrix24_batch.py)
@@ -362,7 +364,10 @@ class Bitrix24Activities(Bitrix24Batch):
         with remote_errors():
             found = await self.client.call(
                 "tasks.task.get",
-                {"taskId": task_id, "select": ["ID", "STATUS", "DEADLINE", "RESPONSIBLE_ID"]},
+                {
+                    "taskId": task_id,
+                    "select": ["ID", "STATUS", "DEADLINE", "RESPONSIBLE_ID", "CLOSED_BY"],
+                },
             )
         task = found.get("task") if isinstance(found, dict) else None
         if not task:
@@ -372,11 +377,17 @@ class Bitrix24Activities(Bitrix24Batch):
         if raw:
             with contextlib.suppress(ValueError):
                 deadline = datetime.fromisoformat(str(raw))
+        # CLOSED_BY: who completed it (a tasks.task field, returned camelCase `closedBy`; the
+        # emulator's BASE_FIELDS follow the portal's task field list)
+        closer = str(task.get("closedBy") or "")
+        closed_by = int(closer) if closer.isdigit() else 0
         return TaskSnapshot(
             task_id=task_id,
             status=str(task.get("status")),
             deadline=deadline,
             responsible_id=int(task.get("responsibleId") or 0),
+            closed_by=closed_by,
+            closed_by_name=await self._names.name(closed_by) if closed_by else "",
         )
 
     @activity.defn(name="read_people")
@@ -511,6 +522,22 @@ class Bitrix24Activities(Bitrix24Batch):
                 "crm.item.get", {"entityTypeId": req.entity_type_id, "id": req.item_id}
             )
         return str(found["item"].get("stageId") or "")
+
+    @activity.defn(name="read_approval_item")
+    async def read_approval_item(self, req: ApprovalItemStage) -> ApprovalItemRead:
+        """The item's stage and its last mover (`movedBy` of crm.item.get, camelCase as every
+        crm.item key — research/bitrix24.md §6), named by user.get (issue 12: who decided)."""
+        with remote_errors():
+            found = await self.client.call(
+                "crm.item.get", {"entityTypeId": req.entity_type_id, "id": req.item_id}
+            )
+        item = found["item"]
+        raw = item.get("movedBy") or item.get("updatedBy") or 0
+        mover = int(raw) if str(raw).isdigit() else 0
+        name = await self._names.name(mover) if mover else ""
+        return ApprovalItemRead(
+            stage_id=str(item.get("stageId") or ""), moved_by=mover, moved_by_name=name
+        )
 
     @activity.defn(name="set_approval_item_stage")
     async def set_approval_item_stage(self, req: ApprovalItemStage) -> None:

@@ -417,6 +417,7 @@ CARD_TEMPLATES: dict[str, str] = {
     "process_done": "выполнено",
     "process_failed": "ошибка",
     "actor_unknown": "—",
+    "actor_automatic": "автоматически",
     # Roles (who may do what) and refusals.
     "role_manager": "менеджер по продажам",
     "role_responsible": "ответственный за сделку",
@@ -488,6 +489,7 @@ CAUSE_TEMPLATES: dict[str, str] = {
     "cause_kp_feedback": "обратная связь по КП, раунд {round}: {answer}",
     "cause_kp_agreed": "КП согласовано; комплект документов: {document_set}",
     "cause_approval_rejected": "внутреннее согласование отклонено: {comment}",
+    "cause_approval_approved": "внутреннее согласование пройдено",
     "cause_payment_received": "оплата получена",
     "cause_closing_documents": "закрывающие документы подписаны и отправлены",
     "cause_signed": "подписан документ: {kind}",
@@ -502,10 +504,41 @@ CAUSE_TEMPLATES: dict[str, str] = {
     "cause_service_field": "в Bitrix24 запрошено задание: {service}",
     "cause_payment": "оплата {amount} от {paid_on} ({source})",
     "cause_payment_confirmed": "оплата {amount} подтверждена документом 1С {document}",
+    "cause_payment_onec": "оплата {amount} от {paid_on} (документ 1С {document})",
+    "cause_payment_posted_again": "оплата {amount} снова проведена в 1С ({document})",
+    "cause_payment_known_from_onec": "оплата {amount} уже получена из 1С ({document})",
+    "cause_payment_reversed": "оплата {amount} сторнирована: документ 1С {document} "
+    "распроведён или удалён",
+    "cause_schedule_set": "задан график платежей, траншей: {count}",
+    "cause_schedule_amended": "график платежей изменён: {old} → {new}",
+    "cause_payments_closed": "контроль оплат закрыт РОП: {comment}",
+    "cause_payments_go_on": "контроль оплат продолжается: открыты транши {numbers}",
+    "cause_postpayment": "постоплата: ждём подписей, а не оплаты",
+    "cause_kp_loaded": "КП {number} загружено из 1С, строк: {lines}",
+    "cause_reopened": "сделка открыта снова после «{final}» в Bitrix24: новый проход с «{target}»",
+    "cause_reopen_refused": "возврат с «{final}» на «{target}» в Bitrix24 отклонён (настройка "
+    "rules.reopen)",
+    "cause_new_round": "сделка снова на первой стадии: ждём нового принятия заявки (раунд {round})",
+    "cause_no_rate": "нет курса {currency}: комплект документов не выбрать",
+    "cause_document_set_changed": "сумма {rub} ₽: комплект документов {old_set} → {new_set}",
+    "cause_ended_not_found": "сделка не найдена в Bitrix24 (удалена): процесс завершён",
+    "cause_ended_deleted": "сделка удалена в Bitrix24: процесс завершён",
+    "cause_ended_moved_out": "сделка перенесена в другую воронку ({category}): процесс завершён",
+    "cause_logist_failed": "задание логисту в 1С не создано: {error}",
+    "cause_logist_done": "задание логисту в 1С {ref}: {executed}",
+    "cause_logist_withdrawn": "задание логисту в 1С отозвано (сделка провалена)",
+    "cause_rop_changed": "РОП изменён: пользователь {old} → пользователь {new}",
+    "cause_user_deactivated": "пользователь {user} деактивирован в Bitrix24: его работа передана "
+    "РОП {rop}",
+    "cause_people_not_read": "сотрудники не прочитаны из Bitrix24, оставлены последние известные",
     # The values a cause's parameters take (`value_<param>_<value>`), shown where defined.
     "value_answer_agreed": "согласовано",
     "value_answer_not agreed": "не согласовано",
     "value_answer_not_agreed": "не согласовано",
+    "value_source_manual": "вручную",
+    "value_executed_True": "выполнено",
+    "value_executed_False": "не выполнено",
+    "value_source_1c": "1С",
     "value_kind_invoice": "Счет",
     "value_kind_contract": "Договор",
     "value_kind_act": "Акт",
@@ -583,7 +616,7 @@ class Templates:
                 raise ConfigError(problems[0])
             self.table.update(more or {})
 
-    def __call__(self, name: str, **values: object) -> str:
+    def __call__(self, name: str, /, **values: object) -> str:
         template = self.table[name]
         try:
             return template.format(**values)

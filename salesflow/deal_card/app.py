@@ -165,16 +165,22 @@ class DealCard:
         if name not in A.offered(view):
             stage = await self.stage_names.name(view.stage)
             reason = self.texts("refusal_wrong_stage", stage=stage)
-            return await self._refused(request, deal_id, actor, auth_id, name, reason, 409, view)
+            return await self._refused(
+                request, deal_id, actor, auth_id, name, reason, 409, view, entered=form
+            )
         if not self.policy.may(name, actor.user_id, view.manager_id):
             roles = ", ".join(self.texts(f"role_{r}") for r in self.policy.allowed_roles(name))
             reason = self.texts("policy_refused", roles=roles or "—")
-            return await self._refused(request, deal_id, actor, auth_id, name, reason, 403, view)
+            return await self._refused(
+                request, deal_id, actor, auth_id, name, reason, 403, view, entered=form
+            )
         today = self.clock().astimezone(ZoneInfo(self.settings.rules.timezone)).date()
         try:
             command = A.build(name, form, actor, self.texts, today)
         except A.BadInput as exc:
-            return await self._refused(request, deal_id, actor, auth_id, name, str(exc), 422, view)
+            return await self._refused(
+                request, deal_id, actor, auth_id, name, str(exc), 422, view, entered=form
+            )
         update_id = f"deal-card-{form.get('form_id') or secrets.token_hex(8)}-{name}"
         handle = self.temporal.get_workflow_handle(deal_workflow_id(deal_id))
         timeout = self.settings.deal_card.update_timeout_seconds
@@ -186,17 +192,25 @@ class DealCard:
                 )
         except WorkflowUpdateFailedError as exc:
             reason = A.refusal(exc.cause or exc, self.texts, await self.stage_names.all())
-            return await self._refused(request, deal_id, actor, auth_id, name, reason, 409)
+            return await self._refused(
+                request, deal_id, actor, auth_id, name, reason, 409, entered=form
+            )
         except TimeoutError:
             reason = self.texts("unknown_outcome", seconds=f"{timeout:g}")
-            return await self._refused(request, deal_id, actor, auth_id, name, reason, 504)
+            return await self._refused(
+                request, deal_id, actor, auth_id, name, reason, 504, entered=form
+            )
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 reason = self.texts("deal_gone")
-                return await self._refused(request, deal_id, actor, auth_id, name, reason, 409)
+                return await self._refused(
+                    request, deal_id, actor, auth_id, name, reason, 409, entered=form
+                )
             log.warning("update %s of deal %s failed: %s", name, deal_id, exc.status)
             reason = self.texts("temporal_down")
-            return await self._refused(request, deal_id, actor, auth_id, name, reason, 503)
+            return await self._refused(
+                request, deal_id, actor, auth_id, name, reason, 503, entered=form
+            )
         log.info(
             "deal card: %s by user %s on deal %s",
             name,
@@ -241,8 +255,10 @@ class DealCard:
         reason: str,
         status: int,
         view: DealView | None = None,
+        entered: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
-        notice = Notice(action, False, self.texts("refused", reason=reason))
+        # the form shows again what the person entered (issue 12: nothing to type twice)
+        notice = Notice(action, False, self.texts("refused", reason=reason), dict(entered or {}))
         return await self._page(
             request, deal_id, actor, auth_id, notice=notice, status=status, view=view
         )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,7 @@ from salesflow.deal_card.actions import (
 from salesflow.deal_card.policy import ROLE_ORDER, Policy
 from salesflow.deal_card.texts import Texts
 from salesflow.deal_card.why_section import why_section
+from salesflow.workflows.causes import AUTOMATIC
 from salesflow.workflows.children import LOGIST_PROCESS
 from salesflow.workflows.deal import SERVICES
 from salesflow.workflows.models import Actor, DealView, HistoryEntry
@@ -38,6 +39,7 @@ class Notice:
     action: str
     ok: bool
     message: str
+    entered: dict[str, str] = field(default_factory=dict)  # a refused form's values, shown again
 
 
 @dataclass
@@ -58,6 +60,7 @@ class PageContext:
     message: str = ""  # a whole-page message (no process, Temporal down)
     extra_hidden: dict[str, str] = field(default_factory=dict)
     why: WhyView | None = None  # issue 15: the «why» section (why_section.py)
+    entered: dict[str, str] = field(default_factory=dict)  # the form being drawn: its values
 
 
 def _e(value: object) -> str:
@@ -102,7 +105,9 @@ def _summary(ctx: PageContext, view: DealView) -> list[str]:
         f"<dt>{_e(t('stage'))}</dt>"
         f'<dd id="stage" data-stage="{_e(view.stage)}">{_e(ctx.stage_name or view.stage)}</dd>',
         f'<dt>{_e(t("waits_for"))}</dt><dd id="waits">{_e(waits)}</dd>',
-        f"<dt>{_e(t('responsible'))}</dt><dd>{_e(view.manager_id or '—')}</dd>",
+        f"<dt>{_e(t('responsible'))}</dt>"
+        f'<dd id="responsible" data-user-id="{view.manager_id or ""}">'
+        f"{_e(view.manager_name or view.manager_id or '—')}</dd>",
         f"<dt>{_e(t('amount'))}</dt><dd>{_e(_money(view.amount))} ₽</dd>",
         "</dl>",
         f'<h2>{_e(t("open_tasks"))}</h2><section id="tasks">',
@@ -190,6 +195,8 @@ def _history(ctx: PageContext, view: DealView) -> list[str]:
     for entry in reversed(view.history):
         actor = entry.model_dump().get("actor")  # recorded by the workflow once it keeps it
         who = actor.get("name") or actor.get("user_id") if isinstance(actor, dict) else None
+        if who is None and entry.code in AUTOMATIC:
+            who = t("actor_automatic")
         out.append(
             f"<tr><td>{_e(_when(entry.at, ctx.timezone))}</td>"
             f"<td>{_e(ctx.stage_names.get(entry.stage, entry.stage))}</td>"
@@ -201,7 +208,8 @@ def _history(ctx: PageContext, view: DealView) -> list[str]:
 
 def cause_text(entry: HistoryEntry, ctx: PageContext) -> str:
     """A history cause in Russian: the template `cause_<code>` with its parameters (a value with
-    a template `value_<param>_<value>` named by it, a stage by its Bitrix24 name); an entry
+    a template `value_<param>_<value>` named by it, a stage (`target`, `final`) by its Bitrix24
+    name); an entry
     without a code (recorded before codes, or not coded) as the workflow wrote it."""
     t = ctx.texts
     if not entry.code or f"cause_{entry.code}" not in t.table:
@@ -209,15 +217,26 @@ def cause_text(entry: HistoryEntry, ctx: PageContext) -> str:
     values: dict[str, object] = {}
     for name, value in entry.params.items():
         named = f"value_{name}_{value}"
-        if name == "target":
+        if name in ("old_set", "new_set"):  # a document set, named as `document_set` is
+            named = f"value_document_set_{value}"
+        if name in ("target", "final"):
             stage = f"stage_{value}"
             default = t(stage) if stage in t.table else str(value)
             values[name] = ctx.stage_names.get(str(value), default)
+        elif name == "paid_on" and _iso_day(value):
+            values[name] = f"{_iso_day(value):%d.%m.%Y}"
         elif named in t.table:
             values[name] = t(named)
         else:
             values[name] = value
     return t(f"cause_{entry.code}", **values)
+
+
+def _iso_day(value: object) -> date | None:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        return None
 
 
 def _roles(ctx: PageContext, action: str) -> str:
@@ -245,7 +264,8 @@ def _actions(ctx: PageContext, view: DealView) -> list[str]:
         shown += 1
         out.append(f'<form method="post" action="{_e(ctx.action_url)}" data-action="{action}">')
         out += _hidden(ctx, action)
-        out += _FORMS[action](ctx, view)
+        entered = notice.entered if notice is not None and not notice.ok else {}
+        out += _FORMS[action](replace(ctx, entered=entered), view)
         out.append("</form>")
         if notice is not None:
             out.append(_notice(ctx, notice))
@@ -279,9 +299,18 @@ def _button(label: str, name: str = "", value: str = "") -> str:
     return f'<button type="submit"{named}>{_e(label)}</button>'
 
 
-def _select(name: str, options: list[tuple[str, str]]) -> str:
-    items = "".join(f'<option value="{_e(v)}">{_e(label)}</option>' for v, label in options)
+def _select(name: str, options: list[tuple[str, str]], chosen: str = "") -> str:
+    items = "".join(
+        f'<option value="{_e(v)}"{" selected" if v == chosen else ""}>{_e(label)}</option>'
+        for v, label in options
+    )
     return f'<select name="{_e(name)}">{items}</select>'
+
+
+def _value(ctx: PageContext, name: str, default: str = "") -> str:
+    """` value="…"` of input `name`: what a refused form held, else `default`."""
+    value = ctx.entered.get(name, default)
+    return f' value="{_e(value)}"' if value else ""
 
 
 def _f_accept(ctx: PageContext, view: DealView) -> list[str]:
@@ -291,7 +320,8 @@ def _f_accept(ctx: PageContext, view: DealView) -> list[str]:
 def _f_reject(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     return [
-        f'<label>{_e(t("field_reject_reason"))} <input name="reason" required></label>',
+        f"<label>{_e(t('field_reject_reason'))}"
+        f' <input name="reason" required{_value(ctx, "reason")}></label>',
         _button(t("action_reject")),
     ]
 
@@ -299,7 +329,7 @@ def _f_reject(ctx: PageContext, view: DealView) -> list[str]:
 def _f_kp(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     return [
-        f'<label>{_e(t("field_comment"))} <input name="comment"></label>',
+        f'<label>{_e(t("field_comment"))} <input name="comment"{_value(ctx, "comment")}></label>',
         _button(t("action_kp_agreed"), "agreed", "yes"),
         _button(t("action_kp_not_agreed"), "agreed", "no"),
     ]
@@ -310,9 +340,10 @@ def _f_schedule(ctx: PageContext, view: DealView) -> list[str]:
     rows = [f"<p>{_e(t('action_schedule'))}</p>"]
     for n in range(1, SCHEDULE_ROWS + 1):
         rows.append(
-            f'<div>{n}. <input name="percent_{n}" size="5" inputmode="decimal">'
-            f" {_e(t('field_percent'))}"
-            f' <input name="due_{n}" type="date"> {_e(t("field_due"))}</div>'
+            f'<div>{n}. <input name="percent_{n}" size="5" inputmode="decimal"'
+            f"{_value(ctx, f'percent_{n}')}> {_e(t('field_percent'))}"
+            f' <input name="due_{n}" type="date"{_value(ctx, f"due_{n}")}>'
+            f" {_e(t('field_due'))}</div>"
         )
     rows.append(_button(t("action_schedule")))
     return rows
@@ -323,9 +354,9 @@ def _f_payment(ctx: PageContext, view: DealView) -> list[str]:
     today = ctx.now.astimezone(ZoneInfo(ctx.timezone)).date()
     return [
         f"<label>{_e(t('field_amount'))}"
-        ' <input name="amount" inputmode="decimal" required></label>',
+        f' <input name="amount" inputmode="decimal" required{_value(ctx, "amount")}></label>',
         f'<label>{_e(t("field_paid_on"))} <input name="paid_on" type="date"'
-        f' value="{today.isoformat()}"></label>',
+        f"{_value(ctx, 'paid_on', today.isoformat())}></label>",
         _button(t("action_payment")),
     ]
 
@@ -334,10 +365,13 @@ def _f_tasks(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     rows = []
     for s in SERVICES:
+        yes = ctx.entered.get(s) == "yes"
         rows.append(
             f"<div>{_e(t(f'service_{s}'))}:"
-            f' <label><input type="radio" name="{s}" value="yes"> {_e(t("yes"))}</label>'
-            f' <label><input type="radio" name="{s}" value="no" checked> {_e(t("no"))}</label>'
+            f' <label><input type="radio" name="{s}" value="yes"{" checked" if yes else ""}>'
+            f" {_e(t('yes'))}</label>"
+            f' <label><input type="radio" name="{s}" value="no"{"" if yes else " checked"}>'
+            f" {_e(t('no'))}</label>"
             "</div>"
         )
     rows.append(_button(t("action_tasks")))
@@ -347,7 +381,9 @@ def _f_tasks(ctx: PageContext, view: DealView) -> list[str]:
 def _f_process(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     return [
-        _select("kind", [(k, t(f"process_{k}")) for k in PROCESS_KINDS]),
+        _select(
+            "kind", [(k, t(f"process_{k}")) for k in PROCESS_KINDS], ctx.entered.get("kind", "")
+        ),
         _button(t("action_process")),
     ]
 
@@ -361,9 +397,11 @@ def _f_lose(ctx: PageContext, view: DealView) -> list[str]:
     t = ctx.texts
     return [
         f"<label>{_e(t('field_lose_reason'))} "
-        + _select("reason", [(r, t(f"lose_{r}")) for r in LOSE_REASONS])
+        + _select(
+            "reason", [(r, t(f"lose_{r}")) for r in LOSE_REASONS], ctx.entered.get("reason", "")
+        )
         + "</label>",
-        f'<label>{_e(t("field_comment"))} <input name="comment"></label>',
+        f'<label>{_e(t("field_comment"))} <input name="comment"{_value(ctx, "comment")}></label>',
         _button(t("action_lose")),
     ]
 
@@ -373,7 +411,8 @@ def _f_approval(ctx: PageContext, view: DealView) -> list[str]:
     Bitrix24 stays the primary way; the workflow moves the item to agree)."""
     t = ctx.texts
     return [
-        f'<label>{_e(t("field_approval_comment"))} <input name="comment"></label>',
+        f"<label>{_e(t('field_approval_comment'))}"
+        f' <input name="comment"{_value(ctx, "comment")}></label>',
         _button(t("action_approve"), "approved", "yes"),
         _button(t("action_disapprove"), "approved", "no"),
     ]

@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows.models import (
+        ApprovalItemRead,
         ApprovalItemRequest,
         ApprovalItemStage,
         BoardUpdate,
@@ -163,6 +164,11 @@ async def read_approval_item_stage(req: ApprovalItemStage) -> str:
     raise _stub()
 
 
+@activity.defn(name="read_approval_item")
+async def read_approval_item(req: ApprovalItemStage) -> ApprovalItemRead:
+    raise _stub()
+
+
 @activity.defn(name="set_approval_item_stage")
 async def set_approval_item_stage(req: ApprovalItemStage) -> None:
     raise _stub()
@@ -245,6 +251,7 @@ STUBS = (
     reassign_task,
     create_approval_item,
     read_approval_item_stage,
+    read_approval_item,
     set_approval_item_stage,
     create_linked_deal,
     send_email,

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.models import (
+        Actor,
         ApprovalDecision,
         ApprovalInput,
         ApprovalItemStage,
@@ -28,6 +29,7 @@ CLOSE_ITEM_WHEN_CANCELLED = "approval-item-closed-when-cancelled"
 # fin14: the compensation reads the item first — one a person already closed (SUCCESS/FAIL,
 # crm.item stageId, bitrix24.md §6) keeps the person's decision
 CLOSE_READS_FIRST = "fin14-approval-close-reads-first"
+ITEM_MOVER = "fin12-approval-item-mover"  # the poll reads who moved the item (the decider)
 
 
 @workflow.defn(name="InternalApproval")
@@ -83,18 +85,24 @@ class InternalApproval:
                     timeout_summary="poll the «Согласование» item",
                 )
             except TimeoutError:
-                stage = await call(
-                    act.read_approval_item_stage,
-                    ApprovalItemStage(
-                        entity_type_id=rules.entity_type_id, item_id=item_id, stage_id=""
-                    ),
+                asked = ApprovalItemStage(
+                    entity_type_id=rules.entity_type_id, item_id=item_id, stage_id=""
                 )
+                actor: Actor | None = None
+                if workflow.patched(ITEM_MOVER):
+                    read = await call(act.read_approval_item, asked)
+                    stage = read.stage_id
+                    if read.moved_by:
+                        actor = Actor(user_id=read.moved_by, name=read.moved_by_name)
+                else:
+                    stage = await call(act.read_approval_item_stage, asked)
                 if stage in (rules.stage_approved, rules.stage_rejected):
                     result = ApprovalResult(
                         key=inp.key,
                         approved=stage == rules.stage_approved,
                         comment="решение принято в Битрикс24",
                         item_id=item_id,
+                        actor=actor,
                     )
                 continue
             decision = self.decision
@@ -107,6 +115,10 @@ class InternalApproval:
                 ),
             )
             result = ApprovalResult(
-                key=inp.key, approved=decision.approved, comment=decision.comment, item_id=item_id
+                key=inp.key,
+                approved=decision.approved,
+                comment=decision.comment,
+                item_id=item_id,
+                actor=decision.actor,
             )
         return result

@@ -18,6 +18,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows import causes as C
     from salesflow.workflows import rules as R
     from salesflow.workflows.approval import InternalApproval
     from salesflow.workflows.deal_effects import DealEffects
@@ -231,9 +232,11 @@ class Children:
         purpose = result.key.removeprefix(self.fx.key("")).removesuffix(":1c")
         self.finish(self._mirror_id(purpose), "failed" if result.error else "done")
         if result.error:
-            self.fx.record(self.s.stage, f"1C logist task failed: {result.error}")
+            self.fx.record(self.s.stage, C.cause("logist_failed", error=result.error))
             return
-        self.fx.record(self.s.stage, f"1C logist task {result.ref} executed={result.executed}")
+        self.fx.record(
+            self.s.stage, C.cause("logist_done", ref=result.ref, executed=str(result.executed))
+        )
         if result.executed and workflow.patched(LOGIST_DONE_CLOSES_TASK):
             # the mirror completed the Bitrix24 task too
             key = self.fx.key(purpose)
@@ -293,4 +296,4 @@ class Children:
                 CancelOneCTaskRequest(key=fx.key(f"{purpose}:1c"), reason=reason),
             )
             if withdrawn:
-                fx.record(self.s.stage, f"1C logist task of {purpose} withdrawn (deal lost)")
+                fx.record(self.s.stage, C.cause("logist_withdrawn", purpose=purpose))

@@ -24,7 +24,13 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
-    from salesflow.workflows.models import Deadline, Stage, TaskDeadlineRequest, TaskSnapshot
+    from salesflow.workflows.models import (
+        Actor,
+        Deadline,
+        Stage,
+        TaskDeadlineRequest,
+        TaskSnapshot,
+    )
     from salesflow.workflows.names import TASK_COMPLETED
     from salesflow.workflows.onec_models import OneCTaskDeadlineRequest
 
@@ -67,6 +73,7 @@ class Following:
         self.delivery = False  # DELIVERY, decided when the run starts
         self.version = 0  # bumped when a due moves (waits wake and re-read it)
         self.pending: list[tuple[str, datetime]] = []  # (task key, due) to write to Bitrix24
+        self.closers: dict[int, Actor] = {}  # task id → who completed it (read_task, CLOSED_BY)
 
     def start(self) -> None:
         self.on = workflow.patched(FOLLOW)
@@ -148,6 +155,8 @@ class Following:
         """ONTASKUPDATE: the task re-read (tasks.task.get); a DEADLINE or a responsible a person
         changed moves what follows it. Returns the task's STATUS."""
         task: TaskSnapshot = await call(act.read_task, task_id)
+        if task.closed_by:  # who completed it, for the history (issue 12)
+            self.closers[task_id] = Actor(user_id=task.closed_by, name=task.closed_by_name)
         keys = set()
         moved: list[str] = []  # the keys of the open tasks whose DEADLINE a person moved
         for t in self.s.open_tasks:

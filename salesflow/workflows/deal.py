@@ -349,7 +349,7 @@ class DealWorkflow:
         rub = self.changes.rub_amount()
         fx.decisions.document_set(self.s.deal.amount if rub is None else rub, document_set)
         return await fx.advance(
-            Stage.CONTRACT, C.cause("kp_agreed", document_set=self.s.document_set)
+            Stage.CONTRACT, C.cause("kp_agreed", document_set=self.s.document_set), feedback.actor
         )
 
     async def stage_contract(self) -> Transition:
@@ -374,9 +374,12 @@ class DealWorkflow:
                     comment=result.comment or "—",
                 )
                 return Transition(
-                    Stage.KP, C.cause("approval_rejected", comment=result.comment or "—")
+                    Stage.KP,
+                    C.cause("approval_rejected", comment=result.comment or "—"),
+                    result.actor,
                 )
             self.s.approved = True
+            fx.record(Stage.CONTRACT, C.cause("approval_approved"), result.actor)
         await fx.task("ct:send_documents", "task_send_documents_to_client")
         await fx.wait(lambda: False)
         return fx.take_move()
@@ -500,7 +503,7 @@ class DealWorkflow:
         )
         if unsettled() and "won:payments_open" not in self.s.done:
             numbers = ", ".join(str(t.number) for t in self.payments.open_tranches())
-            self.fx.record(Stage.WON, f"payment control goes on: tranches {numbers} open")
+            self.fx.record(Stage.WON, C.cause("payments_go_on", numbers=numbers))
             self.s.done.append("won:payments_open")
         while unsettled():
             await workflow.wait_condition(
@@ -543,7 +546,7 @@ class DealWorkflow:
             fields.append("signed_contract")
         signed = lambda: all(fx.field(f).strip() for f in fields)  # noqa: E731
         if "inv:postpaid" not in self.s.done:
-            fx.record(Stage.INVOICE, "postpayment: waiting for the signatures, not the money")
+            fx.record(Stage.INVOICE, C.cause("postpayment"))
             self.s.done.append("inv:postpaid")
         await fx.wait(signed)
         if not signed():
@@ -588,7 +591,9 @@ class DealWorkflow:
         )
         if result is not None:
             fx.record(
-                Stage.KP, result.comment or f"КП {result.kp_number}: {len(result.lines)} lines"
+                Stage.KP,
+                result.comment
+                or C.cause("kp_loaded", number=result.kp_number, lines=len(result.lines)),
             )
 
     async def _rework_first(self, purpose: str, answered: Callable[[], bool]) -> bool:
@@ -762,7 +767,9 @@ class DealWorkflow:
     async def record_payment(self, cmd: RecordPayment) -> UpdateAck:
         mark = since(self.s)
         info = workflow.current_update_info()
-        self.payments.add(cmd.amount, cmd.paid_on, cmd.source, info.id if info else "")
+        self.payments.add(
+            cmd.amount, cmd.paid_on, cmd.source, info.id if info else "", actor=cmd.actor
+        )
         await self.payments.tell_overpaid()
         if self.s.payment_schedule:
             await self.payments.publish_schedule()
@@ -786,7 +793,7 @@ class DealWorkflow:
         """R-PS-1: the РОП ends the payment control of a won deal with tranches still open."""
         mark = since(self.s)
         self.s.payments_closed = cmd.comment
-        self.fx.record(self.s.stage, f"payment control closed by the РОП: {cmd.comment}")
+        self.fx.record(self.s.stage, C.cause("payments_closed", comment=cmd.comment), cmd.actor)
         return ack(self.s, mark)
 
     @close_payments.validator
@@ -800,7 +807,9 @@ class DealWorkflow:
         mark = since(self.s)
         self.s.payment_schedule = self.payments.plan(cmd)
         self.fx.record(
-            self.s.stage, f"payment schedule set: {len(self.s.payment_schedule)} tranches"
+            self.s.stage,
+            C.cause("schedule_set", count=len(self.s.payment_schedule)),
+            cmd.actor,
         )
         await self.payments.publish_schedule()
         self.payments.start_control()
@@ -886,7 +895,7 @@ class DealWorkflow:
         """R-X7: «Заказ Импорт», «Производство», «Закупки» as tracked children."""
         mark = since(self.s)
         name = await self.children.start_process(cmd)
-        self.fx.record(self.s.stage, C.cause("process_started", name=name))
+        self.fx.record(self.s.stage, C.cause("process_started", name=name), cmd.actor)
         return ack(self.s, mark)
 
     @start_process.validator
@@ -905,7 +914,7 @@ class DealWorkflow:
                 self.s.done.append(f"signed:{cmd.kind}")
             field = self.rules.fields[f"signed_{cmd.kind}"]
             await self.fx.update_deal({field: f"Подписан {self.fx.today():%d.%m.%Y}"})
-        self.fx.record(self.s.stage, C.cause("signed", kind=cmd.kind))
+        self.fx.record(self.s.stage, C.cause("signed", kind=cmd.kind), cmd.actor)
         return ack(self.s, mark)
 
     @documents_signed.validator

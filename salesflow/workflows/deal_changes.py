@@ -35,6 +35,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows import causes as C
     from salesflow.workflows import rules as R
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.models import (
@@ -74,7 +75,7 @@ class DealChanges:
             return False
         if not workflow.patched(LEAVES):
             return False
-        self._leave("deleted", "deal not found in Bitrix24 (crm.deal.get): deleted")
+        self._leave("deleted", C.cause("ended_not_found"))
         return True
 
     async def take_events(self, events: list[Bitrix24Event]) -> bool:
@@ -83,7 +84,7 @@ class DealChanges:
         if not any(e.event in LEAVE_EVENTS for e in events) or not workflow.patched(LEAVES):
             return False
         if any(e.event == ONCRMDEALDELETE for e in events):
-            self._leave("deleted", "deal deleted in Bitrix24 (ONCRMDEALDELETE)")
+            self._leave("deleted", C.cause("ended_deleted"))
             return True
         await self.fx.refresh_deal()  # moved: its new CATEGORY_ID read
         return self.left_pipeline()
@@ -98,13 +99,13 @@ class DealChanges:
             return False
         if not workflow.patched(LEAVES):
             return False
-        self._leave("moved_out", f"deal moved to pipeline {deal.category_id} in Bitrix24")
+        self._leave("moved_out", C.cause("ended_moved_out", category=deal.category_id))
         return True
 
     def _leave(self, reason: str, cause: str) -> None:
         if not self.s.ended:
             self.s.ended = reason
-            self.fx.record(self.s.stage, f"{cause}: the workflow ends")
+            self.fx.record(self.s.stage, cause)  # «…: the workflow ends» (causes.py)
 
     async def finish(self) -> None:
         """The deal left the pipeline: its open automatic tasks get the reason as a comment and
@@ -152,9 +153,9 @@ class DealChanges:
         target = fx.stage_of(s.deal.stage_id)
         if self.rules.reopen == "new_run":
             s.counters["reopen"] = s.counters.get("reopen", 0) + 1
-            fx.record(final, f"reopened after {final} in Bitrix24: a new run from {target}")
+            fx.record(final, C.cause("reopened", final=final, target=target))
             return False
-        cause = f"moved back from {final} to {target} in Bitrix24: refused (rules.reopen)"
+        cause = C.cause("reopen_refused", final=final, target=target)
         fx.enter(final, cause, now=workflow.now())
         await fx.update_deal({"STAGE_ID": self.rules.stages[final]})
         names = self.rules.templates
@@ -185,7 +186,7 @@ class DealChanges:
         s.intents.accept = s.intents.reject = None
         round_no = s.counters.get("new:round", 1) + 1
         s.counters["new:round"] = round_no
-        self.fx.record(Stage.NEW, f"back at NEW: waiting for a new acceptance (round {round_no})")
+        self.fx.record(Stage.NEW, C.cause("new_round", round=round_no))
 
     def new_prefix(self) -> str:
         """The purpose prefix of R-NEW's notices: "new", then "new:<round>" for later rounds."""
@@ -232,7 +233,7 @@ class DealChanges:
         purpose = f"currency_refused:{currency}:{fx.amount():g}"
         if purpose in self.s.done:
             return
-        fx.record(self.s.stage, f"no rate for {currency}: the document set cannot be chosen")
+        fx.record(self.s.stage, C.cause("no_rate", currency=currency))
         await fx.once(
             purpose,
             act.notify_users,
@@ -263,7 +264,10 @@ class DealChanges:
             return
         s.document_set = new
         number = fx.bump("document_set_changes")
-        fx.record(s.stage, f"amount {rub:g} RUB: document set {old} → {new}")
+        fx.record(
+            s.stage,
+            C.cause("document_set_changed", rub=f"{rub:g}", old_set=str(old), new_set=new),
+        )
         again = new != "invoice"
         await self._cancel_approval()
         if again:

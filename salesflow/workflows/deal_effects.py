@@ -278,14 +278,16 @@ class DealEffects:
     async def _reconcile_task(self, task_id: int) -> None:
         if not any(t.task_id == task_id for t in self.s.open_tasks):
             return
+        closer: Actor | None = None
         if self.follow is not None and self.follow.on:  # its DEADLINE too (deadlines.py)
             status = await self.follow.read_task(task_id)
+            closer = self.follow.closers.pop(task_id, None)
         else:
             status = await call(act.read_task_status, task_id)
         if status == TASK_COMPLETED:
             keys = [t.key for t in self.s.open_tasks if t.task_id == task_id]
             self.s.open_tasks = [t for t in self.s.open_tasks if t.task_id != task_id]
-            self.record(self.s.stage, C.cause("task_completed", task_id=task_id))
+            self.record(self.s.stage, C.cause("task_completed", task_id=task_id), closer)
             for key in keys:
                 follow_up = self.on_task_completed.pop(key, None)
                 if follow_up is not None:
@@ -359,7 +361,7 @@ class DealEffects:
         self.record(self.s.stage, C.cause("move_refused", target=target, fields=", ".join(missing)))
         self.decisions.stage_refused(target, missing)
 
-    async def advance(self, target: Stage, cause: str) -> Transition:
+    async def advance(self, target: Stage, cause: str, actor: Actor | None = None) -> Transition:
         """The automation moves on only when the stage's required fields are filled (R-X3);
         until then the manager is told which are empty, and the deal waits for them."""
         while True:
@@ -369,7 +371,7 @@ class DealEffects:
                 self.s.stage, self.s.deal.fields, self.rules, self.s.document_set
             )
             if not missing:
-                return Transition(target, cause)
+                return Transition(target, cause, actor)
             listed = ", ".join(missing)
             await self.notify(
                 f"blocked:{self.s.stage}:{listed}",
@@ -859,6 +861,9 @@ class DealEffects:
             deal_id=self.s.deal_id,
             stage=self.s.stage,
             manager_id=self.s.manager_id,
+            manager_name=(
+                deal.assigned_by_name if deal and deal.assigned_by_id == self.s.manager_id else ""
+            ),
             amount=deal.amount if deal else 0.0,
             document_set=self.s.document_set,
             open_tasks=self.s.open_tasks,

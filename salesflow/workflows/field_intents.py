@@ -96,9 +96,13 @@ class FieldIntents:
 
     def actor(self) -> Actor | None:
         assert self.s.deal is not None
-        raw = self.s.deal.fields.get("MODIFY_BY_ID")
+        deal = self.s.deal
+        raw = deal.fields.get("MODIFY_BY_ID")
         if isinstance(raw, str) and raw.isdigit() and int(raw):
-            return Actor(user_id=int(raw), source="bitrix24")
+            # fetch_deal names the mover (MOVED_BY_ID, else MODIFY_BY_ID): the same user here
+            moved = deal.fields.get("MOVED_BY_ID")
+            same = moved in (None, "", "0", raw)
+            return Actor(user_id=int(raw), name=deal.moved_by_name if same else "")
         return None
 
     def _value(self, name: str) -> str:

@@ -178,12 +178,14 @@ class OpenTask(Carried):
 
 class TaskSnapshot(Carried):
     """What `read_task` returns of a Bitrix24 task (tasks.task.get): its STATUS code, its
-    DEADLINE (None: none) and its responsible."""
+    DEADLINE (None: none), its responsible, and who closed it (CLOSED_BY; 0: open/unknown)."""
 
     task_id: int
     status: str
     deadline: datetime | None = None
     responsible_id: int = 0
+    closed_by: int = 0
+    closed_by_name: str = ""
 
 
 class TaskDeadlineRequest(Carried):
@@ -281,6 +283,7 @@ class ClosePayments(Carried):
     """The РОП ends the payment control of a won deal with tranches still open (R-PS-1)."""
 
     comment: str = Field(min_length=1)
+    actor: Actor | None = None
 
 
 class DocumentsSigned(Carried):
@@ -440,6 +443,7 @@ class DealView(Carried):
     deal_id: int
     stage: Stage
     manager_id: int | None
+    manager_name: str = ""  # the responsible's full name as Bitrix24 last gave it ("" unknown)
     amount: float
     document_set: str | None
     open_tasks: list[OpenTask]
@@ -557,6 +561,15 @@ class ApprovalItemStage(Carried):
     stage_id: str
 
 
+class ApprovalItemRead(Carried):
+    """The «Согласование» item as read (crm.item.get): its stage and who moved it last
+    (`movedBy`, a crm.item field; 0 when not given) with that user's full name."""
+
+    stage_id: str
+    moved_by: int = 0
+    moved_by_name: str = ""
+
+
 class EmailRequest(Carried):
     """An e-mail over SMTP (R-SH-3); `key` becomes its Message-ID and its outbox entry."""
 
@@ -594,6 +607,7 @@ class ApprovalResult(Carried):
     approved: bool
     comment: str | None = None
     item_id: int | None = None
+    actor: Actor | None = None  # who decided: the card's user, or the item's mover (movedBy)
 
 
 class ProcessInput(Carried):

@@ -19,9 +19,11 @@ with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
     from salesflow.workflows.activity_stubs import call
+    from salesflow.workflows.causes import cause
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.models import (
         FINAL_STAGES,
+        Actor,
         NotifyRequest,
         PaymentRecord,
         PaymentSchedule,
@@ -129,7 +131,7 @@ class Payments:
         self.s.payment_schedule = new
         fx.record(
             self.s.stage,
-            f"payment schedule amended: {_plan_text(old)} → {_plan_text(new)}",
+            cause("schedule_amended", old=_plan_text(old), new=_plan_text(new)),
             cmd.actor,
         )
         fx.sync_overdue()
@@ -146,21 +148,27 @@ class Payments:
         return f"ps:{n}" if k == 0 else f"ps:a{k}:{n}"
 
     def add(
-        self, amount: float, paid_on: Any, source: str, number: str = "", onec: bool = False
+        self,
+        amount: float,
+        paid_on: Any,
+        source: str,
+        number: str = "",
+        onec: bool = False,
+        actor: Actor | None = None,
     ) -> bool:
         """A payment, once per reference (`source:number`); False when already known. `onec`:
-        a payment document read from 1C (`number` is its number)."""
+        a payment document read from 1C (`number` is its number); `actor`: who recorded it."""
         if self._ledger:
             if onec:
                 return self._from_onec(amount, paid_on, number)
-            return self._from_person(amount, paid_on, source, number)
+            return self._from_person(amount, paid_on, source, number, actor)
         reference = f"{source}:{number}" if number else ""
         if reference and any(p.source == reference for p in self.s.payments):
             return False
         self.s.payments.append(
             PaymentRecord(amount=amount, paid_on=paid_on, source=reference or source)
         )
-        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
+        self.fx.record(self.s.stage, _paid(amount, paid_on, source), actor)
         return True
 
     # ---- the ledger (R-PS-1): one payment however many ways it is told ----------------
@@ -184,24 +192,35 @@ class Payments:
                     matched=True,
                 )
             )
-            self.fx.record(self.s.stage, f"payment {amount:.2f} posted again in 1C {document}")
+            self.fx.record(
+                self.s.stage,
+                cause("payment_posted_again", amount=f"{amount:.2f}", document=document),
+            )
             return True
         if known:
             return False
         for p in self.s.payments:
             if not p.document and self._same(p, amount, paid_on):
                 p.document, p.matched, p.paid_on = document, True, paid_on
-                self.fx.record(self.s.stage, f"payment {amount:.2f} confirmed by 1C {document}")
+                self.fx.record(
+                    self.s.stage,
+                    cause("payment_confirmed", amount=f"{amount:.2f}", document=document),
+                )
                 return True
         self.s.payments.append(
             PaymentRecord(
                 amount=amount, paid_on=paid_on, source=f"1c:{document}", document=document
             )
         )
-        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} (1C {document})")
+        self.fx.record(
+            self.s.stage,
+            cause("payment_onec", amount=f"{amount:.2f}", paid_on=paid_on, document=document),
+        )
         return True
 
-    def _from_person(self, amount: float, paid_on: date, source: str, ref: str) -> bool:
+    def _from_person(
+        self, amount: float, paid_on: date, source: str, ref: str, actor: Actor | None = None
+    ) -> bool:
         """A payment a person records: once per update; the same money already read from 1C
         (and not yet matched to a person's record) is that payment, not a second one."""
         reference = f"{source}:{ref}" if ref else source
@@ -211,11 +230,13 @@ class Payments:
             if p.document and not p.matched and self._same(p, amount, paid_on):
                 p.matched = True
                 self.fx.record(
-                    self.s.stage, f"payment {amount:.2f} already received from 1C {p.document}"
+                    self.s.stage,
+                    cause("payment_known_from_onec", amount=f"{amount:.2f}", document=p.document),
+                    actor,
                 )
                 return False
         self.s.payments.append(PaymentRecord(amount=amount, paid_on=paid_on, source=reference))
-        self.fx.record(self.s.stage, f"payment {amount:.2f} on {paid_on} ({source})")
+        self.fx.record(self.s.stage, _paid(amount, paid_on, source), actor)
         return True
 
     async def reverse(self, document: str) -> bool:
@@ -236,7 +257,7 @@ class Payments:
                 matched=True,
             )
         )
-        fx.record(self.s.stage, f"payment {net:.2f} reversed: 1C {document} unposted or deleted")
+        fx.record(self.s.stage, cause("payment_reversed", amount=f"{net:.2f}", document=document))
         for t in self.s.payment_schedule:
             if t.state == "paid" and not self._tranche_paid(t):
                 t.state, t.paid_on = "planned", None
@@ -459,6 +480,10 @@ class Payments:
 
 def _money(value: float) -> str:
     return f"{value:,.2f}".replace(",", " ")
+
+
+def _paid(amount: float, paid_on: Any, source: str) -> str:
+    return cause("payment", amount=f"{amount:.2f}", paid_on=paid_on, source=source)
 
 
 def _plan_text(tranches: list[TrancheState]) -> str:

@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
+    from salesflow.workflows import causes as C
     from salesflow.workflows.activity_stubs import call
     from salesflow.workflows.deal_effects import DealEffects
     from salesflow.workflows.models import (
@@ -60,7 +61,7 @@ class PeopleLookup:
         try:
             answer = await call(act.read_people, PeopleRequest(user_ids=sorted(users)))
         except ActivityError as err:
-            self.fx.record(s.stage, f"people not read, the last known kept: {err.cause or err}")
+            self.fx.record(s.stage, C.cause("people_not_read", error=err.cause or err))
             return
         await self._apply(answer)
 
@@ -68,7 +69,7 @@ class PeopleLookup:
         rules, fx = self.rules, self.fx
         people, inactive = answer.people.model_copy(deep=True), set(answer.inactive)
         if people.rop != rules.people.rop:
-            fx.record(self.s.stage, f"РОП changed: user {rules.people.rop} → user {people.rop}")
+            fx.record(self.s.stage, C.cause("rop_changed", old=rules.people.rop, new=people.rop))
         rop = people.rop
         if rop not in inactive:  # a deactivated user's work goes to the РОП
             people.managers = [m for m in people.managers if m not in inactive] or [rop]
@@ -104,7 +105,7 @@ class PeopleLookup:
             handed.append(f"«{task.title}»")
         if not handed:
             return
-        fx.record(s.stage, f"user {user} deactivated in Bitrix24: work handed to the РОП {rop}")
+        fx.record(s.stage, C.cause("user_deactivated", user=user, rop=rop))
         purpose = f"deactivated:{user}"
         await fx.once(
             purpose,

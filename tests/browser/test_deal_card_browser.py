@@ -414,6 +414,13 @@ async def test_r_pipeline_new_to_won_from_bitrix24_alone(
     history = await frame.inner_text("#history")
     (artifacts / f"deal-{deal_id}-history.txt").write_text(history, encoding="utf-8")
     assert "Иван Петров" in history  # who acted (the tab's accept)
+    # issue 12: what people did in the tab names them («Кто» is the 4th column)
+    rows = await frame.eval_on_selector_all(
+        "#history tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
+    )
+    person = ("подписан документ", "задан график платежей", "оплата 220000", "задача ")
+    unnamed = [r for r in rows if r[2].startswith(person) and r[3] in ("—", "")]
+    assert [r for r in rows if r[2].startswith(person)] and unnamed == []
 
 
 def _body(message: Any) -> str:

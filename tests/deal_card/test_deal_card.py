@@ -109,6 +109,7 @@ async def test_r_x10_refusals_are_shown_beside_the_form_and_change_nothing(
         other = await card.act(page, "lose_deal", reason="OTHER", comment="")
         assert other.status_code == 422
         assert "для причины «Другое» нужен комментарий" in other.text
+        assert '<option value="OTHER" selected>' in other.text  # the choice kept (issue 12)
         view = await card.view()
         assert (view.stage, view.manager_id) == ("NEW", None)
         assert await card.updates() == []

@@ -328,3 +328,72 @@ def test_r_kp_6_the_approval_decision_is_offered_to_the_approver_while_it_runs()
     assert command.payload.model_dump()["actor"]["user_id"] == ROP.user_id
     with pytest.raises(BadInput, match="комментарий"):
         build("approval_decision", {"approved": "no"}, ROP, TEXTS, NOW.date())
+
+
+def test_r_x10_the_responsible_by_name_and_who_acted_or_automatically() -> None:
+    """Issue 12: «Ответственный» is the responsible's name (the id when Bitrix24 gave none);
+    «Кто» names the person, or says «автоматически» for the workflow's own entries."""
+    from salesflow.workflows.causes import cause
+
+    found = cause("found")
+    automatic = HistoryEntry(at=NOW, stage="NEW", cause=found, code=found.code)
+    person = HistoryEntry(at=NOW, stage="IN_WORK", cause="accepted", actor=ROP)
+    v = view("KP", manager_name="Иван Петров", history=[automatic, person])
+    html = render(_context(v, ROP))
+    assert '<dd id="responsible" data-user-id="3">Иван Петров</dd>' in html
+    assert "<td>автоматически</td>" in html and "<td>Ольга Смирнова</td>" in html
+    assert '<dd id="responsible" data-user-id="3">3</dd>' in render(_context(view("KP"), ROP))
+
+
+def test_r_x10_a_refused_form_keeps_what_was_entered() -> None:
+    """Issue 12: after a refusal the form shows the reason chosen, the comment and the
+    schedule rows again — nothing to type twice; other forms stay empty."""
+    from salesflow.deal_card.page import Notice
+
+    entered = {
+        "reason": "OTHER",
+        "comment": "клиент <ушёл>",
+        "percent_1": "60",
+        "due_1": "2026-12-20",
+    }
+    for action in ("lose_deal", "set_payment_schedule"):
+        ctx = _context(view("LAUNCH"), ROP)
+        ctx.notice = Notice(action, False, "отказ", entered)
+        forms = _form_html(render(ctx))
+        if action == "lose_deal":
+            assert '<option value="OTHER" selected>' in forms["lose_deal"]
+            assert 'value="клиент &lt;ушёл&gt;"' in forms["lose_deal"]
+            assert 'value="60"' not in forms["set_payment_schedule"]
+        else:
+            assert 'name="percent_1" size="5" inputmode="decimal" value="60"' in forms[action]
+            assert 'name="due_1" type="date" value="2026-12-20"' in forms[action]
+            assert " selected" not in forms["lose_deal"]
+    ctx = _context(view("LAUNCH"), ROP)
+    ctx.notice = Notice("lose_deal", True, "готово", entered)  # done: the form starts empty
+    assert " selected" not in _form_html(render(ctx))["lose_deal"]
+
+
+def _form_html(page: str) -> dict[str, str]:
+    import re
+
+    return dict(re.findall(r'<form [^>]*data-action="([a-z_]+)">(.*?)</form>', page, re.S))
+
+
+def test_r_x10_every_history_cause_code_has_a_russian_template() -> None:
+    """Issue 12: each coded cause (payments, schedule, postpayment, КП from 1C …) is shown in
+    Russian on the tab; its English text for the integrator is unchanged."""
+    from string import Formatter
+
+    from salesflow.deal_card.page import cause_text
+    from salesflow.workflows.causes import CAUSES, cause
+
+    assert [code for code in CAUSES if f"cause_{code}" not in TEXTS.table] == []
+    for code, english in CAUSES.items():  # a template uses only its cause's parameters
+        names = {f for _, f, _, _ in Formatter().parse(english) if f}
+        TEXTS(f"cause_{code}", **dict.fromkeys(names, "x"))
+    paid = cause("payment", amount="320000.00", paid_on=date(2026, 12, 3), source="manual")
+    assert str(paid) == "payment 320000.00 on 2026-12-03 (manual)"
+    entry = HistoryEntry(at=NOW, stage="INVOICE", cause=paid, code=paid.code, params=paid.params)
+    assert cause_text(entry, _context(view("INVOICE"), ROP)) == (
+        "оплата 320000.00 от 03.12.2026 (вручную)"
+    )

@@ -14,6 +14,7 @@ from salesflow.config.settings import Settings
 from salesflow.config.snapshot import people_rules
 from salesflow.workflows.batch_models import LeaveStageRequest, LeaveStageResult
 from salesflow.workflows.models import (
+    ApprovalItemRead,
     ApprovalItemRequest,
     ApprovalItemStage,
     BoardUpdate,
@@ -153,6 +154,15 @@ class FakePortal:
         async def read_approval_item_stage(req: ApprovalItemStage) -> str:
             return _item(req.item_id)["stage"]
 
+        @activity.defn(name="read_approval_item")
+        async def read_approval_item(req: ApprovalItemStage) -> ApprovalItemRead:
+            item = _item(req.item_id)
+            return ApprovalItemRead(
+                stage_id=item["stage"],
+                moved_by=item.get("moved_by", 0),
+                moved_by_name=item.get("moved_by_name", ""),
+            )
+
         @activity.defn(name="set_approval_item_stage")
         async def set_approval_item_stage(req: ApprovalItemStage) -> None:
             _item(req.item_id)["stage"] = req.stage_id
@@ -290,6 +300,7 @@ class FakePortal:
             update_board,
             create_approval_item,
             read_approval_item_stage,
+            read_approval_item,
             set_approval_item_stage,
             read_task_status,
             read_task,

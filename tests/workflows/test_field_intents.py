@@ -147,6 +147,9 @@ async def test_r_inv_signed_invoice_and_contract_fields_count_as_signed(run_deal
         "invoice signed (field filled in Bitrix24)",
         "contract signed (field filled in Bitrix24)",
     ]
+    # issue 12: who filled them — the deal's last modifier (MODIFY_BY_ID)
+    filled = [h.actor for h in view.history if "field filled in Bitrix24" in h.cause]
+    assert [a.user_id if a else None for a in filled] == [3, 3]
 
 
 async def test_r_x6_a_service_asked_for_on_the_card_and_with_its_field_is_one_task(
