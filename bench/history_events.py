@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import time
 import uuid
@@ -88,6 +89,8 @@ class Runs:
     sizes: list[int]  # bytes of each run's history
     kinds: Counter[str]
     actions: Counter[str]
+    weight: Counter[str]  # bytes by what the event is (markers by name, activities by type)
+    count: Counter[str]  # events by the same key
 
     @property
     def total(self) -> int:
@@ -96,7 +99,7 @@ class Runs:
 
 async def count_runs(client: Client, workflow_id: str, first_run_id: str | None) -> Runs:
     """Events of each run of a workflow, following continue-as-new from its first run."""
-    runs = Runs(workflow_id, [], [], Counter(), Counter())
+    runs = Runs(workflow_id, [], [], Counter(), Counter(), Counter(), Counter())
     run_id = first_run_id
     while True:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
@@ -106,10 +109,49 @@ async def count_runs(client: Client, workflow_id: str, first_run_id: str | None)
         runs.kinds.update(
             EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events
         )
+        for event in history.events:
+            key = what(event, history.events)
+            runs.weight[key] += event.ByteSize()
+            runs.count[key] += 1
         last = history.events[-1]
         if last.event_type != CONTINUED:
             return runs
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+
+
+def what(event: HistoryEvent, events: Sequence[HistoryEvent]) -> str:
+    """What an event is for the breakdown: a marker by its name (a `patched` marker by its patch
+    id), an activity's events by the activity's type, a workflow task, the rest by type."""
+    kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+    if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+        attrs = event.marker_recorded_event_attributes
+        label = attrs.marker_name
+        if "patch-data" in attrs.details:  # {"id": …, "deprecated": …}
+            label = "patch " + json.loads(attrs.details["patch-data"].payloads[0].data)["id"]
+        return f"marker {label}"
+    if kind.startswith("workflow_task_"):
+        return "workflow task"
+    if kind.startswith("activity_task_"):
+        scheduled = event
+        if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            for field in (
+                "activity_task_started",
+                "activity_task_completed",
+                "activity_task_failed",
+            ):
+                attrs = getattr(event, f"{field}_event_attributes")
+                if attrs.scheduled_event_id:
+                    scheduled = events[attrs.scheduled_event_id - 1]
+                    break
+        name = scheduled.activity_task_scheduled_event_attributes.activity_type.name
+        return f"activity {name or '?'}"
+    return kind
+
+
+def breakdown(runs: Runs, top: int = 14) -> str:
+    """The largest shares of a history, by KB: what to cut next."""
+    rows = sorted(runs.weight.items(), key=lambda kv: -kv[1])[:top]
+    return "; ".join(f"{key} {runs.count[key]} ev {size / 1024:.1f} KB" for key, size in rows)
 
 
 def billable_actions(events: Sequence[HistoryEvent], first_run: bool) -> Counter[str]:
@@ -223,6 +265,7 @@ async def lifecycle(client: Client) -> None:
     print(f"   {'all together':<44}{'':>5}{total:>8}{total_kb:>7.0f}")
     top = ", ".join(f"{kind.lower()} {n}" for kind, n in runs.kinds.most_common(6))
     print(f"   the deal's events by type: {top}")
+    print(f"   where the deal's KB go: {breakdown(runs)}")
     actions: Counter[str] = Counter()
     for _, item in rows:
         actions.update(item.actions)

@@ -49,12 +49,16 @@ def russian_calendar(
 # Not part of a rule set's identity: the version itself, its label, and the production
 # calendar (data of the years around the day the snapshot was built, not a rule someone
 # chose; the configured overrides `extra_holidays`/`extra_workdays` are part of it).
-UNVERSIONED = frozenset({"version", "name", "calendar"})
+# `lean_templates` is how the templates travel, not what they are: the canonical form holds
+# every template either way, so a lean snapshot has the version its full form had.
+UNVERSIONED = frozenset({"version", "name", "calendar", "lean_templates"})
 
 
 def canonical_rules(rules: DealRules) -> dict[str, Any]:
     """The rules that make a rule set, as plain JSON data (sorted when dumped)."""
-    return rules.model_dump(mode="json", exclude=set(UNVERSIONED))
+    data = rules.model_dump(mode="json", exclude=set(UNVERSIONED))
+    data["templates"] = dict(rules.templates)  # all of them, also of a lean snapshot
+    return data
 
 
 def rules_version(rules: DealRules) -> str:
@@ -161,4 +165,5 @@ def _build_rules(settings: Settings, today: date | None) -> DealRules:
         extra_holidays=sorted(rules.extra_holidays),
         extra_workdays=sorted(rules.extra_workdays),
         templates=merged(settings.templates),
+        lean_templates=True,  # history carries only the configured ones (models.DealRules)
     )

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from string import Formatter
 
-from salesflow.config.settings import ConfigError
-
 DEFAULT_TEMPLATES: dict[str, str] = {
     # `salesflow rules migrate` refusals (issue 15): why a running deal cannot take new rules.
     "migrate_refused_closed": "Сделка №{deal_id} закрыта («{stage}»): её правила не меняются.",
@@ -613,6 +611,10 @@ class Templates:
         for more in overrides:
             problems = template_problems(more or {})
             if problems:
+                # imported here: this module stays plain data (models.py and the workflow
+                # sandbox import it; settings pulls in the 1C client)
+                from salesflow.config.settings import ConfigError
+
                 raise ConfigError(problems[0])
             self.table.update(more or {})
 

@@ -13,6 +13,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows.activity_stubs import call
@@ -50,7 +52,7 @@ class InternalApproval:
             result = await self._decided(inp, item_id)
         except asyncio.CancelledError:
             # the deal closed under the approval (LOSE): the item is closed, not left open
-            if workflow.patched(CLOSE_ITEM_WHEN_CANCELLED):
+            if patches.patched(CLOSE_ITEM_WHEN_CANCELLED):
                 rules = inp.rules
                 if workflow.patched(CLOSE_READS_FIRST):
                     stage = await call(

@@ -15,6 +15,8 @@ from typing import Literal
 from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import activity_stubs as act
@@ -198,7 +200,7 @@ class Children:
         child_id = self._mirror_id(purpose)
         # R-X4: the 1C task's СрокИсполнения (Task_ЗадачаИсполнителя, БСП; onec-real.md) is
         # the Bitrix24 task's DEADLINE, watched above
-        onec_due = due if due is not None and workflow.patched(LOGIST_DEADLINE) else None
+        onec_due = due if due is not None and patches.patched(LOGIST_DEADLINE) else None
         await workflow.start_child_workflow(
             LogistTaskMirror.run,
             LogistMirrorInput(
@@ -237,7 +239,7 @@ class Children:
         self.fx.record(
             self.s.stage, C.cause("logist_done", ref=result.ref, executed=str(result.executed))
         )
-        if result.executed and workflow.patched(LOGIST_DONE_CLOSES_TASK):
+        if result.executed and patches.patched(LOGIST_DONE_CLOSES_TASK):
             # the mirror completed the Bitrix24 task too
             key = self.fx.key(purpose)
             self.s.open_tasks = [t for t in self.s.open_tasks if t.key != key]
@@ -257,8 +259,8 @@ class Children:
         """Running children of a closed deal are cancelled (they were started ABANDON) — except,
         on WON, the logist's 1C task mirrors: the goods' task lives on in 1C and its progress
         still belongs in Bitrix24 (R-AC-3), so they run until 1C says executed."""
-        keep_mirrors = self.s.stage == Stage.WON and workflow.patched(WON_KEEPS_LOGIST_MIRRORS)
-        cancelled_state = workflow.patched(CANCELLED_CHILDREN)
+        keep_mirrors = self.s.stage == Stage.WON and patches.patched(WON_KEEPS_LOGIST_MIRRORS)
+        cancelled_state = patches.patched(CANCELLED_CHILDREN)
         withdraw = [  # R-LOSE / issue 14: the logist's 1C tasks still open, withdrawn in 1C
             p.workflow_id
             for p in self.s.processes
@@ -275,7 +277,7 @@ class Children:
                     process.state = "cancelled"  # as Temporal shows it
                 else:
                     process.state = "failed" if self.s.stage == Stage.LOSE else "done"
-        if withdraw and workflow.patched(LOSE_CANCELS_1C_TASK):
+        if withdraw and patches.patched(LOSE_CANCELS_1C_TASK):
             await self._withdraw_logist_tasks(withdraw)
 
     async def _withdraw_logist_tasks(self, workflow_ids: list[str]) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from temporalio import workflow
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import rules as R
     from salesflow.workflows.deal_effects import DealEffects
@@ -50,13 +52,13 @@ class ClientMessages:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None and workflow.patched(ORDER_MESSAGES):
+        if self._task is None and patches.patched(ORDER_MESSAGES):
             self._task = asyncio.create_task(self._follow())
 
     def won_text(self) -> str | None:
         """R-WON-1's text with the link to the configured CRM form (None: the template's)."""
         url = self.rules.feedback_form_url
-        if not workflow.patched(WON_FORM_LINK) or not url:
+        if not patches.patched(WON_FORM_LINK) or not url:
             return None
         link = R.render(self.fx._template("client_won_form_link"), form_url=url)
         return f"{self.rules.templates['client_won_feedback']}\n\n{link}"

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from temporalio import workflow
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
@@ -76,9 +78,9 @@ class Following:
         self.closers: dict[int, Actor] = {}  # task id → who completed it (read_task, CLOSED_BY)
 
     def start(self) -> None:
-        self.on = workflow.patched(FOLLOW)
+        self.on = patches.patched(FOLLOW)
         if self.on:
-            self.delivery = workflow.patched(DELIVERY)
+            self.delivery = patches.patched(DELIVERY)
             self.watch_delivery()
 
     # ---- what a deadline follows -----------------------------------------------------------

@@ -35,6 +35,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import causes as C
@@ -147,7 +149,7 @@ class DealWorkflow:
     @workflow.run
     async def run(self, inp: DealInput) -> DealView:
         fx = self.fx
-        if workflow.patched("deal-board"):
+        if patches.patched("deal-board"):
             self.board.start(fx)
         fx.decisions.start()
         self.messages.start()
@@ -175,7 +177,7 @@ class DealWorkflow:
             Stage.SHIPPED: self.stage_shipped,
         }
         self.payments.start()
-        self._watching = workflow.patched(WATCHED_DEADLINES)
+        self._watching = patches.patched(WATCHED_DEADLINES)
         self.children.watching = self._watching
         if self._watching:
             fx.rewatch()
@@ -214,7 +216,7 @@ class DealWorkflow:
         due = R.deadline_after(fx.entered_at(), rule, self.rules)
         fx.set_deadline("take_into_work", due)
         acted = lambda: intents.accept is not None or intents.reject is not None  # noqa: E731
-        if workflow.patched(NEW_REMINDER_POLICY):
+        if patches.patched(NEW_REMINDER_POLICY):
             if not await fx.wait(acted, until=due):
                 await self._take_overdue(due)
                 await fx.remind(
@@ -270,7 +272,7 @@ class DealWorkflow:
     async def stage_kp(self) -> Transition:
         """KP: tasks (R-KP-1, R-KP-3), КП from 1C (R-KP-2), the feedback loop (R-KP-4)."""
         fx, intents = self.fx, self.s.intents
-        if self._watching and workflow.patched(TASK_DEADLINES):
+        if self._watching and patches.patched(TASK_DEADLINES):
             kp_due = self._kp_due()
             if kp_due is not None:
                 fx.watch(
@@ -287,7 +289,7 @@ class DealWorkflow:
         else:
             await fx.task("kp:send_kp", "task_send_kp")
         await self._load_kp()
-        kp_message_when_sent = workflow.patched(KP_MESSAGE_WHEN_SENT)
+        kp_message_when_sent = patches.patched(KP_MESSAGE_WHEN_SENT)
         if kp_message_when_sent:
             fx.on_task_completed[fx.key("kp:send_kp")] = self._kp_sent
         else:
@@ -299,7 +301,7 @@ class DealWorkflow:
         while True:
             self.s.kp_round += 1
             n = self.s.kp_round
-            if fx.field("kp_status") and workflow.patched(FIELDS_DRIVE):
+            if fx.field("kp_status") and patches.patched(FIELDS_DRIVE):
                 # «Статус КП» holds this round's answer only (field_intents.py)
                 await fx.set_fields_once(
                     f"kp:status_clear:{n}", {self.rules.fields["kp_status"]: None}
@@ -321,7 +323,7 @@ class DealWorkflow:
                     return fx.take_move()
             feedback, intents.feedback = intents.feedback, None
             assert feedback is not None
-            if n > 1 and workflow.patched(KP_RELOAD_PER_ROUND):
+            if n > 1 and patches.patched(KP_RELOAD_PER_ROUND):
                 # The client answered a re-formed КП (R-KP-4): its lines are read from 1C again.
                 await self._load_kp(f"kp:load_from_1c:{n}")
             if kp_message_when_sent:
@@ -388,7 +390,7 @@ class DealWorkflow:
         """INVOICE: the pay loop (R-INV-1, R-INV-2) closed by 1C or a person (R-INV-3)."""
         fx = self.fx
         await fx.client_message("inv:client_message", "client_invoice_issued")
-        if workflow.patched(POSTPAYMENT) and self._postpaid():
+        if patches.patched(POSTPAYMENT) and self._postpaid():
             return await self._invoice_postpaid()
         paid = lambda: bool(self.s.payments)  # noqa: E731  (payments exist from INVOICE on)
         while not paid():
@@ -401,7 +403,7 @@ class DealWorkflow:
                 self.s.counters["inv:open"] = 1
             n = self.s.invoice_round
             due = self.payments.invoice_due()
-            if workflow.patched(TASK_DEADLINES):
+            if patches.patched(TASK_DEADLINES):
                 await fx.task(f"inv:get_payment:{n}", "task_get_payment", deadline=due)
             else:
                 await fx.task(f"inv:get_payment:{n}", "task_get_payment")
@@ -453,7 +455,7 @@ class DealWorkflow:
         fx = self.fx
         await fx.client_message("sh:client_message", "client_shipped")
         rule = self.rules.deadlines["closing_document_task"]
-        whole_days = workflow.patched(CLOSING_BUSINESS_DAYS)
+        whole_days = patches.patched(CLOSING_BUSINESS_DAYS)
         due = R.deadline_after(fx.entered_at(), rule, self.rules, whole_days=whole_days)
         await fx.task("sh:act", "task_send_act", deadline=due)
         await fx.task("sh:upd", "task_send_upd", deadline=due)
@@ -471,7 +473,7 @@ class DealWorkflow:
     async def stage_won(self) -> None:
         """WON: the feedback form to the client (R-WON-1), the «Инженеры» deal (R-WON-2)."""
         fx = self.fx
-        after_won = self.rules.payment_control_after_won and workflow.patched(PAYMENTS_AFTER_WON)
+        after_won = self.rules.payment_control_after_won and patches.patched(PAYMENTS_AFTER_WON)
         self.payments.after_won = after_won
         if after_won:
             self.payments.start()  # the 1C poll goes on (or again, after continue-as-new)
@@ -604,7 +606,7 @@ class DealWorkflow:
         is_open = lambda: any(t.key == key for t in self.s.open_tasks)  # noqa: E731
         if not (self.rules.rework_before_next_round and is_open()):
             return False
-        if not workflow.patched(REWORK_BEFORE_NEXT_ROUND):
+        if not patches.patched(REWORK_BEFORE_NEXT_ROUND):
             return False
         await self.fx.wait(lambda: answered() or not is_open())
         return answered() or self.fx.interrupted()
@@ -613,7 +615,7 @@ class DealWorkflow:
         """A round's tasks are done once its answer is in: completed in Bitrix24 (patched) and
         gone from the open tasks."""
         keys = {self.fx.key(p) for p in purposes}
-        if workflow.patched(COMPLETE_ROUND_TASKS):
+        if patches.patched(COMPLETE_ROUND_TASKS):
             await self.fx.complete_tasks(sorted(keys))
         self.s.open_tasks = [t for t in self.s.open_tasks if t.key not in keys]
 
@@ -661,7 +663,7 @@ class DealWorkflow:
 
     async def _continue_as_new_when_suggested(self) -> None:
         if workflow.info().is_continue_as_new_suggested():
-            if workflow.patched(CAN_DRAINS_INTENTS):
+            if patches.patched(CAN_DRAINS_INTENTS):
                 # Handlers that wait for the main loop return once their intent is in DealState;
                 # otherwise they would wait for a loop that waits for them.
                 self._draining = True
@@ -677,7 +679,7 @@ class DealWorkflow:
         """The reply of an update after which the deal moves on: once it has (`moved`), or
         after MOVE_WAIT; runs before this patch answered once the intent was taken
         (`recorded`). Continue-as-new being due answers at once (the intent is carried)."""
-        if workflow.patched(UPDATES_ANSWER_AFTER_MOVE):
+        if patches.patched(UPDATES_ANSWER_AFTER_MOVE):
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: moved() or self._draining,
@@ -846,7 +848,7 @@ class DealWorkflow:
         for service in SERVICES:
             if not getattr(cmd, service):
                 continue
-            if not workflow.patched(ONE_SERVICE_TASK):
+            if not patches.patched(ONE_SERVICE_TASK):
                 await self._request_service(service, f"request:{service}:{ref}")
             elif (purpose := self.fields.service_round(service)) is not None:
                 await self.fields.request(service, purpose)  # None: asked for already
@@ -940,7 +942,7 @@ class DealWorkflow:
                 type="RequiredFieldsMissing",
             )
         self.s.intents.moved_to = cmd.to
-        if workflow.patched(MOVE_ACTOR):
+        if patches.patched(MOVE_ACTOR):
             self.s.intents.moved_by = cmd.actor
         arrived = lambda: self.s.stage == cmd.to or self.s.stage in FINAL_STAGES  # noqa: E731
         await self._answer_after_move(arrived, arrived)

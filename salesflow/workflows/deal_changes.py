@@ -33,6 +33,8 @@ from collections.abc import Awaitable, Callable
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import causes as C
@@ -73,7 +75,7 @@ class DealChanges:
         cause = err.cause
         if not (isinstance(cause, ApplicationError) and cause.type == DEAL_NOT_FOUND):
             return False
-        if not workflow.patched(LEAVES):
+        if not patches.patched(LEAVES):
             return False
         self._leave("deleted", C.cause("ended_not_found"))
         return True
@@ -81,7 +83,7 @@ class DealChanges:
     async def take_events(self, events: list[Bitrix24Event]) -> bool:
         """The deal's events include a deletion or a move of pipeline: True when the deal has
         left «Продажа» (the other events of the batch are not followed then)."""
-        if not any(e.event in LEAVE_EVENTS for e in events) or not workflow.patched(LEAVES):
+        if not any(e.event in LEAVE_EVENTS for e in events) or not patches.patched(LEAVES):
             return False
         if any(e.event == ONCRMDEALDELETE for e in events):
             self._leave("deleted", C.cause("ended_deleted"))
@@ -97,7 +99,7 @@ class DealChanges:
         deal = self.s.deal
         if deal is None or in_pipeline(deal.category_id, self.rules.category_id):
             return False
-        if not workflow.patched(LEAVES):
+        if not patches.patched(LEAVES):
             return False
         self._leave("moved_out", C.cause("ended_moved_out", category=deal.category_id))
         return True
@@ -147,7 +149,7 @@ class DealChanges:
         (True: this run ends); "new_run" goes on from the stage it is at, its side effects
         under new keys (`DealEffects.key`)."""
         fx, s = self.fx, self.s
-        if not workflow.patched(REOPEN):
+        if not patches.patched(REOPEN):
             return False
         assert s.deal is not None
         target = fx.stage_of(s.deal.stage_id)
@@ -181,7 +183,7 @@ class DealChanges:
         """After a move: a deal moved back to NEW waits for a new acceptance (R-NEW), its
         notices and reminders under new keys (`new_prefix`)."""
         s = self.s
-        if s.stage != Stage.NEW or left == Stage.NEW or not workflow.patched(BACK_TO_NEW):
+        if s.stage != Stage.NEW or left == Stage.NEW or not patches.patched(BACK_TO_NEW):
             return
         s.intents.accept = s.intents.reject = None
         round_no = s.counters.get("new:round", 1) + 1
@@ -212,7 +214,7 @@ class DealChanges:
         """R-KP-5 when the КП is agreed: the set of the amount in RUB. A currency without a
         configured rate is refused with a notice; the deal waits (re-reading on each change)
         for RUB or a rate. None: a person moved or lost the deal meanwhile."""
-        if not workflow.patched(DOCUMENT_SET):
+        if not patches.patched(DOCUMENT_SET):
             return R.document_set(self.fx.amount(), self.rules)
         while True:
             rub = self.rub_amount()
@@ -253,7 +255,7 @@ class DealChanges:
             return
         if "signed:contract" in s.done or fx.field("signed_contract").strip():
             return
-        if not workflow.patched(DOCUMENT_SET):
+        if not patches.patched(DOCUMENT_SET):
             return
         rub = self.rub_amount()
         if rub is None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import activity_stubs as act
@@ -156,7 +158,7 @@ class DealEffects:
             return await self.follow.wait_or_remind(done, until, name, what, kind or name)
         if not await self.wait(done, until=until):
             await self.deadline_missed(name, what, until)
-            if workflow.patched(REMIND_AFTER_MISSED):
+            if patches.patched(REMIND_AFTER_MISSED):
                 await self.remind(
                     done,
                     f"{name}:reminder",
@@ -242,7 +244,7 @@ class DealEffects:
         assert deal is not None
         seen = self.stage_of(deal.stage_id)
         intents = self.s.intents
-        if seen != Stage.LOSE and self.on_deal_read is not None and workflow.patched(FIELDS_DRIVE):
+        if seen != Stage.LOSE and self.on_deal_read is not None and patches.patched(FIELDS_DRIVE):
             await self.on_deal_read()
         if seen is None or seen == self.s.stage or intents.moved_to is not None:
             return
@@ -257,7 +259,7 @@ class DealEffects:
             lacking = [] if known else [R.FIELD_TITLES["loss_reason"]]
             if known and reason == "OTHER" and not str(comment or "").strip():
                 lacking = [R.FIELD_TITLES["loss_comment"]]
-            if lacking and workflow.patched(LOSE_NEEDS_REASON):
+            if lacking and patches.patched(LOSE_NEEDS_REASON):
                 await self._refuse_move(seen, lacking, "notify_lose_reason_missing")
                 return
             intents.lose = LoseDeal.model_construct(
@@ -272,7 +274,7 @@ class DealEffects:
             await self._refuse_move(seen, missing)
             return
         intents.moved_to = seen
-        if workflow.patched(MOVE_ACTOR):
+        if patches.patched(MOVE_ACTOR):
             intents.moved_by = bitrix24_mover(deal)
 
     async def _reconcile_task(self, task_id: int) -> None:
@@ -314,7 +316,7 @@ class DealEffects:
         if self.s.stage == Stage.LAUNCH and not self.s.payment_schedule:
             missing.append("График оплаты")
         skipped = self._skipped(target)
-        if skipped and workflow.patched(SKIPPED_STAGES_CHECKED):
+        if skipped and patches.patched(SKIPPED_STAGES_CHECKED):
             doc_set = self.s.document_set or R.document_set(self.amount(), self.rules)
             for stage in skipped:
                 items = R.missing_fields(stage, self.s.deal.fields, self.rules, doc_set)
@@ -413,7 +415,7 @@ class DealEffects:
         if stage == self.s.stage:
             return
         in_bitrix = self.s.deal is not None and self.s.deal.stage_id == self.rules.stages[stage]
-        batched = workflow.patched(stage_batch.BATCHED_MOVE)  # issue 16: one request
+        batched = patches.patched(stage_batch.BATCHED_MOVE)  # issue 16: one request
         if batched:  # Bitrix24 shows the stage before the workflow enters it, as before
             prefix = STAGE_TASKS.get(self.s.stage)
             await stage_batch.leave(
@@ -425,7 +427,7 @@ class DealEffects:
             await self.update_deal({"STAGE_ID": self.rules.stages[stage]})
         left = self.s.stage
         self.enter(stage, cause, now=workflow.now(), actor=actor)
-        if not batched and workflow.patched(COMPLETE_LEFT_TASKS):
+        if not batched and patches.patched(COMPLETE_LEFT_TASKS):
             prefix = STAGE_TASKS.get(left)
             await self.complete_tasks(
                 [t.key for t in self.s.open_tasks if prefix and t.key.startswith(self.key(prefix))]
@@ -434,7 +436,7 @@ class DealEffects:
     async def complete_tasks(self, keys: list[str]) -> None:
         """The automatic tasks `keys` are done with (their stage left, their round answered):
         completed in Bitrix24, once each; the logist's task mirrored into 1C is 1C's to end."""
-        if len(stage_batch.pending(self, keys)) > 1 and workflow.patched(stage_batch.BATCHED_MOVE):
+        if len(stage_batch.pending(self, keys)) > 1 and patches.patched(stage_batch.BATCHED_MOVE):
             await stage_batch.leave(self, None, keys)  # issue 16: all in one batch
             return
         for task in [t for t in self.s.open_tasks if t.key in keys]:
@@ -467,7 +469,7 @@ class DealEffects:
         entry = HistoryEntry(at=workflow.now(), stage=stage, cause=cause, actor=actor)
         # duck-typed: deal.py's `causes` may be the sandbox's copy of the module
         code, params = getattr(cause, "code", ""), getattr(cause, "params", {})
-        if code and workflow.patched(HISTORY_CODES):
+        if code and patches.patched(HISTORY_CODES):
             entry.code, entry.params = code, dict(params)
         self.s.history.append(entry)
 
@@ -667,7 +669,7 @@ class DealEffects:
                     activity_fn, arg, notify=tell, after=timedelta(minutes=minutes)
                 )
             except ActivityError as err:
-                if not (is_configuration_problem(err) and workflow.patched(ONEC_CONFIG_RETRY)):
+                if not (is_configuration_problem(err) and patches.patched(ONEC_CONFIG_RETRY)):
                     await self.report_failure(purpose, err)
                     return None
                 if not told:
@@ -701,7 +703,7 @@ class DealEffects:
     async def report_failure(self, purpose: str, err: ActivityError, then: str = "") -> None:
         """Record a step that failed for good and tell the РОП; a cancelled step (the deal
         closed under it) is passed on as a cancellation instead."""
-        if is_cancelled_exception(err) and workflow.patched(CANCEL_IS_NOT_FAILURE):
+        if is_cancelled_exception(err) and patches.patched(CANCEL_IS_NOT_FAILURE):
             raise asyncio.CancelledError(purpose) from err
         cause = err.cause
         text = str(cause.message if isinstance(cause, ApplicationError) else cause or err)

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.config.templates import DEFAULT_TEMPLATES
     from salesflow.workflows import activity_stubs as act
@@ -146,7 +148,7 @@ class Decisions:
     ) -> None:
         """Record one decision; `unique`: not again when the same one is already there (a stage
         run again after continue-as-new decides the same)."""
-        if not workflow.patched(DECISIONS):
+        if not patches.patched(DECISIONS):
             return
         log, s = self.log, self.fx.s
         if unique and any(
@@ -168,7 +170,7 @@ class Decisions:
                 actor=actor,
             )
         )
-        if timeline and kind in TIMELINE_KINDS and workflow.patched(TIMELINE):
+        if timeline and kind in TIMELINE_KINDS and patches.patched(TIMELINE):
             log.timeline.append(log.seq)
         prune(log, self.fx.rules)
 

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows.causes import cause
@@ -76,7 +78,7 @@ class FieldIntents:
         old, new = s.manager_id, s.deal.assigned_by_id
         if s.stage == Stage.NEW or old is None or not new or new == old:
             return
-        if not workflow.patched(RESPONSIBLE_FOLLOWED):
+        if not patches.patched(RESPONSIBLE_FOLLOWED):
             return
         s.manager_id = new
         workflow.upsert_search_attributes([DEAL_MANAGER.value_set(new)])
@@ -163,7 +165,7 @@ class FieldIntents:
                 continue
             # marked before the task is created: a re-read while it is created asks nothing again
             self.s.counters[purpose] = 1
-            if workflow.patched(ONE_SERVICE_TASK):
+            if patches.patched(ONE_SERVICE_TASK):
                 shared = self.service_round(service)
                 if shared is None:
                     continue  # asked for already (the card, the CLI): that task is this one

@@ -22,6 +22,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
+from salesflow.workflows import patches
+
 MIRROR_CONFIG_RETRY = "mirror-onec-config-retry"
 
 with workflow.unsafe.imports_passed_through():
@@ -61,7 +63,7 @@ class LogistTaskMirror:
             try:
                 p.ref = await self._create()
             except ActivityError as err:  # only non-retryable failures get here
-                if is_configuration_problem(err) and workflow.patched(MIRROR_CONFIG_RETRY):
+                if is_configuration_problem(err) and patches.patched(MIRROR_CONFIG_RETRY):
                     await self._wait_for_onec_fix(err)
                     continue
                 await self._report(self._result(executed=False, error=_reason(err)))

@@ -6,7 +6,16 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from salesflow.config.templates import DEFAULT_TEMPLATES
 
 
 class Stage(StrEnum):
@@ -133,6 +142,25 @@ class DealRules(Carried):
     extra_holidays: list[str] = Field(default_factory=list)
     extra_workdays: list[str] = Field(default_factory=list)
     templates: dict[str, str]
+    # Issue 16 item 3: a snapshot built with `lean_templates` (config/snapshot.build_rules)
+    # carries in history only the templates that differ from the code's defaults
+    # (config/templates.DEFAULT_TEMPLATES); the others are filled in from the defaults of the
+    # code that reads it — so a deal running when a default text changes uses the new text
+    # (replay does not compare activity inputs). Snapshots without the flag (older deals,
+    # recorded histories) carry and read every template as before.
+    lean_templates: bool = False
+
+    @model_validator(mode="after")
+    def _defaults_filled_in(self) -> DealRules:
+        if self.lean_templates:
+            self.templates = {**DEFAULT_TEMPLATES, **self.templates}
+        return self
+
+    @field_serializer("templates")
+    def _only_what_differs(self, templates: dict[str, str]) -> dict[str, str]:
+        if not self.lean_templates:
+            return templates
+        return {k: v for k, v in templates.items() if DEFAULT_TEMPLATES.get(k) != v}
 
     def stage_code(self, status_id: str) -> str | None:
         for code, portal_id in self.stages.items():

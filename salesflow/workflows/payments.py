@@ -15,6 +15,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import rules as R
@@ -58,8 +60,8 @@ class Payments:
     def start(self) -> None:
         """The schedule control once a schedule is set; the 1C poll at the payment stages."""
         if self._ledger is None:
-            self._ledger = workflow.patched(LEDGER)
-            self._reversal = bool(self._ledger) and workflow.patched(REVERSAL)
+            self._ledger = patches.patched(LEDGER)
+            self._reversal = bool(self._ledger) and patches.patched(REVERSAL)
         self.start_control()
         if self._poll_task is None and self._polling():
             self._poll_task = asyncio.create_task(self._poll_onec())
@@ -126,7 +128,7 @@ class Payments:
             same = next((o for o in old if o.percent == t.percent and o.due == t.due), None)
             if same is not None and same.state == "paid":
                 t.state, t.paid, t.paid_on = same.state, same.paid, same.paid_on
-        if workflow.patched(AMEND):
+        if patches.patched(AMEND):
             fx.bump("ps:amendments")
         self.s.payment_schedule = new
         fx.record(
@@ -333,7 +335,7 @@ class Payments:
             remind_day = tranche.due - timedelta(days=self.rules.payment_reminder_days_before)
             remind_at = fx.end_of_working_day(remind_day) - timedelta(hours=8)
             due_at = fx.end_of_working_day(tranche.due)
-            if workflow.patched(WORKING_HOURS) and self.rules.reminders.working_hours_only:
+            if patches.patched(WORKING_HOURS) and self.rules.reminders.working_hours_only:
                 # R-X4/R-X9: the reminder on the last business day before, in working hours; a
                 # due date on a day off moves to the next business day (ГК РФ ст. 193)
                 calendar = R.Calendar(self.rules.calendar)
@@ -364,7 +366,7 @@ class Payments:
                     "notify_payment_overdue_rop",
                     tranche,
                 )
-                if workflow.patched(REMINDER_POLICY):
+                if patches.patched(REMINDER_POLICY):
                     await self._remind_overdue(paid, tranche)
                 every = timedelta(hours=self.rules.payment_overdue_reminder_hours)
                 while not await self._until(paid, workflow.now() + every):

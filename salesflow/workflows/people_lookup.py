@@ -19,6 +19,8 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from salesflow.workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from salesflow.workflows import activity_stubs as act
     from salesflow.workflows import causes as C
@@ -52,7 +54,7 @@ class PeopleLookup:
         last = s.counters.get(READ_AT, 0)
         if last and now - last < self.rules.people_refresh_minutes * 60:
             return
-        if not workflow.patched(PEOPLE_READ):
+        if not patches.patched(PEOPLE_READ):
             return
         s.counters[READ_AT] = now
         users = {t.responsible_id for t in s.open_tasks}
