@@ -57,10 +57,16 @@ from temporalio.worker import (
 from bench.common import percentile, run_pool, run_then_exit, served_process, start_dev_server
 from emulators.asgi_server import free_port
 from salesflow.config.settings import Settings
-from salesflow.config.snapshot import build_rules
+from salesflow.config.snapshot import build_rules, people_rules
 from salesflow.integrations.bitrix24.client import Bitrix24Client
 from salesflow.worker import WORKFLOW_TASK_SLOTS, WORKFLOWS, running_worker
-from salesflow.workflows.models import Bitrix24Event, DealInput, DealSnapshot
+from salesflow.workflows.models import (
+    Bitrix24Event,
+    DealInput,
+    DealSnapshot,
+    PeopleAnswer,
+    PeopleRequest,
+)
 from salesflow.workflows.names import DEAL_ID, SIGNAL_BITRIX24_EVENT, deal_workflow_id
 from salesflow.workflows.sandbox import workflow_runner
 
@@ -158,7 +164,8 @@ class _Counting(ActivityInboundInterceptor):
 
 
 def doubles() -> list[Callable[..., Any]]:
-    """`fetch_deal` answering a «Продажа» deal at NEW; every other activity a no-op."""
+    """`fetch_deal` answering a «Продажа» deal at NEW, `read_people` the default people; every other
+    activity a no-op."""
 
     @activity.defn(name="fetch_deal")
     async def fetch_deal(deal_id: int) -> DealSnapshot:
@@ -171,11 +178,17 @@ def doubles() -> list[Callable[..., Any]]:
             amount=100000.0,
         )
 
+    people = people_rules(Settings.model_validate({}))
+
+    @activity.defn(name="read_people")
+    async def read_people(req: PeopleRequest) -> PeopleAnswer:
+        return PeopleAnswer(people=people, accountant_email="", inactive=[])
+
     @activity.defn(dynamic=True)
     async def anything_else(args: Sequence[RawValue]) -> None:
         return None
 
-    return [fetch_deal, anything_else]
+    return [fetch_deal, read_people, anything_else]
 
 
 @contextlib.asynccontextmanager

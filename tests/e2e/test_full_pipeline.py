@@ -116,7 +116,16 @@ async def test_r_pipeline_640k_russia_new_to_won(dev_env, tmp_path) -> None:
 
         # R-KP-4: one «не согласовано» round, then agreed.
         await _cli_ok(stack, "kp-feedback", str(deal_id), "--not-agreed", "--comment", "дорого")
-        await stack.wait_until(deal_id, lambda v: v.kp_round == 2)
+        view = await stack.wait_until(
+            deal_id, lambda v: any(t.key.endswith(":kp:objection:1") for t in v.open_tasks)
+        )
+        # «Возврат на задачу»: the manager completes the objection task in Bitrix24; then the
+        # second feedback round's task comes.
+        objection = next(t for t in view.open_tasks if t.key.endswith(":kp:objection:1"))
+        await stack.bitrix24.call("tasks.task.complete", {"taskId": objection.task_id})
+        await stack.wait_until(
+            deal_id, lambda v: any(t.key.endswith(":kp:feedback:2") for t in v.open_tasks)
+        )
         await _cli_ok(stack, "kp-feedback", str(deal_id), "--agreed")
         view = await stack.wait_until(
             deal_id, lambda v: any(p.kind == "approval" for p in v.processes)
@@ -179,7 +188,7 @@ async def test_r_pipeline_640k_russia_new_to_won(dev_env, tmp_path) -> None:
         # R-LA-1, R-PS-1: 50/30/10/10; the 50 % tranche is due today, past the working day,
         # and the advance does not cover it.
         code, out = await stack.cli("deal", "schedule", str(deal_id), "50:" + str(today))
-        assert code == 1 and "sum to 50" in out
+        assert code == 1 and "сумма процентов 50" in out and "schedule_invalid" in out
         await _cli_ok(
             stack,
             "schedule",

@@ -48,7 +48,12 @@ async def test_r_new_r_iw_deal_added_in_bitrix24_then_accepted_by_cli(dev_env, t
 
 
 async def test_forged_token_gets_401_and_starts_nothing(dev_env, tmp_path) -> None:
-    async with running_stack(dev_env, tmp_path, "forged", first_deal_id=920_000) as stack:
+    # The reconciliation scan would start the deal legitimately (it is in Bitrix24): off here,
+    # so that only the forged POST could have started it.
+    off = {"relay": {"scan_interval_seconds": 0}}
+    async with running_stack(
+        dev_env, tmp_path, "forged", first_deal_id=920_000, overrides=off
+    ) as stack:
         stack.portal.handler_url = None
         deal_id = await stack.add_deal()
         body = {

@@ -394,6 +394,13 @@ class Deal:
         self.expected.client_emails |= STAGE_EMAILS.get(stage, set())
         if stage == "ACCEPTED":
             self.expected.onec_tasks.add("ac:ship_goods:1c")
+            # the client told the work on the order started (client_messages.py, issue 14)
+            self.expected.client_emails.add(f"client:logist_started:{self._mirror}")
+
+    @property
+    def _mirror(self) -> str:
+        """The workflow id of the logist task's 1C mirror (the client messages' key)."""
+        return f"deal-{self.id}-1c-ac-ship_goods"
 
     async def logist_sees_task_in_1c(self) -> str:
         """The logist's task has reached 1C (the logist works there); its Ref_Key."""
@@ -405,6 +412,7 @@ class Deal:
         """The logist completes the mirrored task in 1C; Bitrix24 shows it completed."""
         ref = await self.logist_sees_task_in_1c()
         await self.stack.onec_admin(f"tasks/{ref}/complete", {"comment": "Отгружено, ТТН 77"})
+        self.expected.client_emails.add(f"client:logist_done:{self._mirror}")
         await self.until_portal(
             lambda: self._bitrix_task_status("ac:ship_goods") == "5",
             "the logist's Bitrix24 task completed",

@@ -46,9 +46,10 @@ async def test_r_ps_1_r_ps_2_schedule_amended_while_unpaid_refused_when_paid(
         assert "уже оплачен" in await _refused(handle, _plan((10, 5), (50, 10), (40, 20)))
         assert "100" in await _refused(handle, _plan((50, 10), (30, 20)))  # does not add up
         rop = Actor(user_id=ROP, name="РОП")
-        view = await handle.execute_update(
+        await handle.execute_update(
             DealWorkflow.amend_payment_schedule, _plan((50, 10), (50, 25), actor=rop)
         )
+        view = await handle.query(DealWorkflow.state)
         assert [(t.percent, t.state) for t in view.payment_schedule] == [
             (50, "paid"),
             (50, "planned"),

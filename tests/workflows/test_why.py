@@ -34,7 +34,7 @@ from salesflow.workflows.sandbox import workflow_runner
 from salesflow.workflows.why import WhyRequest, WhyView, decision_text, explain
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
-from tests.workflows.pipeline import IN_WORK_FIELDS, at_stage, drive_to, until
+from tests.workflows.pipeline import IN_WORK_FIELDS, at_stage, drive_to, rework_done, until
 from tests.workflows.test_continue_as_new import can_env  # noqa: F401  (a server suggesting CAN)
 
 CYRILLIC = set("абвгдеёжзийклмнопрстуфхцчшщъыьэюя")
@@ -315,9 +315,11 @@ async def test_r_inv_2_r_x9_sla_figures_from_the_decisions(run_deal, skip_env, m
         await until(handle, lambda v: v.invoice_round == 1)
         for _ in range(8):  # the first invoice round runs out unpaid (R-INV-2)
             view = await handle.query(DealWorkflow.state)
-            if view.invoice_round >= 2:
+            if any(t.key.endswith(":inv:objection:1") for t in view.open_tasks):
                 break
             await skip_env.sleep(timedelta(days=1))
+        # «Возврат на задачу»: the objection worked off, the second round starts
+        await rework_done(handle, portal, "inv:objection:1", "inv:get_payment:2")
         await drive_to(handle, portal, "LAUNCH")
         why = await _why(handle)
     sla = why.sla
