@@ -481,6 +481,9 @@ class Deal:
         # one key per (deal, service, round): the first round of each (deal12-one-service-task)
         self.expected.tasks |= {"request:engineers:r1", "request:logistics:r1"}
         self.expected.onec_tasks.add("request:logistics:r1:1c")
+        self.expected.client_emails.add(
+            f"client:logist_started:deal-{self.id}-1c-request-logistics-r1"
+        )
 
     async def start_process(self) -> None:
         await self.update("process", "start_process", StartProcess(kind="import_order"))
