@@ -12,8 +12,17 @@ recorded:
   once the replay has delivered n, the answers since the latest delivered event come first,
   and the latest repeats when the workflow asks more often; a call the history never answered
   gets a neutral default (a new id for a create, the nearest answer of the same type for a
-  read, None for a write) and a note;
+  read, None for a write) and a note; `read_people` unanswered (a history recorded before
+  people were read when used, issue 14 item 7) answers the tried rules' people, none
+  deactivated — what such a deal ran with — without a note;
 - the children are stand-ins (`children.py`); what they told the deal is among the signals.
+
+The deal runs the code paths it was recorded with: a `workflow.patched` branch the history has
+no marker of answers False (the worker's patch activation callback), so a behaviour added
+after the recording — with activities the history could never have answered (`read_people`,
+`leave_stage`…) — does not run; the old branch, which every patch keeps, does. (A patch that
+existed but was not reached in the recording is off too: what the new rules would do there
+follows the older code.)
 
 The workflow must see the recorded moments (deadlines, business days and working hours depend
 on them), while the test server's clock can only move forward from today: the worker's
@@ -66,7 +75,7 @@ from temporalio.workflow import _Definition
 from salesflow.whatif.children import STAND_INS
 from salesflow.whatif.extract import Answer, Recording, decode_one, match_key
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import DealInput, DealRules, DealView
+from salesflow.workflows.models import DealInput, DealRules, DealView, PeopleAnswer
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
 
 MIGRATE_RULES = "migrate_rules"  # `salesflow rules migrate` (an update of the deal)
@@ -74,6 +83,8 @@ FRESH_IDS_FROM = 9_000_000  # ids the replay invents for creates the history nev
 SETTLE_TICKS = 2  # quiet polls in a row before the next recorded event is delivered
 SETTLE_POLL = 0.01  # seconds
 UPDATE_RESULT_WAIT = 1.0  # seconds: an update still unanswered at the end is noted as such
+SETTLE_LIMIT = 60.0  # seconds: a deal busy this long between two events (a workflow task
+# failing over and over, say) stops the replay with an error instead of hanging it
 
 
 # ---- the time shift ----------------------------------------------------------------------
@@ -134,6 +145,7 @@ class RecordedWorld:
     """The activity doubles: recorded answers by match key, in order."""
 
     rec: Recording
+    rules: DealRules | None = None  # the rules tried: the people when never read
     calls: list[Call] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     in_flight: int = 0
@@ -197,7 +209,7 @@ class RecordedWorld:
     def answer(self, activity_type: str, args: list[Any]) -> Answer | None:
         """The recorded answer to this call, or None when the history never answered it."""
         match = match_key(activity_type, args)
-        queue = self._queues.get(match)
+        queue = self._queues.get(match) or self._queues.get(self._older(activity_type, args))
         if not queue:
             return None
         eligible = [a for a in queue if a.after <= self.delivered]
@@ -214,9 +226,26 @@ class RecordedWorld:
         self._last_of_type[activity_type] = chosen
         return chosen
 
+    def _older(self, activity_type: str, args: list[Any]) -> str:
+        """The match key of a keyless call as the recording's (older) requests would have
+        read it: only the fields they had — a field added since (at its default in the
+        replay: `include_void`, say) does not make a recorded read unanswerable."""
+        recorded = self._by_type.get(activity_type, [])
+        first = args[0] if len(args) == 1 else None
+        old = recorded[0].input[0] if recorded and len(recorded[0].input) == 1 else None
+        if not isinstance(first, dict) or not isinstance(old, dict) or "key" in first:
+            return ""
+        if not set(old) < set(first):
+            return ""
+        return match_key(activity_type, [{k: first[k] for k in old}])
+
     def default(self, activity_type: str, args: list[Any]) -> Any:
         """A neutral answer to a call the history never answered (noted unless a write)."""
         recorded = self._by_type.get(activity_type, [])
+        if activity_type == READ_PEOPLE and not recorded and self.rules is not None:
+            return PeopleAnswer(
+                people=self.rules.people, accountant_email=self.rules.accountant_email
+            ).model_dump(mode="json")
         results = [a.result for a in recorded if a.failure is None]
         if recorded and all(r is None for r in results):
             return None  # a write: nothing to answer
@@ -261,7 +290,7 @@ class RecordedWorld:
         return recorded_answer
 
 
-FETCH_DEAL, UPDATE_DEAL = "fetch_deal", "update_deal"
+FETCH_DEAL, UPDATE_DEAL, READ_PEOPLE = "fetch_deal", "update_deal", "read_people"
 # DealSnapshot attributes of Bitrix24 deal fields (the rest are in `fields`)
 SNAPSHOT_FIELDS = {
     "STAGE_ID": "stage_id",
@@ -345,13 +374,14 @@ async def start_replay_server() -> WorkflowEnvironment:
 
 async def replay(env: WorkflowEnvironment, rec: Recording, rules: DealRules) -> Replayed:
     """Run the recorded deal with `rules` on `env` (a time-skipping server) and return it."""
-    world = RecordedWorld(rec)
+    world = RecordedWorld(rec, rules)
     refused: list[str] = []
     started = await env.get_current_time()
     shift = started - rec.started_at
     if shift < timedelta(0):
         raise ValueError(f"{rec.workflow_id}: the history starts in the future ({rec.started_at})")
     queue = f"whatif-{uuid.uuid4()}"
+    recorded_patches = set(rec.patches)
     # the production code, run outside the sandbox: its determinism is the worker's concern
     runner = ShiftedRunner(UnsandboxedWorkflowRunner(), lambda: shift)
     inp = DealInput.model_validate({**rec.input, "rules": rules.model_dump(mode="json")})
@@ -361,6 +391,7 @@ async def replay(env: WorkflowEnvironment, rec: Recording, rules: DealRules) -> 
         workflows=[DealWorkflow, *STAND_INS],
         activities=[world.activity()],
         workflow_runner=runner,
+        patch_activation_callback=lambda patch: patch.patch_id in recorded_patches,
     )
     pending: list[tuple[str, WorkflowUpdateHandle[Any]]] = []
     quiet = _Quiet(world, runner)
@@ -416,7 +447,14 @@ class _Quiet:
 
     async def wait(self) -> None:
         quiet, seen = 0, -1
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + SETTLE_LIMIT
         while quiet < SETTLE_TICKS:
+            if loop.time() > give_up:
+                raise RuntimeError(
+                    f"{self.world.rec.workflow_id}: the replayed deal did not settle within"
+                    f" {SETTLE_LIMIT:.0f} s (see the worker's log: a workflow task failing?)"
+                )
             count = self.count()
             quiet = quiet + 1 if count == seen and self.world.in_flight == 0 else 0
             seen = count
