@@ -12,17 +12,14 @@ recorded:
   once the replay has delivered n, the answers since the latest delivered event come first,
   and the latest repeats when the workflow asks more often; a call the history never answered
   gets a neutral default (a new id for a create, the nearest answer of the same type for a
-  read, None for a write) and a note; `read_people` unanswered (a history recorded before
-  people were read when used, issue 14 item 7) answers the tried rules' people, none
-  deactivated — what such a deal ran with — without a note;
+  read, None for a write) and a note;
 - the children are stand-ins (`children.py`); what they told the deal is among the signals.
 
-The deal runs the code paths it was recorded with: a `workflow.patched` branch the history has
-no marker of answers False (the worker's patch activation callback), so a behaviour added
-after the recording — with activities the history could never have answered (`read_people`,
-`leave_stage`…) — does not run; the old branch, which every patch keeps, does. (A patch that
-existed but was not reached in the recording is off too: what the new rules would do there
-follows the older code.)
+Today's code runs, except the patches of `NEW_ACTIVITIES` when the history has neither their
+marker nor an answer of the activity they brought: such a history was recorded before them and
+can never answer that activity (`leave_stage` replaced `update_deal` + `complete_task`), so
+the old branch, which every patch keeps, runs (the worker's patch activation callback). A patch
+bringing a new activity belongs in `NEW_ACTIVITIES`.
 
 The workflow must see the recorded moments (deadlines, business days and working hours depend
 on them), while the test server's clock can only move forward from today: the worker's
@@ -64,6 +61,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
+    PatchActivationInput,
     UnsandboxedWorkflowRunner,
     Worker,
     WorkflowInstance,
@@ -75,8 +73,10 @@ from temporalio.workflow import _Definition
 from salesflow.whatif.children import STAND_INS
 from salesflow.whatif.extract import Answer, Recording, decode_one, match_key
 from salesflow.workflows.deal import DealWorkflow
-from salesflow.workflows.models import DealInput, DealRules, DealView, PeopleAnswer
+from salesflow.workflows.models import DealInput, DealRules, DealView
 from salesflow.workflows.names import SEARCH_ATTRIBUTE_TYPES
+from salesflow.workflows.people_lookup import PEOPLE_READ
+from salesflow.workflows.stage_batch import BATCHED_MOVE
 
 MIGRATE_RULES = "migrate_rules"  # `salesflow rules migrate` (an update of the deal)
 FRESH_IDS_FROM = 9_000_000  # ids the replay invents for creates the history never answered
@@ -145,7 +145,6 @@ class RecordedWorld:
     """The activity doubles: recorded answers by match key, in order."""
 
     rec: Recording
-    rules: DealRules | None = None  # the rules tried: the people when never read
     calls: list[Call] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     in_flight: int = 0
@@ -242,10 +241,6 @@ class RecordedWorld:
     def default(self, activity_type: str, args: list[Any]) -> Any:
         """A neutral answer to a call the history never answered (noted unless a write)."""
         recorded = self._by_type.get(activity_type, [])
-        if activity_type == READ_PEOPLE and not recorded and self.rules is not None:
-            return PeopleAnswer(
-                people=self.rules.people, accountant_email=self.rules.accountant_email
-            ).model_dump(mode="json")
         results = [a.result for a in recorded if a.failure is None]
         if recorded and all(r is None for r in results):
             return None  # a write: nothing to answer
@@ -290,7 +285,20 @@ class RecordedWorld:
         return recorded_answer
 
 
-FETCH_DEAL, UPDATE_DEAL, READ_PEOPLE = "fetch_deal", "update_deal", "read_people"
+FETCH_DEAL, UPDATE_DEAL = "fetch_deal", "update_deal"
+# patch id → the activity it brought (see the module's docstring)
+NEW_ACTIVITIES = {PEOPLE_READ: "read_people", BATCHED_MOVE: "leave_stage"}
+
+
+def patch_on(rec: Recording) -> Callable[[PatchActivationInput], bool]:
+    """The worker's patch activation callback for a replay of `rec`."""
+    answered = {a.activity_type for a in rec.answers}
+    off = {
+        patch
+        for patch, activity_type in NEW_ACTIVITIES.items()
+        if patch not in rec.patches and activity_type not in answered
+    }
+    return lambda patch: patch.patch_id not in off
 # DealSnapshot attributes of Bitrix24 deal fields (the rest are in `fields`)
 SNAPSHOT_FIELDS = {
     "STAGE_ID": "stage_id",
@@ -374,14 +382,13 @@ async def start_replay_server() -> WorkflowEnvironment:
 
 async def replay(env: WorkflowEnvironment, rec: Recording, rules: DealRules) -> Replayed:
     """Run the recorded deal with `rules` on `env` (a time-skipping server) and return it."""
-    world = RecordedWorld(rec, rules)
+    world = RecordedWorld(rec)
     refused: list[str] = []
     started = await env.get_current_time()
     shift = started - rec.started_at
     if shift < timedelta(0):
         raise ValueError(f"{rec.workflow_id}: the history starts in the future ({rec.started_at})")
     queue = f"whatif-{uuid.uuid4()}"
-    recorded_patches = set(rec.patches)
     # the production code, run outside the sandbox: its determinism is the worker's concern
     runner = ShiftedRunner(UnsandboxedWorkflowRunner(), lambda: shift)
     inp = DealInput.model_validate({**rec.input, "rules": rules.model_dump(mode="json")})
@@ -391,7 +398,7 @@ async def replay(env: WorkflowEnvironment, rec: Recording, rules: DealRules) -> 
         workflows=[DealWorkflow, *STAND_INS],
         activities=[world.activity()],
         workflow_runner=runner,
-        patch_activation_callback=lambda patch: patch.patch_id in recorded_patches,
+        patch_activation_callback=patch_on(rec),
     )
     pending: list[tuple[str, WorkflowUpdateHandle[Any]]] = []
     quiet = _Quiet(world, runner)

@@ -8,13 +8,12 @@ server with the world answering as recorded; one server and one baseline replay 
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from salesflow.starter.cli import app
@@ -22,7 +21,9 @@ from salesflow.whatif.diff import Outcome, compare, outcome
 from salesflow.whatif.extract import Recording, load_history_file
 from salesflow.whatif.replay import replay, start_replay_server
 from salesflow.whatif.run import new_rules, recorded_rules
+from salesflow.workflows.models import DealRules
 
+TIMELINE = "timeline:"  # the deal's Bitrix24 timeline comments, numbered as they come
 HISTORY = Path(__file__).resolve().parents[1] / "histories" / "full-lifecycle-deal.json"
 # The recorded run's rules (tests/e2e/test_full_pipeline.py FAST_RULES, before reminders existed)
 E2E_RULES = """
@@ -48,25 +49,43 @@ def rules_file(tmp_path: Path, name: str, extra: str = "", tables: str = "") -> 
     return path
 
 
+THRESHOLDS = "contract_threshold = 1000000\ninvoice_contract_threshold = 700000"
+CALENDAR_DEADLINES = "[rules.reminders]\nworking_hours_only = false"
+
+
 @dataclass
 class Replays:
-    env: WorkflowEnvironment
-    rec: Recording
-    baseline: Outcome
+    """Every replay the module asserts on, run once and at the same time (each on a
+    time-skipping server of its own: a server's clock is shared by what runs on it)."""
 
-    async def under(self, rules_path: Path) -> Outcome:
-        return outcome(await replay(self.env, self.rec, new_rules(rules_path)(self.rec)))
+    rec: Recording
+    baseline: Outcome  # the recorded rules
+    again: Outcome  # the recorded rules, a second time
+    same: Outcome  # the e2e rules from a TOML file, as today's configuration builds them
+    thresholds: Outcome
+    deadlines: Outcome
+
+
+async def _replayed(rec: Recording, rules: DealRules) -> Outcome:
+    env = await start_replay_server()
+    try:
+        return outcome(await replay(env, rec, rules))
+    finally:
+        await env.shutdown()
 
 
 @pytest.fixture(scope="module")
-async def replays() -> AsyncIterator[Replays]:
-    env = await start_replay_server()
-    try:
-        rec = load_history_file(HISTORY)
-        baseline = outcome(await replay(env, rec, recorded_rules(rec)))
-        yield Replays(env, rec, baseline)
-    finally:
-        await env.shutdown()
+async def replays(tmp_path_factory: pytest.TempPathFactory) -> Replays:
+    tmp = tmp_path_factory.mktemp("whatif")
+    rec = load_history_file(HISTORY)
+    toml = [
+        rules_file(tmp, "same"),
+        rules_file(tmp, "thresholds", extra=THRESHOLDS),
+        rules_file(tmp, "deadlines", tables=CALENDAR_DEADLINES),
+    ]
+    tried = [recorded_rules(rec), recorded_rules(rec), *(new_rules(p)(rec) for p in toml)]
+    outcomes = await asyncio.gather(*(_replayed(rec, rules) for rules in tried))
+    return Replays(rec, *outcomes)
 
 
 def test_extract_takes_the_world_not_the_decisions() -> None:
@@ -88,22 +107,14 @@ async def test_r_x2_unchanged_rules_replay_faithfully(replays: Replays) -> None:
     assert base.approvals == ["deal-930001-approval-1: done"]
     assert base.refused == []
     assert "ct:approval:1" in base.tasks and "sh:upd" in base.tasks
-    again = outcome(await replay(replays.env, replays.rec, recorded_rules(replays.rec)))
-    diff = compare(base, again)
+    diff = compare(base, replays.again)
     assert not diff.changed, diff.changes
     assert diff.notes == []
 
 
-async def test_r_kp_5_higher_thresholds_flip_document_set_and_approval(
-    replays: Replays, tmp_path: Path
-) -> None:
-    path = rules_file(
-        tmp_path,
-        "thresholds",
-        extra="contract_threshold = 1000000\ninvoice_contract_threshold = 700000",
-    )
-    diff = compare(replays.baseline, await replays.under(path))
-    changes = diff.changes
+async def test_r_kp_5_higher_thresholds_flip_document_set_and_approval(replays: Replays) -> None:
+    """Against the same rules from a TOML file (so only the thresholds differ)."""
+    changes = compare(replays.same, replays.thresholds).changes
     assert changes["document_set"] == {"was": "contract_and_invoice", "would_be": "invoice"}
     assert changes["approvals"] == {"added": [], "gone": ["deal-930001-approval-1: done"]}
     assert changes["tasks"] == {"added": [], "gone": ["ct:approval:1"]}
@@ -112,17 +123,16 @@ async def test_r_kp_5_higher_thresholds_flip_document_set_and_approval(
     assert any("approval_decision" in r for r in changes["refused"]["added"])
 
 
-async def test_r_ps_1_calendar_time_deadline_flips_the_rop_escalation(
-    replays: Replays, tmp_path: Path
-) -> None:
+async def test_r_ps_1_calendar_time_deadline_flips_the_rop_escalation(replays: Replays) -> None:
     """Tranche 1 was due on Saturday 28.11: in business time its deadline is Monday (not
     missed in the recorded 28 s); with calendar-time deadlines it passed at once → the
     manager and the РОП are told."""
-    path = rules_file(tmp_path, "deadlines", tables="[rules.reminders]\nworking_hours_only = false")
-    changes = compare(replays.baseline, await replays.under(path)).changes
-    assert changes["escalations"] == {"added": ["ps:1:overdue:rop"], "gone": []}
+    changes = compare(replays.same, replays.deadlines).changes
+    assert changes["escalations"] == {"added": ["ps:1:overdue:rop"], "gone": []}, changes
     assert changes["deadlines_missed"] == {"added": ["ps:1"], "gone": []}
     assert set(changes) == {"messages", "escalations", "deadlines_missed"}
+    added = [m for m in changes["messages"]["added"] if not m.startswith(TIMELINE)]
+    assert added == ["ps:1:overdue", "ps:1:overdue:rop"]
 
 
 def test_whatif_cli_refuses_without_deals(tmp_path: Path) -> None:
