@@ -299,6 +299,8 @@ def patch_on(rec: Recording) -> Callable[[PatchActivationInput], bool]:
         if patch not in rec.patches and activity_type not in answered
     }
     return lambda patch: patch.patch_id not in off
+
+
 # DealSnapshot attributes of Bitrix24 deal fields (the rest are in `fields`)
 SNAPSHOT_FIELDS = {
     "STAGE_ID": "stage_id",
@@ -406,6 +408,7 @@ async def replay(env: WorkflowEnvironment, rec: Recording, rules: DealRules) -> 
         handle = await env.client.start_workflow(
             DealWorkflow.run, inp, id=f"{rec.workflow_id}-{queue}", task_queue=queue
         )
+        quiet.handle = handle
         try:
             for event in rec.world:
                 await _advance(env, quiet, event.at + shift)
@@ -444,10 +447,22 @@ async def replay(env: WorkflowEnvironment, rec: Recording, rules: DealRules) -> 
 
 @dataclass
 class _Quiet:
-    """The deal is quiet when no activation ran and no activity was called for a few polls."""
+    """The deal is quiet when no activation ran and no activity was called for a few polls,
+    and the server has no workflow task or activity of it pending (a slow machine: a task
+    scheduled but not yet polled must not pass for quiet, or the clock skips past it)."""
 
     world: RecordedWorld
     runner: ShiftedRunner
+    handle: WorkflowHandle[Any, Any] | None = None
+
+    async def _pending(self) -> bool:
+        if self.handle is None:
+            return False
+        try:
+            raw = (await self.handle.describe()).raw_description
+        except RPCError:
+            return False
+        return raw.HasField("pending_workflow_task") or bool(raw.pending_activities)
 
     def count(self) -> int:
         return len(self.world.calls) + self.world.done + self.runner.activations
@@ -464,7 +479,9 @@ class _Quiet:
                 )
             count = self.count()
             quiet = quiet + 1 if count == seen and self.world.in_flight == 0 else 0
-            seen = count
+            if quiet == SETTLE_TICKS and await self._pending():
+                quiet = 0
+            seen = self.count() if quiet == 0 else count
             await asyncio.sleep(SETTLE_POLL)
 
 
