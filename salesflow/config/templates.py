@@ -12,27 +12,6 @@ from collections.abc import Mapping
 from string import Formatter
 
 DEFAULT_TEMPLATES: dict[str, str] = {
-    # `salesflow rules migrate` refusals (issue 15): why a running deal cannot take new rules.
-    "migrate_refused_closed": "Сделка №{deal_id} закрыта («{stage}»): её правила не меняются.",
-    "migrate_refused_pipeline": (
-        "Сделка №{deal_id} не относится к воронке новых правил (направление {category},"
-        " в новых правилах {new_category})."
-    ),
-    "migrate_refused_stage": (
-        "В новых правилах нет стадии «{stage}», на которой стоит сделка №{deal_id}."
-    ),
-    "migrate_refused_manager": (
-        "Ответственный сделки №{deal_id} (пользователь {manager_id}) не входит в список"
-        " менеджеров новых правил."
-    ),
-    "migrate_refused_document_set": (
-        "Сделка №{deal_id} уже на стадии «{stage}» с комплектом «{was}»; по новым правилам"
-        " сумма {amount} ₽ требует комплект «{would}»."
-    ),
-    "migrate_refused_approval": (
-        "По сделке №{deal_id} идёт внутреннее согласование, а по новым правилам оно не нужно:"
-        " завершите согласование, затем меняйте правила."
-    ),
     "document_set_invoice": "Счёт",
     "document_set_invoice_contract": "Счёт-договор",
     "document_set_contract_and_invoice": "Договор и счёт",
@@ -121,17 +100,6 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "notify_payment_overdue_rop": (
         "Эскалация: просрочен платёж {number} по графику ({amount} ₽, срок {due}) по сделке"
         " «{deal_title}» (№{deal_id}), ответственный: {manager}."
-    ),
-    # Refusals of `amend_payment_schedule` (issue 14 item 2), shown to the person who asked.
-    "refuse_schedule_not_set": (
-        "График оплаты по сделке №{deal_id} ещё не задан — задайте его, а не изменяйте."
-    ),
-    "refuse_schedule_all_paid": (
-        "Все транши графика оплаты по сделке №{deal_id} уже оплачены — изменять нечего."
-    ),
-    "refuse_schedule_drops_paid": (
-        "Транш {number} ({percent}% до {due}) по сделке №{deal_id} уже оплачен —"
-        " новый график должен сохранить его с тем же процентом и сроком."
     ),
     "onec_task_withdrawn": "Задача отменена: сделка Bitrix24 №{deal_id} провалена.",
     "notify_payment_reversed": (
@@ -471,6 +439,38 @@ REFUSAL_TEMPLATES: dict[str, str] = {
     "refusal_tranche_before_start": "платёж {number}: дата {due} раньше начала сделки {start}",
     "refusal_schedule_repeated_dues": "повторяются даты: {dues}",
     "refusal_schedule_percent_sum": "сумма процентов {total}, а не 100",
+    # `salesflow rules migrate` (issue 15): why a running deal cannot take the new rules
+    "refusal_migrate_closed": "Сделка №{deal_id} закрыта («{stage}»): её правила не меняются.",
+    "refusal_migrate_pipeline": (
+        "Сделка №{deal_id} не относится к воронке новых правил (направление {category},"
+        " в новых правилах {new_category})."
+    ),
+    "refusal_migrate_stage": (
+        "В новых правилах нет стадии «{stage}», на которой стоит сделка №{deal_id}."
+    ),
+    "refusal_migrate_manager": (
+        "Ответственный сделки №{deal_id} (пользователь {manager_id}) не входит в список"
+        " менеджеров новых правил."
+    ),
+    "refusal_migrate_document_set": (
+        "Сделка №{deal_id} уже на стадии «{stage}» с комплектом «{was_set}»; по новым правилам"
+        " сумма {amount} ₽ требует комплект «{would_set}»."
+    ),
+    "refusal_migrate_approval": (
+        "По сделке №{deal_id} идёт внутреннее согласование, а по новым правилам оно не нужно:"
+        " завершите согласование, затем меняйте правила."
+    ),
+    # `amend_payment_schedule` (issue 14 item 2)
+    "refusal_schedule_not_set": (
+        "График оплаты по сделке №{deal_id} ещё не задан — задайте его, а не изменяйте."
+    ),
+    "refusal_schedule_all_paid": (
+        "Все транши графика оплаты по сделке №{deal_id} уже оплачены — изменять нечего."
+    ),
+    "refusal_schedule_drops_paid": (
+        "Транш {number} ({percent}% до {due}) по сделке №{deal_id} уже оплачен —"
+        " новый график должен сохранить его с тем же процентом и сроком."
+    ),
     "refusal_unknown": "процесс сделки отклонил действие ({details})",
     "refusal_code": "{text} (код: {code})",  # the CLI's line
 }

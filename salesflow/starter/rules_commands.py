@@ -14,6 +14,7 @@ from rich.table import Table
 
 from salesflow.config.settings import ConfigError, load_settings
 from salesflow.config.snapshot import rules_diff, rules_version
+from salesflow.config.templates import Templates
 from salesflow.config.temporal_client import connect
 from salesflow.starter.deal_commands import operator_actor
 from salesflow.starter.rules_migrate import Migration, migrate
@@ -99,7 +100,7 @@ def migrate_command(
     else:
         for r in results:
             if r.refused:
-                verdict = f"refused: {r.refused}"
+                verdict = f"refused: {r.refused}" + (f" ({r.code})" if r.code else "")
             else:
                 verdict = "would migrate" if dry_run else "migrated"
             console.print(
@@ -113,7 +114,9 @@ def migrate_command(
 
 async def _migrate(ids: list[int], new: DealRules, dry_run: bool, actor: Actor) -> list[Migration]:
     try:
-        client = await connect(load_settings())
+        settings = load_settings()
+        client = await connect(settings)
+        texts = Templates(settings.templates, settings.deal_card.templates)
     except (ConfigError, RuntimeError) as err:
         fail(str(err))
-    return [await migrate(client, deal_id, new, dry_run, actor) for deal_id in ids]
+    return [await migrate(client, deal_id, new, dry_run, actor, texts=texts) for deal_id in ids]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from salesflow.config.snapshot import rules_diff, rules_version
+from salesflow.config.templates import Templates
 from salesflow.workflows import migration
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import Actor, DealRules, MigrateRules
 from salesflow.workflows.names import deal_workflow_id
+from salesflow.workflows.refusals import Render, refusal_of, refusal_text
 
 
 @dataclass
@@ -22,6 +25,13 @@ class Migration:
     changed: list[str]  # the rules that differ
     refused: str | None  # why not (Russian), None: migrated (or would be, in a dry run)
     done: bool = False
+    code: str | None = None  # the refusal's code (workflows/refusals.py), if refused
+    params: dict[str, Any] | None = None  # and its parameters
+
+
+def _refused(result: Migration, code: str, params: dict[str, Any], texts: Render) -> None:
+    result.code, result.params = code, params
+    result.refused = refusal_text(code, params, texts)
 
 
 async def migrate(
@@ -31,8 +41,11 @@ async def migrate(
     dry_run: bool,
     actor: Actor | None = None,
     workflow_id: str | None = None,
+    texts: Render | None = None,
 ) -> Migration:
-    """Check (dry run) or move one running deal to `new`; a refusal names the reason."""
+    """Check (dry run) or move one running deal to `new`; a refusal names the reason, in
+    Russian rendered with `texts` (the configured templates; default: the built-in ones)."""
+    texts = texts or Templates()
     handle = client.get_workflow_handle(workflow_id or deal_workflow_id(deal_id))
     try:
         old = await handle.query(DealWorkflow.rules_snapshot)
@@ -49,7 +62,7 @@ async def migrate(
         None,
     )
     if dry_run:
-        result.refused = migration.refusal(
+        refusal = migration.refusal(
             deal_id=deal_id,
             stage=view.stage,
             category_id=None,  # not in the view; the update's validator checks it
@@ -59,6 +72,8 @@ async def migrate(
             processes=view.processes,
             new=new,
         )
+        if refusal is not None:
+            _refused(result, refusal.code, refusal.params, texts)
         return result
     try:
         await handle.execute_update(
@@ -66,6 +81,9 @@ async def migrate(
         )
         result.done = True
     except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        result.refused = getattr(cause, "message", None) or str(cause or err)
+        found = refusal_of(err.cause)
+        if found is None:  # not a refusal of the validator: its message as it is
+            result.refused = getattr(err.cause, "message", None) or str(err.cause or err)
+        else:
+            _refused(result, *found, texts)
     return result

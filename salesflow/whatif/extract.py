@@ -59,6 +59,7 @@ class Recording:
     answers: list[Answer] = field(default_factory=list)
     children: dict[str, Any] = field(default_factory=dict)  # child workflow id → its result
     ended_at: datetime | None = None  # closed (completed, failed, continued…); None: running
+    patches: list[str] = field(default_factory=list)  # the `workflow.patched` ids it took
 
     @property
     def deal_id(self) -> int:
@@ -73,6 +74,9 @@ class Recording:
 
 def decode(payloads: Payloads | None) -> list[Any]:
     return [decode_one(p) for p in (payloads.payloads if payloads else [])]
+
+
+PATCH_MARKER, PATCH_DATA = "core_patch", "patch-data"  # how the SDK records `patched`
 
 
 def decode_one(payload: Payload) -> Any:
@@ -166,6 +170,12 @@ def extract(history: WorkflowHistory) -> Recording:
             c2 = ev.child_workflow_execution_completed_event_attributes
             result = decode(c2.result)
             rec.children[c2.workflow_execution.workflow_id] = result[0] if result else None
+        elif kind == T.EVENT_TYPE_MARKER_RECORDED:
+            m = ev.marker_recorded_event_attributes
+            if m.marker_name == PATCH_MARKER and PATCH_DATA in m.details:
+                data = decode(m.details[PATCH_DATA])
+                if data and isinstance(data[0], dict) and isinstance(data[0].get("id"), str):
+                    rec.patches.append(data[0]["id"])
         elif kind in closing:
             rec.ended_at = _at(ev)
     return rec

@@ -834,10 +834,10 @@ class DealWorkflow:
     @amend_payment_schedule.validator
     def _validate_amend_schedule(self, cmd: PaymentSchedule) -> None:
         if self.s.stage in FINAL_STAGES and not self.payments.after_won:
-            raise ValueError(f"the deal is closed ({self.s.stage})")
+            raise refuse("closed", stage=self.s.stage)
         refusal = self.payments.amendment_refusal(cmd)
         if refusal:
-            raise ValueError(refusal)
+            raise refusal
 
     @workflow.update
     async def request_tasks(self, cmd: RequestTasks) -> UpdateAck:
@@ -1030,7 +1030,7 @@ class DealWorkflow:
             new=cmd.rules,
         )
         if reason:
-            raise ValueError(reason)
+            raise reason
 
     @workflow.query
     def why(self, req: WhyRequest | None = None) -> WhyView:

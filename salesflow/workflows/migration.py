@@ -1,14 +1,14 @@
 """Moving a running deal to another rule set on purpose (issue 15, `salesflow rules migrate`).
 
-`refusal` says, in Russian (templates `migrate_refused_*`), why the new rules make the deal's
-current state impossible, or None when the deal can take them. The same check runs in the
+`refusal` says why the new rules make the deal's current state impossible — a refusal code
+`migrate_*` with its parameters (workflows/refusals.py; Russian templates `refusal_migrate_*`) —
+or None when the deal can take them. The same check runs in the
 `migrate_rules` update's validator and in `rules migrate --dry-run`. Deadlines already running
 keep their due time; what the deal does from now on follows the new rules.
 """
 
 from __future__ import annotations
 
-from salesflow.config.templates import DEFAULT_TEMPLATES
 from salesflow.workflows import rules as R
 from salesflow.workflows.models import (
     FINAL_STAGES,
@@ -18,6 +18,7 @@ from salesflow.workflows.models import (
     Stage,
 )
 from salesflow.workflows.names import in_pipeline
+from salesflow.workflows.refusals import Refusal, refuse
 
 # from CONTRACT on, the document set has been chosen (R-KP-5) and acted on
 DOCUMENT_SET_CHOSEN = frozenset(STAGE_ORDER[STAGE_ORDER.index(Stage.CONTRACT) :])
@@ -33,34 +34,26 @@ def refusal(
     amount: float,
     processes: list[ProcessState],
     new: DealRules,
-) -> str | None:
-    """Why `new` cannot govern this deal as it stands (Russian), or None."""
+) -> Refusal | None:
+    """Why `new` cannot govern this deal as it stands (a refusal code), or None."""
 
-    def say(key: str, **values: object) -> str:
-        template = new.templates.get(key) or DEFAULT_TEMPLATES[key]
-        stage_name = new.templates.get(f"stage_{stage}") or DEFAULT_TEMPLATES.get(
-            f"stage_{stage}", str(stage)
-        )
-        return R.render(template, deal_id=deal_id, stage=stage_name, **values)
+    def no(code: str, **params: object) -> Refusal:
+        return refuse(f"migrate_{code}", deal_id=deal_id, stage=str(stage), **params)
 
     if stage in FINAL_STAGES:
-        return say("migrate_refused_closed")
+        return no("closed")
     if category_id is not None and not in_pipeline(category_id, new.category_id):
-        return say("migrate_refused_pipeline", category=category_id, new_category=new.category_id)
+        return no("pipeline", category=category_id, new_category=new.category_id)
     if str(stage) not in new.stages:
-        return say("migrate_refused_stage")
+        return no("stage")
     if manager_id is not None and stage != Stage.NEW and manager_id not in new.people.managers:
-        return say("migrate_refused_manager", manager_id=manager_id)
+        return no("manager", manager_id=manager_id)
     if document_set and stage in DOCUMENT_SET_CHOSEN:
         would = R.document_set(amount, new)
         if would != document_set:
-            return say(
-                "migrate_refused_document_set",
-                was=say(f"document_set_{document_set}"),
-                would=say(f"document_set_{would}"),
-                amount=f"{amount:,.0f}".replace(",", " "),
-            )
+            amount_text = f"{amount:,.0f}".replace(",", " ")
+            return no("document_set", was_set=document_set, would_set=would, amount=amount_text)
     running = [p for p in processes if p.kind == "approval" and p.state == "running"]
     if running and R.document_set(amount, new) == "invoice":
-        return say("migrate_refused_approval")
+        return no("approval")
     return None

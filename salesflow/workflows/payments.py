@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         TrancheState,
     )
     from salesflow.workflows.onec_models import FindPaymentsRequest
+    from salesflow.workflows.refusals import Refusal, refuse
 
 SCHEDULE_STAGES = (Stage.LAUNCH, Stage.ACCEPTED, Stage.TO_SHIP)
 WORKING_HOURS = "payment-notices-in-working-hours"  # R-X4/R-X9
@@ -93,15 +94,16 @@ class Payments:
 
     # ---- amending the schedule (issue 14 item 2) ---------------------------------------------
 
-    def amendment_refusal(self, cmd: PaymentSchedule) -> str | None:
-        """Why the schedule cannot become `cmd` (Russian, for the person), or None. Raises
-        ValueError when `cmd` does not add up (as `set_payment_schedule`). Reads only."""
-        fx = self.fx
+    def amendment_refusal(self, cmd: PaymentSchedule) -> Refusal | None:
+        """Why the schedule cannot become `cmd` (a refusal code, workflows/refusals.py), or
+        None. Raises a refusal when `cmd` does not add up (as `set_payment_schedule`). Reads
+        only."""
+        deal_id = self.s.deal_id
         if not self.s.payment_schedule:
-            return fx._rendered("refuse_schedule_not_set")
+            return refuse("schedule_not_set", deal_id=deal_id)
         unpaid = self.open_tranches()
         if not unpaid:
-            return fx._rendered("refuse_schedule_all_paid")
+            return refuse("schedule_all_paid", deal_id=deal_id)
         new = self.plan(cmd)
         received = self.received() + 0.005
         for t in self.s.payment_schedule:
@@ -110,9 +112,10 @@ class Payments:
             kept = any(n.percent == t.percent and n.due == t.due for n in new)
             owed = sum(n.amount for n in new if n.due <= t.due)
             if not kept or received < owed:  # dropped, changed, or no longer covered
-                return fx._rendered(
-                    "refuse_schedule_drops_paid",
-                    number=str(t.number),
+                return refuse(
+                    "schedule_drops_paid",
+                    deal_id=deal_id,
+                    number=t.number,
                     percent=f"{t.percent:g}",
                     due=t.due.strftime("%d.%m.%Y"),
                 )

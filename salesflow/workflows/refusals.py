@@ -4,9 +4,9 @@ A validator refuses with `refuse(code, **params)`: an `ApplicationError` of type
 whose first detail is `{"code": …, "params": {…}}` and whose message stays English (for logs
 and the integrator). Whoever shows it to a person renders the Russian template
 `refusal_<code>` (salesflow/config/templates.py) with the parameters — the deal card and the
-CLI alike (`refusal_text`). A refusal is also a `ValueError`, so callers that caught the
-validators' ValueError keep working. Validators are not recorded in histories: changing what
-they raise needs no patch.
+CLI alike (`refusal_text`; document set codes in `was_set`/`would_set` by their names). A
+refusal is also a `ValueError`, so callers that caught the validators' ValueError keep
+working. Validators are not recorded in histories: changing what they raise needs no patch.
 """
 
 from __future__ import annotations
@@ -41,6 +41,20 @@ MESSAGES: dict[str, str] = {
     "already_losing": "the deal is already being lost",
     "other_needs_comment": "reason OTHER («Другое») requires a comment",
     "required_fields": "required fields are empty: {fields}",
+    # `migrate_rules` (issue 15, workflows/migration.py): the new rules cannot govern the deal.
+    "migrate_closed": "deal {deal_id} is closed ({stage}): its rules do not change",
+    "migrate_pipeline": "deal {deal_id} is in category {category}; the new rules': {new_category}",
+    "migrate_stage": "the new rules have no stage {stage}, where deal {deal_id} is",
+    "migrate_manager": "the deal's manager {manager_id} is not among the new rules' managers",
+    "migrate_document_set": (
+        "deal {deal_id} is at {stage} with document set {was_set}; under the new rules"
+        " {amount} needs {would_set}"
+    ),
+    "migrate_approval": "an internal approval is running; the new rules need none",
+    # `amend_payment_schedule` (issue 14 item 2, workflows/payments.py).
+    "schedule_not_set": "the payment schedule is not set yet: set it, not amend it",
+    "schedule_all_paid": "every tranche is paid: nothing to amend",
+    "schedule_drops_paid": "tranche {number} ({percent}% due {due}) is paid: keep it as it is",
     # The payment schedule's problems (rules.plan_schedule), inside `schedule_invalid`.
     "schedule_no_tranches": "the schedule has no tranches",
     "schedule_too_many": "at most {max} tranches",
@@ -102,6 +116,9 @@ def refusal_text(code: str, params: Mapping[str, Any], text: Render) -> str:
     values = dict(params)
     if "stage" in values:
         values["stage"] = text(f"stage_{values['stage']}")
+    for name in ("was_set", "would_set"):  # document set codes (R-KP-5) by their names
+        if name in values:
+            values[name] = text(f"document_set_{values[name]}")
     if code == "schedule_invalid":
         values["details"] = "; ".join(
             text(f"refusal_{p['code']}", **p["params"]) for p in params.get("problems", [])

@@ -5,11 +5,13 @@ deal's current state impossible."""
 from __future__ import annotations
 
 from salesflow.config.snapshot import rules_version
+from salesflow.config.templates import Templates
 from salesflow.starter.rules_migrate import migrate
 from salesflow.whatif.extract import extract
 from salesflow.workflows import migration
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import AcceptLead, DealRules, ProcessState, Stage
+from salesflow.workflows.refusals import refusal_text
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 
@@ -61,10 +63,12 @@ async def test_migrate_refused_where_the_manager_is_not_in_the_new_rules(run_dea
         "Ответственный сделки №1502 (пользователь 3) не входит в список менеджеров новых правил."
     )
     assert dry.refused == reason and real.refused == reason and not real.done
+    assert dry.code == real.code == "migrate_manager" and real.params == dry.params
     assert kept.version == old.version
 
 
 def _refusal(stage: Stage, document_set: str | None, new: DealRules, **kw: object) -> str | None:
+    """The refusal's Russian text, as the CLI renders its code (None: no refusal)."""
     args: dict = dict(
         deal_id=7,
         stage=stage,
@@ -75,7 +79,8 @@ def _refusal(stage: Stage, document_set: str | None, new: DealRules, **kw: objec
         processes=[],
         new=new,
     )
-    return migration.refusal(**(args | kw))
+    found = migration.refusal(**(args | kw))
+    return None if found is None else refusal_text(found.code, found.params, Templates())
 
 
 def test_r_kp_5_migrate_refused_where_the_chosen_document_set_would_change() -> None:

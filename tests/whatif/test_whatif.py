@@ -3,7 +3,8 @@
 The deal (tests/histories/full-lifecycle-deal.json, 640 000 ₽) was recorded with the e2e rules
 (`contract_threshold` 500 000 → «Договор и счёт» with an internal approval; tranche 1 of the
 schedule due on Saturday 28.11.2026). Each replay runs today's DealWorkflow on a time-skipping
-server with the world answering as recorded; one server and one baseline replay serve the module.
+server with the world answering as recorded; one server and four replays (run once) serve the
+module.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
+from salesflow.config.snapshot import versioned
 from salesflow.starter.cli import app
 from salesflow.whatif.diff import Outcome, compare, outcome
 from salesflow.whatif.extract import Recording, load_history_file
 from salesflow.whatif.replay import replay, start_replay_server
 from salesflow.whatif.run import new_rules, recorded_rules
+from salesflow.workflows.models import DealRules
 
 HISTORY = Path(__file__).resolve().parents[1] / "histories" / "full-lifecycle-deal.json"
 # The recorded run's rules (tests/e2e/test_full_pipeline.py FAST_RULES, before reminders existed)
@@ -50,21 +52,37 @@ def rules_file(tmp_path: Path, name: str, extra: str = "", tables: str = "") -> 
 
 @dataclass
 class Replays:
-    env: WorkflowEnvironment
-    rec: Recording
-    baseline: Outcome
+    """Every replay the module asserts on, run once, one after the other on one server (run
+    at the same time in one process they contend for the event loop and a replay's timing
+    can slip: a timer passing before a recorded answer — not faithful)."""
 
-    async def under(self, rules_path: Path) -> Outcome:
-        return outcome(await replay(self.env, self.rec, new_rules(rules_path)(self.rec)))
+    rec: Recording
+    baseline: Outcome  # the recorded rules
+    again: Outcome  # the recorded rules, a second time
+    thresholds: Outcome  # the recorded rules, but for the one changed (`changed`)
+    deadlines: Outcome
+
+
+def changed(rules: DealRules, **update: object) -> DealRules:
+    """The recorded snapshot with only `update` different (what `whatif --rules x.json`
+    takes), so the baseline is the comparison; TOML building: test_new_rules_from_…"""
+    return versioned(rules.model_copy(update=update))
 
 
 @pytest.fixture(scope="module")
 async def replays() -> AsyncIterator[Replays]:
+    rec = load_history_file(HISTORY)
+    was = recorded_rules(rec)
+    calendar = was.reminders.model_copy(update={"working_hours_only": False})
+    tried = [
+        was,
+        was,
+        changed(was, contract_threshold=1_000_000, invoice_contract_threshold=700_000),
+        changed(was, reminders=calendar),
+    ]
     env = await start_replay_server()
     try:
-        rec = load_history_file(HISTORY)
-        baseline = outcome(await replay(env, rec, recorded_rules(rec)))
-        yield Replays(env, rec, baseline)
+        yield Replays(rec, *[outcome(await replay(env, rec, rules)) for rules in tried])
     finally:
         await env.shutdown()
 
@@ -88,22 +106,13 @@ async def test_r_x2_unchanged_rules_replay_faithfully(replays: Replays) -> None:
     assert base.approvals == ["deal-930001-approval-1: done"]
     assert base.refused == []
     assert "ct:approval:1" in base.tasks and "sh:upd" in base.tasks
-    again = outcome(await replay(replays.env, replays.rec, recorded_rules(replays.rec)))
-    diff = compare(base, again)
+    diff = compare(base, replays.again)
     assert not diff.changed, diff.changes
     assert diff.notes == []
 
 
-async def test_r_kp_5_higher_thresholds_flip_document_set_and_approval(
-    replays: Replays, tmp_path: Path
-) -> None:
-    path = rules_file(
-        tmp_path,
-        "thresholds",
-        extra="contract_threshold = 1000000\ninvoice_contract_threshold = 700000",
-    )
-    diff = compare(replays.baseline, await replays.under(path))
-    changes = diff.changes
+async def test_r_kp_5_higher_thresholds_flip_document_set_and_approval(replays: Replays) -> None:
+    changes = compare(replays.baseline, replays.thresholds).changes
     assert changes["document_set"] == {"was": "contract_and_invoice", "would_be": "invoice"}
     assert changes["approvals"] == {"added": [], "gone": ["deal-930001-approval-1: done"]}
     assert changes["tasks"] == {"added": [], "gone": ["ct:approval:1"]}
@@ -112,17 +121,16 @@ async def test_r_kp_5_higher_thresholds_flip_document_set_and_approval(
     assert any("approval_decision" in r for r in changes["refused"]["added"])
 
 
-async def test_r_ps_1_calendar_time_deadline_flips_the_rop_escalation(
-    replays: Replays, tmp_path: Path
-) -> None:
+async def test_r_ps_1_calendar_time_deadline_flips_the_rop_escalation(replays: Replays) -> None:
     """Tranche 1 was due on Saturday 28.11: in business time its deadline is Monday (not
     missed in the recorded 28 s); with calendar-time deadlines it passed at once → the
     manager and the РОП are told."""
-    path = rules_file(tmp_path, "deadlines", tables="[rules.reminders]\nworking_hours_only = false")
-    changes = compare(replays.baseline, await replays.under(path)).changes
-    assert changes["escalations"] == {"added": ["ps:1:overdue:rop"], "gone": []}
+    changes = compare(replays.baseline, replays.deadlines).changes
+    assert changes["escalations"] == {"added": ["ps:1:overdue:rop"], "gone": []}, changes
     assert changes["deadlines_missed"] == {"added": ["ps:1"], "gone": []}
     assert set(changes) == {"messages", "escalations", "deadlines_missed"}
+    added = [m for m in changes["messages"]["added"] if m.startswith("ps:")]
+    assert added == ["ps:1:overdue", "ps:1:overdue:rop"]
 
 
 def test_whatif_cli_refuses_without_deals(tmp_path: Path) -> None:

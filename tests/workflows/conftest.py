@@ -59,10 +59,14 @@ async def _terminate_all(env: WorkflowEnvironment, handle) -> None:
 
 @asynccontextmanager
 async def deal_running(
-    env: WorkflowEnvironment, portal: FakePortal, rules: DealRules | None = None, **inp: Any
+    env: WorkflowEnvironment,
+    portal: FakePortal,
+    rules: DealRules | None = None,
+    workflow_id: str | None = None,
+    **inp: Any,
 ) -> AsyncIterator:
-    """A worker with the product's workflows and `portal`'s doubles, and a deal started on it;
-    everything the deal started is terminated afterwards."""
+    """A worker with the product's workflows and `portal`'s doubles, and a deal started on it
+    (as `workflow_id`, else a unique id); everything the deal started is terminated after."""
     queue = f"test-{uuid.uuid4()}"
     async with Worker(
         env.client,
@@ -78,7 +82,7 @@ async def deal_running(
         handle = await env.client.start_workflow(
             DealWorkflow.run,
             DealInput(deal_id=portal.deal.id, rules=rules, **inp),
-            id=f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
+            id=workflow_id or f"deal-{portal.deal.id}-{uuid.uuid4().hex[:6]}",
             task_queue=queue,
         )
         try:

@@ -9,8 +9,10 @@ from datetime import date, timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from salesflow.config.templates import Templates
 from salesflow.workflows.deal import DealWorkflow
 from salesflow.workflows.models import Actor, PaymentSchedule, RecordPayment, Tranche
+from salesflow.workflows.refusals import refusal_of, refusal_text
 from tests.workflows.conftest import calendar_rules, new_deal
 from tests.workflows.doubles import FakePortal
 from tests.workflows.pipeline import drive_to, pass_days, schedule, until
@@ -27,9 +29,12 @@ def _plan(*tranches: tuple[float, int], actor: Actor | None = None) -> PaymentSc
 
 
 async def _refused(handle, cmd: PaymentSchedule) -> str:
+    """The refusal as a person reads it: its code's Russian template (workflows/refusals.py)."""
     with pytest.raises(WorkflowUpdateFailedError) as err:
         await handle.execute_update(DealWorkflow.amend_payment_schedule, cmd)
-    return str(err.value.cause)
+    found = refusal_of(err.value.cause)
+    assert found is not None, err.value.cause  # a refusal code, not a bare ValueError
+    return refusal_text(*found, Templates())
 
 
 async def test_r_ps_1_r_ps_2_schedule_amended_while_unpaid_refused_when_paid(
@@ -48,7 +53,7 @@ async def test_r_ps_1_r_ps_2_schedule_amended_while_unpaid_refused_when_paid(
         rop = Actor(user_id=ROP, name="РОП")
         await handle.execute_update(
             DealWorkflow.amend_payment_schedule, _plan((50, 10), (50, 25), actor=rop)
-        )
+        )  # answers a small UpdateAck; the schedule is in the state
         view = await handle.query(DealWorkflow.state)
         assert [(t.percent, t.state) for t in view.payment_schedule] == [
             (50, "paid"),
