@@ -257,7 +257,7 @@ async def test_r_pipeline_640k_russia_new_to_won(dev_env, tmp_path) -> None:
     assert result.stage == "WON"
     # The read model: the board shows the deal won; the SLA report counts its deadlines.
     assert str(deal_id) in board and "WON" in board
-    assert sla_code == 0 and "INVOICE" in sla and "LAUNCH" in sla
+    assert sla_code == 0 and "INVOICE" in sla and "LAUNCH" in sla, sla
     deal_tasks = [t for t in stack.portal.tasks.values() if f"D_{deal_id}" in t["UF_CRM_TASK"]]
     assert sorted(t["TITLE"] for t in deal_tasks) == sorted(TASK_TITLES)
     assert {(str(t["RESPONSIBLE_ID"]), str(t["CREATED_BY"])) for t in deal_tasks} == {
