@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import sys
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -72,6 +73,11 @@ def sla(
     console.print(tranches)
 
 
+# One deal's query: a deal no worker serves (a stopped worker, a task queue nobody polls)
+# answers nothing, and must not hold the report for the whole command's timeout.
+QUERY_TIMEOUT = timedelta(seconds=3)
+
+
 async def collect(client: Client, limit: int) -> list[DealSla]:
     """Each deal's SLA figures (`why` query; a closed deal answers it too), eight deals asked
     at a time. A deal that does not answer (a worker older than the query) is named on stderr
@@ -82,7 +88,7 @@ async def collect(client: Client, limit: int) -> list[DealSla]:
         async with gate:
             try:
                 handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-                view = await handle.query(DealWorkflow.why)
+                view = await handle.query(DealWorkflow.why, rpc_timeout=QUERY_TIMEOUT)
             except Exception as err:  # one deal's silence must not end the report
                 print(f"{workflow_id}: no SLA figures ({err})", file=sys.stderr)
                 return None

@@ -44,7 +44,8 @@ async def test_whatif_deals_and_since_read_the_live_namespace(
         args = ["whatif", "--rules", str(higher), "--deals", str(deal_id), "--json"]
         result = await asyncio.to_thread(CliRunner().invoke, app, args, env=environ)
         assert result.exit_code == 0, result.output
-        body = json.loads(result.output[result.output.index("{") :])
+        # the JSON document first; the worker's shutdown may log after it (stderr is mixed in)
+        body, _ = json.JSONDecoder().raw_decode(result.output[result.output.index("{") :])
         (deal,) = body["deals"]
         assert deal["deal_id"] == deal_id and deal["workflow_id"] == workflow_id
         assert deal["rules_version"]["was"] == rules.version
