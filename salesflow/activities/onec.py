@@ -681,6 +681,22 @@ class OneCActivities:
                 raise
         return str(created["Ref_Key"])
 
+    async def _open_task(self, ref: str, field: str) -> dict[str, Any] | None:
+        """The logist's 1C task with `field`, or None when it was never created, is executed
+        or is marked for deletion (nothing to change on it any more)."""
+        n = self.names
+        try:
+            task = await self.onec.get(
+                n.task, ref, select=["Ref_Key", "Executed", "DeletionMark", field]
+            )
+        except OneCNotFound as err:
+            if not err.instance_missing:
+                raise
+            return None
+        if task.get("Executed") or task.get("DeletionMark"):
+            return None
+        return task
+
     @activity.defn(name=CANCEL_ONEC_TASK)
     async def cancel_onec_task(self, req: CancelOneCTaskRequest) -> bool:
         """The lost deal's logist task withdrawn in 1C (compensation): marked for deletion
@@ -689,15 +705,8 @@ class OneCActivities:
         n = self.names
         ref = task_ref_for(req.key)
         with onec_errors(self.names, self.profile):
-            try:
-                task = await self.onec.get(
-                    n.task, ref, select=["Ref_Key", "Executed", "DeletionMark", n.task_result]
-                )
-            except OneCNotFound as err:
-                if not err.instance_missing:
-                    raise
-                return False
-            if task.get("Executed") or task.get("DeletionMark"):
+            task = await self._open_task(ref, n.task_result)
+            if task is None:
                 return False
             result = "\n".join(filter(None, [_text(task.get(n.task_result)), req.reason]))
             await self.onec.update(n.task, ref, {"DeletionMark": True, n.task_result: result})
@@ -712,15 +721,8 @@ class OneCActivities:
         n = self.names
         ref = task_ref_for(req.key)
         with onec_errors(self.names, self.profile):
-            try:
-                task = await self.onec.get(
-                    n.task, ref, select=["Ref_Key", "Executed", "DeletionMark", n.task_deadline]
-                )
-            except OneCNotFound as err:
-                if not err.instance_missing:
-                    raise
-                return False
-            if task.get("Executed") or task.get("DeletionMark"):
+            task = await self._open_task(ref, n.task_deadline)
+            if task is None:
                 return False
             current = task.get(n.task_deadline)
             moment = current if isinstance(current, datetime) and current.tzinfo else None

@@ -240,22 +240,7 @@ class Following:
 
     async def _missed(self, name: str, what: str, due: datetime, responsible: int | None) -> None:
         """R-X4: the responsible told, the РОП escalated, once each per miss."""
-        fx, purpose = self.fx, self._purpose(name)
-        fx.mark_overdue(name)
-        await fx.notify(
-            f"{purpose}:overdue",
-            [responsible or fx.responsible()],
-            "notify_deadline_missed",
-            what=what,
-            deadline=fx.local(due),
-        )
-        await fx.notify(
-            f"{purpose}:overdue:rop",
-            [self.rules.people.rop],
-            "notify_deadline_missed_rop",
-            what=what,
-            manager=str(self.s.manager_id or "—"),
-        )
+        await self.fx.deadline_missed(name, what, due, responsible, purpose=self._purpose(name))
 
     async def wait_or_remind(
         self,

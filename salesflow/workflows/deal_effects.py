@@ -570,19 +570,26 @@ class DealEffects:
         self.sync_overdue()
 
     async def deadline_missed(
-        self, name: str, what: str, due: datetime, responsible: int | None = None
+        self,
+        name: str,
+        what: str,
+        due: datetime,
+        responsible: int | None = None,
+        purpose: str | None = None,
     ) -> None:
-        """R-X4: the responsible is told and the РОП gets the escalation, once each."""
+        """R-X4: the responsible is told and the РОП gets the escalation, once each (keyed by
+        `purpose`, the deadline's name unless a re-armed deadline numbers its misses)."""
         self.mark_overdue(name)
+        purpose = purpose or name
         await self.notify(
-            f"{name}:overdue",
+            f"{purpose}:overdue",
             [responsible or self.responsible()],
             "notify_deadline_missed",
             what=what,
             deadline=self.local(due),
         )
         await self.notify(
-            f"{name}:overdue:rop",
+            f"{purpose}:overdue:rop",
             [self.rules.people.rop],
             "notify_deadline_missed_rop",
             what=what,
